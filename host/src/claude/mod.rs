@@ -1,0 +1,1 @@
+//! The Claude supervisor: spawn, stream-json reading, limits, outcomes, teardown of the whole process tree.

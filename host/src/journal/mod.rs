@@ -1,0 +1,1 @@
+//! The durable journal (SQLite): runs, stories, steps with intent and result rows; resume; the run lock.

@@ -1,0 +1,3 @@
+//! Plugins: the wasmtime engine, the compiled-component cache, manifests, capabilities, limits.
+
+pub mod bindings;

@@ -1,0 +1,1 @@
+//! The run loop: ties project, plugins, workflow, supervisor and journal together.

@@ -1,0 +1,1 @@
+//! Output: progress for people on stderr, NDJSON events for machines on stdout.

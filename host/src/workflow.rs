@@ -1,0 +1,1 @@
+//! The story state machine: pure, synchronous, no I/O.

@@ -1,0 +1,1 @@
+//! Helpers shared by the integration tests: temp projects, running the binary, process scans.
