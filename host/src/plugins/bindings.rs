@@ -9,6 +9,7 @@ pub mod agent {
         path: "../wit",
         world: "agent-policy",
         imports: { default: trappable },
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
