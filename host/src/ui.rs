@@ -1,1 +1,327 @@
 //! Output: progress for people on stderr, NDJSON events for machines on stdout.
+//!
+//! [`Ui::emit`] takes every [`Event`] of a run. With `--json` each becomes one line on stdout
+//! (`{"event": ..., "ts": ..., ...}`, schema in the README). For people, a progress line on
+//! stderr shows the epic, story, role, cycle, elapsed time, turns and cost of the current agent
+//! call when stderr is a terminal; on a pipe nothing is drawn. `-q` silences people's output.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// One NDJSON event. Field names are part of the scripting contract.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        project: String,
+        layout: String,
+        version: String,
+        stories: Vec<String>,
+        resumed: bool,
+        dry_run: bool,
+    },
+    StoryStarted {
+        story: String,
+        title: String,
+        epic: u32,
+        state: Option<String>,
+    },
+    AgentStarted {
+        role: String,
+        story: String,
+        cycle: u32,
+        pid: Option<u32>,
+        attempt: u32,
+        retry: bool,
+    },
+    AgentFinished {
+        role: String,
+        story: String,
+        cycle: u32,
+        outcome: String,
+        message: String,
+        duration_ms: u64,
+        turns: u32,
+        cost_usd: f64,
+        transcript: String,
+    },
+    GateFinished {
+        story: String,
+        gate: String,
+        passed: bool,
+        exit_code: Option<i32>,
+        timed_out: bool,
+        duration_ms: u64,
+    },
+    StateChanged {
+        story: String,
+        from: Option<String>,
+        to: String,
+    },
+    StoryFinished {
+        story: String,
+        result: String,
+        reason: Option<String>,
+        cycles: u32,
+        duration_ms: u64,
+        cost_usd: f64,
+        turns: u32,
+    },
+    RunFinished {
+        run_id: String,
+        total: usize,
+        done: usize,
+        failed: usize,
+        escalated: usize,
+        not_run: usize,
+        interrupted: bool,
+        duration_ms: u64,
+        cost_usd: f64,
+        exit_code: i32,
+    },
+}
+
+/// How much people see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+/// The run's output channels.
+#[derive(Debug)]
+pub struct Ui {
+    json: bool,
+    verbosity: Verbosity,
+    bar: Option<ProgressBar>,
+    call_started: Option<Instant>,
+    context: String,
+    turns: u32,
+}
+
+impl Ui {
+    /// `json`: NDJSON on stdout. The progress display is drawn only on a terminal.
+    pub fn new(json: bool, verbosity: Verbosity) -> Self {
+        let bar = (verbosity != Verbosity::Quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Ui {
+            json,
+            verbosity,
+            bar,
+            call_started: None,
+            context: String::new(),
+            turns: 0,
+        }
+    }
+
+    /// Whether NDJSON goes to stdout.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Publishes an event: an NDJSON line, and the progress display.
+    pub fn emit(&mut self, event: Event) {
+        if self.json {
+            write_json_line(&event);
+        }
+        self.show(&event);
+    }
+
+    /// A line for people (above the progress display), unless quiet.
+    pub fn say(&self, line: &str) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Called for each line of the running agent call: refreshes turns and elapsed time.
+    pub fn agent_progress(&mut self, assistant_turn: bool) {
+        if assistant_turn {
+            self.turns += 1;
+        }
+        self.refresh(None);
+    }
+
+    /// Removes the progress display.
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn refresh(&self, cost: Option<f64>) {
+        let Some(bar) = &self.bar else { return };
+        let elapsed = self
+            .call_started
+            .map(|t| format!(" · {}", clock(t.elapsed())))
+            .unwrap_or_default();
+        let cost = cost.map(|c| format!(" · ${c:.2}")).unwrap_or_default();
+        bar.set_message(format!(
+            "{}{elapsed} · {} msgs{cost}",
+            self.context, self.turns
+        ));
+    }
+
+    fn show(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                project,
+                layout,
+                version,
+                stories,
+                resumed,
+                ..
+            } => {
+                self.say(&format!(
+                    "{} {project} (BMAD {layout} {version}): {} stories",
+                    if *resumed { "resuming" } else { "running" },
+                    stories.len()
+                ));
+            }
+            Event::StoryStarted {
+                story,
+                title,
+                epic,
+                state,
+            } => {
+                self.context = format!("epic {epic} · story {story}");
+                if self.verbosity == Verbosity::Verbose || self.bar.is_none() {
+                    self.say(&format!(
+                        "story {story} {title} ({})",
+                        state.as_deref().unwrap_or("not drafted")
+                    ));
+                }
+                self.refresh(None);
+            }
+            Event::AgentStarted {
+                role, story, cycle, ..
+            } => {
+                self.context = format!("story {story} · {role} · cycle {cycle}");
+                self.call_started = Some(Instant::now());
+                self.turns = 0;
+                self.refresh(None);
+            }
+            Event::AgentFinished {
+                role,
+                story,
+                cycle,
+                outcome,
+                duration_ms,
+                turns,
+                cost_usd,
+                ..
+            } => {
+                self.call_started = None;
+                if self.verbosity != Verbosity::Quiet {
+                    self.say(&format!(
+                        "  {story} {role} (cycle {cycle}): {outcome} in {}, {turns} turns, ${cost_usd:.2} API-equivalent",
+                        clock(Duration::from_millis(*duration_ms))
+                    ));
+                }
+            }
+            Event::GateFinished {
+                story,
+                gate,
+                passed,
+                ..
+            } => {
+                self.say(&format!(
+                    "  {story} gate {gate}: {}",
+                    if *passed { "passed" } else { "FAILED" }
+                ));
+            }
+            Event::StateChanged { story, from, to } => {
+                if self.verbosity == Verbosity::Verbose {
+                    self.say(&format!(
+                        "  {story}: {} → {to}",
+                        from.as_deref().unwrap_or("none")
+                    ));
+                }
+            }
+            Event::StoryFinished {
+                story,
+                result,
+                reason,
+                ..
+            } => {
+                let why = reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                self.say(&format!("story {story} {result}{why}"));
+            }
+            Event::RunFinished { .. } => self.finish(),
+        }
+    }
+}
+
+/// Writes one event as a JSON line with a timestamp, flushing at once so scripts see it live.
+fn write_json_line(event: &Event) {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::to_value(event) else {
+        return;
+    };
+    map.insert("ts".into(), serde_json::Value::String(timestamp()));
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (the reader went away) must not stop the run: ignore write errors.
+    let _ = serde_json::to_writer(&mut out, &map);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn timestamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// `1m05s`-style duration for people.
+pub fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_with_their_name_and_fields() {
+        let v = serde_json::to_value(Event::StateChanged {
+            story: "1.2".into(),
+            from: Some("review".into()),
+            to: "done".into(),
+        })
+        .expect("serializes");
+        assert_eq!(v["event"], "state_changed");
+        assert_eq!(v["story"], "1.2");
+        assert_eq!(v["to"], "done");
+    }
+
+    #[test]
+    fn clock_formats() {
+        assert_eq!(clock(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(clock(Duration::from_secs(65)), "1m05s");
+        assert_eq!(clock(Duration::from_secs(3725)), "1h02m05s");
+    }
+}

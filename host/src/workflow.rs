@@ -1,1 +1,593 @@
 //! The story state machine: pure, synchronous, no I/O.
+//!
+//! For one story, [`Flow::next`] takes what the host observed in the story file (its parsed
+//! status) and says which role runs next, or how the story ends. [`Flow::step_ended`] records
+//! what the role's policy decided. Everything else (reading files, calling policies, running the
+//! agent, journaling) happens outside, in [`crate::run`].
+//!
+//! Rules:
+//! - No story file → SM drafts it. A story SM already attempted and that still does not exist
+//!   fails.
+//! - `drafted` → Dev when `approve_drafts` (the default), else escalate; `ready-for-dev`,
+//!   `in-progress`, `changes-requested` → Dev; `review` → QA; `done` → finished; `blocked`
+//!   → escalated. A status that is missing, doubtful or in conflict is escalated, never guessed.
+//! - One Dev + QA round is a cycle. The first Dev (or QA) step opens cycle 1; a Dev step that
+//!   follows a QA step opens the next cycle; opening a cycle beyond `max_cycles` escalates.
+//! - A step that leaves the story where it found it (same role would run again on the same
+//!   state) is a stall and escalates, so nothing loops forever.
+//! - A step that was started and not ended (the host crashed) is issued again, flagged as
+//!   in flight, so the journal can tell the policy it is a retry.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Role, StoryState};
+
+/// Workflow settings from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Dev+QA rounds allowed per story.
+    pub max_cycles: u32,
+    /// Whether a `Draft` story goes straight to Dev.
+    pub approve_drafts: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_cycles: 3,
+            approve_drafts: true,
+        }
+    }
+}
+
+/// What the host read from the story before asking for the next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// The story file does not exist yet.
+    NotDrafted,
+    /// The parsed canonical state.
+    State(StoryState),
+    /// The status cannot be trusted (missing, doubtful, conflicting): why, for the operator.
+    Unusable(String),
+}
+
+/// How a story ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", content = "reason", rename_all = "snake_case")]
+pub enum StoryResult {
+    Done,
+    Failed(String),
+    Escalated(String),
+}
+
+impl StoryResult {
+    /// The word the NDJSON events and the summary use.
+    pub fn word(&self) -> &'static str {
+        match self {
+            StoryResult::Done => "done",
+            StoryResult::Failed(_) => "failed",
+            StoryResult::Escalated(_) => "escalated",
+        }
+    }
+
+    /// The reason, for failed and escalated stories.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            StoryResult::Done => None,
+            StoryResult::Failed(r) | StoryResult::Escalated(r) => Some(r),
+        }
+    }
+}
+
+/// What to do next for the story.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Run this role's step in this cycle. `resumed` is true when the same step was started
+    /// before and never ended (a crash): the policy must be told it is a retry.
+    Run {
+        role: Role,
+        cycle: u32,
+        resumed: bool,
+    },
+    /// The story is finished.
+    Finish(StoryResult),
+}
+
+/// How a role's step ended, as decided by its policy (after the host applied any state write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEnd {
+    /// The step finished; the host re-reads the story.
+    Completed,
+    /// QA (or a gate) sent the story back to Dev with findings.
+    SentBack(Vec<String>),
+    /// The policy failed the story.
+    Failed(String),
+    /// The policy escalated the story to a person.
+    Escalated(String),
+}
+
+/// A step that was started: its role, the state it started from, and whether it sent the
+/// story back to Dev.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMark {
+    pub role: Role,
+    pub from: Option<StoryState>,
+    #[serde(default)]
+    pub sent_back: bool,
+}
+
+/// The per-story state machine. Serializable, so the journal can keep it across crashes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    settings: Settings,
+    /// The current cycle (0 before the first Dev or QA step).
+    cycle: u32,
+    /// The last step that ended.
+    last: Option<StepMark>,
+    /// The step started and not yet ended.
+    in_flight: Option<StepMark>,
+    /// The findings of the last send-back (for the next cycle's prompts).
+    findings: Vec<String>,
+    /// How many findings each send-back carried, oldest first.
+    findings_history: Vec<u32>,
+    /// The final result, once known.
+    result: Option<StoryResult>,
+}
+
+impl Flow {
+    /// A story not yet started.
+    pub fn new(settings: Settings) -> Self {
+        Flow {
+            settings,
+            cycle: 0,
+            last: None,
+            in_flight: None,
+            findings: Vec::new(),
+            findings_history: Vec::new(),
+            result: None,
+        }
+    }
+
+    /// The current cycle (0 before the first Dev or QA step).
+    pub fn cycle(&self) -> u32 {
+        self.cycle
+    }
+
+    /// The settings the flow runs under.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// Replaces the settings (e.g. a resumed run with a new `--max-cycles`).
+    pub fn set_settings(&mut self, settings: Settings) {
+        self.settings = settings;
+    }
+
+    /// The findings of the last send-back.
+    pub fn findings(&self) -> &[String] {
+        &self.findings
+    }
+
+    /// How many findings each send-back carried, oldest first.
+    pub fn findings_history(&self) -> &[u32] {
+        &self.findings_history
+    }
+
+    /// The final result, once the story finished.
+    pub fn result(&self) -> Option<&StoryResult> {
+        self.result.as_ref()
+    }
+
+    /// Decides what happens next, given the story as observed now.
+    pub fn next(&mut self, observed: &Observed) -> Next {
+        if let Some(result) = &self.result {
+            return Next::Finish(result.clone());
+        }
+        let from = match observed {
+            Observed::State(state) => Some(*state),
+            _ => None,
+        };
+        if let Some(mark) = self.in_flight {
+            // A step was started and never ended: issue it again, as a retry.
+            return Next::Run {
+                role: mark.role,
+                cycle: self.cycle,
+                resumed: true,
+            };
+        }
+        let role = match self.role_for(observed) {
+            Ok(role) => role,
+            Err(result) => return self.finish(result),
+        };
+        if let Some(last) = self.last
+            && last.role == role
+            && last.from == from
+            && !(last.sent_back && role == Role::Dev)
+        {
+            let what =
+                from.map_or_else(|| "not drafted".to_string(), |s| state_name(s).to_string());
+            return self.finish(match role {
+                Role::Sm => StoryResult::Failed(format!(
+                    "SM ran but the story is still {what}; check the SM transcript"
+                )),
+                _ => StoryResult::Escalated(format!(
+                    "no progress: {} left the story {what}",
+                    role_name(role)
+                )),
+            });
+        }
+        let opens_cycle = match role {
+            Role::Sm => false,
+            Role::Dev => {
+                self.cycle == 0 || self.last.is_some_and(|l| l.role == Role::Qa || l.sent_back)
+            }
+            Role::Qa => self.cycle == 0,
+        };
+        if opens_cycle {
+            if self.cycle >= self.settings.max_cycles {
+                return self.finish(StoryResult::Escalated(format!(
+                    "max cycles reached ({} Dev/QA rounds) and the story is still {}",
+                    self.settings.max_cycles,
+                    from.map_or("unreadable", state_name)
+                )));
+            }
+            self.cycle += 1;
+        }
+        self.in_flight = Some(StepMark {
+            role,
+            from,
+            sent_back: false,
+        });
+        Next::Run {
+            role,
+            cycle: self.cycle,
+            resumed: false,
+        }
+    }
+
+    /// Records how the step that [`Flow::next`] issued ended.
+    pub fn step_ended(&mut self, end: StepEnd) {
+        let mark = self.in_flight.take();
+        if mark.is_some() {
+            self.last = mark;
+        }
+        match end {
+            StepEnd::Completed => {}
+            StepEnd::SentBack(findings) => {
+                self.findings_history
+                    .push(u32::try_from(findings.len()).unwrap_or(u32::MAX));
+                self.findings = findings;
+                // A send-back moves the story on even if its file reads the same (v4 writes
+                // changes-requested as InProgress): the next Dev step opens a new cycle.
+                if let Some(last) = &mut self.last {
+                    last.sent_back = true;
+                }
+            }
+            StepEnd::Failed(reason) => self.result = Some(StoryResult::Failed(reason)),
+            StepEnd::Escalated(reason) => self.result = Some(StoryResult::Escalated(reason)),
+        }
+    }
+
+    fn role_for(&self, observed: &Observed) -> Result<Role, StoryResult> {
+        match observed {
+            Observed::NotDrafted => Ok(Role::Sm),
+            Observed::Unusable(why) => Err(StoryResult::Escalated(why.clone())),
+            Observed::State(state) => match state {
+                StoryState::Backlog => Ok(Role::Sm),
+                StoryState::Drafted if self.settings.approve_drafts => Ok(Role::Dev),
+                StoryState::Drafted => Err(StoryResult::Escalated(
+                    "the story is a Draft: approve it, or set [workflow] approve_drafts = true"
+                        .into(),
+                )),
+                StoryState::ReadyForDev | StoryState::InProgress | StoryState::ChangesRequested => {
+                    Ok(Role::Dev)
+                }
+                StoryState::Review => Ok(Role::Qa),
+                StoryState::Done => Err(StoryResult::Done),
+                StoryState::Blocked => Err(StoryResult::Escalated(
+                    "the story is Blocked: a person must unblock it".into(),
+                )),
+            },
+        }
+    }
+
+    fn finish(&mut self, result: StoryResult) -> Next {
+        self.result = Some(result.clone());
+        Next::Finish(result)
+    }
+}
+
+/// The canonical name of a state (`ready-for-dev`), as in the WIT and the NDJSON events.
+pub fn state_name(state: StoryState) -> &'static str {
+    match state {
+        StoryState::Backlog => "backlog",
+        StoryState::Drafted => "drafted",
+        StoryState::ReadyForDev => "ready-for-dev",
+        StoryState::InProgress => "in-progress",
+        StoryState::Review => "review",
+        StoryState::ChangesRequested => "changes-requested",
+        StoryState::Done => "done",
+        StoryState::Blocked => "blocked",
+    }
+}
+
+/// The role's name (`sm`, `dev`, `qa`), as in `BMAD_HOST_ROLE`.
+pub fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Sm => "sm",
+        Role::Dev => "dev",
+        Role::Qa => "qa",
+    }
+}
+
+/// Every canonical state, for exhaustive tests and help texts.
+pub const ALL_STATES: [StoryState; 8] = [
+    StoryState::Backlog,
+    StoryState::Drafted,
+    StoryState::ReadyForDev,
+    StoryState::InProgress,
+    StoryState::Review,
+    StoryState::ChangesRequested,
+    StoryState::Done,
+    StoryState::Blocked,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> Flow {
+        Flow::new(Settings::default())
+    }
+
+    fn run(role: Role, cycle: u32) -> Next {
+        Next::Run {
+            role,
+            cycle,
+            resumed: false,
+        }
+    }
+
+    fn st(state: StoryState) -> Observed {
+        Observed::State(state)
+    }
+
+    #[test]
+    fn every_state_maps_to_its_role_or_ending() {
+        for state in ALL_STATES {
+            let mut f = flow();
+            let next = f.next(&st(state));
+            let expected = match state {
+                StoryState::Backlog => run(Role::Sm, 0),
+                StoryState::Drafted
+                | StoryState::ReadyForDev
+                | StoryState::InProgress
+                | StoryState::ChangesRequested => run(Role::Dev, 1),
+                StoryState::Review => run(Role::Qa, 1),
+                StoryState::Done => Next::Finish(StoryResult::Done),
+                StoryState::Blocked => Next::Finish(StoryResult::Escalated(
+                    "the story is Blocked: a person must unblock it".into(),
+                )),
+            };
+            assert_eq!(next, expected, "state {}", state_name(state));
+        }
+    }
+
+    #[test]
+    fn missing_story_goes_to_sm_then_dev() {
+        let mut f = flow();
+        assert_eq!(f.next(&Observed::NotDrafted), run(Role::Sm, 0));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(f.next(&st(StoryState::Drafted)), run(Role::Dev, 1));
+    }
+
+    #[test]
+    fn sm_that_drafts_nothing_fails_the_story() {
+        let mut f = flow();
+        f.next(&Observed::NotDrafted);
+        f.step_ended(StepEnd::Completed);
+        let next = f.next(&Observed::NotDrafted);
+        assert!(
+            matches!(next, Next::Finish(StoryResult::Failed(_))),
+            "{next:?}"
+        );
+        // The ending sticks.
+        assert_eq!(f.next(&st(StoryState::Review)), next);
+    }
+
+    #[test]
+    fn drafts_escalate_when_not_auto_approved() {
+        let mut f = Flow::new(Settings {
+            approve_drafts: false,
+            ..Settings::default()
+        });
+        assert!(matches!(
+            f.next(&st(StoryState::Drafted)),
+            Next::Finish(StoryResult::Escalated(_))
+        ));
+    }
+
+    #[test]
+    fn unusable_status_escalates_with_the_reason() {
+        let mut f = flow();
+        assert_eq!(
+            f.next(&Observed::Unusable("two Status sections".into())),
+            Next::Finish(StoryResult::Escalated("two Status sections".into()))
+        );
+    }
+
+    #[test]
+    fn happy_path_is_one_cycle() {
+        let mut f = flow();
+        assert_eq!(f.next(&st(StoryState::ReadyForDev)), run(Role::Dev, 1));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(f.next(&st(StoryState::Review)), run(Role::Qa, 1));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+        assert_eq!(f.cycle(), 1);
+    }
+
+    #[test]
+    fn send_back_opens_a_new_cycle_with_findings() {
+        let mut f = flow();
+        f.next(&st(StoryState::ReadyForDev));
+        f.step_ended(StepEnd::Completed);
+        f.next(&st(StoryState::Review));
+        f.step_ended(StepEnd::SentBack(vec!["a".into(), "b".into()]));
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 2));
+        assert_eq!(f.findings(), ["a", "b"]);
+        assert_eq!(f.findings_history(), [2]);
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(f.next(&st(StoryState::Review)), run(Role::Qa, 2));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+    }
+
+    #[test]
+    fn max_cycles_escalates_before_opening_another_cycle() {
+        let mut f = Flow::new(Settings {
+            max_cycles: 2,
+            approve_drafts: true,
+        });
+        for cycle in 1..=2 {
+            assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, cycle));
+            f.step_ended(StepEnd::Completed);
+            assert_eq!(f.next(&st(StoryState::Review)), run(Role::Qa, cycle));
+            f.step_ended(StepEnd::SentBack(vec!["x".into()]));
+        }
+        let next = f.next(&st(StoryState::InProgress));
+        match next {
+            Next::Finish(StoryResult::Escalated(reason)) => {
+                assert!(reason.contains("max cycles reached (2"), "{reason}")
+            }
+            other => panic!("expected escalation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn max_cycles_zero_never_runs_dev() {
+        let mut f = Flow::new(Settings {
+            max_cycles: 0,
+            approve_drafts: true,
+        });
+        assert!(matches!(
+            f.next(&st(StoryState::ReadyForDev)),
+            Next::Finish(StoryResult::Escalated(_))
+        ));
+    }
+
+    #[test]
+    fn dev_that_does_not_move_the_story_stalls() {
+        let mut f = flow();
+        f.next(&st(StoryState::InProgress));
+        f.step_ended(StepEnd::Completed);
+        assert!(matches!(
+            f.next(&st(StoryState::InProgress)),
+            Next::Finish(StoryResult::Escalated(r)) if r.contains("no progress")
+        ));
+    }
+
+    #[test]
+    fn qa_send_back_without_state_change_is_not_a_stall() {
+        // QA sends back; the host wrote changes-requested, read back as in-progress (v4).
+        let mut f = flow();
+        f.next(&st(StoryState::Review));
+        f.step_ended(StepEnd::SentBack(vec![]));
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 2));
+    }
+
+    #[test]
+    fn dev_send_back_for_failed_gates_opens_a_new_cycle() {
+        let mut f = flow();
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 1));
+        f.step_ended(StepEnd::SentBack(vec!["gate cargo-test failed".into()]));
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 2));
+    }
+
+    #[test]
+    fn policy_failure_and_escalation_end_the_story() {
+        for (end, result) in [
+            (StepEnd::Failed("f".into()), StoryResult::Failed("f".into())),
+            (
+                StepEnd::Escalated("e".into()),
+                StoryResult::Escalated("e".into()),
+            ),
+        ] {
+            let mut f = flow();
+            f.next(&st(StoryState::ReadyForDev));
+            f.step_ended(end);
+            assert_eq!(
+                f.next(&st(StoryState::Review)),
+                Next::Finish(result.clone())
+            );
+            assert_eq!(f.result(), Some(&result));
+        }
+    }
+
+    #[test]
+    fn a_step_in_flight_is_reissued_as_a_retry_after_a_crash() {
+        let mut f = flow();
+        f.next(&st(StoryState::Review));
+        f.step_ended(StepEnd::SentBack(vec!["x".into()]));
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 2));
+        // Crash: the flow as journaled is restored, the story file may have moved on.
+        let json = serde_json::to_string(&f).expect("flow serializes");
+        let mut restored: Flow = serde_json::from_str(&json).expect("flow deserializes");
+        assert_eq!(
+            restored.next(&st(StoryState::Review)),
+            Next::Run {
+                role: Role::Dev,
+                cycle: 2,
+                resumed: true
+            }
+        );
+        restored.step_ended(StepEnd::Completed);
+        assert_eq!(restored.next(&st(StoryState::Review)), run(Role::Qa, 2));
+    }
+
+    #[test]
+    fn exhaustive_transitions_never_loop_forever() {
+        // From every state, with every kind of step ending, the flow reaches an ending within a
+        // bounded number of steps when the story never changes on its own.
+        let ends = [
+            StepEnd::Completed,
+            StepEnd::SentBack(vec!["x".into()]),
+            StepEnd::Failed("f".into()),
+            StepEnd::Escalated("e".into()),
+        ];
+        let observations: Vec<Observed> = ALL_STATES
+            .iter()
+            .map(|s| st(*s))
+            .chain([Observed::NotDrafted, Observed::Unusable("u".into())])
+            .collect();
+        for max_cycles in 0..4 {
+            let settings = Settings {
+                max_cycles,
+                approve_drafts: true,
+            };
+            for obs in &observations {
+                for end in &ends {
+                    let mut f = Flow::new(settings);
+                    let mut steps = 0;
+                    loop {
+                        match f.next(obs) {
+                            Next::Finish(_) => break,
+                            Next::Run { cycle, .. } => {
+                                assert!(cycle <= max_cycles.max(1));
+                                f.step_ended(end.clone());
+                            }
+                        }
+                        steps += 1;
+                        assert!(steps <= 2 * max_cycles as usize + 3, "{obs:?} {end:?}");
+                    }
+                }
+            }
+        }
+    }
+}
