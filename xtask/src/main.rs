@@ -1,1 +1,253 @@
-fn main() {}
+//! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
+//!
+//! - `build-plugins`: ensure the `wasm32-wasip2` target, build every plugin crate under
+//!   `plugins/` (and the test components) and copy each component into its plugin folder.
+//! - `test`: build-plugins, then rustfmt, clippy and the whole test suite.
+//! - `demo`: copy the sample BMAD v4 project to a temp dir and drive it to Done with the fake
+//!   Claude; print where it left the project.
+//! - `bench`: the benchmarks (see `BENCHMARKS.md`).
+//! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+mod new_plugin;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  build-plugins             build every WASM plugin into its plugin folder
+  test                      build-plugins, then fmt, clippy and the whole test suite
+  demo [--v6]               run bmad-host on a sample project with the fake Claude
+  bench                     run the benchmarks and write BENCHMARKS.md
+  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("build-plugins") => build_plugins(&root),
+        Some("test") => test(&root),
+        Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
+        Some("bench") => bench(&root),
+        Some("new-plugin") => {
+            let name = args.get(1).context("new-plugin needs a NAME")?;
+            let role = args
+                .iter()
+                .position(|a| a == "--role")
+                .and_then(|i| args.get(i + 1))
+                .context("new-plugin needs --role status|sm|dev|qa")?;
+            new_plugin::run(name, role, &root)
+        }
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives one level below the workspace root")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", show(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {}", show(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A plugin folder with a crate: where its component goes.
+#[derive(Debug)]
+struct PluginCrate {
+    dir: PathBuf,
+    package: String,
+    component: String,
+}
+
+fn plugin_crates(root: &Path) -> Result<Vec<PluginCrate>> {
+    let mut found = Vec::new();
+    let dir = root.join("plugins");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let (manifest, cargo_toml) = (path.join("plugin.toml"), path.join("Cargo.toml"));
+        if !manifest.is_file() || !cargo_toml.is_file() {
+            continue;
+        }
+        let package = read_toml(&cargo_toml)?
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("{} has no [package] name", cargo_toml.display()))?;
+        let plugin = read_toml(&manifest)?;
+        let component = plugin
+            .get("component")
+            .and_then(|c| c.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("{} has no `component`", manifest.display()))?;
+        found.push(PluginCrate {
+            dir: path,
+            package,
+            component,
+        });
+    }
+    Ok(found)
+}
+
+fn read_toml(path: &Path) -> Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("wasm32-wasip2") => Ok(()),
+        Ok(_) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
+        // No rustup: trust that the toolchain has the target; cargo will say if not.
+        Err(_) => Ok(()),
+    }
+}
+
+fn build_plugins(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let plugins = plugin_crates(root)?;
+    if plugins.is_empty() {
+        bail!("no plugin crates under {}/plugins", root.display());
+    }
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"]);
+    for p in &plugins {
+        cmd.args(["-p", &p.package]);
+    }
+    run(&mut cmd)?;
+    let out = target_dir(root).join("wasm32-wasip2").join("wasm");
+    for p in &plugins {
+        let built = out.join(format!("{}.wasm", p.package.replace('-', "_")));
+        let dest = p.dir.join(&p.component);
+        std::fs::copy(&built, &dest)
+            .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
+        eprintln!("  {} -> {}", p.package, dest.display());
+    }
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn test(root: &Path) -> Result<()> {
+    build_plugins(root)?;
+    run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
+    run(cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().current_dir(root).args(["test", "--workspace"]))?;
+    eprintln!("all checks passed");
+    Ok(())
+}
+
+fn demo(root: &Path, v6: bool) -> Result<()> {
+    build_plugins(root)?;
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "-p", "bmad-host-tests", "--bins"]))?;
+    let sample = root
+        .join("tests/fixtures")
+        .join(if v6 { "v6-sample" } else { "v4-sample" });
+    let project = std::env::temp_dir().join(format!(
+        "bmad-host-demo-{}-{}",
+        if v6 { "v6" } else { "v4" },
+        std::process::id()
+    ));
+    copy_dir(&sample, &project)?;
+    let bin = target_dir(root).join("debug");
+    eprintln!("\ndemo project: {}\n", project.display());
+    let status = Command::new(bin.join("bmad-host"))
+        .arg("run")
+        .arg("--plugins")
+        .arg(root.join("plugins"))
+        .arg("--project")
+        .arg(&project)
+        .arg("--claude-bin")
+        .arg(bin.join("fake-claude"))
+        .status()
+        .context("cannot run bmad-host")?;
+    let _ = Command::new(bin.join("bmad-host"))
+        .arg("status")
+        .arg("--plugins")
+        .arg(root.join("plugins"))
+        .arg("--project")
+        .arg(&project)
+        .status();
+    eprintln!(
+        "\nthe project is left at {} (journal and transcripts in .bmad-host/)",
+        project.display()
+    );
+    if !status.success() {
+        bail!("bmad-host run ended with {status}");
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))?
+    {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)
+                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn bench(root: &Path) -> Result<()> {
+    build_plugins(root)?;
+    run(cargo().current_dir(root).args(["bench", "-p", "bmad-host"]))
+}
