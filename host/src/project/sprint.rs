@@ -1,0 +1,745 @@
+//! v6 `sprint-status.yaml`: a tolerant reader of `development_status` and a one-line editor that
+//! keeps every other byte (comments, order, quoting, line endings).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::error::{FileLoc, ProjectError, Warning};
+use super::id::StoryId;
+use super::text::line_spans;
+use crate::policy::StoryState;
+
+/// `sprint-status.yaml` larger than this is refused (a big one is a few KiB).
+const MAX_SPRINT_BYTES: u64 = 1024 * 1024;
+
+const FIX_YAML: &str = "fix the YAML (spaces not tabs, closed quotes) or regenerate the file with the sprint-planning workflow";
+const FIX_REGENERATE: &str =
+    "run the sprint-planning workflow (bmad-sprint-planning) to generate it";
+
+/// The story values sprint-status allows, in workflow order.
+pub const STORY_VALUES: [&str; 5] = ["backlog", "ready-for-dev", "in-progress", "review", "done"];
+
+/// What a `development_status` key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SprintKey {
+    /// `epic-N`.
+    Epic(u32),
+    /// `N-M-slug` (or `N-M` without a slug, tolerated).
+    Story {
+        /// The story id.
+        id: StoryId,
+        /// The slug after the id, if any.
+        slug: Option<String>,
+    },
+    /// `epic-N-retrospective`.
+    Retrospective(u32),
+    /// Anything else (ignored).
+    Other,
+}
+
+impl SprintKey {
+    /// Classifies a key. `1-10-x` is story 1.10, never 1.1.
+    pub fn classify(key: &str) -> SprintKey {
+        if let Some(rest) = key.strip_prefix("epic-") {
+            if let Some(n) = rest.strip_suffix("-retrospective").and_then(parse_num) {
+                return SprintKey::Retrospective(n);
+            }
+            if let Some(n) = parse_num(rest) {
+                return SprintKey::Epic(n);
+            }
+            return SprintKey::Other;
+        }
+        match StoryId::parse_prefix(key) {
+            // Sprint keys always use the dash form.
+            Some((id, used)) if key.bytes().find(|b| matches!(b, b'.' | b'-')) == Some(b'-') => {
+                let rest = &key[used..];
+                if rest.is_empty() {
+                    SprintKey::Story { id, slug: None }
+                } else if let Some(slug) = rest.strip_prefix('-').filter(|s| !s.is_empty()) {
+                    SprintKey::Story {
+                        id,
+                        slug: Some(slug.to_owned()),
+                    }
+                } else {
+                    SprintKey::Other
+                }
+            }
+            _ => SprintKey::Other,
+        }
+    }
+}
+
+fn parse_num(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The canonical state of a sprint-status story value. Exact values map directly; a different
+/// case (`Done`) and the legacy `drafted` / `contexted` map with a warning; anything else is
+/// `None` (unknown).
+pub fn sprint_value_state(value: &str) -> (Option<StoryState>, bool) {
+    if let Some(state) = sprint_value_state_exact(value) {
+        return (Some(state), true);
+    }
+    let lower = value.trim().to_ascii_lowercase();
+    let loose = match lower.as_str() {
+        "drafted" => Some(StoryState::ReadyForDev),
+        "contexted" => Some(StoryState::InProgress),
+        other => sprint_value_state_exact(other),
+    };
+    (loose, false)
+}
+
+fn sprint_value_state_exact(v: &str) -> Option<StoryState> {
+    match v {
+        "backlog" => Some(StoryState::Backlog),
+        "ready-for-dev" => Some(StoryState::ReadyForDev),
+        "in-progress" => Some(StoryState::InProgress),
+        "review" => Some(StoryState::Review),
+        "done" => Some(StoryState::Done),
+        _ => None,
+    }
+}
+
+/// How sprint-status spells a canonical state; `None` for `blocked`, which sprint-status has no
+/// value for (the key is left as it is).
+pub fn sprint_spelling(state: StoryState) -> Option<&'static str> {
+    match state {
+        StoryState::Backlog => Some("backlog"),
+        StoryState::Drafted | StoryState::ReadyForDev => Some("ready-for-dev"),
+        StoryState::InProgress | StoryState::ChangesRequested => Some("in-progress"),
+        StoryState::Review => Some("review"),
+        StoryState::Done => Some("done"),
+        StoryState::Blocked => None,
+    }
+}
+
+/// One `development_status` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SprintEntry {
+    /// The key as written.
+    pub key: String,
+    /// What the key names.
+    pub kind: SprintKey,
+    /// The value, unquoted (empty for a null value).
+    pub value: String,
+    /// For story keys: the canonical state of the value (`None` if unknown).
+    pub state: Option<StoryState>,
+    /// The 1-based line (of the last occurrence), when the file is in line form.
+    pub line: Option<u32>,
+}
+
+/// A parsed `sprint-status.yaml`.
+#[derive(Debug, Clone)]
+pub struct SprintStatus {
+    path: PathBuf,
+    entries: Vec<SprintEntry>,
+    warnings: Vec<Warning>,
+    /// `Err(reason)` when the file is readable but not in the one-`key: value`-per-line form.
+    editable: Result<(), String>,
+}
+
+impl SprintStatus {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<SprintStatus, ProjectError> {
+        let bytes = read_capped(path)?;
+        Self::parse(path, &String::from_utf8_lossy(&bytes))
+    }
+
+    /// Parses `text` as the sprint-status file at `path` (the path is for messages).
+    pub fn parse(path: &Path, text: &str) -> Result<SprintStatus, ProjectError> {
+        let meaningful = text.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && t != "---"
+        });
+        if !meaningful {
+            return Err(ProjectError::SprintStatus {
+                at: FileLoc::new(path, None),
+                problem: "the file is empty: no development_status".to_owned(),
+                fix: FIX_REGENERATE.to_owned(),
+            });
+        }
+        let doc: SprintDoc =
+            serde_yaml_ng::from_str(text).map_err(|e| ProjectError::yaml(path, &e, FIX_YAML))?;
+        let scan = scan_block(text.as_bytes());
+        let key_line = scan.header_line;
+        let pairs = match doc.development_status {
+            None => {
+                return Err(ProjectError::SprintStatus {
+                    at: FileLoc::new(path, None),
+                    problem: "no development_status mapping".to_owned(),
+                    fix: FIX_REGENERATE.to_owned(),
+                });
+            }
+            Some(DevStatus::Map(pairs)) => pairs,
+            Some(DevStatus::NotMap(what)) => {
+                return Err(ProjectError::SprintStatus {
+                    at: FileLoc::new(path, key_line),
+                    problem: format!("development_status is {what}, not a mapping of story keys to statuses"),
+                    fix: "write one `key: status` per line under it, for example `  1-1-project-setup: done`".to_owned(),
+                });
+            }
+        };
+
+        let mut warnings = Vec::new();
+        let in_line_form = scan.entries.len() == pairs.len()
+            && scan
+                .entries
+                .iter()
+                .zip(&pairs)
+                .all(|(s, (k, v))| s.key == *k && v.as_deref() == Some(s.value.as_str()));
+        let editable = if in_line_form {
+            Ok(())
+        } else {
+            let reason = "development_status is not written one `key: value` per line, so bmad-host can read it but will not edit it".to_owned();
+            warnings.push(Warning::new(path, key_line, reason.clone()));
+            Err(reason)
+        };
+
+        let mut entries: Vec<SprintEntry> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for (i, (key, value)) in pairs.into_iter().enumerate() {
+            let line = if in_line_form {
+                scan.entries.get(i).map(|s| s.line)
+            } else {
+                None
+            };
+            let kind = SprintKey::classify(&key);
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    warnings.push(Warning::new(
+                        path,
+                        line,
+                        format!("`{key}` has a list or mapping as its value: read as unknown"),
+                    ));
+                    String::new()
+                }
+            };
+            let state = check_value(path, line, &key, &kind, &value, &mut warnings);
+            let entry = SprintEntry {
+                key: key.clone(),
+                kind,
+                value,
+                state,
+                line,
+            };
+            if let Some(&at) = index.get(&key) {
+                let first = entries[at]
+                    .line
+                    .map_or_else(String::new, |l| format!(" (line {l})"));
+                warnings.push(Warning::new(
+                    path,
+                    line,
+                    format!(
+                        "duplicate key `{key}`{first}: the last one (`{}`) counts, as lenient YAML readers do; delete the other line",
+                        entry.value
+                    ),
+                ));
+                entries[at] = entry;
+            } else {
+                index.insert(key, entries.len());
+                entries.push(entry);
+            }
+        }
+
+        // Two keys for one story (`1-1-project-setup` and `1-1`): the first with a slug counts.
+        let mut seen: HashMap<StoryId, &SprintEntry> = HashMap::new();
+        let mut extra = Vec::new();
+        for e in &entries {
+            if let SprintKey::Story { id, .. } = e.kind {
+                if let Some(first) = seen.get(&id) {
+                    extra.push(Warning::new(
+                        path,
+                        e.line,
+                        format!(
+                            "`{}` is a second key for story {id} (after `{}`): ignored",
+                            e.key, first.key
+                        ),
+                    ));
+                } else {
+                    seen.insert(id, e);
+                }
+            }
+        }
+        warnings.extend(extra);
+        Ok(SprintStatus {
+            path: path.to_owned(),
+            entries,
+            warnings,
+            editable,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every entry of `development_status`, in file order (a duplicated key once, last value).
+    pub fn entries(&self) -> &[SprintEntry] {
+        &self.entries
+    }
+
+    /// What was tolerated while reading.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// Whether bmad-host can edit values in place (`Err` says why not).
+    pub fn editable(&self) -> Result<(), &str> {
+        self.editable.as_ref().map(|_| ()).map_err(String::as_str)
+    }
+
+    /// The entry for a story: the first key naming that id with a slug, else a bare `N-M` key.
+    pub fn story(&self, id: StoryId) -> Option<&SprintEntry> {
+        let mut bare = None;
+        for e in &self.entries {
+            if let SprintKey::Story { id: eid, slug } = &e.kind
+                && *eid == id
+            {
+                if slug.is_some() {
+                    return Some(e);
+                }
+                bare.get_or_insert(e);
+            }
+        }
+        bare
+    }
+
+    /// Every story entry, in file order.
+    pub fn stories(&self) -> impl Iterator<Item = (StoryId, &SprintEntry)> {
+        self.entries.iter().filter_map(|e| match e.kind {
+            SprintKey::Story { id, .. } => Some((id, e)),
+            _ => None,
+        })
+    }
+}
+
+fn check_value(
+    path: &Path,
+    line: Option<u32>,
+    key: &str,
+    kind: &SprintKey,
+    value: &str,
+    warnings: &mut Vec<Warning>,
+) -> Option<StoryState> {
+    let allowed: &[&str] = match kind {
+        SprintKey::Story { id, slug } => {
+            if slug.is_none() {
+                warnings.push(Warning::new(
+                    path,
+                    line,
+                    format!("story key `{key}` has no slug: read as story {id}"),
+                ));
+            }
+            let (state, exact) = sprint_value_state(value);
+            match (state, exact) {
+                (Some(_), true) => {}
+                (Some(s), false) => warnings.push(Warning::new(
+                    path,
+                    line,
+                    format!(
+                        "`{key}: {value}` is not an exact sprint-status value: read as `{}`",
+                        sprint_spelling(s).unwrap_or("?")
+                    ),
+                )),
+                (None, _) => warnings.push(Warning::new(
+                    path,
+                    line,
+                    format!(
+                        "illegal status `{value}` for `{key}` (expected {}): read as unknown",
+                        STORY_VALUES.join("|")
+                    ),
+                )),
+            }
+            return state;
+        }
+        SprintKey::Epic(_) => &["backlog", "in-progress", "done", "contexted"],
+        SprintKey::Retrospective(_) => &["optional", "done"],
+        SprintKey::Other => {
+            warnings.push(Warning::new(
+                path,
+                line,
+                format!("unrecognised key `{key}`: ignored"),
+            ));
+            return None;
+        }
+    };
+    if !allowed.contains(&value) {
+        warnings.push(Warning::new(
+            path,
+            line,
+            format!(
+                "illegal status `{value}` for `{key}` (expected {}): ignored",
+                allowed.join("|")
+            ),
+        ));
+    }
+    None
+}
+
+fn read_capped(path: &Path) -> Result<Vec<u8>, ProjectError> {
+    let meta = std::fs::metadata(path).map_err(|e| ProjectError::io("read", path, e))?;
+    if meta.len() > MAX_SPRINT_BYTES {
+        return Err(ProjectError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+            limit: MAX_SPRINT_BYTES,
+            what: "sprint-status.yaml",
+        });
+    }
+    std::fs::read(path).map_err(|e| ProjectError::io("read", path, e))
+}
+
+/// The result of planning a one-line edit of sprint-status.
+#[derive(Debug)]
+pub(crate) enum SprintEdit {
+    /// The key already has this value.
+    Same { line: u32, value: String },
+    /// The new file bytes.
+    Change {
+        line: u32,
+        from: String,
+        bytes: Vec<u8>,
+    },
+}
+
+/// Plans setting `key` to `new_value` in the file `bytes`, editing only that value's token and
+/// keeping its quoting. `Err` says why it cannot be done.
+pub(crate) fn plan_edit(
+    path: &Path,
+    bytes: &[u8],
+    id: StoryId,
+    new_value: &str,
+) -> Result<(String, SprintEdit), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not valid UTF-8".to_owned())?;
+    let status = SprintStatus::parse(path, text).map_err(|e| e.to_string())?;
+    status.editable().map_err(str::to_owned)?;
+    let entry = status.story(id).ok_or_else(|| {
+        format!("no key for story {id} in development_status; run the sprint-planning workflow to add it")
+    })?;
+    let scan = scan_block(bytes);
+    let line = entry
+        .line
+        .ok_or_else(|| "the story's line was not found".to_owned())?;
+    let scanned = scan
+        .entries
+        .iter()
+        .rev()
+        .find(|s| s.line == line && s.key == entry.key)
+        .ok_or_else(|| "the story's line was not found".to_owned())?;
+    if scanned.quote.is_none() && scanned.value.is_empty() {
+        return Err(format!("`{}` has no value to replace", entry.key));
+    }
+    if entry.value == new_value {
+        return Ok((
+            entry.key.clone(),
+            SprintEdit::Same {
+                line,
+                value: entry.value.clone(),
+            },
+        ));
+    }
+    let token = match scanned.quote {
+        Some(q) => format!("{q}{new_value}{q}"),
+        None => new_value.to_owned(),
+    };
+    let mut out = Vec::with_capacity(bytes.len() + token.len());
+    out.extend_from_slice(&bytes[..scanned.token.0]);
+    out.extend_from_slice(token.as_bytes());
+    out.extend_from_slice(&bytes[scanned.token.1..]);
+    Ok((
+        entry.key.clone(),
+        SprintEdit::Change {
+            line,
+            from: entry.value.clone(),
+            bytes: out,
+        },
+    ))
+}
+
+/// One `key: value` line of the `development_status` block.
+#[derive(Debug)]
+struct ScannedEntry {
+    key: String,
+    value: String,
+    line: u32,
+    /// Byte range of the value token (with its quotes) in the whole file.
+    token: (usize, usize),
+    quote: Option<char>,
+}
+
+#[derive(Debug, Default)]
+struct Scan {
+    header_line: Option<u32>,
+    entries: Vec<ScannedEntry>,
+}
+
+/// Finds `development_status:` at column 0 and reads the indented `key: value` lines under it.
+fn scan_block(bytes: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let mut inside = false;
+    for (i, (start, end)) in line_spans(bytes, false).into_iter().enumerate() {
+        let no = u32::try_from(i + 1).unwrap_or(u32::MAX);
+        let Ok(line) = std::str::from_utf8(&bytes[start..end]) else {
+            if inside {
+                break;
+            }
+            continue;
+        };
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if !inside {
+            if let Some(rest) = line.strip_prefix("development_status:")
+                && (rest.trim().is_empty() || rest.trim_start().starts_with('#'))
+            {
+                inside = true;
+                scan.header_line = Some(no);
+            } else if line.starts_with("development_status:") {
+                scan.header_line = Some(no);
+            }
+            continue;
+        }
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if indent == 0 {
+            break;
+        }
+        match scan_entry(trimmed) {
+            Some((key, value, (ts, te), quote)) => {
+                let base = start + indent;
+                scan.entries.push(ScannedEntry {
+                    key,
+                    value,
+                    line: no,
+                    token: (base + ts, base + te),
+                    quote,
+                });
+            }
+            None => break,
+        }
+    }
+    scan
+}
+
+/// A scanned `key: value` line: key, unquoted value, value token range, quote char.
+type EntryParts = (String, String, (usize, usize), Option<char>);
+
+/// Splits `key: value  # comment` into its parts (`None`: not such a line).
+fn scan_entry(s: &str) -> Option<EntryParts> {
+    if s.starts_with("- ") || s == "-" {
+        return None;
+    }
+    let (key, after_key) = match s.chars().next()? {
+        q @ ('"' | '\'') => {
+            let close = s[1..].find(q)? + 1;
+            (s[1..close].to_owned(), close + 1)
+        }
+        _ => {
+            let colon = s
+                .match_indices(':')
+                .find(|(i, _)| matches!(s.as_bytes().get(i + 1), None | Some(b' ' | b'\t')))?
+                .0;
+            (s[..colon].trim_end().to_owned(), colon)
+        }
+    };
+    let rest = s.get(after_key..)?;
+    let rest_trim = rest.trim_start();
+    let colon_rel = rest.len() - rest_trim.len();
+    let after_colon = rest_trim.strip_prefix(':')?;
+    let value_part = after_colon.trim_start();
+    let vstart = after_key + colon_rel + 1 + (after_colon.len() - value_part.len());
+    match value_part.chars().next() {
+        None | Some('#') => Some((key, String::new(), (vstart, vstart), None)),
+        Some(q @ ('"' | '\'')) => {
+            let inner = &value_part[1..];
+            let mut value = String::new();
+            let mut chars = inner.char_indices();
+            let mut close = None;
+            while let Some((i, c)) = chars.next() {
+                if c == q {
+                    if q == '\'' && inner[i + 1..].starts_with('\'') {
+                        value.push('\'');
+                        chars.next();
+                        continue;
+                    }
+                    close = Some(i);
+                    break;
+                }
+                if c == '\\' && q == '"' {
+                    // Escapes are rare in status values: keep the escaped char as written.
+                    if let Some((_, n)) = chars.next() {
+                        value.push(n);
+                    }
+                    continue;
+                }
+                value.push(c);
+            }
+            let close = close?;
+            let tail = inner[close + 1..].trim_start();
+            if !(tail.is_empty() || tail.starts_with('#')) {
+                return None;
+            }
+            Some((key, value, (vstart, vstart + close + 2), Some(q)))
+        }
+        Some(_) => {
+            let end = value_part
+                .find(" #")
+                .or_else(|| value_part.find("\t#"))
+                .unwrap_or(value_part.len());
+            let value = value_part[..end].trim_end();
+            Some((key, value.to_owned(), (vstart, vstart + value.len()), None))
+        }
+    }
+}
+
+/// The part of the document the reader needs.
+#[derive(Debug, serde::Deserialize)]
+struct SprintDoc {
+    #[serde(default)]
+    development_status: Option<DevStatus>,
+}
+
+/// `development_status` as written: an ordered list of pairs (duplicates kept) or something else.
+#[derive(Debug)]
+enum DevStatus {
+    /// Key and scalar value (`None` when the value is a list or mapping).
+    Map(Vec<(String, Option<String>)>),
+    NotMap(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for DevStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DevStatusVisitor)
+    }
+}
+
+struct DevStatusVisitor;
+
+impl<'de> Visitor<'de> for DevStatusVisitor {
+    type Value = DevStatus;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of story keys to statuses")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DevStatus, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some(key) = map.next_key::<Scalar>()? {
+            let value = map.next_value::<Scalar>()?;
+            pairs.push((key.0.unwrap_or_default(), value.0));
+        }
+        Ok(DevStatus::Map(pairs))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DevStatus, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(DevStatus::NotMap("a list"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("empty"))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("empty"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("a single value"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("a single value"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("a single value"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("a single value"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<DevStatus, E> {
+        Ok(DevStatus::NotMap("a single value"))
+    }
+}
+
+/// A scalar as text (`None` for a list or mapping, `""` for null).
+struct Scalar(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scalar")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_owned())))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(Some(v.to_string())))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar(Some(String::new())))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar(Some(String::new())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Scalar(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(Scalar(None))
+    }
+}
+
+impl fmt::Display for SprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SprintKey::Epic(n) => write!(f, "epic {n}"),
+            SprintKey::Story { id, .. } => write!(f, "story {id}"),
+            SprintKey::Retrospective(n) => write!(f, "epic {n} retrospective"),
+            SprintKey::Other => f.write_str("unrecognised key"),
+        }
+    }
+}
