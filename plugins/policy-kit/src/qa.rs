@@ -1,0 +1,159 @@
+//! The QA decision rules, shared by the default `qa` policy and stricter team policies.
+//!
+//! After a successful QA call:
+//! - with a QA gate file (v4): PASS / WAIVED → done; CONCERNS → done when
+//!   [`QaRules::concerns_pass`], else send back; FAIL → send back with the gate's `top_issues`
+//!   (else the story's unchecked `QA Results` items, else the gate's `status_reason`); any other
+//!   gate value → escalate;
+//! - without one (v6 code-review sets the status itself): done → complete; in-progress or
+//!   changes-requested → send back with the story's open review action items; still review →
+//!   fail; anything else → fail naming the status.
+//!
+//! "Done" is `set-state(done)` when the file does not say done yet (v4: QA must not change
+//! Status), `complete` when it already does. With [`QaRules::require_all_checked`] a story is
+//! done only when every acceptance-criterion and task checkbox is ticked; otherwise the
+//! unchecked ones go back as findings. Every send-back passes the convergence rule: when an
+//! earlier send-back exists and this one has no fewer findings, escalate instead.
+
+use crate::findings::{
+    Verdict, gate_field, gate_issues, qa_results_items, review_action_items, unchecked_work,
+};
+use crate::markdown::clip;
+use crate::types::{Decision, OutcomeKind, StepReport, Story, StoryState};
+
+/// Most findings passed on in one send-back (the count for convergence is the full count).
+pub const MAX_FINDINGS: usize = 30;
+
+/// A QA policy's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QaRules {
+    /// A CONCERNS gate counts as a pass.
+    pub concerns_pass: bool,
+    /// Done needs every acceptance-criterion and task checkbox ticked.
+    pub require_all_checked: bool,
+}
+
+impl QaRules {
+    /// The default policy: CONCERNS passes, checkboxes are QA's business.
+    pub const LENIENT: QaRules = QaRules {
+        concerns_pass: true,
+        require_all_checked: false,
+    };
+    /// A strict team policy: CONCERNS is a change request, done means every box ticked.
+    pub const STRICT: QaRules = QaRules {
+        concerns_pass: false,
+        require_all_checked: true,
+    };
+}
+
+/// The QA `end` decision.
+pub fn end(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
+    let Some(outcome) = &report.outcome else {
+        return Decision::Fail(
+            "QA policy got a gates report, but QA never asks for gates".to_owned(),
+        );
+    };
+    if outcome.kind != OutcomeKind::Success {
+        return Decision::Fail(format!(
+            "QA agent call ended with {}: {}",
+            outcome.kind.as_str(),
+            clip(outcome.message.trim(), 400)
+        ));
+    }
+    if let Some(gate) = &report.qa_gate {
+        let verdict = Verdict::parse(&gate.gate);
+        return match verdict {
+            Verdict::Pass | Verdict::Waived => done(rules, story, report),
+            Verdict::Concerns if rules.concerns_pass => done(rules, story, report),
+            Verdict::Concerns | Verdict::Fail => {
+                let mut findings = gate_issues(&gate.text);
+                if findings.is_empty() {
+                    findings = qa_results_items(&report.document);
+                }
+                if findings.is_empty()
+                    && let Some(reason) = gate_field(&gate.text, "status_reason")
+                {
+                    findings.push(clip(reason, 600));
+                }
+                if findings.is_empty() {
+                    findings.push(format!(
+                        "QA gate {} in `{}`: see the story's QA Results",
+                        verdict.as_str(),
+                        gate.path
+                    ));
+                }
+                send_back(story, findings)
+            }
+            Verdict::Unknown(value) => Decision::Escalate(format!(
+                "QA gate `{}` has the decision {value:?}, not PASS, CONCERNS, FAIL or WAIVED",
+                gate.path
+            )),
+        };
+    }
+    match report.status.state() {
+        Some(StoryState::Done) => done(rules, story, report),
+        Some(StoryState::InProgress | StoryState::ChangesRequested) => {
+            let mut findings = review_action_items(&report.document);
+            if findings.is_empty() {
+                findings.push(format!(
+                    "the code review set the story to {} without open action items: see its review \
+                     section in `{}`",
+                    report.status.describe(),
+                    story.path
+                ));
+            }
+            send_back(story, findings)
+        }
+        Some(StoryState::Review) => {
+            Decision::Fail("QA left the story in review without a gate decision".to_owned())
+        }
+        _ => Decision::Fail(format!(
+            "QA finished without a gate decision{}; the story status is {}",
+            if story.gate_path.is_empty() {
+                String::new()
+            } else {
+                format!(" (no `{}`)", story.gate_path)
+            },
+            report.status.describe()
+        )),
+    }
+}
+
+/// The story passed review: done, unless strict rules find unchecked work.
+fn done(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
+    if rules.require_all_checked {
+        let open = unchecked_work(&report.document);
+        if !open.is_empty() {
+            let findings = open
+                .into_iter()
+                .map(|b| {
+                    clip(
+                        &format!("unchecked item (line {}): {}", b.line, b.text),
+                        600,
+                    )
+                })
+                .collect();
+            return send_back(story, findings);
+        }
+    }
+    if report.status.state() == Some(StoryState::Done) {
+        Decision::Complete
+    } else {
+        Decision::SetState(StoryState::Done)
+    }
+}
+
+/// Sends the findings back, or escalates when review does not converge.
+pub fn send_back(story: &Story, mut findings: Vec<String>) -> Decision {
+    let count = findings.len();
+    if let Some(last) = story.findings_history.last()
+        && u32::try_from(count).unwrap_or(u32::MAX) >= *last
+    {
+        return Decision::Escalate(format!(
+            "review is not converging: {count} findings after {} rounds (previous round: {last})",
+            story.findings_history.len() + 1
+        ));
+    }
+    findings.truncate(MAX_FINDINGS);
+    Decision::SendBack(findings)
+}
