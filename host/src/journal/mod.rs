@@ -1,1 +1,117 @@
-//! The durable journal (SQLite): runs, stories, steps with intent and result rows; resume; the run lock.
+//! The durable journal: one SQLite file per project (`.bmad-host/journal.sqlite`, WAL,
+//! `synchronous=FULL`, a versioned schema) recording runs with their config and plugin
+//! fingerprints, each story's progress, and every step of the run loop as an intent (committed
+//! before the step starts) and a result (committed after). Replaying a story after a crash asks
+//! [`Journal::begin_step`] for the same deterministic [`StepKey`] and learns whether that step is
+//! done (reuse its result), was interrupted (redo it, flagged as a retry) or is new. The module
+//! also owns the run lock (`.bmad-host/run.lock`, an OS `flock` the kernel releases when its holder
+//! dies, however it dies) and the transcript paths (`.bmad-host/runs/<run-id>/`). A journal it
+//! cannot read (not a database, damaged, another program's, a newer schema) is reported with what
+//! to do and never written, moved or deleted.
+
+mod bench;
+mod display;
+mod lock;
+mod model;
+mod paths;
+mod schema;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use bench::bench_step_cost;
+pub use model::{
+    PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId, StepKey,
+    StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
+};
+pub use paths::{
+    JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
+};
+pub use schema::SCHEMA_VERSION;
+pub use store::{Journal, JournalReader};
+
+/// Everything that can go wrong in the journal. Each message names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A file-system operation on the journal's directory or files failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the run lock of this project.
+    #[error(
+        "another bmad-host run is in progress on this project ({}, lock file {}): wait for it to \
+         finish or stop it, then run again",
+        describe_holder(*pid),
+        lock.display()
+    )]
+    Locked { lock: PathBuf, pid: Option<u32> },
+    /// The journal file is not a readable bmad-host journal. It was not modified.
+    #[error(
+        "the journal {} cannot be used: {detail}. It was left untouched; move it aside (for \
+         example `mv {0} {0}.bad`) to start a new journal",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    /// The journal was written by a newer bmad-host. It was not modified.
+    #[error(
+        "the journal {} has schema version {found}, newer than this bmad-host understands \
+         (version {supported}). It was left untouched; use a newer bmad-host, or move the file \
+         aside to start a new journal",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// A read-only open found an older schema (a read-write open migrates it).
+    #[error(
+        "the journal {} has schema version {found}; this bmad-host reads version {supported}. \
+         `bmad-host run` upgrades it",
+        path.display()
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    /// SQLite reported an error.
+    #[error("journal {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A value could not be encoded for, or decoded from, the journal.
+    #[error("journal {}: bad {what}: {detail}", path.display())]
+    Data {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+    /// No run with this id in the journal.
+    #[error("no run {0} in the journal")]
+    UnknownRun(RunId),
+    /// No step with this id in the journal.
+    #[error("no step {0} in the journal")]
+    UnknownStep(StepId),
+    /// [`Journal::finish_step`] on a step that already has a result.
+    #[error("step {0} already has a result")]
+    StepAlreadyFinished(StepId),
+    /// A string that is not a run id (`20261123T154700Z-1a2b`).
+    #[error("{0:?} is not a run id (like 20261123T154700Z-1a2b)")]
+    BadRunId(String),
+}
+
+fn describe_holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("held by pid {pid}"),
+        None => "held by a process that has not written its pid yet".to_owned(),
+    }
+}

@@ -1,0 +1,683 @@
+//! [`Journal`] (the run loop's read-write handle, holding the run lock) and [`JournalReader`]
+//! (read-only, lock-free, for `status` and `log` while a run may be going).
+
+use std::fs;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::Value;
+
+use super::lock::RunLock;
+use super::model::{from_ms, parse_state, state_name, story_order, to_ms};
+use super::paths::{LOCK_FILE, journal_path, state_dir};
+use super::schema::{self, Access};
+use super::{
+    JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId,
+    StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
+};
+
+/// Read access to a journal: every query. Obtained with [`Journal::open_read_only`], or through a
+/// [`Journal`] (which dereferences to its reader).
+#[derive(Debug)]
+pub struct JournalReader {
+    pub(super) conn: Connection,
+    path: PathBuf,
+}
+
+/// The run loop's journal: read-write, holding the project's run lock for its whole life.
+#[derive(Debug)]
+pub struct Journal {
+    reader: JournalReader,
+    _lock: RunLock,
+}
+
+impl Deref for Journal {
+    type Target = JournalReader;
+
+    fn deref(&self) -> &JournalReader {
+        &self.reader
+    }
+}
+
+impl Journal {
+    /// Opens (creating `.bmad-host/` and the journal if needed) the journal of the project at
+    /// `project_root` for a run: takes the run lock (refused with [`JournalError::Locked`], naming
+    /// the holder's pid, if another process has it), migrates an older schema, and refuses a
+    /// corrupt, foreign or newer journal without touching it.
+    pub fn open(project_root: &Path) -> Result<Journal, JournalError> {
+        let dir = state_dir(project_root);
+        fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = RunLock::acquire(&dir.join(LOCK_FILE))?;
+        let path = journal_path(project_root);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => schema::create(&path)?,
+            Err(source) => {
+                return Err(JournalError::Io {
+                    action: "inspect",
+                    path,
+                    source,
+                });
+            }
+        }
+        let conn = schema::open_existing(&path, Access::ReadWrite)?;
+        Ok(Journal {
+            reader: JournalReader { conn, path },
+            _lock: lock,
+        })
+    }
+
+    /// Opens the project's journal read-only, without the lock (a run may be writing it), creating
+    /// nothing: `Ok(None)` if there is no journal yet. Refuses a corrupt, foreign, older or newer
+    /// journal.
+    pub fn open_read_only(project_root: &Path) -> Result<Option<JournalReader>, JournalError> {
+        let path = journal_path(project_root);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(JournalError::Io {
+                    action: "inspect",
+                    path,
+                    source,
+                });
+            }
+        }
+        let conn = schema::open_existing(&path, Access::ReadOnly)?;
+        Ok(Some(JournalReader { conn, path }))
+    }
+
+    /// Starts a run: resumes the latest run if it is unfinished ([`RunStatus::is_unfinished`])
+    /// and `fresh` is false; otherwise starts a new one, marking any unfinished runs
+    /// [`RunStatus::Abandoned`] (they and their steps are kept). Records the fingerprint's plugins.
+    pub fn start_run(
+        &mut self,
+        fresh: bool,
+        fingerprint: &RunFingerprint,
+    ) -> Result<RunInfo, JournalError> {
+        let path = self.reader.path.clone();
+        let err = sql_err(&path);
+        let now = to_ms(SystemTime::now());
+        let tx = self.reader.conn.transaction().map_err(&err)?;
+        let latest: Option<(String, i64, String, String)> = tx
+            .query_row(
+                "SELECT id, started_at, status, config_fingerprint FROM runs
+                 ORDER BY rowid DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(&err)?;
+        let resumable = match latest {
+            Some((id, started_at, status, config)) if !fresh => {
+                let status = RunStatus::parse(&status).ok_or_else(|| bad(&path, "run status"))?;
+                status.is_unfinished().then_some((id, started_at, config))
+            }
+            _ => None,
+        };
+
+        let info = if let Some((id, started_at, config)) = resumable {
+            let mut original: Vec<PluginFingerprint> =
+                plugins_of(&tx, &id, Some(false)).map_err(&err)?;
+            original.sort();
+            let mut current = fingerprint.plugins.clone();
+            current.sort();
+            current.dedup();
+            let changed = config != fingerprint.config || original != current;
+            tx.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?1",
+                params![id],
+            )
+            .map_err(&err)?;
+            insert_plugins(&tx, &id, &fingerprint.plugins, true, now).map_err(&err)?;
+            if changed {
+                tracing::warn!(run = %id, "resuming a run whose configuration or plugins changed");
+            }
+            RunInfo {
+                id: id.parse()?,
+                resumed: true,
+                started_at: from_ms(started_at),
+                fingerprint_changed: changed,
+            }
+        } else {
+            tx.execute(
+                "UPDATE runs SET status = 'abandoned', finished_at = ?1
+                 WHERE status IN ('running', 'interrupted')",
+                params![now],
+            )
+            .map_err(&err)?;
+            let started = SystemTime::now();
+            let id = RunId::generate(started);
+            let args = serde_json::to_string(&fingerprint.args)
+                .map_err(|e| data(&path, "run arguments", e))?;
+            tx.execute(
+                "INSERT INTO runs (id, started_at, finished_at, status, config_fingerprint, args)
+                 VALUES (?1, ?2, NULL, 'running', ?3, ?4)",
+                params![id.as_str(), to_ms(started), fingerprint.config, args],
+            )
+            .map_err(&err)?;
+            insert_plugins(&tx, id.as_str(), &fingerprint.plugins, false, now).map_err(&err)?;
+            RunInfo {
+                id,
+                resumed: false,
+                started_at: from_ms(to_ms(started)),
+                fingerprint_changed: false,
+            }
+        };
+        tx.commit().map_err(&err)?;
+        tracing::info!(run = %info.id, resumed = info.resumed, "run started");
+        Ok(info)
+    }
+
+    /// Records how a run ended ([`RunStatus::Running`] reopens it).
+    pub fn finish_run(&mut self, run: &RunId, status: RunStatus) -> Result<(), JournalError> {
+        let finished_at = (status != RunStatus::Running).then(|| to_ms(SystemTime::now()));
+        let changed = self
+            .reader
+            .conn
+            .prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![run.as_str(), status.as_str(), finished_at]))
+            .map_err(sql_err(&self.reader.path))?;
+        if changed == 0 {
+            return Err(JournalError::UnknownRun(run.clone()));
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a story's record in a run.
+    pub fn save_story(&mut self, run: &RunId, rec: &StoryRecord) -> Result<(), JournalError> {
+        let path = &self.reader.path;
+        let findings =
+            serde_json::to_string(&rec.findings).map_err(|e| data(path, "findings", e))?;
+        let usage = &rec.usage;
+        self.reader
+            .conn
+            .prepare_cached(
+                "INSERT INTO stories (run_id, story_id, title, state, cycle, result, cost_usd,
+                     input_tokens, output_tokens, turns, duration_ms, findings, last_outcome,
+                     updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (run_id, story_id) DO UPDATE SET
+                     title = excluded.title, state = excluded.state, cycle = excluded.cycle,
+                     result = excluded.result, cost_usd = excluded.cost_usd,
+                     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+                     turns = excluded.turns, duration_ms = excluded.duration_ms,
+                     findings = excluded.findings, last_outcome = excluded.last_outcome,
+                     updated_at = excluded.updated_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run.as_str(),
+                    rec.story_id,
+                    rec.title,
+                    state_name(rec.state),
+                    rec.cycle,
+                    rec.result.map(StoryResult::as_str),
+                    usage.cost_usd,
+                    clamp(usage.input_tokens),
+                    clamp(usage.output_tokens),
+                    usage.turns,
+                    clamp_duration(usage.duration),
+                    findings,
+                    rec.last_outcome,
+                    to_ms(SystemTime::now()),
+                ])
+            })
+            .map_err(sql_err(path))?;
+        Ok(())
+    }
+
+    /// Journals the intent of the step `key` before it runs, or reports that it already ran:
+    /// - no row for `key`: inserts the intent, [`StepStart::Fresh`];
+    /// - a row with a result: [`StepStart::Done`] with that result (nothing is written; do not
+    ///   run the step again);
+    /// - a row without a result (an attempt was interrupted): replaces the intent, counts the
+    ///   attempt, [`StepStart::Retry`].
+    ///
+    /// The intent is durable (fsynced) when this returns.
+    pub fn begin_step(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
+        let path = &self.reader.path;
+        let err = sql_err(path);
+        let conn = &self.reader.conn;
+        let intent = serde_json::to_string(intent).map_err(|e| data(path, "step intent", e))?;
+        let existing: Option<(i64, u32, Option<String>)> = conn
+            .prepare_cached(
+                "SELECT id, attempt, result FROM steps WHERE run_id = ?1 AND story_id = ?2
+                 AND cycle = ?3 AND role = ?4 AND kind = ?5 AND seq = ?6",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        key.run.as_str(),
+                        key.story,
+                        key.cycle,
+                        key.role,
+                        key.kind.as_str(),
+                        key.seq
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+            })
+            .map_err(&err)?;
+        let now = to_ms(SystemTime::now());
+        match existing {
+            Some((_, _, Some(result))) => Ok(StepStart::Done(
+                serde_json::from_str(&result).map_err(|e| data(path, "step result", e))?,
+            )),
+            Some((id, attempt, None)) => {
+                let attempt = attempt.saturating_add(1);
+                conn.prepare_cached(
+                    "UPDATE steps SET attempt = ?2, intent = ?3, intent_at = ?4 WHERE id = ?1",
+                )
+                .and_then(|mut s| s.execute(params![id, attempt, intent, now]))
+                .map_err(&err)?;
+                Ok(StepStart::Retry {
+                    id: StepId(id),
+                    attempt,
+                })
+            }
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO steps (run_id, story_id, cycle, role, kind, seq, attempt,
+                         intent_at, intent, result_at, result)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, NULL, NULL)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        key.run.as_str(),
+                        key.story,
+                        key.cycle,
+                        key.role,
+                        key.kind.as_str(),
+                        key.seq,
+                        now,
+                        intent
+                    ])
+                })
+                .map_err(&err)?;
+                Ok(StepStart::Fresh(StepId(conn.last_insert_rowid())))
+            }
+        }
+    }
+
+    /// Journals a step's result. Durable (fsynced) when this returns; from then on
+    /// [`Journal::begin_step`] for its key answers [`StepStart::Done`] with this result.
+    pub fn finish_step(&mut self, id: StepId, result: &Value) -> Result<(), JournalError> {
+        let path = &self.reader.path;
+        let err = sql_err(path);
+        let result = serde_json::to_string(result).map_err(|e| data(path, "step result", e))?;
+        let conn = &self.reader.conn;
+        let changed = conn
+            .prepare_cached(
+                "UPDATE steps SET result = ?2, result_at = ?3 WHERE id = ?1 AND result IS NULL",
+            )
+            .and_then(|mut s| s.execute(params![id.0, result, to_ms(SystemTime::now())]))
+            .map_err(&err)?;
+        if changed == 1 {
+            return Ok(());
+        }
+        let exists = conn
+            .query_row("SELECT 1 FROM steps WHERE id = ?1", params![id.0], |_| {
+                Ok(())
+            })
+            .optional()
+            .map_err(&err)?
+            .is_some();
+        Err(if exists {
+            JournalError::StepAlreadyFinished(id)
+        } else {
+            JournalError::UnknownStep(id)
+        })
+    }
+}
+
+impl JournalReader {
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every run, oldest first, with its plugins.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, JournalError> {
+        let err = sql_err(&self.path);
+        let rows: Vec<(String, i64, Option<i64>, String, String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, started_at, finished_at, status, config_fingerprint, args
+                 FROM runs ORDER BY rowid",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(&err)?;
+        rows.into_iter()
+            .map(|(id, started, finished, status, config, args)| {
+                Ok(RunRecord {
+                    plugins: plugins_of(&self.conn, &id, None).map_err(&err)?,
+                    id: id.parse()?,
+                    started_at: from_ms(started),
+                    finished_at: finished.map(from_ms),
+                    status: RunStatus::parse(&status).ok_or_else(|| bad(&self.path, "status"))?,
+                    config,
+                    args: serde_json::from_str(&args)
+                        .map_err(|e| data(&self.path, "run arguments", e))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The most recent run, if any.
+    pub fn latest_run(&self) -> Result<Option<RunId>, JournalError> {
+        let id: Option<String> = self
+            .conn
+            .query_row("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql_err(&self.path))?;
+        id.map(|id| id.parse()).transpose()
+    }
+
+    /// A story's record in a run, if the run has one.
+    pub fn story(&self, run: &RunId, story: &str) -> Result<Option<StoryRecord>, JournalError> {
+        let row = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {STORY_COLUMNS} FROM stories WHERE run_id = ?1 AND story_id = ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_row(params![run.as_str(), story], read_story_row)
+                    .optional()
+            })
+            .map_err(sql_err(&self.path))?;
+        row.map(|r| r.decode(&self.path).map(|(rec, _)| rec))
+            .transpose()
+    }
+
+    /// For `bmad-host status`: every story of `run` (default: the latest run), in story order
+    /// (1.2 before 1.10). Empty if there is no run.
+    pub fn story_summaries(&self, run: Option<&RunId>) -> Result<Vec<StorySummary>, JournalError> {
+        let run = match run {
+            Some(run) => run.clone(),
+            None => match self.latest_run()? {
+                Some(run) => run,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let rows = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {STORY_COLUMNS} FROM stories WHERE run_id = ?1"
+            ))
+            .and_then(|mut s| {
+                s.query_map(params![run.as_str()], read_story_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(sql_err(&self.path))?;
+        let mut out = rows
+            .into_iter()
+            .map(|row| {
+                let (record, updated_at) = row.decode(&self.path)?;
+                Ok(StorySummary {
+                    run: run.clone(),
+                    record,
+                    updated_at,
+                })
+            })
+            .collect::<Result<Vec<_>, JournalError>>()?;
+        out.sort_by(|a, b| story_order(&a.record.story_id, &b.record.story_id));
+        Ok(out)
+    }
+
+    /// For `bmad-host log [--story ID]`: the steps of `run` (default: the latest run), optionally
+    /// of one story, in the order they were first begun.
+    pub fn steps(
+        &self,
+        run: Option<&RunId>,
+        story: Option<&str>,
+    ) -> Result<Vec<StepRow>, JournalError> {
+        let run = match run {
+            Some(run) => run.clone(),
+            None => match self.latest_run()? {
+                Some(run) => run,
+                None => return Ok(Vec::new()),
+            },
+        };
+        type Raw = (
+            i64,
+            String,
+            u32,
+            String,
+            String,
+            u32,
+            u32,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Raw> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, story_id, cycle, role, kind, seq, attempt, intent_at, intent,
+                     result_at, result
+                 FROM steps WHERE run_id = ?1 AND (?2 IS NULL OR story_id = ?2) ORDER BY id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![run.as_str(), story], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(sql_err(&self.path))?;
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    story,
+                    cycle,
+                    role,
+                    kind,
+                    seq,
+                    attempt,
+                    intent_at,
+                    intent,
+                    result_at,
+                    result,
+                )| {
+                    Ok(StepRow {
+                        id: StepId(id),
+                        key: StepKey {
+                            run: run.clone(),
+                            story,
+                            cycle,
+                            role,
+                            kind: StepKind::parse(&kind)
+                                .ok_or_else(|| bad(&self.path, "step kind"))?,
+                            seq,
+                        },
+                        attempt,
+                        intent_at: from_ms(intent_at),
+                        intent: serde_json::from_str(&intent)
+                            .map_err(|e| data(&self.path, "step intent", e))?,
+                        result_at: result_at.map(from_ms),
+                        result: result
+                            .map(|r| serde_json::from_str(&r))
+                            .transpose()
+                            .map_err(|e| data(&self.path, "step result", e))?,
+                    })
+                },
+            )
+            .collect()
+    }
+}
+
+const STORY_COLUMNS: &str = "story_id, title, state, cycle, result, cost_usd, input_tokens, \
+     output_tokens, turns, duration_ms, findings, last_outcome, updated_at";
+
+/// A `stories` row as stored, before its text columns are decoded.
+struct StoryRow {
+    story_id: String,
+    title: String,
+    state: String,
+    cycle: u32,
+    result: Option<String>,
+    cost_usd: f64,
+    input_tokens: i64,
+    output_tokens: i64,
+    turns: u32,
+    duration_ms: i64,
+    findings: String,
+    last_outcome: Option<String>,
+    updated_at: i64,
+}
+
+fn read_story_row(r: &Row<'_>) -> rusqlite::Result<StoryRow> {
+    Ok(StoryRow {
+        story_id: r.get(0)?,
+        title: r.get(1)?,
+        state: r.get(2)?,
+        cycle: r.get(3)?,
+        result: r.get(4)?,
+        cost_usd: r.get(5)?,
+        input_tokens: r.get(6)?,
+        output_tokens: r.get(7)?,
+        turns: r.get(8)?,
+        duration_ms: r.get(9)?,
+        findings: r.get(10)?,
+        last_outcome: r.get(11)?,
+        updated_at: r.get(12)?,
+    })
+}
+
+impl StoryRow {
+    fn decode(self, path: &Path) -> Result<(StoryRecord, SystemTime), JournalError> {
+        let result = match self.result {
+            None => None,
+            Some(s) => Some(StoryResult::parse(&s).ok_or_else(|| bad(path, "story result"))?),
+        };
+        let record = StoryRecord {
+            state: parse_state(&self.state).ok_or_else(|| bad(path, "story state"))?,
+            story_id: self.story_id,
+            title: self.title,
+            cycle: self.cycle,
+            result,
+            usage: Usage {
+                cost_usd: self.cost_usd,
+                input_tokens: u64::try_from(self.input_tokens).unwrap_or(0),
+                output_tokens: u64::try_from(self.output_tokens).unwrap_or(0),
+                turns: self.turns,
+                duration: Duration::from_millis(u64::try_from(self.duration_ms).unwrap_or(0)),
+            },
+            findings: serde_json::from_str(&self.findings)
+                .map_err(|e| data(path, "findings", e))?,
+            last_outcome: self.last_outcome,
+        };
+        Ok((record, from_ms(self.updated_at)))
+    }
+}
+
+/// The plugins recorded for a run: all of them (`None`), or only those it started with
+/// (`Some(false)`) or first saw on a resume (`Some(true)`).
+fn plugins_of(
+    conn: &Connection,
+    run: &str,
+    added_on_resume: Option<bool>,
+) -> rusqlite::Result<Vec<PluginFingerprint>> {
+    conn.prepare_cached(
+        "SELECT name, version, role, wasm_hash FROM plugins
+         WHERE run_id = ?1 AND (?2 IS NULL OR added_on_resume = ?2)
+         ORDER BY seen_at, role, name",
+    )?
+    .query_map(params![run, added_on_resume], |r| {
+        Ok(PluginFingerprint {
+            name: r.get(0)?,
+            version: r.get(1)?,
+            role: r.get(2)?,
+            wasm_hash: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+fn insert_plugins(
+    conn: &Connection,
+    run: &str,
+    plugins: &[PluginFingerprint],
+    added_on_resume: bool,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO plugins
+             (run_id, role, name, version, wasm_hash, added_on_resume, seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for p in plugins {
+        stmt.execute(params![
+            run,
+            p.role,
+            p.name,
+            p.version,
+            p.wasm_hash,
+            added_on_resume,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+    move |source| JournalError::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn data(path: &Path, what: &'static str, e: impl std::fmt::Display) -> JournalError {
+    JournalError::Data {
+        path: path.to_owned(),
+        what,
+        detail: e.to_string(),
+    }
+}
+
+fn bad(path: &Path, what: &'static str) -> JournalError {
+    data(path, what, "unknown value")
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn clamp_duration(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
