@@ -9,14 +9,15 @@
 //! | --- | --- | --- |
 //! | `EVIL:loop` | spins forever | out of fuel |
 //! | `EVIL:membomb` | allocates 1 MiB blocks forever | memory limit |
-//! | `EVIL:recurse` | unbounded recursion | stack overflow |
+//! | `EVIL:recurse` | unbounded recursion with small frames | stack overflow (wasm stack) |
+//! | `EVIL:deep-frames` | unbounded recursion with 128-byte locals | trap: out of bounds (the shadow stack in linear memory overflows first) |
 //! | `EVIL:bigstring` | builds and returns a 100 MB string | memory limit (cannot be built) |
 //! | `EVIL:bigoutput` | returns a 2 MiB string | output too large |
-//! | `EVIL:manyfindings` | returns 300,000 one-byte findings | output too large |
+//! | `EVIL:manyfindings` | returns 100,000 one-byte findings | output too large |
 //! | `EVIL:read-passwd` | `read-file("/etc/passwd")` | an error string to the guest |
 //! | `EVIL:read-dotdot` | `read-file("../secret")` | an error string to the guest |
 //! | `EVIL:trap` | panics (`unreachable` under `panic = "abort"`) | trap, with the panic message |
-//! | `EVIL:exit` | `std::process::exit(3)` | trap |
+//! | `EVIL:exit` | `std::process::exit(3)` | trap (WASI reports it as `exit(1)`) |
 //! | `EVIL:sleep` | `std::thread::sleep` | trap: plugins cannot block |
 //! | `EVIL:fs` | `std::fs::read_to_string("/etc/passwd")` | fails inside the guest: no filesystem |
 //! | `EVIL:ambient` | reports env var count, the wall clock and 8 random bytes | all fixed |
@@ -59,13 +60,27 @@ enum Answer {
     Normal,
 }
 
+/// Recursion whose frames live on the wasm stack only (no address taken, nothing spilled to
+/// the shadow stack in linear memory).
 #[inline(never)]
-fn recurse(depth: u64, pad: [u64; 16]) -> u64 {
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1)
+        .wrapping_mul(31)
+        .wrapping_add(depth)
+        .rotate_left(7)
+}
+
+/// Recursion with 128 bytes of locals per frame, kept in the shadow stack in linear memory.
+#[inline(never)]
+fn deep_frames(depth: u64, pad: [u64; 16]) -> u64 {
     let pad = black_box(pad);
     if black_box(depth) == u64::MAX {
         return 0;
     }
-    black_box(recurse(depth + 1, pad)) + pad[(depth % 16) as usize]
+    black_box(deep_frames(depth + 1, pad)) + pad[(depth % 16) as usize]
 }
 
 fn misbehave(text: &str) -> Answer {
@@ -83,10 +98,11 @@ fn misbehave(text: &str) -> Answer {
                 blocks.push(black_box(vec![7u8; 1 << 20]));
             }
         }
-        "recurse" => Answer::Text(recurse(0, [1; 16]).to_string()),
+        "recurse" => Answer::Text(recurse(black_box(0)).to_string()),
+        "deep-frames" => Answer::Text(deep_frames(0, [1; 16]).to_string()),
         "bigstring" => Answer::Text("x".repeat(100 << 20)),
         "bigoutput" => Answer::Text("y".repeat(2 << 20)),
-        "manyfindings" => Answer::Many(vec!["z".to_string(); 300_000]),
+        "manyfindings" => Answer::Many(vec!["z".to_string(); 100_000]),
         "read-passwd" => Answer::Text(read("/etc/passwd")),
         "read-dotdot" => Answer::Text(read("../secret")),
         "trap" => panic!("evil component asked to trap"),

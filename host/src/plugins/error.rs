@@ -1,0 +1,174 @@
+//! The plugin host's error type: every message names the plugin (or folder), what was being done
+//! and, for a broken limit, the limit and how to change it.
+
+use std::path::PathBuf;
+
+/// Why a plugin could not be loaded or a call into one failed.
+///
+/// Load-time errors (`Manifest`, `WitVersion`, `Component`, roles, grants) mean the plugin
+/// folder or the configuration must be fixed. Call-time errors (`OutOfFuel`, `MemoryLimit`,
+/// `StackOverflow`, `Trap`, `OutputTooLarge`, `Instance`, `Discarded`) mean that one call failed:
+/// the instance is thrown away, the story fails, and the run goes on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin directory (`--plugins DIR`) cannot be read.
+    #[error("plugin directory {}: {reason}", dir.display())]
+    Directory { dir: PathBuf, reason: String },
+
+    /// A plugin folder's `plugin.toml` is missing, unreadable, has unknown fields or
+    /// inconsistent values.
+    #[error("plugin folder {}: {problem}", dir.display())]
+    Manifest { dir: PathBuf, problem: String },
+
+    /// The component was built for a `bmad:policy` version this host does not support.
+    #[error(
+        "plugin `{plugin}` ({}): {what} bmad:policy@{found}, but this host supports bmad:policy@{supported}; rebuild the plugin against wit/policy.wit of this host",
+        dir.display()
+    )]
+    WitVersion {
+        plugin: String,
+        dir: PathBuf,
+        what: &'static str,
+        found: String,
+        supported: String,
+    },
+
+    /// The `.wasm` file cannot be read, compiled or linked.
+    #[error("plugin `{plugin}`: cannot load component {}: {reason}", path.display())]
+    Component {
+        plugin: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    /// Two folders declare the same plugin name.
+    #[error("two plugins are named `{name}`: {} and {}; names must be unique", first.display(), second.display())]
+    DuplicateName {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+
+    /// A role has no plugin, or its plugin does not exist or plays another role.
+    #[error("role `{role}`: {problem}")]
+    Role { role: String, problem: String },
+
+    /// An operator grant (`[plugins.NAME] grant_read`) is not a valid relative glob.
+    #[error("bmad-host.toml [plugins.{plugin}] grant_read: {problem}")]
+    Grant { plugin: String, problem: String },
+
+    /// The wasmtime engine could not be created.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+
+    /// A new instance could not be created (instantiation trapped, or the instance pool is full).
+    #[error("plugin `{plugin}`: cannot create an instance for `{call}`: {reason}")]
+    Instance {
+        plugin: String,
+        call: &'static str,
+        reason: String,
+    },
+
+    /// The call used up its fuel (an endless or very long loop).
+    #[error(
+        "plugin `{plugin}` ran out of fuel in `{call}` (limit: {limit} units): it loops or does too much work; lower the work or set [limits] fuel in its plugin.toml (at most the host's {host_limit})"
+    )]
+    OutOfFuel {
+        plugin: String,
+        call: &'static str,
+        limit: u64,
+        host_limit: u64,
+    },
+
+    /// The instance tried to grow its memory past its cap.
+    #[error(
+        "plugin `{plugin}` exceeded its memory limit in `{call}` (limit: {limit_mb} MiB, it asked for {wanted_mb} MiB); fix the plugin or set [limits] memory_mb in its plugin.toml (at most the host's {host_limit_mb})"
+    )]
+    MemoryLimit {
+        plugin: String,
+        call: &'static str,
+        limit_mb: u64,
+        wanted_mb: u64,
+        host_limit_mb: u64,
+    },
+
+    /// The call overflowed the wasm stack (runaway recursion).
+    #[error(
+        "plugin `{plugin}` overflowed its stack in `{call}` (limit: {limit_kib} KiB of wasm stack): runaway recursion"
+    )]
+    StackOverflow {
+        plugin: String,
+        call: &'static str,
+        limit_kib: usize,
+    },
+
+    /// The guest trapped (a panic, `unreachable`, an out-of-bounds access, `exit`, a forbidden
+    /// import, an attempt to block).
+    #[error("plugin `{plugin}` trapped in `{call}`: {message}")]
+    Trap {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
+
+    /// The call returned more text than the output cap allows.
+    #[error(
+        "plugin `{plugin}` returned too much from `{call}`: {size} bytes, limit {limit} bytes (set [limits] max_output_kb in its plugin.toml, at most the host's {host_limit_kib})"
+    )]
+    OutputTooLarge {
+        plugin: String,
+        call: &'static str,
+        size: u64,
+        limit: u64,
+        host_limit_kib: u64,
+    },
+
+    /// A call on an instance that already failed: it was discarded; start a new step.
+    #[error(
+        "plugin `{plugin}`: `{call}` refused: this instance was discarded after an earlier failure ({earlier}); start a new step"
+    )]
+    Discarded {
+        plugin: String,
+        call: &'static str,
+        earlier: String,
+    },
+}
+
+impl PluginError {
+    /// The plugin the error is about, when there is one.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            PluginError::WitVersion { plugin, .. }
+            | PluginError::Component { plugin, .. }
+            | PluginError::Grant { plugin, .. }
+            | PluginError::Instance { plugin, .. }
+            | PluginError::OutOfFuel { plugin, .. }
+            | PluginError::MemoryLimit { plugin, .. }
+            | PluginError::StackOverflow { plugin, .. }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::OutputTooLarge { plugin, .. }
+            | PluginError::Discarded { plugin, .. } => Some(plugin),
+            PluginError::DuplicateName { name, .. } => Some(name),
+            PluginError::Directory { .. }
+            | PluginError::Manifest { .. }
+            | PluginError::Role { .. }
+            | PluginError::Engine(_) => None,
+        }
+    }
+
+    /// True for an error of one call (the plugin loaded; this call failed and its instance was
+    /// discarded), false for a load or configuration error.
+    pub fn is_call_failure(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Instance { .. }
+                | PluginError::OutOfFuel { .. }
+                | PluginError::MemoryLimit { .. }
+                | PluginError::StackOverflow { .. }
+                | PluginError::Trap { .. }
+                | PluginError::OutputTooLarge { .. }
+                | PluginError::Discarded { .. }
+        )
+    }
+}
