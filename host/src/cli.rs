@@ -1,8 +1,314 @@
 //! Command line: clap derive definitions and dispatch to the library. `main.rs` calls [`main`].
+//!
+//! Exit codes (a scripting contract): 0 all selected stories done; 1 a story failed or
+//! escalated; 2 bad usage, configuration, project, plugin or journal; 130 interrupted, after a
+//! clean teardown.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::error::Error;
+
+/// Exit codes.
+pub mod exit {
+    /// Every selected story is done (or, for other commands, success).
+    pub const OK: u8 = 0;
+    /// A story failed or was escalated.
+    pub const STORY_FAILED: u8 = 1;
+    /// Bad usage, configuration, project, plugin or journal.
+    pub const USAGE: u8 = 2;
+    /// Interrupted by the operator, after a clean teardown.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Drives a BMAD project's stories to Done with the Claude Code CLI as SM, Dev and QA;
+/// every decision is taken by a WASM policy component.
+#[derive(Debug, Parser)]
+#[command(name = "bmad-host", version, propagate_version = true)]
+#[command(after_help = "Examples:
+  bmad-host run --plugins plugins/ --project ~/src/shop --epic 1
+  bmad-host status --project ~/src/shop
+  bmad-host plugins check --plugins plugins/")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// The BMAD project's root.
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub project: PathBuf,
+    /// The folder of plugin folders (each with plugin.toml and a component).
+    #[arg(long, global = true, value_name = "DIR", env = "BMAD_HOST_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    /// Machine-readable output: NDJSON events (run) or JSON (other commands) on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More detail (repeat for debug logs).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the workflow: draft, develop and review stories until done or a limit stops it.
+    #[command(after_help = "Examples:
+  bmad-host run --plugins plugins/                      # every story of every epic
+  bmad-host run --plugins plugins/ --epic 2 --json      # epic 2, NDJSON events on stdout
+  bmad-host run --plugins plugins/ --story 1.3 --dry-run
+  bmad-host run --plugins plugins/ --policy qa=qa-strict --max-cycles 2 --timeout 45m
+
+A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh starts over.")]
+    Run(RunArgs),
+    /// Show every story: id, title, file, parsed state, raw status, gate, and journal progress.
+    #[command(after_help = "Examples:
+  bmad-host status --project ~/src/shop
+  bmad-host status --json | jq 'select(.state != \"done\")'")]
+    Status(StatusArgs),
+    /// Show the journaled steps of the latest run.
+    #[command(after_help = "Examples:
+  bmad-host log
+  bmad-host log --story 1.2 --json")]
+    Log(LogArgs),
+    /// List or check the plugins in --plugins DIR.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// Print the effective configuration and where each value came from.
+    #[command(after_help = "Examples:
+  bmad-host config --project ~/src/shop
+  BMAD_HOST_CLAUDE_TIMEOUT=2h bmad-host config --json")]
+    Config(ConfigArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:
+  bmad-host completions bash > ~/.local/share/bash-completion/completions/bmad-host
+  bmad-host completions zsh > ~/.zfunc/_bmad-host")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only stories of this epic.
+    #[arg(long, value_name = "N")]
+    pub epic: Option<u32>,
+    /// Only this story (e.g. 1.3).
+    #[arg(long, value_name = "ID")]
+    pub story: Option<String>,
+    /// The Claude Code CLI to run (default: `claude` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub claude_bin: Option<PathBuf>,
+    /// Dev/QA rounds per story before escalating.
+    #[arg(long, value_name = "N")]
+    pub max_cycles: Option<u32>,
+    /// Wall-clock limit per agent call (e.g. 90s, 30m, 2h).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Limit on silence between agent output lines (paused while a tool runs).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Max agent turns per call.
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    /// Use plugin NAME for ROLE (status, sm, dev, qa), e.g. qa=qa-strict.
+    #[arg(long, value_name = "ROLE=NAME", value_parser = parse_policy)]
+    pub policy: Vec<(String, String)>,
+    /// Do not run the quality gates.
+    #[arg(long)]
+    pub skip_gates: bool,
+    /// Run only this gate (repeatable).
+    #[arg(long, value_name = "NAME", conflicts_with = "skip_gates")]
+    pub gate: Vec<String>,
+    /// Show the plan (each story, its state, what would run next) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start a new run instead of resuming an unfinished one (old runs are kept).
+    #[arg(long)]
+    pub fresh: bool,
+    /// On a usage limit, wait for the reset time instead of stopping.
+    #[arg(long)]
+    pub wait_on_limit: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only stories of this epic.
+    #[arg(long, value_name = "N")]
+    pub epic: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only this story's steps.
+    #[arg(long, value_name = "ID")]
+    pub story: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Each plugin with its role, version, WIT version and capabilities.
+    #[command(after_help = "Example:\n  bmad-host plugins list --plugins plugins/")]
+    List(PluginsArgs),
+    /// Load every plugin and report problems; exit 2 if any plugin is unusable.
+    #[command(after_help = "Example:\n  bmad-host plugins check --plugins plugins/ --json")]
+    Check(PluginsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// As `run` would see it with these flags.
+    #[arg(long, value_name = "PATH")]
+    pub claude_bin: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    pub max_cycles: Option<u32>,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    #[arg(long, value_name = "N")]
+    pub max_turns: Option<u32>,
+    #[arg(long, value_name = "ROLE=NAME", value_parser = parse_policy)]
+    pub policy: Vec<(String, String)>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+fn parse_policy(s: &str) -> Result<(String, String), String> {
+    let (role, name) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` must be ROLE=NAME, e.g. qa=qa-strict"))?;
+    let role = role.trim();
+    if !["status", "sm", "dev", "qa"].contains(&role) {
+        return Err(format!("unknown role `{role}`: use status, sm, dev or qa"));
+    }
+    if name.trim().is_empty() {
+        return Err(format!("`{s}` names no plugin"));
+    }
+    Ok((role.to_string(), name.trim().to_string()))
+}
 
 /// Parses the command line, runs the command and maps the result to an exit code.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let common = cli.command.common().cloned();
+    init_tracing(common.as_ref());
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+impl Command {
+    fn common(&self) -> Option<&Common> {
+        match self {
+            Command::Run(a) => Some(&a.common),
+            Command::Status(a) => Some(&a.common),
+            Command::Log(a) => Some(&a.common),
+            Command::Plugins(PluginsCommand::List(a) | PluginsCommand::Check(a)) => Some(&a.common),
+            Command::Config(a) => Some(&a.common),
+            Command::Completions { .. } => None,
+        }
+    }
+}
+
+fn init_tracing(common: Option<&Common>) {
+    let level = match common {
+        Some(c) if c.quiet => "error",
+        Some(c) if c.verbose >= 2 => "debug",
+        Some(c) if c.verbose == 1 => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BMAD_HOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn dispatch(command: Command) -> Result<u8, Error> {
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "bmad-host",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::OK)
+        }
+        Command::Config(args) => crate::commands::config(&args),
+        Command::Status(args) => crate::commands::status(&args),
+        Command::Log(args) => crate::commands::log(&args),
+        Command::Plugins(PluginsCommand::List(args)) => crate::commands::plugins(&args, false),
+        Command::Plugins(PluginsCommand::Check(args)) => crate::commands::plugins(&args, true),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(Error::Runtime)?;
+            runtime.block_on(crate::run::run(args))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn policy_flag_parses_and_rejects() {
+        assert_eq!(
+            parse_policy("qa=qa-strict"),
+            Ok(("qa".into(), "qa-strict".into()))
+        );
+        assert!(parse_policy("qa").is_err());
+        assert!(parse_policy("boss=x").is_err());
+        assert!(parse_policy("qa=").is_err());
+    }
 }

@@ -4,9 +4,12 @@
 //! Data flows one way: project files → status parser → workflow → policy decision →
 //! supervisor → journal → workflow.
 
+pub mod builtin;
 pub mod claude;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod error;
 pub mod gates;
 pub mod journal;
 pub mod plugins;

@@ -1,1 +1,992 @@
 //! The run loop: ties project, plugins, workflow, supervisor and journal together.
+//!
+//! For each selected story, in numeric order: read the story file, have the status plugin parse
+//! it, ask the [`workflow`](crate::workflow) which role runs next, open a fresh policy instance
+//! for that role and carry out its decisions (agent call, gates, state write) until it
+//! completes, sends the story back, fails or escalates. Every step is journaled before and after
+//! it runs, so a crash resumes where it stopped. The host owns all time, processes and
+//! cancellation: Ctrl-C once tears the current call down cleanly and exits 130, twice kills
+//! at once.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::claude::{self, CallSpec, Interrupt, Limits, Outcome};
+use crate::cli::{RunArgs, exit};
+use crate::config::{Config, Overrides};
+use crate::error::Error;
+use crate::journal::{Journal, RunFingerprint, StepKey, StepKind, StepStart};
+use crate::plugins::{PluginConfig, PluginSet};
+use crate::policy::{
+    AgentEvent, CallOutcome, Decision, Directive, Layout, OutcomeKind, ParseOutcome, Role,
+    StatusValue, StepReport, Story, StoryState,
+};
+use crate::project::{Project, StoryEntry};
+use crate::ui::{Event, Ui};
+use crate::workflow::{self, Flow, Next, Observed, Settings, StepEnd, StoryResult};
+
+/// Decisions one role step may take before the host calls it a loop.
+const MAX_DECISIONS_PER_STEP: u32 = 16;
+
+/// Why a story stopped being driven before it finished.
+enum Halt {
+    /// The operator pressed Ctrl-C; the call was torn down.
+    Interrupted,
+    /// The account's usage limit was hit; the run stops without charging the cycle.
+    UsageLimit(String),
+    /// The journal failed: without it nothing is durable, so the run stops.
+    Fatal(Error),
+}
+
+impl From<crate::journal::JournalError> for Halt {
+    fn from(e: crate::journal::JournalError) -> Self {
+        Halt::Fatal(Error::Journal(e))
+    }
+}
+
+/// `bmad-host run`.
+pub async fn run(args: RunArgs) -> Result<u8, Error> {
+    let root = project_root(&args.common.project)?;
+    let overrides = Overrides {
+        claude_bin: args.claude_bin.clone(),
+        timeout: args.timeout,
+        idle_timeout: args.idle_timeout,
+        max_turns: args.max_turns,
+        max_cycles: args.max_cycles,
+        wait_on_limit: args.wait_on_limit,
+        policies: args.policy.clone(),
+        skip_gates: args.skip_gates,
+        only_gates: args.gate.clone(),
+    };
+    let config = Config::load(&root, &|k| std::env::var(k).ok(), &overrides)?;
+    let project = Project::discover(&root)?;
+    let stories = crate::commands::select(&project, args.epic, args.story.as_deref())?;
+    let plugins_dir = args.common.plugins.clone().ok_or_else(|| {
+        Error::Usage("no plugins: pass --plugins DIR (e.g. --plugins plugins/ after `cargo xtask build-plugins`) or set BMAD_HOST_PLUGINS".into())
+    })?;
+    let plugins = PluginSet::load(&plugins_dir, &plugin_config(&config, &root))?;
+    let verbosity = crate::commands::verbosity(&args.common);
+    let mut ui = Ui::new(args.common.json, verbosity);
+
+    if args.dry_run {
+        return crate::commands::plan(&project, &stories, &plugins, &config, &mut ui);
+    }
+
+    let mut journal = Journal::open(&root)?;
+    let fingerprint = RunFingerprint {
+        config: serde_json::to_string(&config).unwrap_or_default(),
+        plugins: plugins
+            .fingerprints()
+            .into_iter()
+            .map(|p| crate::journal::PluginFingerprint {
+                name: p.name,
+                version: p.version,
+                role: p.role.as_str().to_string(),
+                wasm_hash: p.wasm_blake3,
+            })
+            .collect(),
+        args: std::env::args().collect(),
+    };
+    let run = journal.start_run(args.fresh, &fingerprint)?;
+
+    let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
+    tokio::spawn(watch_ctrl_c(interrupt_tx));
+
+    let started = Instant::now();
+    ui.emit(Event::RunStarted {
+        run_id: run.id.to_string(),
+        project: root.display().to_string(),
+        layout: layout_name(project.layout()).into(),
+        version: project.version().unwrap_or("unknown").to_string(),
+        stories: stories.iter().map(|s| s.id.to_string()).collect(),
+        resumed: run.resumed,
+        dry_run: false,
+    });
+
+    let mut driver = Driver {
+        root: &root,
+        project: &project,
+        config: &config,
+        plugins: &plugins,
+        journal: &mut journal,
+        run: run.id.clone(),
+        ui: &mut ui,
+        interrupts,
+    };
+    let mut results: Vec<(String, StoryResult, Tally)> = Vec::new();
+    let mut halt = None;
+    for entry in &stories {
+        match driver.drive(entry).await {
+            Ok((result, tally)) => results.push((entry.id.to_string(), result, tally)),
+            Err(h) => {
+                halt = Some(h);
+                break;
+            }
+        }
+    }
+
+    let count = |w: &str| results.iter().filter(|(_, r, _)| r.word() == w).count();
+    let (done, failed, escalated) = (count("done"), count("failed"), count("escalated"));
+    let interrupted = matches!(halt, Some(Halt::Interrupted));
+    let code = match &halt {
+        Some(Halt::Interrupted) => exit::INTERRUPTED,
+        Some(Halt::UsageLimit(_)) => exit::STORY_FAILED,
+        Some(Halt::Fatal(_)) => exit::USAGE,
+        None if failed + escalated > 0 => exit::STORY_FAILED,
+        None => exit::OK,
+    };
+    let status = match &halt {
+        Some(_) => crate::journal::RunStatus::Interrupted,
+        None if code == exit::OK => crate::journal::RunStatus::Done,
+        None => crate::journal::RunStatus::Failed,
+    };
+    journal.finish_run(&run.id, status)?;
+    if let Some(Halt::Fatal(e)) = halt {
+        ui.finish();
+        return Err(e);
+    }
+    let cost: f64 = results.iter().map(|(_, _, t)| t.cost_usd).sum();
+    ui.emit(Event::RunFinished {
+        run_id: run.id.to_string(),
+        total: stories.len(),
+        done,
+        failed,
+        escalated,
+        not_run: stories.len() - results.len(),
+        interrupted,
+        duration_ms: millis(started.elapsed()),
+        cost_usd: cost,
+        exit_code: i32::from(code),
+    });
+    print_summary(&ui, &root, &run.id.to_string(), &results, &halt);
+    Ok(code)
+}
+
+/// Per-story totals for the summary.
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    cycles: u32,
+    turns: u32,
+    cost_usd: f64,
+    duration: Duration,
+}
+
+struct Driver<'a> {
+    root: &'a Path,
+    project: &'a Project,
+    config: &'a Config,
+    plugins: &'a PluginSet,
+    journal: &'a mut Journal,
+    run: crate::journal::RunId,
+    ui: &'a mut Ui,
+    interrupts: watch::Receiver<Interrupt>,
+}
+
+impl Driver<'_> {
+    /// Drives one story until it finishes, or the run halts.
+    async fn drive(&mut self, entry: &StoryEntry) -> Result<(StoryResult, Tally), Halt> {
+        let story_id = entry.id.to_string();
+        let settings = Settings {
+            max_cycles: self.config.workflow.max_cycles.value,
+            approve_drafts: self.config.workflow.approve_drafts.value,
+        };
+        let mut seen = self.observe(entry);
+        let mut record = self
+            .journal
+            .story(&self.run, &story_id)?
+            .unwrap_or_else(|| {
+                crate::journal::StoryRecord::new(
+                    &story_id,
+                    &entry.title,
+                    seen.state.unwrap_or(StoryState::Backlog),
+                )
+            });
+        // The journal keeps the workflow's whole state (cycle, findings, the step in flight).
+        let mut flow: Flow =
+            serde_json::from_value(record.findings.clone()).unwrap_or_else(|_| Flow::new(settings));
+        flow.set_settings(settings);
+        let mut tally = Tally {
+            cycles: flow.cycle(),
+            turns: record.usage.turns,
+            cost_usd: record.usage.cost_usd,
+            duration: record.usage.duration,
+        };
+        let started = Instant::now();
+        self.ui.emit(Event::StoryStarted {
+            story: story_id.clone(),
+            title: entry.title.clone(),
+            epic: entry.id.epic,
+            state: seen.state.map(|s| workflow::state_name(s).to_string()),
+        });
+        loop {
+            let next = flow.next(&seen.observed);
+            self.save(&mut record, &flow, &tally)?;
+            let (role, cycle, resumed) = match next {
+                Next::Finish(result) => {
+                    tally.cycles = flow.cycle();
+                    record.result = Some(match result {
+                        StoryResult::Done => crate::journal::StoryResult::Done,
+                        StoryResult::Failed(_) => crate::journal::StoryResult::Failed,
+                        StoryResult::Escalated(_) => crate::journal::StoryResult::Escalated,
+                    });
+                    record.last_outcome = Some(match result.reason() {
+                        Some(r) => format!("{}: {r}", result.word()),
+                        None => result.word().to_string(),
+                    });
+                    self.save(&mut record, &flow, &tally)?;
+                    let _ = started;
+                    self.ui.emit(Event::StoryFinished {
+                        story: story_id.clone(),
+                        result: result.word().into(),
+                        reason: result.reason().map(str::to_string),
+                        cycles: flow.cycle(),
+                        duration_ms: millis(tally.duration),
+                        cost_usd: tally.cost_usd,
+                        turns: tally.turns,
+                    });
+                    return Ok((result, tally));
+                }
+                Next::Run {
+                    role,
+                    cycle,
+                    resumed,
+                } => (role, cycle, resumed),
+            };
+            let end = self
+                .role_step(entry, &seen, &flow, role, cycle, resumed, &mut tally)
+                .await?;
+            flow.step_ended(end);
+            tally.cycles = flow.cycle();
+            let before = seen.state;
+            seen = self.observe(entry);
+            if seen.state != before
+                && let Some(to) = seen.state
+            {
+                self.ui.emit(Event::StateChanged {
+                    story: story_id.clone(),
+                    from: before.map(|s| workflow::state_name(s).to_string()),
+                    to: workflow::state_name(to).to_string(),
+                });
+            }
+        }
+    }
+
+    fn save(
+        &mut self,
+        record: &mut crate::journal::StoryRecord,
+        flow: &Flow,
+        tally: &Tally,
+    ) -> Result<(), Halt> {
+        record.findings = serde_json::to_value(flow).unwrap_or_default();
+        record.cycle = flow.cycle();
+        record.usage.turns = tally.turns;
+        record.usage.cost_usd = tally.cost_usd;
+        record.usage.duration = tally.duration;
+        self.journal.save_story(&self.run, record)?;
+        Ok(())
+    }
+
+    /// Reads the story file and parses its status with the status plugin.
+    fn observe(&mut self, entry: &StoryEntry) -> Seen {
+        let path = self.root.join(&entry.path);
+        if !path.exists() {
+            return Seen::not_drafted();
+        }
+        let text = match self.project.read_story(entry) {
+            Ok(t) => t.text,
+            Err(e) => return Seen::unusable(e.to_string()),
+        };
+        match self.plugins.parse_status(&text) {
+            Ok(outcome) => Seen::from_parse(&entry.path, text, outcome),
+            Err(e) => Seen::unusable(format!("status plugin: {e}")),
+        }
+    }
+
+    /// Runs one role's step: begin, then each decision, until the policy is done with it.
+    #[allow(clippy::too_many_arguments)]
+    async fn role_step(
+        &mut self,
+        entry: &StoryEntry,
+        seen: &Seen,
+        flow: &Flow,
+        role: Role,
+        cycle: u32,
+        resumed: bool,
+        tally: &mut Tally,
+    ) -> Result<StepEnd, Halt> {
+        let story_id = entry.id.to_string();
+        let role_name = workflow::role_name(role);
+        let mut story = self.story_record(entry, seen, flow, cycle, resumed);
+        let plugins = self.plugins;
+        let mut session = match plugins.begin_step(role) {
+            Ok(s) => s,
+            Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+        };
+        let mut decision = match session.begin(&story, &seen.text) {
+            Ok(d) => d,
+            Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+        };
+        let mut last_outcome: Option<CallOutcome> = None;
+        let mut gate_reports = Vec::new();
+        for seq in 0..MAX_DECISIONS_PER_STEP {
+            decision = match decision {
+                Decision::Complete => return Ok(StepEnd::Completed),
+                Decision::Fail(reason) => return Ok(StepEnd::Failed(reason)),
+                Decision::Escalate(reason) => return Ok(StepEnd::Escalated(reason)),
+                Decision::SetState(state) => {
+                    return Ok(
+                        match self.write_state(entry, cycle, role_name, seq, state) {
+                            Ok(()) => StepEnd::Completed,
+                            Err(reason) => StepEnd::Failed(reason),
+                        },
+                    );
+                }
+                Decision::SendBack(findings) => {
+                    return Ok(
+                        match self.write_state(
+                            entry,
+                            cycle,
+                            role_name,
+                            seq,
+                            StoryState::ChangesRequested,
+                        ) {
+                            Ok(()) => StepEnd::SentBack(findings),
+                            Err(reason) => StepEnd::Failed(reason),
+                        },
+                    );
+                }
+                Decision::InvokeAgent(request) => {
+                    let outcome = self
+                        .agent_call(
+                            entry,
+                            &story,
+                            &mut session,
+                            role,
+                            cycle,
+                            seq,
+                            request,
+                            tally,
+                        )
+                        .await?;
+                    last_outcome = Some(outcome);
+                    gate_reports.clear();
+                    let report = self.report(entry, last_outcome.clone(), Vec::new());
+                    story.retry = false;
+                    match session.end(&story, &report) {
+                        Ok(d) => d,
+                        Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+                    }
+                }
+                Decision::RunGates => {
+                    gate_reports = self.gates(entry, cycle, role_name, seq).await?;
+                    let report = self.report(entry, None, gate_reports.clone());
+                    match session.end(&story, &report) {
+                        Ok(d) => d,
+                        Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+                    }
+                }
+            };
+        }
+        let _ = (last_outcome, story_id);
+        Ok(StepEnd::Failed(format!(
+            "the {role_name} policy took {MAX_DECISIONS_PER_STEP} decisions in one step without finishing it"
+        )))
+    }
+
+    fn story_record(
+        &self,
+        entry: &StoryEntry,
+        seen: &Seen,
+        flow: &Flow,
+        cycle: u32,
+        retry: bool,
+    ) -> Story {
+        Story {
+            id: entry.id.to_string(),
+            epic: entry.id.epic,
+            title: entry.title.clone(),
+            path: entry.path.display().to_string(),
+            exists: seen.exists,
+            state: seen.state,
+            raw_status: seen.raw.clone(),
+            cycle: cycle.max(1),
+            max_cycles: flow.settings().max_cycles,
+            retry,
+            layout: self.project.layout(),
+            bmad_version: self.project.version().unwrap_or_default().to_string(),
+            epic_path: entry
+                .epic_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            gate_path: entry
+                .gate_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            sprint_status_path: self
+                .project
+                .sprint_status_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            previous_findings: flow.findings().to_vec(),
+            findings_history: flow.findings_history().to_vec(),
+        }
+    }
+
+    /// What the policy learns after an agent call or a gate run.
+    fn report(
+        &mut self,
+        entry: &StoryEntry,
+        outcome: Option<CallOutcome>,
+        gates: Vec<crate::policy::GateReport>,
+    ) -> StepReport {
+        let seen = self.observe(entry);
+        let qa_gate = match self.project.read_qa_gate(entry) {
+            Ok(g) => g.map(|g| g.to_policy()),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        };
+        StepReport {
+            outcome,
+            document: seen.text.clone(),
+            status: seen.parse.clone(),
+            gates,
+            qa_gate,
+        }
+    }
+}
+
+/// The story as last read.
+#[derive(Debug, Clone)]
+struct Seen {
+    exists: bool,
+    text: String,
+    parse: ParseOutcome,
+    observed: Observed,
+    state: Option<StoryState>,
+    raw: Option<String>,
+    value: Option<StatusValue>,
+}
+
+impl Seen {
+    fn not_drafted() -> Self {
+        Seen {
+            exists: false,
+            text: String::new(),
+            parse: ParseOutcome::Missing(crate::policy::MissingReason::NoStatus),
+            observed: Observed::NotDrafted,
+            state: None,
+            raw: None,
+            value: None,
+        }
+    }
+
+    fn unusable(why: String) -> Self {
+        Seen {
+            exists: true,
+            observed: Observed::Unusable(why),
+            ..Seen::not_drafted()
+        }
+    }
+
+    fn from_parse(path: &Path, text: String, parse: ParseOutcome) -> Self {
+        let file = path.display();
+        let (observed, value) = match &parse {
+            ParseOutcome::Found(v) => match v.state {
+                Some(s) => (Observed::State(s), Some(v.clone())),
+                None => (
+                    Observed::Unusable(format!(
+                        "{file}:{}: status `{}` maps to no state",
+                        v.line, v.raw
+                    )),
+                    Some(v.clone()),
+                ),
+            },
+            ParseOutcome::Doubtful(v) => (
+                Observed::Unusable(format!(
+                    "{file}:{}: status `{}` is not a standard BMAD status{}; set it to one by hand",
+                    v.line,
+                    v.raw,
+                    v.state
+                        .map(|s| format!(" (it might mean {})", workflow::state_name(s)))
+                        .unwrap_or_default()
+                )),
+                Some(v.clone()),
+            ),
+            ParseOutcome::Conflict(vs) => (
+                Observed::Unusable(format!(
+                    "{file}: {} status values disagree ({}); keep one",
+                    vs.len(),
+                    vs.iter()
+                        .map(|v| format!("`{}` at line {}", v.raw, v.line))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                None,
+            ),
+            ParseOutcome::Missing(reason) => (
+                Observed::Unusable(format!("{file}: {}", missing_text(reason))),
+                None,
+            ),
+        };
+        let state = match &observed {
+            Observed::State(s) => Some(*s),
+            _ => None,
+        };
+        Seen {
+            exists: true,
+            raw: value.as_ref().map(|v| v.raw.clone()),
+            value,
+            text,
+            parse,
+            observed,
+            state,
+        }
+    }
+}
+
+pub(crate) fn missing_text(reason: &crate::policy::MissingReason) -> String {
+    use crate::policy::MissingReason as M;
+    match reason {
+        M::EmptyFile => "the story file is empty".into(),
+        M::NotText => "the story file is not text".into(),
+        M::NoStatus => "no Status section or `Status:` line".into(),
+        M::EmptyValue(line) => format!("line {line}: the Status has no value"),
+    }
+}
+
+fn project_root(dir: &Path) -> Result<PathBuf, Error> {
+    std::fs::canonicalize(dir).map_err(|e| {
+        Error::Usage(format!(
+            "project directory {} cannot be opened: {e}; pass --project DIR",
+            dir.display()
+        ))
+    })
+}
+
+pub(crate) fn plugin_config(config: &Config, root: &Path) -> PluginConfig {
+    PluginConfig {
+        roles: config
+            .roles
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect(),
+        grants: config
+            .plugins
+            .iter()
+            .map(|(k, v)| (k.clone(), v.grant_read.clone()))
+            .collect(),
+        project_root: root.to_path_buf(),
+        ..PluginConfig::default()
+    }
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::V4 => "v4",
+        Layout::V6 => "v6",
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+async fn watch_ctrl_c(tx: watch::Sender<Interrupt>) {
+    let mut count = 0;
+    while tokio::signal::ctrl_c().await.is_ok() {
+        count += 1;
+        let level = if count == 1 {
+            eprintln!(
+                "\ninterrupt: finishing teardown of the current call (Ctrl-C again to kill now)"
+            );
+            Interrupt::Graceful
+        } else {
+            Interrupt::Immediate
+        };
+        if tx.send(level).is_err() {
+            return;
+        }
+    }
+}
+
+impl Driver<'_> {
+    /// One agent call: journaled, supervised, reported to the UI; returns its outcome for the
+    /// policy. An interrupted or usage-limited call leaves its intent without a result, so a
+    /// resumed run redoes it (and the cycle is not charged).
+    #[allow(clippy::too_many_arguments)]
+    async fn agent_call(
+        &mut self,
+        entry: &StoryEntry,
+        story: &Story,
+        session: &mut crate::plugins::PolicySession<'_>,
+        role: Role,
+        cycle: u32,
+        seq: u32,
+        request: crate::policy::AgentRequest,
+        tally: &mut Tally,
+    ) -> Result<CallOutcome, Halt> {
+        let story_id = entry.id.to_string();
+        let role_name = workflow::role_name(role);
+        let key = StepKey {
+            run: self.run.clone(),
+            story: story_id.clone(),
+            cycle,
+            role: role_name.to_string(),
+            kind: StepKind::AgentCall,
+            seq,
+        };
+        let intent = serde_json::json!({
+            "prompt": request.prompt,
+            "max_turns": request.max_turns,
+            "model": request.model,
+            "allowed_tools": request.allowed_tools,
+        });
+        let (step, attempt) = match self.journal.begin_step(&key, &intent)? {
+            StepStart::Done(result) => {
+                // Finished before a crash: never run an agent twice.
+                if let Ok(outcome) =
+                    serde_json::from_value::<CallOutcome>(result["outcome"].clone())
+                {
+                    return Ok(outcome);
+                }
+                return Err(Halt::Fatal(Error::Usage(format!(
+                    "journal step for story {story_id} {role_name} has an unreadable result; move .bmad-host/journal.sqlite aside or run with --fresh"
+                ))));
+            }
+            StepStart::Fresh(id) => (id, 1),
+            StepStart::Retry { id, attempt } => (id, attempt),
+        };
+        let transcript = crate::journal::transcript_path(
+            self.root, &self.run, &story_id, cycle, role_name, attempt,
+        );
+        let c = &self.config.claude;
+        let max_turns = request
+            .max_turns
+            .map_or(c.max_turns.value, |t| t.min(c.max_turns.value));
+        let spec = CallSpec {
+            bin: c.bin.value.clone(),
+            prompt: request.prompt.clone(),
+            cwd: self.root.to_path_buf(),
+            env: vec![
+                ("BMAD_HOST_ROLE".into(), role_name.into()),
+                ("BMAD_HOST_STORY_ID".into(), story_id.clone()),
+                (
+                    "BMAD_HOST_STORY_PATH".into(),
+                    self.root.join(&entry.path).display().to_string(),
+                ),
+                ("BMAD_HOST_CYCLE".into(), cycle.to_string()),
+                ("BMAD_HOST_RUN_ID".into(), self.run.to_string()),
+            ],
+            model: request.model.clone().or_else(|| c.model.value.clone()),
+            permission_mode: c.permission_mode.value.clone(),
+            allowed_tools: request.allowed_tools.clone(),
+            append_system_prompt: request.append_system_prompt.clone(),
+            extra_args: c.extra_args.value.clone(),
+            transcript: transcript.clone(),
+        };
+        let limits = Limits {
+            timeout: c.timeout.value,
+            idle_timeout: c.idle_timeout.value,
+            tool_idle_timeout: c.tool_idle_timeout.value,
+            max_turns,
+            max_budget_usd: c.max_budget_usd.value,
+            retries: c.retries.value,
+            ..Limits::default()
+        };
+        let ui = std::sync::Mutex::new(&mut *self.ui);
+        let mut policy_error = None;
+        let mut started = false;
+        let report = {
+            let mut on_event = |event: &claude::Event| {
+                if let Ok(mut ui) = ui.lock() {
+                    ui.agent_progress(matches!(
+                        event,
+                        claude::Event::Text(_) | claude::Event::ToolUse { .. }
+                    ));
+                }
+                let Some(event) = agent_event(event) else {
+                    return claude::Directive::Continue;
+                };
+                match session.on_event(story, &event) {
+                    Ok(Directive::Continue) => claude::Directive::Continue,
+                    Ok(Directive::Stop) => claude::Directive::Stop,
+                    Err(e) => {
+                        policy_error = Some(e.to_string());
+                        claude::Directive::Stop
+                    }
+                }
+            };
+            let mut on_spawn = |pid: u32| {
+                started = true;
+                if let Ok(mut ui) = ui.lock() {
+                    ui.emit(Event::AgentStarted {
+                        role: role_name.into(),
+                        story: story_id.clone(),
+                        cycle,
+                        pid: Some(pid),
+                        attempt,
+                        retry: story.retry,
+                    });
+                }
+            };
+            claude::run(
+                &spec,
+                &limits,
+                &mut on_event,
+                &mut on_spawn,
+                self.interrupts.clone(),
+            )
+            .await
+        };
+        if !started {
+            self.ui.emit(Event::AgentStarted {
+                role: role_name.into(),
+                story: story_id.clone(),
+                cycle,
+                pid: None,
+                attempt,
+                retry: story.retry,
+            });
+        }
+        let mut message = report
+            .result_text
+            .clone()
+            .filter(|_| !matches!(report.outcome, Outcome::Success))
+            .unwrap_or_else(|| report.outcome.to_string());
+        if let Some(e) = &policy_error {
+            message = format!("policy on-event failed: {e}");
+        }
+        let outcome = CallOutcome {
+            kind: outcome_kind(&report.outcome),
+            message: truncate(&message, 4000),
+            num_turns: report.num_turns,
+            cost_usd: report.cost_usd,
+            duration_ms: millis(report.duration),
+        };
+        tally.turns += report.num_turns;
+        tally.cost_usd += report.cost_usd;
+        tally.duration += report.duration;
+        self.ui.emit(Event::AgentFinished {
+            role: role_name.into(),
+            story: story_id.clone(),
+            cycle,
+            outcome: report.outcome.kind().replace('-', "_"),
+            message: outcome.message.clone(),
+            duration_ms: outcome.duration_ms,
+            turns: report.num_turns,
+            cost_usd: report.cost_usd,
+            transcript: transcript.display().to_string(),
+        });
+        match &report.outcome {
+            Outcome::Cancelled => return Err(Halt::Interrupted),
+            Outcome::UsageLimit { .. } => return Err(Halt::UsageLimit(report.outcome.to_string())),
+            _ => {}
+        }
+        self.journal.finish_step(
+            step,
+            &serde_json::json!({
+                "outcome": outcome,
+                "pid": report.pid,
+                "attempts": report.attempts,
+                "clean": report.clean,
+                "transcript": transcript.display().to_string(),
+            }),
+        )?;
+        Ok(outcome)
+    }
+
+    /// Writes `state` into the story file (and v6 sprint-status), journaled.
+    fn write_state(
+        &mut self,
+        entry: &StoryEntry,
+        cycle: u32,
+        role_name: &str,
+        seq: u32,
+        state: StoryState,
+    ) -> Result<(), String> {
+        let key = StepKey {
+            run: self.run.clone(),
+            story: entry.id.to_string(),
+            cycle,
+            role: role_name.to_string(),
+            kind: StepKind::StatusWrite,
+            seq,
+        };
+        let seen = self.observe(entry);
+        let intent = serde_json::json!({"to": workflow::state_name(state), "from": seen.raw});
+        let step = match self.journal.begin_step(&key, &intent) {
+            Ok(StepStart::Done(_)) => return Ok(()),
+            Ok(start) => start.id(),
+            Err(e) => return Err(format!("journal: {e}")),
+        };
+        if seen.state == Some(state) {
+            // Already written (e.g. the host died between the rename and the journal commit).
+        } else {
+            let Some(value) = &seen.value else {
+                return Err(format!(
+                    "cannot set {} to {}: its status cannot be read safely ({})",
+                    entry.path.display(),
+                    workflow::state_name(state),
+                    match &seen.observed {
+                        Observed::Unusable(why) => why.clone(),
+                        _ => "no status".into(),
+                    }
+                ));
+            };
+            if let Err(e) = self.project.write_status(entry, value, state) {
+                return Err(e.to_string());
+            }
+        }
+        if let Some(id) = step
+            && let Err(e) = self.journal.finish_step(
+                id,
+                &serde_json::json!({"written": workflow::state_name(state)}),
+            )
+        {
+            return Err(format!("journal: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Runs the configured quality gates, journaled; reports go to the policy.
+    async fn gates(
+        &mut self,
+        entry: &StoryEntry,
+        cycle: u32,
+        role_name: &str,
+        seq: u32,
+    ) -> Result<Vec<crate::policy::GateReport>, Halt> {
+        let key = StepKey {
+            run: self.run.clone(),
+            story: entry.id.to_string(),
+            cycle,
+            role: role_name.to_string(),
+            kind: StepKind::Gates,
+            seq,
+        };
+        let names: Vec<&str> = self
+            .config
+            .active_gates()
+            .map(|g| g.name.as_str())
+            .collect();
+        let step = match self
+            .journal
+            .begin_step(&key, &serde_json::json!({ "gates": names }))?
+        {
+            StepStart::Done(result) => {
+                return Ok(serde_json::from_value(result["reports"].clone()).unwrap_or_default());
+            }
+            start => start.id(),
+        };
+        let mut reports = Vec::new();
+        for gate in self.config.active_gates() {
+            let run = crate::gates::run_gate(gate, self.root, self.interrupts.clone()).await;
+            if run.cancelled {
+                return Err(Halt::Interrupted);
+            }
+            self.ui.emit(Event::GateFinished {
+                story: entry.id.to_string(),
+                gate: gate.name.clone(),
+                passed: run.report.passed,
+                exit_code: run.report.exit_code,
+                timed_out: run.report.timed_out,
+                duration_ms: millis(run.duration),
+            });
+            reports.push(run.report);
+        }
+        if let Some(id) = step {
+            self.journal
+                .finish_step(id, &serde_json::json!({ "reports": reports }))?;
+        }
+        Ok(reports)
+    }
+}
+
+fn agent_event(event: &claude::Event) -> Option<AgentEvent> {
+    Some(match event {
+        claude::Event::Init { model, .. } => AgentEvent::Init(model.clone()),
+        claude::Event::Text(t) => AgentEvent::Text(t.clone()),
+        claude::Event::ToolUse { name } => AgentEvent::ToolUse(name.clone()),
+        claude::Event::ToolResult { is_error } => AgentEvent::ToolResult(*is_error),
+        claude::Event::ApiRetry { attempt, .. } => AgentEvent::ApiRetry(*attempt),
+    })
+}
+
+fn outcome_kind(outcome: &Outcome) -> OutcomeKind {
+    match outcome {
+        Outcome::Success => OutcomeKind::Success,
+        Outcome::MaxTurns => OutcomeKind::ErrorMaxTurns,
+        Outcome::MaxBudget => OutcomeKind::ErrorMaxBudget,
+        Outcome::DuringExecution => OutcomeKind::ErrorDuringExecution,
+        Outcome::ApiError { .. } => OutcomeKind::ApiError,
+        Outcome::NoResult { .. } => OutcomeKind::NoResult,
+        Outcome::TimedOut => OutcomeKind::TimedOut,
+        Outcome::IdleTimeout => OutcomeKind::IdleTimeout,
+        Outcome::StoppedByPolicy => OutcomeKind::StoppedByPolicy,
+        Outcome::Cancelled => OutcomeKind::Cancelled,
+        Outcome::UsageLimit { .. } => OutcomeKind::UsageLimit,
+        Outcome::SpawnFailed(_) => OutcomeKind::SpawnFailed,
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The end-of-run table for people (stderr).
+fn print_summary(
+    ui: &Ui,
+    root: &Path,
+    run_id: &str,
+    results: &[(String, StoryResult, Tally)],
+    halt: &Option<Halt>,
+) {
+    ui.say("");
+    ui.say(&format!(
+        "{:<7}{:<11}{:>7}{:>10}{:>8}{:>10}",
+        "story", "result", "cycles", "time", "turns", "cost*"
+    ));
+    for (id, result, t) in results {
+        ui.say(&format!(
+            "{:<7}{:<11}{:>7}{:>10}{:>8}{:>10}",
+            id,
+            result.word(),
+            t.cycles,
+            crate::ui::clock(t.duration),
+            t.turns,
+            format!("${:.2}", t.cost_usd)
+        ));
+        if let Some(reason) = result.reason() {
+            ui.say(&format!("       {reason}"));
+        }
+    }
+    ui.say("* API-equivalent cost reported by the CLI");
+    match halt {
+        Some(Halt::Interrupted) => ui.say("interrupted: run `bmad-host run` again to resume"),
+        Some(Halt::UsageLimit(msg)) => ui.say(&format!(
+            "stopped: {msg}. Run again after the reset (the run resumes; the cycle was not charged), or use --wait-on-limit"
+        )),
+        Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {e}")),
+        None => {}
+    }
+    ui.say(&format!(
+        "transcripts: {}",
+        crate::journal::state_dir(root)
+            .join("runs")
+            .join(run_id)
+            .display()
+    ));
+}

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use judge::usage_limit;
+pub(crate) use tree::{Tracker, ensure_subreaper};
 
 /// Environment variable set on every Claude process, with a value unique to the call.
 pub const CALL_MARKER_ENV: &str = "BMAD_HOST_CALL";
