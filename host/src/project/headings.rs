@@ -380,3 +380,148 @@ mod tests {
         assert_eq!(ids(&doc), ["2.1 Y"]);
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces that steer random documents into the parser's interesting paths.
+    fn token() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "#",
+            "##",
+            "###",
+            "####",
+            "#######",
+            " ",
+            "   ",
+            "    ",
+            "\t",
+            "Epic",
+            "epic",
+            "Story",
+            "STORY",
+            "1",
+            "4",
+            "10",
+            "99999999999",
+            ".",
+            "-",
+            ":",
+            "a",
+            "b",
+            "é",
+            "✅",
+            "\u{200b}",
+            "\u{0}",
+            "**",
+            "__",
+            "```",
+            "````",
+            "~~~",
+            "<!--",
+            "-->",
+            "---",
+            "...",
+            "\n",
+            "\r\n",
+            "\r",
+            "Title",
+        ])
+    }
+
+    fn doc() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(token(), 0..200).prop_map(|t| t.concat()),
+            ".{0,400}",
+        ]
+    }
+
+    /// A well-formed plan: epics with numbered stories, rendered in one of the heading styles.
+    fn plan() -> impl Strategy<Value = (Vec<(u32, Vec<(u32, String)>)>, bool, bool)> {
+        let title = "[A-Za-z][A-Za-z0-9 &]{0,20}[A-Za-z0-9]";
+        let stories = prop::collection::btree_map(1u32..30, title, 0..6)
+            .prop_map(|m| m.into_iter().collect::<Vec<_>>());
+        (
+            prop::collection::btree_map(1u32..20, stories, 0..5)
+                .prop_map(|m| m.into_iter().collect()),
+            any::<bool>(),
+            any::<bool>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics_and_stays_consistent(text in doc()) {
+            let lines = u32::try_from(text.len() + 1).unwrap_or(u32::MAX);
+            let doc = parse_epic_doc(&text);
+            let mut ids: Vec<StoryId> = doc.stories.iter().map(|s| s.id).collect();
+            let n = ids.len();
+            ids.sort();
+            ids.dedup();
+            prop_assert_eq!(ids.len(), n, "story ids are unique");
+            for s in &doc.stories {
+                prop_assert!(s.line >= 1 && s.line <= lines);
+            }
+            for (line, _) in &doc.warnings {
+                prop_assert!(*line >= 1 && *line <= lines);
+            }
+        }
+
+        #[test]
+        fn recovers_a_rendered_plan((plan, colon, crlf) in plan()) {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            for (epic, stories) in &plan {
+                if colon {
+                    text.push_str(&format!("## Epic {epic}: Epic title{nl}{nl}Goal.{nl}{nl}"));
+                } else {
+                    text.push_str(&format!("# Epic {epic} Epic title{nl}{nl}"));
+                }
+                for (story, title) in stories {
+                    if colon {
+                        text.push_str(&format!("### Story {epic}.{story}: {title}{nl}{nl}```{nl}## Story {epic}.{story}: fenced{nl}```{nl}"));
+                    } else {
+                        text.push_str(&format!("## Story {epic}.{story} {title}{nl}{nl}As a user.{nl}"));
+                    }
+                }
+            }
+            let doc = parse_epic_doc(&text);
+            let expected: Vec<(StoryId, String)> = plan
+                .iter()
+                .flat_map(|(e, s)| s.iter().map(move |(n, t)| (StoryId::new(*e, *n), t.trim().to_owned())))
+                .collect();
+            let got: Vec<(StoryId, String)> = doc.stories.iter().map(|s| (s.id, s.title.clone())).collect();
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(doc.epics.len(), plan.len());
+            prop_assert!(doc.warnings.is_empty(), "{:?}", doc.warnings);
+        }
+    }
+
+    #[test]
+    fn large_adversarial_inputs_parse_in_one_pass() {
+        // Every line opens or closes something; a quadratic parser would take minutes here.
+        let pieces = [
+            "```\n",
+            "## Story 1.1: x\n",
+            "<!--\n",
+            "-->\n",
+            "#",
+            "Story 1.",
+            "~~~\n",
+        ];
+        let mut text = String::with_capacity(4 << 20);
+        let mut i = 0usize;
+        while text.len() < 4 << 20 {
+            text.push_str(pieces[i % pieces.len()]);
+            i += 1;
+        }
+        let doc = parse_epic_doc(&text);
+        assert!(doc.stories.len() <= 1);
+        let one_line = "#".repeat(2 << 20) + &" Story 1.1".repeat(1 << 16);
+        assert!(parse_epic_doc(&one_line).stories.is_empty());
+    }
+}

@@ -170,9 +170,15 @@ impl SprintStatus {
         let key_line = scan.header_line;
         let pairs = match doc.development_status {
             None => {
+                // `development_status:` with nothing under it reads as null.
+                let problem = if key_line.is_some() {
+                    "development_status is empty, not a mapping of story keys to statuses"
+                } else {
+                    "no development_status mapping"
+                };
                 return Err(ProjectError::SprintStatus {
-                    at: FileLoc::new(path, None),
-                    problem: "no development_status mapping".to_owned(),
+                    at: FileLoc::new(path, key_line),
+                    problem: problem.to_owned(),
                     fix: FIX_REGENERATE.to_owned(),
                 });
             }
@@ -741,5 +747,262 @@ impl fmt::Display for SprintKey {
             SprintKey::Retrospective(n) => write!(f, "epic {n} retrospective"),
             SprintKey::Other => f.write_str("unrecognised key"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "# generated: today\n# STATUS DEFINITIONS: backlog, done\n\ngenerated: 03-07-2026 09:00\nproject: p\n\ndevelopment_status:\n  # Epic 1\n  epic-1: in-progress   # started\n  1-1-setup: done\n  1-2-sign-up: \"review\"\n  1-10-late: 'backlog' # the tenth\n  epic-1-retrospective: optional\n\n  epic-2: backlog\n  2-1-water: backlog\naction_items: []\n";
+
+    fn parse(text: &str) -> Result<SprintStatus, ProjectError> {
+        SprintStatus::parse(Path::new("sprint-status.yaml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(s) => panic!("expected an error, got {s:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn warnings(s: &SprintStatus) -> Vec<String> {
+        s.warnings().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn reads_entries_with_lines_and_comments() {
+        let s = parse(SAMPLE).expect("parses");
+        assert!(s.editable().is_ok());
+        let shown: Vec<(String, String, Option<u32>)> = s
+            .entries()
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone(), e.line))
+            .collect();
+        assert_eq!(shown[0], ("epic-1".into(), "in-progress".into(), Some(9)));
+        assert_eq!(shown[2], ("1-2-sign-up".into(), "review".into(), Some(11)));
+        assert_eq!(shown[3], ("1-10-late".into(), "backlog".into(), Some(12)));
+        assert_eq!(shown.len(), 7);
+        assert!(warnings(&s).is_empty(), "{:?}", warnings(&s));
+        assert_eq!(
+            s.story(StoryId::new(1, 1)).map(|e| e.key.as_str()),
+            Some("1-1-setup")
+        );
+        assert_eq!(
+            s.story(StoryId::new(1, 10)).map(|e| e.key.as_str()),
+            Some("1-10-late")
+        );
+        assert_eq!(
+            s.story(StoryId::new(1, 10)).and_then(|e| e.state),
+            Some(StoryState::Backlog)
+        );
+        assert_eq!(s.story(StoryId::new(3, 1)), None);
+    }
+
+    #[test]
+    fn classifies_keys() {
+        assert_eq!(SprintKey::classify("epic-2"), SprintKey::Epic(2));
+        assert_eq!(
+            SprintKey::classify("epic-2-retrospective"),
+            SprintKey::Retrospective(2)
+        );
+        assert_eq!(
+            SprintKey::classify("1-10-late-story"),
+            SprintKey::Story {
+                id: StoryId::new(1, 10),
+                slug: Some("late-story".into())
+            }
+        );
+        assert_eq!(
+            SprintKey::classify("1-1"),
+            SprintKey::Story {
+                id: StoryId::new(1, 1),
+                slug: None
+            }
+        );
+        assert_eq!(
+            SprintKey::classify("4-4a-split"),
+            SprintKey::Story {
+                id: StoryId {
+                    epic: 4,
+                    story: 4,
+                    suffix: Some('a')
+                },
+                slug: Some("split".into())
+            }
+        );
+        for other in ["not-a-key", "1.1-x", "epic-x", "1-1-", "epic-", "1"] {
+            assert_eq!(SprintKey::classify(other), SprintKey::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn malformed_files_are_errors_naming_the_file() {
+        let e = err("development_status:\n\tepic-1: in-progress\n  1-1-a: \"done\n");
+        assert!(e.starts_with("sprint-status.yaml:2: invalid YAML"), "{e}");
+        assert!(e.contains("spaces not tabs"), "{e}");
+        for empty in ["", "  \n", "# only a comment\n"] {
+            let e = err(empty);
+            assert_eq!(
+                e,
+                "sprint-status.yaml: the file is empty: no development_status; run the sprint-planning workflow (bmad-sprint-planning) to generate it"
+            );
+        }
+        let e = err("project: p\n");
+        assert!(e.contains("no development_status mapping"), "{e}");
+        let e = err("development_status:\n  - epic-1\n  - 1-1-project-setup: done\n");
+        assert!(
+            e.starts_with("sprint-status.yaml:1: development_status is a list, not a mapping"),
+            "{e}"
+        );
+        let e = err("development_status: done\n");
+        assert!(e.contains("development_status is a single value"), "{e}");
+        let e = err("development_status:\n");
+        assert!(e.contains("development_status is empty"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_last() {
+        let s = parse("development_status:\n  epic-1: in-progress\n  1-1-project-setup: review\n  1-1-project-setup: done\n")
+            .expect("lenient");
+        let e = s.story(StoryId::new(1, 1)).expect("story");
+        assert_eq!((e.value.as_str(), e.line), ("done", Some(4)));
+        assert_eq!(s.entries().len(), 2);
+        let w = warnings(&s);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("sprint-status.yaml:4: duplicate key `1-1-project-setup` (line 3): the last one (`done`) counts"), "{w:?}");
+    }
+
+    #[test]
+    fn unknown_values_are_read_as_unknown() {
+        let text = "generated: 2025-13-45 99:99\nproject: plant-pal\ndevelopment_status:\n  epic-1: started\n  1-1-project-setup: Done\n  1-2-user-registration: wip\n  1-3-sign-in: ready-for-review\n  1-10-late-story: backlog\n  1-1: done\n  not-a-key: done\n  epic-1-retrospective: completed\n  epic-2-retrospective: optional\n";
+        let s = parse(text).expect("lenient");
+        let state = |e, n| s.story(StoryId::new(e, n)).and_then(|x| x.state);
+        assert_eq!(state(1, 1), Some(StoryState::Done));
+        assert_eq!(
+            s.story(StoryId::new(1, 1)).map(|e| e.key.as_str()),
+            Some("1-1-project-setup")
+        );
+        assert_eq!(state(1, 2), None);
+        assert_eq!(state(1, 3), None);
+        assert_eq!(state(1, 10), Some(StoryState::Backlog));
+        let w = warnings(&s);
+        let expect = [
+            "sprint-status.yaml:4: illegal status `started` for `epic-1` (expected backlog|in-progress|done|contexted): ignored",
+            "sprint-status.yaml:5: `1-1-project-setup: Done` is not an exact sprint-status value: read as `done`",
+            "sprint-status.yaml:6: illegal status `wip` for `1-2-user-registration` (expected backlog|ready-for-dev|in-progress|review|done): read as unknown",
+            "sprint-status.yaml:7: illegal status `ready-for-review` for `1-3-sign-in` (expected backlog|ready-for-dev|in-progress|review|done): read as unknown",
+            "sprint-status.yaml:9: story key `1-1` has no slug: read as story 1.1",
+            "sprint-status.yaml:10: unrecognised key `not-a-key`: ignored",
+            "sprint-status.yaml:11: illegal status `completed` for `epic-1-retrospective` (expected optional|done): ignored",
+            "sprint-status.yaml:9: `1-1` is a second key for story 1.1 (after `1-1-project-setup`): ignored",
+        ];
+        assert_eq!(w, expect);
+    }
+
+    #[test]
+    fn flow_style_is_read_but_not_editable() {
+        let s = parse("development_status: {epic-1: done, 1-1-a: review}\n").expect("flow");
+        assert_eq!(
+            s.story(StoryId::new(1, 1)).map(|e| e.value.as_str()),
+            Some("review")
+        );
+        assert!(s.editable().is_err());
+        let err = plan_edit(
+            Path::new("s.yaml"),
+            b"development_status: {1-1-a: review}\n",
+            StoryId::new(1, 1),
+            "done",
+        )
+        .expect_err("not editable");
+        assert!(err.contains("will not edit"), "{err}");
+    }
+
+    #[test]
+    fn edits_one_value_keeping_every_other_byte() {
+        let crlf = SAMPLE.replace('\n', "\r\n");
+        for text in [SAMPLE.to_owned(), crlf] {
+            let (key, edit) = plan_edit(
+                Path::new("s.yaml"),
+                text.as_bytes(),
+                StoryId::new(1, 10),
+                "in-progress",
+            )
+            .expect("plan");
+            assert_eq!(key, "1-10-late");
+            let SprintEdit::Change { line, from, bytes } = edit else {
+                panic!("expected a change")
+            };
+            assert_eq!((line, from.as_str()), (12, "backlog"));
+            let expected = text.replace(
+                "1-10-late: 'backlog' # the tenth",
+                "1-10-late: 'in-progress' # the tenth",
+            );
+            assert_eq!(String::from_utf8(bytes).expect("utf8"), expected);
+
+            let (_, edit) = plan_edit(
+                Path::new("s.yaml"),
+                text.as_bytes(),
+                StoryId::new(1, 2),
+                "done",
+            )
+            .expect("plan");
+            let SprintEdit::Change { bytes, .. } = edit else {
+                panic!("expected a change")
+            };
+            assert_eq!(
+                String::from_utf8(bytes).expect("utf8"),
+                text.replace("1-2-sign-up: \"review\"", "1-2-sign-up: \"done\"")
+            );
+
+            let (_, edit) = plan_edit(
+                Path::new("s.yaml"),
+                text.as_bytes(),
+                StoryId::new(1, 1),
+                "done",
+            )
+            .expect("plan");
+            assert!(
+                matches!(edit, SprintEdit::Same { line: 10, .. }),
+                "{edit:?}"
+            );
+        }
+        let err = plan_edit(
+            Path::new("s.yaml"),
+            SAMPLE.as_bytes(),
+            StoryId::new(3, 1),
+            "done",
+        )
+        .expect_err("no key");
+        assert!(err.contains("no key for story 3.1"), "{err}");
+    }
+
+    #[test]
+    fn scans_entry_forms() {
+        assert_eq!(
+            scan_entry("a: b"),
+            Some(("a".into(), "b".into(), (3, 4), None))
+        );
+        assert_eq!(
+            scan_entry("a:   b   # c"),
+            Some(("a".into(), "b".into(), (5, 6), None))
+        );
+        assert_eq!(
+            scan_entry("'a': 'it''s' # c"),
+            Some(("a".into(), "it's".into(), (5, 12), Some('\'')))
+        );
+        assert_eq!(
+            scan_entry("\"a\": \"x\""),
+            Some(("a".into(), "x".into(), (5, 8), Some('"')))
+        );
+        assert_eq!(
+            scan_entry("a:"),
+            Some(("a".into(), String::new(), (2, 2), None))
+        );
+        assert_eq!(scan_entry("a: 'open"), None);
+        assert_eq!(scan_entry("a: 'x' y"), None);
+        assert_eq!(scan_entry("- a"), None);
+        assert_eq!(scan_entry("no colon"), None);
     }
 }
