@@ -642,6 +642,15 @@ fn a_truncated_journal_is_refused_untouched() -> TestResult {
         place_journal(dir.path(), &bytes[..cut])?;
         assert_refused_untouched(dir.path(), is_corrupt).map_err(|e| format!("cut {cut}: {e}"))?;
     }
+    // Same size, one page in the middle overwritten: only SQLite's integrity check sees it.
+    let mut damaged = bytes.clone();
+    let page = damaged.len() / 2 / 4096 * 4096;
+    damaged[page..page + 4096].fill(0xA5);
+    let dir = project()?;
+    place_journal(dir.path(), &damaged)?;
+    assert_refused_untouched(dir.path(), |e| {
+        is_corrupt(e) && e.to_string().contains("integrity")
+    })?;
     Ok(())
 }
 
@@ -836,7 +845,9 @@ fn the_lock_is_refused_across_processes_and_freed_by_sigkill() -> TestResult {
 /// - `lock <project>`: opens the journal, prints `@locked`, and holds it until stdin closes.
 /// - `steps <project> <n>`: resumes the run and walks steps `0..n` like a replaying run loop,
 ///   printing `@fresh i` / `@retry i` / `@done i` from `begin_step` and `@finished i` after
-///   `finish_step`; exits with a failure if a done step's result is not the one written.
+///   `finish_step`, then `@complete`; exits with a failure if a done step's result is not the one
+///   written. Before each step it reads one byte of stdin (and stops at EOF), so the parent
+///   bounds how far it gets.
 #[test]
 #[ignore = "helper process for other tests"]
 fn child_helper() -> TestResult {
@@ -859,7 +870,12 @@ fn child_helper() -> TestResult {
             let n: u32 = words.next().ok_or("no n")?.parse()?;
             let mut journal = Journal::open(&root)?;
             let run = journal.start_run(false, &fingerprint("c"))?.id;
+            let mut stdin = std::io::stdin().lock();
             for i in 0..n {
+                // One byte from the parent per step: it decides how far this process may go.
+                if std::io::Read::read(&mut stdin, &mut [0u8])? == 0 {
+                    return Ok(());
+                }
                 let k = key(&run, "1.1", 1, StepKind::AgentCall, i);
                 match journal.begin_step(&k, &json!({ "step": i }))? {
                     StepStart::Done(result) => {
@@ -914,13 +930,17 @@ impl Rng {
     }
 }
 
-/// Kills a process walking through journaled steps with SIGKILL at random moments (after it has
-/// reported a random number of lines, so anywhere in or between `begin_step` and `finish_step`),
-/// and checks across restarts that a step reported finished is never run again and keeps its
-/// result, and that an interrupted step comes back as a retry.
+/// Kills a process walking through journaled steps with SIGKILL at random moments and checks,
+/// across restarts, that a step reported finished is never run again and keeps its result, and
+/// that an interrupted step comes back as a retry. Each round the parent allows the child a few
+/// steps of new work (one stdin byte per step, fewer than the run needs, so no round but the last
+/// can finish the run however fast the disk) and kills it after reading a random number of its
+/// new-work lines: the child is then anywhere in or between `begin_step` and `finish_step`, or
+/// waiting for its next byte.
 #[test]
 fn sigkill_at_random_moments_never_loses_or_repeats_a_finished_step() -> TestResult {
     const STEPS: u32 = 60;
+    const ROUNDS: u32 = 12;
     let mut rng = Rng::from_time();
     let seed = rng.0;
     let dir = project()?;
@@ -928,30 +948,55 @@ fn sigkill_at_random_moments_never_loses_or_repeats_a_finished_step() -> TestRes
     let mut finished = vec![false; STEPS as usize];
     let mut begun = vec![false; STEPS as usize];
     let mut complete = false;
-    for round in 0..12 {
-        let last = round == 11;
+    let mut retries = 0;
+    for round in 0..ROUNDS {
+        let last = round == ROUNDS - 1;
+        let known = finished.iter().filter(|f| **f).count() as u64;
+        // At most one step per round can have finished without being reported (killed between
+        // its commit and its line), so `known + 1` bytes cover the replay of every done step.
+        let new_work = rng.below(6) + 1;
+        let tokens = if last {
+            u64::from(STEPS)
+        } else {
+            (known + 1 + new_work).min(u64::from(STEPS) - 1)
+        };
+        let kill_after = rng.below(new_work) + 1;
         let mut child = spawn_child(&job)?;
+        let mut stdin = child.stdin.take().ok_or("stdin")?;
+        stdin.write_all(&vec![b'.'; tokens as usize])?;
+        stdin.flush()?;
         let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
-        // Kill after 1 to 12 lines of new work (replayed `done` lines do not count), so that the
-        // kills land at every point of a step: before, between and after its two commits.
-        let budget = rng.below(12) + 1;
-        let mut seen = 0;
-        let mut lines = read_child_lines(&mut out, |line| {
-            if !line.starts_with("done") {
-                seen += 1;
-            }
-            !last && seen >= budget
-        })?;
-        if !last {
-            child.kill()?;
-        }
+        let mut lines = if last {
+            drop(stdin);
+            read_child_lines(&mut out, |_| false)?
+        } else {
+            let mut seen = 0;
+            let lines = read_child_lines(&mut out, |line| {
+                if !line.starts_with("done") {
+                    seen += 1;
+                }
+                seen >= kill_after
+            })?;
+            child.kill()?; // SIGKILL
+            drop(stdin);
+            lines
+        };
         let status = child.wait()?;
+        if !last {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "seed {seed}: the child failed: {status}"
+            );
+        }
         // Whatever it wrote before dying is a fact too.
         lines.extend(read_child_lines(&mut out, |_| false)?);
         for line in &lines {
             let ctx = || format!("seed {seed}, round {round}: {line} in {lines:?}");
             let (word, i) = line.split_once(' ').unwrap_or((line, ""));
             if word == "complete" {
+                assert!(last, "{}", ctx());
                 complete = true;
                 continue;
             }
@@ -967,6 +1012,7 @@ fn sigkill_at_random_moments_never_loses_or_repeats_a_finished_step() -> TestRes
                 "retry" => {
                     assert!(!finished[i], "a finished step ran again: {}", ctx());
                     begun[i] = true;
+                    retries += 1;
                 }
                 "done" => finished[i] = true,
                 "finished" => {
@@ -984,6 +1030,7 @@ fn sigkill_at_random_moments_never_loses_or_repeats_a_finished_step() -> TestRes
         }
     }
     assert!(complete, "seed {seed}");
+    assert!(finished.iter().all(|f| *f), "seed {seed}");
     let reader = Journal::open_read_only(dir.path())?.ok_or("journal")?;
     let rows = reader.steps(None, None)?;
     assert_eq!(rows.len(), STEPS as usize);
@@ -991,6 +1038,7 @@ fn sigkill_at_random_moments_never_loses_or_repeats_a_finished_step() -> TestRes
         assert_eq!(row.key.seq as usize, i);
         assert_eq!(row.result, Some(expected_result(i as u32)), "seed {seed}");
     }
+    eprintln!("seed {seed}: {retries} retries in {ROUNDS} rounds");
     Ok(())
 }
 
