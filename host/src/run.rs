@@ -60,7 +60,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
         skip_gates: args.skip_gates,
         only_gates: args.gate.clone(),
     };
-    let config = Config::load(&root, &|k| std::env::var(k).ok(), &overrides)?;
+    let mut config = Config::load(&root, &|k| std::env::var(k).ok(), &overrides)?;
+    resolve_bin(&mut config.claude.bin.value);
     let project = Project::discover(&root)?;
     let stories = crate::commands::select(&project, args.epic, args.story.as_deref())?;
     let plugins_dir = args.common.plugins.clone().ok_or_else(|| {
@@ -583,6 +584,18 @@ pub(crate) fn plugin_config(config: &Config, root: &Path) -> PluginConfig {
             .collect(),
         project_root: root.to_path_buf(),
         ..PluginConfig::default()
+    }
+}
+
+/// A relative CLI path with a directory part (`target/debug/fake-claude`) means relative to
+/// where bmad-host was started, not to the project root the agent runs in; a bare name is
+/// looked up on PATH.
+fn resolve_bin(bin: &mut PathBuf) {
+    if bin.is_relative()
+        && bin.components().count() > 1
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        *bin = cwd.join(&*bin);
     }
 }
 
