@@ -637,7 +637,7 @@ impl Driver<'_> {
         &mut self,
         entry: &StoryEntry,
         story: &Story,
-        session: &mut crate::plugins::PolicySession<'_>,
+        session: &mut crate::plugins::PolicySession,
         role: Role,
         cycle: u32,
         seq: u32,
