@@ -1,2 +1,7 @@
 //! Helpers shared by the integration tests: temp projects, running the binary, process scans.
 pub mod components;
+pub mod fake;
+pub mod harness;
+pub mod procs;
+
+pub use procs::live_processes_with_marker;

@@ -1,0 +1,217 @@
+//! Running the real `bmad-host` binary on temp copies of sample projects with the fake Claude.
+//!
+//! [`plugins`] builds the repository's plugins once per test process (the same as
+//! `cargo xtask build-plugins`, guarded by a file lock across test binaries); [`Project`] is a
+//! temp copy of a fixture; [`Run`] runs a command and parses its NDJSON output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::components::{target_dir, workspace_root};
+
+/// The repository's `plugins/` folder, with every component built into its plugin folder.
+///
+/// # Panics
+/// When the plugins cannot be built: the tests that need them cannot run.
+pub fn plugins() -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(build_plugins) {
+        panic!("{e}");
+    }
+    workspace_root().join("plugins")
+}
+
+fn build_plugins() -> Result<(), String> {
+    let target = target_dir();
+    std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
+    let lock_path = target.join("bmad-plugins.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .map_err(|e| format!("create {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["run", "--quiet", "-p", "xtask", "--", "build-plugins"])
+        .output()
+        .map_err(|e| format!("run cargo xtask build-plugins: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo xtask build-plugins failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// A binary of this crate, next to the running test (`target/<profile>/deps/test-…` →
+/// `target/<profile>/<name>`). Cargo builds a package's binaries before its integration tests.
+fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the test crate's binaries",
+        bin.display()
+    );
+    bin
+}
+
+/// The fake Claude CLI.
+pub fn fake_claude() -> PathBuf {
+    sibling_bin("fake-claude")
+}
+
+/// The bmad-host binary under test.
+pub fn bmad_host() -> PathBuf {
+    sibling_bin("bmad-host")
+}
+
+/// A temp copy of a fixture project (`tests/fixtures/<name>`).
+#[derive(Debug)]
+pub struct Project {
+    dir: TempDir,
+}
+
+impl Project {
+    /// Copies `tests/fixtures/<name>`.
+    pub fn fixture(name: &str) -> Project {
+        Project::copy_of(&workspace_root().join("tests/fixtures").join(name))
+    }
+
+    /// Copies any folder.
+    pub fn copy_of(src: &Path) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(src, dir.path());
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A file of the project, as text.
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// Writes a file of the project.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dir");
+        }
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {rel}: {e}"));
+    }
+
+    /// Writes a fake-Claude script into the project's parent temp dir and returns its path.
+    pub fn script(&self, script: &Value) -> PathBuf {
+        let path = self.path().join(".fake-claude-script.json");
+        std::fs::write(&path, script.to_string()).expect("write script");
+        path
+    }
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("create dir");
+    for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display())) {
+        let entry = entry.expect("dir entry");
+        let to = dst.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).expect("copy");
+        }
+    }
+}
+
+/// A finished command: exit code, stdout as NDJSON events, stderr.
+#[derive(Debug)]
+pub struct Run {
+    pub output: Output,
+    pub events: Vec<Value>,
+}
+
+impl Run {
+    /// Runs `bmad-host ARGS` with the fake Claude and `env`, stdin from /dev/null, no
+    /// `BMAD_HOST_*` variables inherited from the test's environment.
+    pub fn bmad_host(args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(bmad_host());
+        cmd.args(args).stdin(Stdio::null());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("BMAD_HOST_") || key.starts_with("FAKE_CLAUDE_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env(
+            "BMAD_HOST_CACHE_DIR",
+            target_dir().join("bmad-host-test-cache"),
+        );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let output = cmd.output().expect("run bmad-host");
+        let events = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Run { output, events }
+    }
+
+    /// `bmad-host run --json --plugins <repo plugins> --project P --claude-bin <fake> ARGS`.
+    pub fn run(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let plugins = plugins();
+        let fake = fake_claude();
+        let mut all = vec![
+            "run",
+            "--json",
+            "--plugins",
+            plugins.to_str().expect("utf-8 path"),
+            "--project",
+            project.path().to_str().expect("utf-8 path"),
+            "--claude-bin",
+            fake.to_str().expect("utf-8 path"),
+        ];
+        all.extend_from_slice(args);
+        Run::bmad_host(&all, env)
+    }
+
+    /// The exit code (panics if killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or_else(|| {
+            panic!(
+                "bmad-host died: {:?}\n{}",
+                self.output.status,
+                self.stderr()
+            )
+        })
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// The events named `name`.
+    pub fn events_named(&self, name: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == name).collect()
+    }
+
+    /// The `story_finished` event of `story`.
+    pub fn story_result(&self, story: &str) -> &Value {
+        self.events
+            .iter()
+            .find(|e| e["event"] == "story_finished" && e["story"] == story)
+            .unwrap_or_else(|| panic!("no story_finished for {story}:\n{}", self.stderr()))
+    }
+}
