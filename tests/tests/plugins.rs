@@ -817,3 +817,24 @@ fn the_test_components_are_built() {
         assert!(wasm(krate).is_file());
     }
 }
+
+#[test]
+fn a_session_is_owned_and_sendable_while_the_set_keeps_parsing() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PluginSet>();
+    let env = Env::with_all("bmad-test-good");
+    let set = env.load();
+    let mut session = set.begin_step(Role::Qa).expect("step");
+    // The set is free while the session lives: parse a status in between.
+    assert!(matches!(
+        set.parse_status("Status: Review"),
+        Ok(ParseOutcome::Found(_))
+    ));
+    let handle = std::thread::spawn(move || {
+        session
+            .begin(&story(), "# doc")
+            .map(|d| matches!(d, Decision::InvokeAgent(_)))
+    });
+    assert!(matches!(handle.join().expect("thread"), Ok(true)));
+    drop(set);
+}

@@ -154,7 +154,7 @@ impl std::fmt::Debug for Plugin {
 /// The plugins of a plugin directory, with one chosen for each role.
 #[derive(Debug)]
 pub struct PluginSet {
-    plugins: Vec<Plugin>,
+    plugins: Vec<Arc<Plugin>>,
     /// Index into `plugins` of each role, in [`PluginRole::ALL`] order.
     roles: [usize; 4],
     /// The status parser's instance, reused between calls until one fails.
@@ -188,7 +188,7 @@ impl PluginSet {
     pub fn load(dir: &Path, cfg: &PluginConfig) -> Result<PluginSet, PluginError> {
         let rt = engine::runtime()?;
         let cache = ComponentCache::new(cache_root(cfg).as_deref(), &rt.engine);
-        let mut plugins: Vec<Plugin> = Vec::new();
+        let mut plugins: Vec<Arc<Plugin>> = Vec::new();
         let mut dirs: Vec<PathBuf> = Vec::new();
         for folder in plugin_folders(dir)? {
             let mut info = PluginInfo::empty(&folder);
@@ -200,7 +200,7 @@ impl PluginSet {
                     second: folder,
                 });
             }
-            plugins.push(plugin);
+            plugins.push(Arc::new(plugin));
             dirs.push(folder);
         }
         for name in cfg.grants.keys() {
@@ -237,7 +237,7 @@ impl PluginSet {
         })
     }
 
-    fn plugin(&self, role: PluginRole) -> &Plugin {
+    fn plugin(&self, role: PluginRole) -> &Arc<Plugin> {
         &self.plugins[self.roles[role_index(role)]]
     }
 
@@ -278,8 +278,9 @@ impl PluginSet {
         Ok(outcome)
     }
 
-    /// A fresh instance of the policy of `role`, for one step of a story.
-    pub fn begin_step(&self, role: Role) -> Result<PolicySession<'_>, PluginError> {
+    /// A fresh instance of the policy of `role`, for one step of a story. The session owns its
+    /// instance (and shares the plugin): it does not borrow the set, and it is `Send`.
+    pub fn begin_step(&self, role: Role) -> Result<PolicySession, PluginError> {
         let plugin = self.plugin(PluginRole::of_policy(role));
         let Pre::Policy(pre) = &plugin.pre else {
             return Err(PluginError::Role {
@@ -292,7 +293,7 @@ impl PluginSet {
             .instantiate(&mut store)
             .map_err(|e| plugin.instance_error(&store, "begin", e))?;
         Ok(PolicySession {
-            plugin,
+            plugin: plugin.clone(),
             instance: Some((store, bindings)),
             failure: None,
         })
@@ -318,13 +319,15 @@ impl PluginSet {
 
 /// One role step's policy instance. Calls run under the plugin's limits; after a failed call
 /// the instance is gone and every later call is refused ([`PluginError::Discarded`]).
-pub struct PolicySession<'a> {
-    plugin: &'a Plugin,
+///
+/// It owns its store and shares its plugin, so it borrows nothing and can move between threads.
+pub struct PolicySession {
+    plugin: Arc<Plugin>,
     instance: Option<(Store<State>, AgentPolicy)>,
     failure: Option<String>,
 }
 
-impl std::fmt::Debug for PolicySession<'_> {
+impl std::fmt::Debug for PolicySession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicySession")
             .field("plugin", &self.plugin.name)
@@ -333,7 +336,7 @@ impl std::fmt::Debug for PolicySession<'_> {
     }
 }
 
-impl PolicySession<'_> {
+impl PolicySession {
     /// The plugin's name.
     pub fn plugin(&self) -> &str {
         &self.plugin.name
