@@ -400,9 +400,21 @@ fn a_v6_project_reaches_done_with_sprint_status_in_step() {
             .unwrap_or_else(|| panic!("{key} missing from sprint-status:\n{after}"));
         assert!(line.contains(": done"), "{line}");
     }
-    // Comments and order are kept.
-    let comments = |t: &str| t.lines().filter(|l| l.contains('#')).count();
+    // Comment lines and the order of keys are kept.
+    let comments = |t: &str| {
+        t.lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(comments(&before), comments(&after));
+    let keys = |t: &str| {
+        t.lines()
+            .filter_map(|l| l.split(':').next())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&before), keys(&after));
     for story in std::fs::read_dir(project.path().join("_bmad-output/implementation-artifacts"))
         .expect("list")
         .filter_map(Result::ok)
