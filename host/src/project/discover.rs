@@ -314,10 +314,14 @@ impl Project {
             return Ok(None);
         };
         let gates_dir = c.qa_dir.join("gates");
-        let mut ignored = Vec::new();
-        let found = self.find_gate(&gates_dir, story.id, &story.slug, &mut ignored)?;
+        let mut several = Vec::new();
+        let found = self.find_gate(&gates_dir, story.id, &story.slug, &mut several)?;
         match found {
-            Some(rel) => read_gate(&self.root, &rel).map(Some),
+            Some(rel) => {
+                let mut gate = read_gate(&self.root, &rel)?;
+                gate.warnings.extend(several);
+                Ok(Some(gate))
+            }
             None => Ok(None),
         }
     }
@@ -902,5 +906,62 @@ impl Project {
         }
         self.epics = plan.epics.into_values().collect();
         self.stories = stories;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_patterns() {
+        let p = ShardPattern::new("epic-{n}*.md").expect("pattern");
+        assert_eq!(p.matches("epic-1-user-accounts.md"), Some(Some(1)));
+        assert_eq!(p.matches("epic-12.md"), Some(Some(12)));
+        assert_eq!(p.matches("epic-list.md"), None);
+        assert_eq!(p.matches("index.md"), None);
+        assert_eq!(p.matches("epic-2-x.txt"), None);
+        let p = ShardPattern::new("epic*.md").expect("pattern");
+        assert_eq!(p.matches("epic-list.md"), Some(None));
+        assert!(ShardPattern::new("epic-{n}[.md").is_err());
+    }
+
+    #[test]
+    fn story_file_names() {
+        assert_eq!(v4_story_file_id("1.2.story.md"), Some(StoryId::new(1, 2)));
+        assert_eq!(
+            v4_story_file_id("1.10.user-login.md"),
+            Some(StoryId::new(1, 10))
+        );
+        assert_eq!(
+            v4_story_file_id("4.4a.story.md").map(|i| i.suffix),
+            Some(Some('a'))
+        );
+        for no in [
+            "1-2.story.md",
+            "1.2.story.txt",
+            "notes.md",
+            "1.2-x.md",
+            "1.2",
+        ] {
+            assert_eq!(v4_story_file_id(no), None, "{no}");
+        }
+        assert_eq!(
+            v6_story_file_id("1-2-user-registration.md"),
+            Some(StoryId::new(1, 2))
+        );
+        assert_eq!(
+            v6_story_file_id("spec-1-10-x.md"),
+            Some(StoryId::new(1, 10))
+        );
+        for no in [
+            "sprint-status.yaml",
+            "epic-1-context.md",
+            "tech-spec-epic-1.md",
+            "1.2.story.md",
+            "1-2-x.txt",
+        ] {
+            assert_eq!(v6_story_file_id(no), None, "{no}");
+        }
     }
 }
