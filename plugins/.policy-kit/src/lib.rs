@@ -97,7 +97,7 @@ macro_rules! export_policy {
                 }
             }
 
-            $crate::wit::export!(BmadPolicyGuest with_types_in $crate::wit);
+    $crate::wit::export!(BmadPolicyGuest with_types_in $crate::wit);
         };
     };
 }

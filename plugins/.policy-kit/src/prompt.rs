@@ -188,7 +188,7 @@ Completion Notes.\n",
         Layout::V6 => {
             let _ = write!(
                 p,
-                "{wf}\n\nDevelop exactly the story in `{path}`; do not pick another story.\n",
+                "{wf}\n\nDevelop exactly the story in `{path}`; do not pick another story.\n\n",
                 wf = v6_workflow("dev-story"),
                 path = story.path,
             );

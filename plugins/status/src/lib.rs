@@ -15,6 +15,7 @@ mod decode;
 #[cfg(target_arch = "wasm32")]
 mod guest;
 mod scan;
+mod swar;
 mod vocab;
 
 use std::ops::Range;
@@ -169,7 +170,9 @@ pub const MAX_RAW_BYTES: usize = 512;
 /// Most values listed in a [`Parse::Conflict`].
 pub const MAX_CONFLICT_VALUES: usize = 16;
 
-/// Parses the status of a story document.
+/// Parses the status of a story document. A document whose first 64 KiB hold a NUL or look
+/// binary is [`MissingReason::NotText`]; an empty or whitespace-only one
+/// [`MissingReason::EmptyFile`].
 pub fn parse(doc: &str) -> Parse {
     if let Some(reason) = decode::check_text(doc) {
         return Parse::Missing(reason);
@@ -178,10 +181,11 @@ pub fn parse(doc: &str) -> Parse {
 }
 
 /// Parses the status of a story file's bytes: empty or whitespace-only input is
-/// [`MissingReason::EmptyFile`], NUL bytes or mostly invalid UTF-8 are [`MissingReason::NotText`],
-/// a few invalid sequences are decoded lossily (U+FFFD).
+/// [`MissingReason::EmptyFile`], NUL bytes or mostly invalid UTF-8 are [`MissingReason::NotText`]
+/// (judged on the first 64 KiB, like [`parse`]), a few invalid sequences are decoded lossily
+/// (U+FFFD).
 pub fn parse_bytes(bytes: &[u8]) -> Parse {
-    if decode::has_nul(bytes) {
+    if decode::has_nul(&bytes[..bytes.len().min(decode::BINARY_CHECK_BYTES)]) {
         return Parse::Missing(MissingReason::NotText);
     }
     parse(&String::from_utf8_lossy(bytes))

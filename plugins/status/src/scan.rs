@@ -22,6 +22,7 @@
 use std::borrow::Cow;
 
 use crate::decode::{is_space, trim};
+use crate::swar;
 use crate::vocab::{Mapping, map_value};
 use crate::{MAX_CONFLICT_VALUES, MAX_RAW_BYTES, MissingReason, Parse, Source, StatusValue};
 
@@ -92,6 +93,8 @@ struct Line<'a> {
     no: u32,
     start: usize,
     text: &'a str,
+    /// The line contains a `<` (so it may open an HTML comment).
+    has_lt: bool,
 }
 
 /// Splits on `\n`, `\r\n` and a lone `\r`.
@@ -113,37 +116,74 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// Which lines the scanner can do without, so the splitter need not hand them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// Hand out every line.
+    Nothing,
+    /// Nothing pending, no open comment or fence: skip lines without a `<` that cannot hold a
+    /// heading, fence or label ([`may_matter`]).
+    Idle,
+    /// Inside a fence of this character: skip lines that cannot close it.
+    Fence(u8),
+}
+
+impl<'a> Lines<'a> {
+    /// The next line the scanner needs (see [`Skip`]); skipped lines are still counted.
+    fn next_needed(&mut self, skip: Skip) -> Option<Line<'a>> {
+        let bytes = self.doc.as_bytes();
+        while self.pos < bytes.len() {
+            let start = self.pos;
+            let (end, has_lt) = swar::line_end(bytes, start);
+            self.pos = match bytes.get(end) {
+                Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => end + 2,
+                Some(_) => end + 1,
+                None => end,
+            };
+            self.no = self.no.saturating_add(1);
+            let text = &bytes[start..end];
+            let needed = match skip {
+                Skip::Nothing => true,
+                Skip::Idle => has_lt || may_matter(text),
+                Skip::Fence(ch) => first_non_blank(text) == Some(ch),
+            };
+            if needed {
+                let text = self.doc.get(start..end)?;
+                return Some(Line {
+                    no: self.no,
+                    start,
+                    text,
+                    has_lt,
+                });
+            }
+        }
+        None
+    }
+}
+
 impl<'a> Iterator for Lines<'a> {
     type Item = Line<'a>;
 
     fn next(&mut self) -> Option<Line<'a>> {
-        let rest = self.doc.get(self.pos..)?;
-        if rest.is_empty() {
-            return None;
-        }
-        let bytes = rest.as_bytes();
-        let end = bytes
-            .iter()
-            .position(|b| *b == b'\n' || *b == b'\r')
-            .unwrap_or(bytes.len());
-        let mut next = end;
-        if bytes.get(end) == Some(&b'\r') {
-            next += 1;
-            if bytes.get(next) == Some(&b'\n') {
-                next += 1;
-            }
-        } else if end < bytes.len() {
-            next += 1;
-        }
-        self.no = self.no.saturating_add(1);
-        let line = Line {
-            no: self.no,
-            start: self.pos,
-            text: &rest[..end],
-        };
-        self.pos += next;
-        Some(line)
+        self.next_needed(Skip::Nothing)
     }
+}
+
+/// The first byte that is not a space or a tab.
+#[inline]
+fn first_non_blank(text: &[u8]) -> Option<u8> {
+    text.iter().copied().find(|b| *b != b' ' && *b != b'\t')
+}
+
+/// Whether a line outside any pending value, comment or fence can matter: only a heading, a
+/// fence or a label can, and each starts with one of a few bytes (after ASCII blanks); a
+/// non-ASCII start (a Unicode space before the label) is looked at too.
+#[inline]
+fn may_matter(text: &[u8]) -> bool {
+    matches!(
+        first_non_blank(text),
+        Some(b'#' | b'`' | b'~' | b'S' | b's' | b'*' | b'_' | 0x80..=0xFF)
+    )
 }
 
 /// A status heading or empty label waiting for its value.
@@ -172,14 +212,22 @@ pub(crate) fn scan(doc: &str) -> Scan {
     let mut pending: Option<Pending> = None;
     let mut headings: Vec<u8> = Vec::new();
 
-    for line in lines {
+    loop {
+        let skip = match fence {
+            Some(open) => Skip::Fence(open.ch),
+            None if pending.is_none() && !in_comment => Skip::Idle,
+            None => Skip::Nothing,
+        };
+        let Some(line) = lines.next_needed(skip) else {
+            break;
+        };
         if let Some(open) = fence {
             if closes_fence(line.text, open) {
                 fence = None;
             }
             continue;
         }
-        let work = blank_comments(line.text, &mut in_comment);
+        let work = blank_comments(line, &mut in_comment);
         if let Some(open) = opens_fence(&work) {
             fence = Some(open);
             continue;
@@ -347,8 +395,9 @@ fn truncate(value: &str) -> String {
 
 /// The line with HTML comments replaced by spaces (same byte length), tracking comments that
 /// span lines in `in_comment`.
-fn blank_comments<'a>(text: &'a str, in_comment: &mut bool) -> Cow<'a, str> {
-    if !*in_comment && !text.contains("<!--") {
+fn blank_comments<'a>(line: Line<'a>, in_comment: &mut bool) -> Cow<'a, str> {
+    let text = line.text;
+    if !(*in_comment || (line.has_lt && text.contains("<!--"))) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
