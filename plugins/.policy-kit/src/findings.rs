@@ -10,6 +10,10 @@
 
 use crate::markdown::{Checkbox, checkboxes, clip, contains_ci};
 
+/// How a failed quality gate's finding starts (Dev policy), so that QA can tell a gates
+/// send-back from a review's.
+pub const GATE_FINDING_PREFIX: &str = "quality gate `";
+
 /// Longest finding passed on, in bytes.
 pub const MAX_FINDING_BYTES: usize = 600;
 

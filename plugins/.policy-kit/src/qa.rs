@@ -13,16 +13,18 @@
 //! Status), `complete` when it already does. With [`QaRules::require_all_checked`] a story is
 //! done only when every acceptance-criterion and task checkbox is ticked; otherwise the
 //! unchecked ones go back as findings. Every send-back passes the convergence rule: when an
-//! earlier send-back exists and this one has no fewer findings, escalate instead.
+//! earlier send-back exists and this one has no fewer findings, escalate instead (unless that
+//! earlier one was the quality gates', see [`send_back`]).
 
 use crate::findings::{
-    Verdict, gate_field, gate_issues, qa_results_items, review_action_items, unchecked_work,
+    GATE_FINDING_PREFIX, Verdict, gate_field, gate_issues, qa_results_items, review_action_items,
+    unchecked_work,
 };
 use crate::markdown::clip;
 use crate::types::{Decision, OutcomeKind, StepReport, Story, StoryState};
 
 /// Most findings passed on in one send-back (the count for convergence is the full count).
-pub const MAX_FINDINGS: usize = 30;
+pub const MAX_FINDINGS: usize = 100;
 
 /// A QA policy's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,10 +145,19 @@ fn done(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
     }
 }
 
-/// Sends the findings back, or escalates when review does not converge.
+/// Sends the findings back, or escalates when review does not converge: an earlier send-back
+/// exists and this one has no fewer findings. When the previous send-back was the quality
+/// gates' (its findings, handed back as `previous-findings`, are all gate failures), its count
+/// says nothing about review, so the rule waits for the next round.
 pub fn send_back(story: &Story, mut findings: Vec<String>) -> Decision {
     let count = findings.len();
+    let after_gates = !story.previous_findings.is_empty()
+        && story
+            .previous_findings
+            .iter()
+            .all(|f| f.starts_with(GATE_FINDING_PREFIX));
     if let Some(last) = story.findings_history.last()
+        && !after_gates
         && u32::try_from(count).unwrap_or(u32::MAX) >= *last
     {
         return Decision::Escalate(format!(

@@ -12,6 +12,7 @@
 //!   call (minutes of failing calls: the host's own retry with backoff does better); otherwise
 //!   continue.
 
+use bmad_policy_kit::findings::GATE_FINDING_PREFIX;
 use bmad_policy_kit::types::{
     AgentEvent, Decision, Directive, GateReport, OutcomeKind, StepReport, Story, StoryState,
 };
@@ -88,9 +89,12 @@ fn gate_finding(g: &GateReport) -> String {
     };
     let out = tail(&g.output_tail, TAIL_LINES, TAIL_BYTES);
     if out.is_empty() {
-        format!("quality gate `{}` {how} with no output", g.name)
+        format!("{GATE_FINDING_PREFIX}{}` {how} with no output", g.name)
     } else {
-        format!("quality gate `{}` {how}; output tail:\n{out}", g.name)
+        format!(
+            "{GATE_FINDING_PREFIX}{}` {how}; output tail:\n{out}",
+            g.name
+        )
     }
 }
 

@@ -294,6 +294,18 @@ Status: in-progress
     }
 
     #[test]
+    fn a_gates_send_back_does_not_count_as_a_review_round() {
+        let mut s = story(Layout::V4, &[1]);
+        s.previous_findings =
+            vec!["quality gate `test` failed (exit 101); output tail:\nboom".into()];
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert!(matches!(d, Decision::SendBack(f) if f.len() == 2));
+        s.previous_findings.push("high: a review finding".into());
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert!(matches!(d, Decision::Escalate(_)));
+    }
+
+    #[test]
     fn the_corpus_concerns_gate_is_done_for_the_default_policy() {
         let gate = corpus("v4/docs/qa/gates/1.2-user-registration.yml");
         let doc = corpus("v4/docs/stories/1.2.story.md");
