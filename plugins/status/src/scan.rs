@@ -133,6 +133,21 @@ impl<'a> Lines<'a> {
     fn next_needed(&mut self, skip: Skip) -> Option<Line<'a>> {
         let bytes = self.doc.as_bytes();
         while self.pos < bytes.len() {
+            if skip != Skip::Nothing {
+                // Runs of empty lines cannot matter: count them in a tight loop.
+                while let Some(&b) = bytes.get(self.pos) {
+                    self.pos += match b {
+                        b'\n' => 1,
+                        b'\r' if bytes.get(self.pos + 1) == Some(&b'\n') => 2,
+                        b'\r' => 1,
+                        _ => break,
+                    };
+                    self.no = self.no.saturating_add(1);
+                }
+                if self.pos >= bytes.len() {
+                    break;
+                }
+            }
             let start = self.pos;
             let (end, has_lt) = swar::line_end(bytes, start);
             self.pos = match bytes.get(end) {
