@@ -629,14 +629,12 @@ fn set_status(text: &str, layout: Layout, value: &str) -> String {
     let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
     match layout {
         Layout::V4 => {
-            if let Some(h) = lines.iter().position(|l| l.trim() == "## Status") {
-                if let Some(v) = (h + 1..lines.len()).find(|&i| !lines[i].trim().is_empty()) {
-                    if !lines[v].trim_start().starts_with('#') {
-                        let indent: String =
-                            lines[v].chars().take_while(|c| c.is_whitespace()).collect();
-                        lines[v] = format!("{indent}{value}");
-                    }
-                }
+            if let Some(h) = lines.iter().position(|l| l.trim() == "## Status")
+                && let Some(v) = (h + 1..lines.len()).find(|&i| !lines[i].trim().is_empty())
+                && !lines[v].trim_start().starts_with('#')
+            {
+                let indent: String = lines[v].chars().take_while(|c| c.is_whitespace()).collect();
+                lines[v] = format!("{indent}{value}");
             }
         }
         Layout::V6 => {
