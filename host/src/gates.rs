@@ -41,6 +41,7 @@ pub struct GateRun {
 pub async fn run_gate(
     gate: &GateConfig,
     root: &Path,
+    env: &[(String, String)],
     mut interrupts: watch::Receiver<Interrupt>,
 ) -> GateRun {
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -56,6 +57,7 @@ pub async fn run_gate(
         .arg(&gate.command)
         .current_dir(root)
         .env("BMAD_HOST_GATE", &gate.name)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(CALL_MARKER_ENV, &marker)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -92,6 +92,19 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
     };
     let run = journal.start_run(args.fresh, &fingerprint)?;
 
+    if run.resumed {
+        // A host that died (kill -9, reboot) may have left its agent or gate running: stop
+        // them before their step is redone, so two agents never edit the same files.
+        let marker = format!("BMAD_HOST_RUN_ID={}", run.id);
+        let survivors = claude::stop_leftovers(&marker, Duration::from_secs(5)).await;
+        if !survivors.is_empty() {
+            tracing::warn!(
+                ?survivors,
+                "processes of the interrupted run survived SIGKILL"
+            );
+        }
+    }
+
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
     tokio::spawn(watch_ctrl_c(interrupt_tx));
 
@@ -899,7 +912,11 @@ impl Driver<'_> {
         };
         let mut reports = Vec::new();
         for gate in self.config.active_gates() {
-            let run = crate::gates::run_gate(gate, self.root, self.interrupts.clone()).await;
+            let env = [
+                ("BMAD_HOST_RUN_ID".to_string(), self.run.to_string()),
+                ("BMAD_HOST_STORY_ID".to_string(), entry.id.to_string()),
+            ];
+            let run = crate::gates::run_gate(gate, self.root, &env, self.interrupts.clone()).await;
             if run.cancelled {
                 return Err(Halt::Interrupted);
             }

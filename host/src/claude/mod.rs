@@ -335,6 +335,17 @@ pub async fn run(
     }
 }
 
+/// Kills every live process whose environment holds `marker` (`KEY=value`), with its
+/// descendants, and waits (up to `grace`) until they are gone. The run loop calls it when it
+/// resumes a run whose host died (`kill -9`, a reboot): that host's agent or gate processes
+/// carry the run's `BMAD_HOST_RUN_ID` and must not keep editing files while their step is
+/// redone. Returns the pids that survived.
+pub async fn stop_leftovers(marker: &str, grace: Duration) -> Vec<i32> {
+    let mut tracker = Tracker::new(0, marker.to_string(), false);
+    tracker.root_reaped();
+    tracker.kill_all(Instant::now() + grace).await
+}
+
 /// The backoff before retry number `attempt` (1-based): `base * 2^(attempt-1)`, at most 10 minutes.
 fn backoff_delay(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(16);

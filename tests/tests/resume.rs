@@ -1,0 +1,258 @@
+//! Interrupts and crashes through the real binary: Ctrl-C once (clean teardown, journal, exit
+//! 130, the next run resumes and redoes the interrupted step as a retry), Ctrl-C twice with an
+//! agent that ignores signals, and `kill -9` of the host at many points of a multi-story epic
+//! (every story still ends Done, no journaled agent step runs twice, no story file is
+//! half-written).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use bmad_host_tests::components::target_dir;
+use bmad_host_tests::harness::{Project, Run, bmad_host, fake_claude, plugins};
+use bmad_host_tests::procs::processes_with_env;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// Starts `bmad-host run --json` on `project`; every process it starts inherits `RESUME_TAG=tag`.
+fn spawn_run(project: &Project, tag: &str, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(bmad_host());
+    cmd.arg("run")
+        .arg("--json")
+        .arg("--plugins")
+        .arg(plugins())
+        .arg("--project")
+        .arg(project.path())
+        .arg("--claude-bin")
+        .arg(fake_claude())
+        .env("RESUME_TAG", tag)
+        .env(
+            "BMAD_HOST_CACHE_DIR",
+            target_dir().join("bmad-host-test-cache"),
+        )
+        .env_remove("FAKE_CLAUDE_SCRIPT")
+        .env("FAKE_CLAUDE_LOG", project.path().join(".fake-claude.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn bmad-host")
+}
+
+/// Reads the child's NDJSON events until `until` says stop (returns the events read), or EOF.
+fn read_until(child: &mut Child, mut until: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let stdout = child.stdout.as_mut().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut events = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).expect("read stdout") == 0 {
+            return events;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let stop = until(&event);
+        events.push(event);
+        if stop {
+            return events;
+        }
+    }
+}
+
+fn signal(child: &Child, sig: Signal) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    kill(Pid::from_raw(pid), sig).expect("signal bmad-host");
+}
+
+fn fake_calls(project: &Project) -> Vec<Value> {
+    std::fs::read_to_string(project.path().join(".fake-claude.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+}
+
+#[test]
+fn ctrl_c_tears_the_call_down_exits_130_and_the_next_run_retries_the_step() {
+    let project = Project::fixture("v4-sample");
+    let tag = unique("ctrl-c");
+    let script = project.script(&json!({
+        "calls": [{ "role": "dev", "story": "1.1", "occurrence": 1, "do": "hang" }]
+    }));
+    let mut child = spawn_run(
+        &project,
+        &tag,
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    read_until(&mut child, |e| e["event"] == "agent_started");
+    signal(&child, Signal::SIGINT);
+    let rest = read_until(&mut child, |_| false);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let finished = rest
+        .iter()
+        .find(|e| e["event"] == "run_finished")
+        .expect("run_finished after Ctrl-C");
+    assert_eq!(finished["interrupted"], true);
+    let agent = rest
+        .iter()
+        .find(|e| e["event"] == "agent_finished")
+        .expect("agent_finished");
+    assert_eq!(agent["outcome"], "cancelled");
+    assert_eq!(processes_with_env("RESUME_TAG", &tag), Vec::<u32>::new());
+
+    // The next run (an agent that behaves) resumes the same run and redoes the interrupted
+    // Dev step as a retry.
+    let run = Run::run(&project, &["--idle-timeout", "60s"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let started = &run.events_named("run_started")[0];
+    assert_eq!(started["resumed"], true);
+    let first_agent = &run.events_named("agent_started")[0];
+    assert_eq!(first_agent["story"], "1.1");
+    assert_eq!(first_agent["role"], "dev");
+    assert_eq!(first_agent["retry"], true);
+    assert_eq!(run.events_named("run_finished")[0]["done"], 3);
+}
+
+#[test]
+fn ctrl_c_twice_kills_an_agent_that_ignores_signals() {
+    let project = Project::fixture("v4-sample");
+    let tag = unique("ctrl-c-twice");
+    let script = project.script(&json!({
+        "calls": [{ "role": "dev", "story": "1.1", "do": "hang", "ignore_signals": true, "grandchild": true }]
+    }));
+    let mut child = spawn_run(
+        &project,
+        &tag,
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    read_until(&mut child, |e| e["event"] == "agent_started");
+    signal(&child, Signal::SIGINT);
+    signal(&child, Signal::SIGINT);
+    let rest = read_until(&mut child, |_| false);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    assert!(rest.iter().any(|e| e["event"] == "run_finished"));
+    assert_eq!(processes_with_env("RESUME_TAG", &tag), Vec::<u32>::new());
+}
+
+#[test]
+fn kill_9_at_many_points_loses_nothing_and_redoes_no_finished_agent_step() {
+    let project = Project::fixture("v4-sample");
+    let tag = unique("kill-9");
+    // A two-cycle story makes the epic long enough to be killed in many places.
+    let script = project.script(&json!({
+        "calls": [{ "role": "qa", "story": "1.2", "verdicts": ["FAIL", "PASS"] }]
+    }));
+    let env = [("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))];
+    // Kill after the k-th event of each run: right after a spawn, between steps, after a
+    // state write, at the start.
+    let mut finished = false;
+    for (round, k) in [3usize, 1, 4, 2, 5, 3, 6, 2, 4, 7].into_iter().enumerate() {
+        let mut child = spawn_run(&project, &tag, &env);
+        let mut seen = 0;
+        let events = read_until(&mut child, |_| {
+            seen += 1;
+            seen >= k
+        });
+        if events.last().is_some_and(|e| e["event"] == "run_finished") {
+            let _ = child.wait();
+            finished = true;
+            break;
+        }
+        signal(&child, Signal::SIGKILL);
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), None, "round {round}: killed by a signal");
+        assert_story_files_whole(&project, round);
+    }
+    if !finished {
+        let log = project.path().join(".fake-claude.log");
+        let log = log.to_str().expect("utf-8");
+        let run = Run::run(&project, &[], &[env[0], ("FAKE_CLAUDE_LOG", log)]);
+        assert_eq!(run.code(), 0, "{}", run.stderr());
+    }
+    let status = Run::bmad_host(
+        &[
+            "status",
+            "--json",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    for story in &status.events {
+        assert_eq!(story["state"], "done", "{story}");
+    }
+    assert_eq!(status.events.len(), 3);
+
+    // Every agent call the fake saw is accounted for by the journal: an agent step is run
+    // again only when its earlier attempt has no result (attempt > 1), never once it finished.
+    let log = Run::bmad_host(
+        &[
+            "log",
+            "--json",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let mut journaled: BTreeMap<(String, String, u64), u64> = BTreeMap::new();
+    for step in log.events.iter().filter(|s| s["kind"] == "agent-call") {
+        let key = (
+            step["story"].as_str().unwrap_or_default().to_string(),
+            step["role"].as_str().unwrap_or_default().to_string(),
+            step["cycle"].as_u64().unwrap_or_default(),
+        );
+        *journaled.entry(key).or_default() += step["attempt"].as_u64().unwrap_or(1);
+    }
+    let mut called: BTreeMap<(String, String, u64), u64> = BTreeMap::new();
+    for call in fake_calls(&project) {
+        let key = (
+            call["story"].as_str().unwrap_or_default().to_string(),
+            call["role"].as_str().unwrap_or_default().to_string(),
+            call["env"]["BMAD_HOST_CYCLE"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_default(),
+        );
+        *called.entry(key).or_default() += 1;
+    }
+    assert_eq!(
+        called, journaled,
+        "agent calls made vs. attempts journaled (a finished step must never run again)"
+    );
+    assert_eq!(processes_with_env("RESUME_TAG", &tag), Vec::<u32>::new());
+}
+
+/// No story file is half-written: each one that exists parses to a status.
+fn assert_story_files_whole(project: &Project, round: usize) {
+    let status = Run::bmad_host(
+        &[
+            "status",
+            "--json",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), 0, "round {round}: {}", status.stderr());
+    for story in status.events.iter().filter(|s| s["exists"] == true) {
+        assert!(
+            story["problem"].is_null() && story["state"].is_string(),
+            "round {round}: a story file is not whole: {story}"
+        );
+    }
+}
