@@ -1,4 +1,4 @@
-//! `bmad_host::project` against copies of the shared BMAD corpus (`/work/shared/corpus`, never
+//! `bmad_host::project` against copies of the shared BMAD corpus (the vendored copy in `tests/corpus`, never
 //! edited: every test works on a temp copy) and the repo's sample projects: discovery of every
 //! story, the malformed non-story files as `malformed/MANIFEST.tsv` says, and byte-exact status
 //! writes with sprint-status kept in step.
@@ -12,9 +12,9 @@ use bmad_host::project::{
 };
 use tempfile::TempDir;
 
-/// The shared corpus: `../../shared/corpus` from this crate.
+/// The shared corpus: `tests/corpus` (a vendored copy of the shared corpus).
 fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     assert!(
         dir.join("README.md").is_file(),
         "the BMAD corpus is missing at {}",

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     assert!(
         dir.join("README.md").is_file(),
         "the BMAD corpus is missing at {}",

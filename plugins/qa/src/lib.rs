@@ -313,14 +313,14 @@ Status: in-progress
         assert_eq!(d, Decision::SetState(StoryState::Done));
     }
 
-    /// A file of the shared BMAD corpus (`../../../shared/corpus` from this crate).
+    /// A file of the shared BMAD corpus (`../../tests/corpus` from this crate, a vendored copy).
     fn corpus(rel: &str) -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/corpus")
+            .join("../../tests/corpus")
             .join(rel);
         std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!(
-                "corpus file {} is missing (shared/ beside the checkout): {e}",
+                "corpus file {} is missing (tests/corpus): {e}",
                 path.display()
             )
         })

@@ -1,4 +1,4 @@
-//! The parser against the shared BMAD corpus (`/work/shared/corpus`, read-only): every
+//! The parser against the shared BMAD corpus (`tests/corpus`, a vendored copy of the shared corpus, read-only): every
 //! status-variants file must parse to its `expected.json` entry, every malformed story file as
 //! `MANIFEST.tsv` says, and no input (arbitrary bytes, mutated corpus files) may panic.
 
@@ -10,12 +10,12 @@ use bmad_status::{MissingReason, Parse, Source, StatusValue, StoryState, parse, 
 use proptest::prelude::*;
 use serde_json::Value;
 
-/// The corpus root: `../../../shared/corpus` from this crate (i.e. `/work/shared/corpus`).
+/// The corpus root: `../../tests/corpus` from this crate.
 fn corpus_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/corpus");
     assert!(
         dir.join("README.md").is_file(),
-        "the BMAD corpus is missing: expected it at {} (the shared/ folder beside the checkout)",
+        "the BMAD corpus is missing: expected it at {} (tests/corpus in the repository)",
         dir.display()
     );
     dir
