@@ -260,6 +260,11 @@ pub(crate) async fn run_attempt(
         "attempt",
         json!({ "attempt": attempt, "bin": spec.bin.display().to_string(), "args": args, "cwd": spec.cwd.display().to_string(), "marker": marker }),
     );
+    if let Err(e) = std::fs::read_dir(&spec.cwd) {
+        let message = format!("working directory {}: {e}", spec.cwd.display());
+        transcript.note("spawn_failed", json!({ "error": message }));
+        return AttemptResult::spawn_failed(message);
+    }
     let spawned = cmd.spawn().and_then(|c| match c.id() {
         Some(pid) => Ok((c, pid)),
         None => Err(io::Error::other(
@@ -556,6 +561,10 @@ impl State<'_> {
             Line::User { results } => {
                 for (id, _) in results {
                     self.open_tools.remove(id);
+                }
+                if !results.is_empty() {
+                    // A finished tool may have left background processes behind.
+                    self.tracker.note_orphans();
                 }
             }
             Line::TaskStarted { tool_use_id } => {

@@ -194,6 +194,27 @@ impl Tracker {
         found
     }
 
+    /// Remembers the call's orphans now re-parented to the host (cheap: the host's children
+    /// only), so that they can still be recognised, and reaped, once they are zombies (a zombie
+    /// has no environment to show the marker). Reaps the ones already dead.
+    pub(crate) fn note_orphans(&mut self) {
+        if !self.subreaper {
+            return;
+        }
+        for pid in children(self.me) {
+            if pid == self.root || self.known.contains_key(&pid) {
+                continue;
+            }
+            if let Some(st) = read_stat(pid)
+                && st.alive()
+                && environ_has(pid, &self.marker)
+            {
+                self.known.insert(pid, st.start);
+            }
+        }
+        self.reap_zombies();
+    }
+
     /// Reaps the zombies of the call that were re-parented to the host.
     pub(crate) fn reap_zombies(&mut self) {
         let candidates = if self.subreaper {
@@ -335,6 +356,42 @@ mod tests {
         assert!(!st.alive());
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S 0"), None);
+    }
+
+    #[tokio::test]
+    async fn an_orphan_noted_alive_is_reaped_once_dead() {
+        assert!(ensure_subreaper());
+        let marker = format!("BMAD_HOST_TREE_TEST={}", std::process::id());
+        let (key, value) = marker.split_once('=').expect("key=value");
+        // `sh` starts a background sleep and exits: the sleep is re-parented to us.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 3600 >/dev/null 2>&1 & echo $!"])
+            .env(key, value)
+            .output()
+            .expect("run sh");
+        let orphan: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("pid");
+        let st = read_stat(orphan).expect("the orphan is alive");
+        assert_eq!(st.ppid, i32::try_from(std::process::id()).expect("pid"));
+        let mut tracker = Tracker::new(0, marker, true);
+        tracker.root_reaped();
+        tracker.note_orphans();
+        assert_eq!(tracker.known.get(&orphan), Some(&st.start));
+        // It dies unseen (no scan): a zombie without environment, known only by pid.
+        let fd = kill_verified(&st).expect("killed");
+        assert!(
+            wait_exit(
+                vec![(orphan, fd)],
+                Instant::now() + std::time::Duration::from_secs(10)
+            )
+            .await
+            .is_empty()
+        );
+        assert_eq!(read_stat(orphan).map(|s| s.state), Some(b'Z'));
+        tracker.reap_zombies();
+        assert_eq!(read_stat(orphan), None, "the zombie was reaped");
     }
 
     #[test]
