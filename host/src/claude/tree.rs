@@ -227,8 +227,9 @@ impl Tracker {
                 continue;
             }
             let Some(st) = read_stat(pid) else { continue };
-            let ours = self.known.get(&pid) == Some(&st.start)
-                || (st.pgid == self.root && st.start >= self.root_start);
+            let in_root_group =
+                self.root > 0 && st.pgid == self.root && st.start >= self.root_start;
+            let ours = self.known.get(&pid) == Some(&st.start) || in_root_group;
             if st.state == b'Z' && st.ppid == self.me && ours {
                 match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
                     Ok(status) => tracing::debug!(pid, ?status, "reaped an orphan of the call"),
