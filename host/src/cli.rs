@@ -229,6 +229,10 @@ pub fn main() -> ExitCode {
     init_tracing(common.as_ref());
     match dispatch(cli.command) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`bmad-host status | head`): not an error.
+        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(exit::OK)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())

@@ -94,6 +94,8 @@ pub struct StoryStatus {
     pub status_line: Option<u32>,
     pub problem: Option<String>,
     pub gate: Option<String>,
+    /// v6: sprint-status disagrees with the story file (the story file wins).
+    pub drift: Option<String>,
     pub journal: Option<JournalProgress>,
 }
 
@@ -138,15 +140,18 @@ fn story_status(
         status_line: None,
         problem: None,
         gate: None,
+        drift: None,
         journal: None,
     };
+    let mut value = None;
     if entry.exists {
         match project.read_story(entry) {
             Ok(text) => match parser.parse(&text.text)? {
                 ParseOutcome::Found(v) => {
                     status.state = v.state.map(|s| workflow::state_name(s).to_string());
-                    status.raw_status = Some(v.raw);
+                    status.raw_status = Some(v.raw.clone());
                     status.status_line = Some(v.line);
+                    value = Some(v);
                 }
                 ParseOutcome::Doubtful(v) => {
                     status.problem = Some(format!(
@@ -180,6 +185,7 @@ fn story_status(
         Ok(gate) => status.gate = gate.map(|g| g.gate),
         Err(e) => tracing::warn!("{e}"),
     }
+    status.drift = project.drift(entry, value.as_ref()).map(|d| d.to_string());
     Ok(status)
 }
 
@@ -198,6 +204,9 @@ pub fn status(args: &StatusArgs) -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
     if !args.common.json && !args.common.quiet {
         eprintln!("{}", project.describe());
+        for warning in project.warnings() {
+            eprintln!("warning: {warning}");
+        }
     }
     for entry in &stories {
         let mut s = story_status(&project, &mut parser, entry)?;
@@ -255,6 +264,9 @@ pub fn status(args: &StatusArgs) -> Result<u8, Error> {
             .map_err(Error::Output)?;
             if let Some(p) = &s.problem {
                 writeln!(out, "       problem: {p}").map_err(Error::Output)?;
+            }
+            if let Some(d) = &s.drift {
+                writeln!(out, "       drift: {d}").map_err(Error::Output)?;
             }
         }
     }

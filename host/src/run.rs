@@ -865,8 +865,17 @@ impl Driver<'_> {
                     }
                 ));
             };
-            if let Err(e) = self.project.write_status(entry, value, state) {
-                return Err(e.to_string());
+            match self.project.write_status(entry, value, state) {
+                Ok(written) => {
+                    if let Some(drift) = &written.drift {
+                        self.ui.say(&format!("  drift: {drift}"));
+                    }
+                    if let crate::project::SprintSync::NotUpdated { reason } = &written.sprint {
+                        self.ui
+                            .say(&format!("  sprint-status not updated: {reason}"));
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
             }
         }
         if let Some(id) = step
