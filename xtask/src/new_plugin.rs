@@ -447,14 +447,14 @@ mod tests {
         assert!(run("Team QA", "qa", ws.path()).is_err());
         assert!(
             run("x", "architect", ws.path())
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("unknown role")
         );
         run("x", "qa", ws.path()).expect("first");
         assert!(
             run("x", "qa", ws.path())
-                .unwrap_err()
+                .expect_err("refused")
                 .to_string()
                 .contains("already exists")
         );

@@ -109,10 +109,10 @@ impl ComponentCache {
             }
         }
         let component = Component::new(engine, wasm)?;
-        if let Some(path) = &entry {
-            if let Err(e) = write_entry(&component, path) {
-                tracing::warn!(entry = %path.display(), error = %e, "cannot write the component cache entry (continuing without it)");
-            }
+        if let Some(path) = &entry
+            && let Err(e) = write_entry(&component, path)
+        {
+            tracing::warn!(entry = %path.display(), error = %e, "cannot write the component cache entry (continuing without it)");
         }
         Ok((component, LoadKind::Cold))
     }

@@ -806,20 +806,19 @@ pub fn inspect(dir: &Path, cfg: &PluginConfig) -> Vec<PluginInfo> {
             }
             Err(e) => info.problem = Some(e.to_string()),
         }
-        if info.problem.is_none() {
-            if let Some(first) = infos
+        if info.problem.is_none()
+            && let Some(first) = infos
                 .iter()
                 .find(|i| i.problem.is_none() && i.name == info.name)
-            {
-                info.problem = Some(
-                    PluginError::DuplicateName {
-                        name: info.name.clone(),
-                        first: first.dir.clone(),
-                        second: folder.clone(),
-                    }
-                    .to_string(),
-                );
-            }
+        {
+            info.problem = Some(
+                PluginError::DuplicateName {
+                    name: info.name.clone(),
+                    first: first.dir.clone(),
+                    second: folder.clone(),
+                }
+                .to_string(),
+            );
         }
         infos.push(info);
     }
@@ -847,10 +846,11 @@ pub fn inspect_roles(dir: &Path, infos: &[PluginInfo], cfg: &PluginConfig) -> Ve
         })
         .collect();
     let mut roles = resolve_roles(cfg, &known, dir);
-    if let Err(e) = check_role_keys(cfg) {
-        if let Some(first) = roles.first_mut() {
-            first.problem.get_or_insert_with(|| e.to_string());
-        }
+    // An unknown role name in the configuration is reported on the first role's line.
+    if let Err(e) = check_role_keys(cfg)
+        && let Some(first) = roles.first_mut()
+    {
+        first.problem.get_or_insert_with(|| e.to_string());
     }
     roles
 }
