@@ -36,7 +36,16 @@ fn build_plugins() -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["run", "--quiet", "-p", "xtask", "--", "build-plugins"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--bin",
+            "xtask",
+            "--",
+            "build-plugins",
+        ])
         .output()
         .map_err(|e| format!("run cargo xtask build-plugins: {e}"))?;
     if !out.status.success() {
