@@ -51,6 +51,25 @@ pub fn live_processes_with_tag_prefix(prefix: &str) -> Vec<u32> {
     out
 }
 
+/// This process's children that are zombies (exited, never reaped).
+pub fn zombie_children() -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_ascii_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|&pid| process_state(pid) == Some('Z'))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bmad_host::claude::{self, Directive, Event, ExitInfo, Interrupt, Limits, Outcome};
 use bmad_host_tests::fake::{FakeCall, quick_limits};
-use bmad_host_tests::procs::live_processes_with_tag_prefix;
+use bmad_host_tests::procs::{live_processes_with_tag_prefix, zombie_children};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -288,6 +288,8 @@ async fn hundreds_of_random_calls_leave_nothing_behind() {
         Vec::<u32>::new(),
         "processes survive the stress run"
     );
+    // Every orphan re-parented to this process (the host is a subreaper) was reaped.
+    assert_eq!(zombie_children(), Vec::<u32>::new(), "unreaped zombies");
     println!(
         "stress: {calls} calls in {:.1} s: {counts:?}",
         started.elapsed().as_secs_f64()
