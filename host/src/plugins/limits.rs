@@ -58,5 +58,12 @@ pub const READ_MAX_FILE_BYTES: u64 = 4 << 20;
 /// Most `read-file` calls one plugin call may make; further calls get an error.
 pub const READ_MAX_PER_CALL: u32 = 64;
 
+/// Fuel a guest pays for each call to a host import (`log`, `read-file`), on top of
+/// [`HOST_BYTES_PER_FUEL`]: host work on a guest's behalf is metered like its own.
+pub const HOST_CALL_FUEL: u64 = 10_000;
+
+/// Bytes handed between guest and host by an import per unit of fuel charged.
+pub const HOST_BYTES_PER_FUEL: usize = 4;
+
 /// Bytes of a guest's stderr kept to explain a trap (a panic message); stdout is discarded.
 pub const STDERR_KEEP_BYTES: usize = 2 << 10;

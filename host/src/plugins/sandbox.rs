@@ -18,8 +18,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use wasmtime::component::{HasData, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{ResourceLimiter, format_err};
+use wasmtime::component::{HasData, HasSelf, Linker, Resource, ResourceTable, WasmStr};
+use wasmtime::{ResourceLimiter, StoreContextMut, format_err};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
@@ -31,10 +31,12 @@ use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
+use super::SUPPORTED_WIT;
 use super::access::ReadAccess;
 use super::bindings::agent::bmad::policy::{host, types};
 use super::limits::{
-    LOG_MAX_MESSAGE_BYTES, LOG_MAX_PER_CALL, READ_MAX_PER_CALL, STDERR_KEEP_BYTES,
+    HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, LOG_MAX_MESSAGE_BYTES, LOG_MAX_PER_CALL,
+    READ_MAX_PER_CALL, STDERR_KEEP_BYTES,
 };
 
 /// Entries at most in a table a guest may grow.
@@ -285,17 +287,18 @@ pub fn truncate(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}… [{} bytes cut]", &s[..end], s.len() - end).into()
 }
 
-impl host::Host for State {
-    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+impl State {
+    /// `log(level, message)`: to tracing, attributed to the plugin, within the per-call budget.
+    fn log(&mut self, level: host::Level, message: &str) {
         self.logs = self.logs.saturating_add(1);
         if self.logs > LOG_MAX_PER_CALL {
             if self.logs == LOG_MAX_PER_CALL + 1 {
                 tracing::warn!(target: "bmad_host::plugin", plugin = %self.plugin,
                     "more than {LOG_MAX_PER_CALL} log messages in one call: the rest of this call's messages are dropped");
             }
-            return Ok(());
+            return;
         }
-        let msg = truncate(&message, LOG_MAX_MESSAGE_BYTES);
+        let msg = truncate(message, LOG_MAX_MESSAGE_BYTES);
         let plugin = &*self.plugin;
         match level {
             host::Level::Trace => tracing::trace!(target: "bmad_host::plugin", plugin, "{msg}"),
@@ -304,29 +307,71 @@ impl host::Host for State {
             host::Level::Warn => tracing::warn!(target: "bmad_host::plugin", plugin, "{msg}"),
             host::Level::Error => tracing::error!(target: "bmad_host::plugin", plugin, "{msg}"),
         }
-        Ok(())
     }
 
-    fn read_file(&mut self, path: String) -> wasmtime::Result<Result<String, String>> {
+    /// `read-file(path)`: the file's text if the plugin's access allows it, else the reason.
+    fn read_file(&mut self, path: &str) -> Result<String, String> {
         self.reads = self.reads.saturating_add(1);
-        let shown = truncate(&path, 256);
+        let shown = truncate(path, 256);
         if self.reads > READ_MAX_PER_CALL {
             let reason =
                 format!("too many read-file calls in one call (limit {READ_MAX_PER_CALL})");
             tracing::warn!(target: "bmad_host::plugin", plugin = %self.plugin, path = %shown, %reason, "plugin read-file denied");
-            return Ok(Err(reason));
+            return Err(reason);
         }
-        match self.access.read(&path) {
+        match self.access.read(path) {
             Ok(text) => {
                 tracing::debug!(target: "bmad_host::plugin", plugin = %self.plugin, path = %shown, bytes = text.len(), "plugin read a file");
-                Ok(Ok(text))
+                Ok(text)
             }
             Err(reason) => {
                 tracing::warn!(target: "bmad_host::plugin", plugin = %self.plugin, path = %shown, %reason, "plugin read-file denied");
-                Ok(Err(reason))
+                Err(reason)
             }
         }
     }
+}
+
+/// Charges the guest's fuel for work the host does on its behalf: [`HOST_CALL_FUEL`] per call
+/// plus one unit per [`HOST_BYTES_PER_FUEL`] bytes handed over. Fuel that runs out here makes
+/// the guest's next instruction trap with "out of fuel", so host calls cannot be used to get
+/// unmetered work out of the host.
+fn charge(cx: &mut StoreContextMut<'_, State>, bytes: usize) -> wasmtime::Result<()> {
+    let cost = HOST_CALL_FUEL.saturating_add((bytes / HOST_BYTES_PER_FUEL) as u64);
+    let left = cx.get_fuel()?;
+    cx.set_fuel(left.saturating_sub(cost))
+}
+
+/// Links `bmad:policy/host@VERSION`: `log` and `read-file`, metered by [`charge`]. Strings
+/// from the guest are read in place ([`WasmStr`]), so a huge log message is never copied.
+fn add_host_to_linker(linker: &mut Linker<State>, version: &str) -> wasmtime::Result<()> {
+    let mut host = linker.instance(&format!("bmad:policy/host@{version}"))?;
+    host.func_wrap(
+        "log",
+        |mut cx: StoreContextMut<'_, State>, (level, message): (host::Level, WasmStr)| {
+            let text = message.to_str(&cx)?;
+            let len = text.len();
+            let kept = truncate(&text, LOG_MAX_MESSAGE_BYTES).into_owned();
+            charge(&mut cx, len)?;
+            cx.data_mut().log(level, &kept);
+            Ok(())
+        },
+    )?;
+    host.func_wrap(
+        "read-file",
+        |mut cx: StoreContextMut<'_, State>,
+         (path,): (WasmStr,)|
+         -> wasmtime::Result<(Result<String, String>,)> {
+            let path = path.to_str(&cx)?.into_owned();
+            charge(&mut cx, path.len())?;
+            let result = cx.data_mut().read_file(&path);
+            if let Ok(text) = &result {
+                charge(&mut cx, text.len())?;
+            }
+            Ok((result,))
+        },
+    )?;
+    Ok(())
 }
 
 impl types::Host for State {}
@@ -489,7 +534,9 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 
     let l = linker;
-    host::add_to_linker::<State, HasSelf<State>>(l, |s| s)?;
+    for version in SUPPORTED_WIT {
+        add_host_to_linker(l, version)?;
+    }
     types::add_to_linker::<State, HasSelf<State>>(l, |s| s)?;
 
     clocks::wall_clock::add_to_linker::<State, WasiClocks>(l, State::clocks)?;

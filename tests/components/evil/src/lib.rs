@@ -22,7 +22,7 @@
 //! | `EVIL:fs` | `std::fs::read_to_string("/etc/passwd")` | fails inside the guest: no filesystem |
 //! | `EVIL:ambient` | reports env var count, the wall clock and 8 random bytes | all fixed |
 //! | `EVIL:print` | writes 1 MiB to stdout and stderr, then answers normally | a normal answer |
-//! | `EVIL:logspam` | calls `log` 100,000 times with 10 KiB messages | a normal answer |
+//! | `EVIL:logspam` | calls `log` 100,000 times with 10 KiB messages | out of fuel: host calls are metered |
 //!
 //! Answers that carry text (the read commands, `EVIL:fs`, `EVIL:ambient`) come back as
 //! `escalate(text)` from `begin`/`end`, and as a `doubtful` status whose `raw` is the text from
