@@ -179,7 +179,7 @@ impl Run {
     }
 
     /// `bmad-host run --json --plugins <repo plugins> --project P --claude-bin <fake> ARGS`.
-    pub fn run(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub fn project(project: &Project, args: &[&str], env: &[(&str, &str)]) -> Run {
         let plugins = plugins();
         let fake = fake_claude();
         let mut all = vec![

@@ -65,7 +65,7 @@ fn a_second_run_is_refused_naming_the_holder_while_status_and_log_still_read() {
     let project = Project::fixture("v4-sample");
     let holder = Journal::open(project.path()).expect("take the run lock");
 
-    let refused = Run::run(&project, &[], &[]);
+    let refused = Run::project(&project, &[], &[]);
     assert_eq!(refused.code(), 2, "{}", refused.stderr());
     let message = refused.stderr();
     assert!(
@@ -86,7 +86,7 @@ fn a_second_run_is_refused_naming_the_holder_while_status_and_log_still_read() {
     }
 
     drop(holder);
-    let run = Run::run(&project, &[], &[]);
+    let run = Run::project(&project, &[], &[]);
     assert_eq!(run.code(), 0, "the lock is free again: {}", run.stderr());
 }
 
@@ -101,7 +101,7 @@ fn a_corrupt_journal_is_refused_by_run_status_and_log_and_left_untouched() {
 
     for cmd in ["run", "status", "log"] {
         let out = if cmd == "run" {
-            Run::run(&project, &[], &[])
+            Run::project(&project, &[], &[])
         } else {
             command(&project, cmd)
         };
@@ -135,7 +135,7 @@ fn run_resumes_the_latest_unfinished_run_and_fresh_starts_anew_keeping_old_runs(
 
     // A crashed run is resumed by a plain `run`, which keeps its finished step.
     let first = crashed_run(&project, false);
-    let resumed = Run::run(&project, &[], &[]);
+    let resumed = Run::project(&project, &[], &[]);
     assert_eq!(resumed.code(), 0, "{}", resumed.stderr());
     let started = resumed.events_named("run_started");
     assert_eq!(started.len(), 1);
@@ -145,7 +145,7 @@ fn run_resumes_the_latest_unfinished_run_and_fresh_starts_anew_keeping_old_runs(
     // Another crashed run, then `--fresh`: a new run; the crashed one is kept, not resumed.
     let second = crashed_run(&project, true);
     assert_ne!(second, first);
-    let fresh = Run::run(&project, &["--fresh"], &[]);
+    let fresh = Run::project(&project, &["--fresh"], &[]);
     assert_eq!(fresh.code(), 0, "{}", fresh.stderr());
     let started = fresh.events_named("run_started");
     assert_eq!(started[0]["resumed"], false);

@@ -116,7 +116,7 @@ fn ctrl_c_tears_the_call_down_exits_130_and_the_next_run_retries_the_step() {
 
     // The next run (an agent that behaves) resumes the same run and redoes the interrupted
     // Dev step as a retry.
-    let run = Run::run(&project, &["--idle-timeout", "60s"], &[]);
+    let run = Run::project(&project, &["--idle-timeout", "60s"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let started = &run.events_named("run_started")[0];
     assert_eq!(started["resumed"], true);
@@ -181,7 +181,7 @@ fn kill_9_at_many_points_loses_nothing_and_redoes_no_finished_agent_step() {
     if !finished {
         let log = project.path().join(".fake-claude.log");
         let log = log.to_str().expect("utf-8");
-        let run = Run::run(&project, &[], &[env[0], ("FAKE_CLAUDE_LOG", log)]);
+        let run = Run::project(&project, &[], &[env[0], ("FAKE_CLAUDE_LOG", log)]);
         assert_eq!(run.code(), 0, "{}", run.stderr());
     }
     let status = Run::bmad_host(

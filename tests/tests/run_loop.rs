@@ -43,7 +43,7 @@ fn a_v4_epic_goes_from_waiting_to_every_story_done() {
     let before_11 = project.read("docs/stories/1.1.story.md");
     assert!(!project.path().join("docs/stories/1.3.story.md").exists());
     let log = log_env(&project);
-    let run = Run::run(&project, &[], &[("FAKE_CLAUDE_LOG", &log)]);
+    let run = Run::project(&project, &[], &[("FAKE_CLAUDE_LOG", &log)]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
 
     for id in ["1.1", "1.2", "1.3"] {
@@ -95,7 +95,7 @@ fn a_v4_epic_goes_from_waiting_to_every_story_done() {
 fn claude_gets_the_bmad_host_environment_and_a_closed_stdin() {
     let project = Project::fixture("v4-sample");
     let log = log_env(&project);
-    let run = Run::run(&project, &["--story", "1.3"], &[("FAKE_CLAUDE_LOG", &log)]);
+    let run = Run::project(&project, &["--story", "1.3"], &[("FAKE_CLAUDE_LOG", &log)]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let calls = fake_log(&project);
     assert_eq!(calls.len(), 3, "{calls:#?}");
@@ -147,7 +147,7 @@ fn a_story_that_needs_two_dev_qa_cycles() {
     let script = project.script(&json!({
         "calls": [{ "role": "qa", "story": "1.1", "verdicts": ["FAIL", "PASS"] }]
     }));
-    let run = Run::run(
+    let run = Run::project(
         &project,
         &["--story", "1.1"],
         &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
@@ -197,7 +197,7 @@ fn a_story_that_hits_max_cycles_is_escalated_and_the_run_exits_1() {
     let script = project.script(&json!({
         "calls": [{ "role": "qa", "story": "1.1", "verdicts": ["FAIL"] }]
     }));
-    let run = Run::run(
+    let run = Run::project(
         &project,
         &["--story", "1.1", "--max-cycles", "2"],
         &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
@@ -229,7 +229,7 @@ fn every_ndjson_line_of_a_full_run_follows_the_schema() {
     let script = project.script(&json!({
         "calls": [{ "role": "qa", "story": "1.2", "verdicts": ["FAIL", "PASS"] }]
     }));
-    let run = Run::run(
+    let run = Run::project(
         &project,
         &[],
         &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
@@ -297,7 +297,7 @@ fn every_ndjson_line_of_a_full_run_follows_the_schema() {
 fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let project = Project::fixture("v4-sample");
     let before = snapshot(project.path());
-    let run = Run::run(&project, &["--dry-run"], &[]);
+    let run = Run::project(&project, &["--dry-run"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let plan = run.events_named("plan");
     let next: Vec<(&str, &str)> = plan
@@ -350,13 +350,13 @@ fn usage_errors_exit_2_with_a_message_naming_the_problem() {
     assert!(run.stderr().contains(".bmad-core"), "{}", run.stderr());
 
     // A story that does not exist.
-    let run = Run::run(&project, &["--story", "9.9"], &[]);
+    let run = Run::project(&project, &["--story", "9.9"], &[]);
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("9.9"), "{}", run.stderr());
 
     // An unknown config key.
     project.write("bmad-host.toml", "[claude]\ntimout = \"1m\"\n");
-    let run = Run::run(&project, &[], &[]);
+    let run = Run::project(&project, &[], &[]);
     assert_eq!(run.code(), 2);
     assert!(
         run.stderr().contains("did you mean `claude.timeout`"),
@@ -390,7 +390,7 @@ fn a_v6_project_reaches_done_with_sprint_status_in_step() {
     let project = Project::fixture("v6-sample");
     let sprint = "_bmad-output/implementation-artifacts/sprint-status.yaml";
     let before = project.read(sprint);
-    let run = Run::run(&project, &[], &[]);
+    let run = Run::project(&project, &[], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let after = project.read(sprint);
     for key in ["1-1-count-lines", "1-2-count-words", "1-3-count-characters"] {

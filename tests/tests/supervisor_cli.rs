@@ -47,7 +47,7 @@ fn run(behaviour: Value, args: &[&str], env: &[(&str, &str)]) -> (Run, Project) 
     all_env.extend_from_slice(env);
     let mut all_args = vec!["--story", "1.1"];
     all_args.extend_from_slice(args);
-    let run = Run::run(&project, &all_args, &all_env);
+    let run = Run::project(&project, &all_args, &all_env);
     assert_eq!(
         live_processes_with_marker(&tag),
         Vec::<u32>::new(),

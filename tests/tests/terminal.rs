@@ -2,7 +2,6 @@
 //! when stderr is a pipe; and `config`, `completions` and `--help` for operators.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 
 use bmad_host_tests::components::target_dir;
@@ -46,7 +45,7 @@ fn progress_is_drawn_on_a_terminal() {
     let script = slow_script(&project);
     let pty = nix::pty::openpty(None, None).expect("openpty");
     let mut cmd = run_command(&project, &script);
-    cmd.stderr(Stdio::from(OwnedFd::from(pty.slave)));
+    cmd.stderr(Stdio::from(pty.slave));
     let mut child = cmd.spawn().expect("spawn bmad-host");
     // Drop our copy of the slave (moved into the command and closed after spawn): the master
     // then reads until the child's last handle closes (EIO on Linux).
@@ -96,7 +95,7 @@ fn nothing_is_drawn_on_a_pipe() {
 #[test]
 fn quiet_prints_nothing_but_errors() {
     let project = Project::fixture("v4-sample");
-    let run = Run::run(&project, &["--story", "1.1", "-q"], &[]);
+    let run = Run::project(&project, &["--story", "1.1", "-q"], &[]);
     assert_eq!(run.code(), 0);
     assert_eq!(run.stderr(), "");
 }

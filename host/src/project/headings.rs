@@ -438,8 +438,11 @@ mod fuzz {
         ]
     }
 
+    /// Epics, each with its numbered, titled stories.
+    type Plan = Vec<(u32, Vec<(u32, String)>)>;
+
     /// A well-formed plan: epics with numbered stories, rendered in one of the heading styles.
-    fn plan() -> impl Strategy<Value = (Vec<(u32, Vec<(u32, String)>)>, bool, bool)> {
+    fn plan() -> impl Strategy<Value = (Plan, bool, bool)> {
         let title = "[A-Za-z][A-Za-z0-9 &]{0,20}[A-Za-z0-9]";
         let stories = prop::collection::btree_map(1u32..30, title, 0..6)
             .prop_map(|m| m.into_iter().collect::<Vec<_>>());

@@ -19,6 +19,7 @@
 //! script, turn, attempts and the fault applied; a hung connection that the client closes adds
 //! a `{"event": "hang_ended"}` line. The scenario format: `tests/e2e/README.md`.
 
+mod compose;
 mod request;
 mod response;
 mod scenario;
@@ -69,11 +70,8 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let scenario = match &args.scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            scenario::Scenario::from_json(&text).with_context(|| format!("{}", path.display()))?
-        }
+        Some(path) => scenario::Scenario::load(path)
+            .with_context(|| format!("scenario {}", path.display()))?,
         None => scenario::Scenario::from_json(r#"{"turns": [{"text": "Hello from the mock."}]}"#)?,
     };
     let log = match &args.log {

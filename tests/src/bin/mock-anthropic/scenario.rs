@@ -25,6 +25,8 @@ use crate::request::Facts;
 /// A scenario that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    #[error("{0}")]
+    File(String),
     #[error("the scenario is not valid JSON for a scenario: {0}")]
     Json(#[from] serde_json::Error),
     #[error("script `{script}`: bad regex {pattern:?}: {source}")]
@@ -184,8 +186,27 @@ fn validate(script: &str, which: &str, turn: &Value) -> Result<(), ScenarioError
 }
 
 impl Scenario {
+    /// A scenario file, with its includes and patches (see [`crate::compose`]).
+    pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        Scenario::from_value(crate::compose::load(path).map_err(ScenarioError::File)?)
+    }
+
+    /// A scenario given as text (no includes: they need a file to be relative to).
     pub fn from_json(text: &str) -> Result<Scenario, ScenarioError> {
-        let raw: RawScenario = serde_json::from_str(text)?;
+        let mut value: Value = serde_json::from_str(text)?;
+        if let Value::Object(obj) = &mut value {
+            if obj.contains_key("include") {
+                return Err(ScenarioError::File(
+                    "`include` works only in a scenario file".into(),
+                ));
+            }
+            crate::compose::patch(obj).map_err(ScenarioError::File)?;
+        }
+        Scenario::from_value(value)
+    }
+
+    fn from_value(value: Value) -> Result<Scenario, ScenarioError> {
+        let raw: RawScenario = serde_json::from_value(value)?;
         let side_pattern = raw.side_model_pattern.unwrap_or_else(|| "haiku".into());
         let side_model = if side_pattern.is_empty() {
             None
