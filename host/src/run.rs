@@ -91,6 +91,13 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
         args: std::env::args().collect(),
     };
     let run = journal.start_run(args.fresh, &fingerprint)?;
+    // Keep the journal, transcripts and temp files out of the project's git status.
+    let ignore = crate::journal::state_dir(&root).join(".gitignore");
+    if !ignore.exists()
+        && let Err(e) = std::fs::write(&ignore, "# bmad-host's journal and transcripts\n*\n")
+    {
+        tracing::warn!("cannot write {}: {e}", ignore.display());
+    }
 
     if run.resumed {
         // A host that died (kill -9, reboot) may have left its agent or gate running: stop
@@ -342,10 +349,17 @@ impl Driver<'_> {
             Ok(d) => d,
             Err(e) => return Ok(StepEnd::Failed(e.to_string())),
         };
-        let mut last_outcome: Option<CallOutcome> = None;
-        let mut gate_reports = Vec::new();
+        self.record_decision(
+            &story_id,
+            cycle,
+            role_name,
+            0,
+            "begin",
+            &seen.parse,
+            &decision,
+        )?;
         for seq in 0..MAX_DECISIONS_PER_STEP {
-            decision = match decision {
+            let report = match decision {
                 Decision::Complete => return Ok(StepEnd::Completed),
                 Decision::Fail(reason) => return Ok(StepEnd::Failed(reason)),
                 Decision::Escalate(reason) => return Ok(StepEnd::Escalated(reason)),
@@ -358,14 +372,9 @@ impl Driver<'_> {
                     );
                 }
                 Decision::SendBack(findings) => {
+                    let state = StoryState::ChangesRequested;
                     return Ok(
-                        match self.write_state(
-                            entry,
-                            cycle,
-                            role_name,
-                            seq,
-                            StoryState::ChangesRequested,
-                        ) {
+                        match self.write_state(entry, cycle, role_name, seq, state) {
                             Ok(()) => StepEnd::SentBack(findings),
                             Err(reason) => StepEnd::Failed(reason),
                         },
@@ -384,29 +393,57 @@ impl Driver<'_> {
                             tally,
                         )
                         .await?;
-                    last_outcome = Some(outcome);
-                    gate_reports.clear();
-                    let report = self.report(entry, last_outcome.clone(), Vec::new());
-                    story.retry = false;
-                    match session.end(&story, &report) {
-                        Ok(d) => d,
-                        Err(e) => return Ok(StepEnd::Failed(e.to_string())),
-                    }
+                    self.report(entry, Some(outcome), Vec::new())
                 }
                 Decision::RunGates => {
-                    gate_reports = self.gates(entry, cycle, role_name, seq).await?;
-                    let report = self.report(entry, None, gate_reports.clone());
-                    match session.end(&story, &report) {
-                        Ok(d) => d,
-                        Err(e) => return Ok(StepEnd::Failed(e.to_string())),
-                    }
+                    let gates = self.gates(entry, cycle, role_name, seq).await?;
+                    self.report(entry, None, gates)
                 }
             };
+            story.retry = false;
+            decision = match session.end(&story, &report) {
+                Ok(d) => d,
+                Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+            };
+            self.record_decision(
+                &story_id,
+                cycle,
+                role_name,
+                seq + 1,
+                "end",
+                &report.status,
+                &decision,
+            )?;
         }
-        let _ = (last_outcome, story_id);
         Ok(StepEnd::Failed(format!(
             "the {role_name} policy took {MAX_DECISIONS_PER_STEP} decisions in one step without finishing it"
         )))
+    }
+
+    /// Journals a policy decision with the status it was taken on (one commit).
+    #[allow(clippy::too_many_arguments)]
+    fn record_decision(
+        &mut self,
+        story_id: &str,
+        cycle: u32,
+        role_name: &str,
+        seq: u32,
+        call: &str,
+        status: &ParseOutcome,
+        decision: &Decision,
+    ) -> Result<(), Halt> {
+        let key = StepKey {
+            run: self.run.clone(),
+            story: story_id.to_string(),
+            cycle,
+            role: role_name.to_string(),
+            kind: StepKind::Decision,
+            seq,
+        };
+        let intent = serde_json::json!({ "call": call, "status": status });
+        let result = serde_json::to_value(decision).unwrap_or_default();
+        self.journal.record_step(&key, &intent, &result)?;
+        Ok(())
     }
 
     fn story_record(
@@ -624,8 +661,14 @@ fn millis(d: Duration) -> u64 {
 }
 
 async fn watch_ctrl_c(tx: watch::Sender<Interrupt>) {
+    // One signal stream for the whole run, so a second Ctrl-C is never lost between two waits.
+    let Ok(mut sigint) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    else {
+        tracing::warn!("cannot listen for Ctrl-C; interrupt with SIGTERM or SIGKILL");
+        return;
+    };
     let mut count = 0;
-    while tokio::signal::ctrl_c().await.is_ok() {
+    while sigint.recv().await.is_some() {
         count += 1;
         let level = if count == 1 {
             eprintln!(
@@ -691,6 +734,10 @@ impl Driver<'_> {
         let transcript = crate::journal::transcript_path(
             self.root, &self.run, &story_id, cycle, role_name, attempt,
         );
+        let claude_tmp = crate::journal::state_dir(self.root).join("tmp");
+        if let Err(e) = std::fs::create_dir_all(&claude_tmp) {
+            tracing::warn!("cannot create {}: {e}", claude_tmp.display());
+        }
         let c = &self.config.claude;
         let max_turns = request
             .max_turns
@@ -708,6 +755,12 @@ impl Driver<'_> {
                 ),
                 ("BMAD_HOST_CYCLE".into(), cycle.to_string()),
                 ("BMAD_HOST_RUN_ID".into(), self.run.to_string()),
+                // The CLI's sockets and cwd files, which a killed CLI leaves behind, go here and
+                // are removed after the call.
+                (
+                    "CLAUDE_CODE_TMPDIR".into(),
+                    claude_tmp.display().to_string(),
+                ),
             ],
             model: request.model.clone().or_else(|| c.model.value.clone()),
             permission_mode: c.permission_mode.value.clone(),
@@ -770,6 +823,8 @@ impl Driver<'_> {
             )
             .await
         };
+        // The call has ended (its whole tree is gone): its temp files are garbage now.
+        let _ = std::fs::remove_dir_all(&claude_tmp);
         if !started {
             self.ui.emit(Event::AgentStarted {
                 role: role_name.into(),

@@ -307,6 +307,47 @@ impl Journal {
         }
     }
 
+    /// Journals a step that has no outcome to wait for (a policy decision, with the status it
+    /// was taken on): intent and result in one commit, so it costs one fsync, not two. Replaying
+    /// the same key after a crash leaves a recorded result as it was.
+    pub fn record_step(
+        &mut self,
+        key: &StepKey,
+        intent: &Value,
+        result: &Value,
+    ) -> Result<(), JournalError> {
+        let path = &self.reader.path;
+        let err = sql_err(path);
+        let intent = serde_json::to_string(intent).map_err(|e| data(path, "step intent", e))?;
+        let result = serde_json::to_string(result).map_err(|e| data(path, "step result", e))?;
+        let now = to_ms(SystemTime::now());
+        self.reader
+            .conn
+            .prepare_cached(
+                "INSERT INTO steps (run_id, story_id, cycle, role, kind, seq, attempt,
+                     intent_at, intent, result_at, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?7, ?9)
+                 ON CONFLICT (run_id, story_id, cycle, role, kind, seq) DO UPDATE
+                     SET result = excluded.result, result_at = excluded.result_at
+                     WHERE steps.result IS NULL",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key.run.as_str(),
+                    key.story,
+                    key.cycle,
+                    key.role,
+                    key.kind.as_str(),
+                    key.seq,
+                    now,
+                    intent,
+                    result
+                ])
+            })
+            .map_err(&err)?;
+        Ok(())
+    }
+
     /// Journals a step's result. Durable (fsynced) when this returns; from then on
     /// [`Journal::begin_step`] for its key answers [`StepStart::Done`] with this result.
     pub fn finish_step(&mut self, id: StepId, result: &Value) -> Result<(), JournalError> {

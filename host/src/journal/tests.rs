@@ -171,6 +171,37 @@ fn intents_and_results_round_trip() -> TestResult {
 }
 
 #[test]
+fn recorded_steps_commit_intent_and_result_together_and_replays_keep_them() -> TestResult {
+    let dir = project()?;
+    let mut journal = Journal::open(dir.path())?;
+    let run = journal.start_run(false, &fingerprint("c"))?.id;
+    let k = key(&run, "1.1", 1, StepKind::Decision, 0);
+    journal.record_step(&k, &json!({"call": "begin"}), &json!({"invoke-agent": "x"}))?;
+    let rows = journal.steps(None, None)?;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].result, Some(json!({"invoke-agent": "x"})));
+    assert!(rows[0].result_at.is_some());
+    // A replay after a crash does not overwrite what was recorded.
+    journal.record_step(&k, &json!({"call": "begin"}), &json!("other"))?;
+    assert_eq!(
+        journal.steps(None, None)?[0].result,
+        Some(json!({"invoke-agent": "x"}))
+    );
+    assert_eq!(
+        journal.begin_step(&k, &json!(null))?,
+        StepStart::Done(json!({"invoke-agent": "x"}))
+    );
+    // An interrupted step of the same key gets its result.
+    let k2 = key(&run, "1.1", 1, StepKind::Decision, 1);
+    let StepStart::Fresh(_) = journal.begin_step(&k2, &json!(null))? else {
+        panic!("a new key must be fresh");
+    };
+    journal.record_step(&k2, &json!(null), &json!("done"))?;
+    assert_eq!(journal.steps(None, None)?[1].result, Some(json!("done")));
+    Ok(())
+}
+
+#[test]
 fn every_part_of_the_key_distinguishes_steps() -> TestResult {
     let dir = project()?;
     let mut journal = Journal::open(dir.path())?;
