@@ -17,8 +17,13 @@ pub struct Facts {
     pub system: String,
     /// `Primary working directory: <cwd>` from the system prompt (or a message), if stated.
     pub cwd: Option<String>,
-    /// Number of `assistant` messages: 0 for a run's first call, +1 per tool round-trip.
+    /// The scripted turn this request is for: the number of `assistant` messages (0 for a
+    /// run's first call, +1 per tool round-trip), not counting cut-off responses that the CLI
+    /// asked to resume (see [`RESUME_NUDGE`]).
     pub turn: usize,
+    /// When the CLI asks to resume a response that was cut off mid-stream: how many content
+    /// blocks of this turn it already has (the answer sends only the rest).
+    pub resume_from: Option<usize>,
     /// Text of the last `tool_result` block.
     pub last_tool_result: String,
     /// The last user-typed text, skipping `<system-reminder>` blocks and tool results.
@@ -65,6 +70,49 @@ fn role(m: &Value) -> Option<&str> {
     m.get("role").and_then(Value::as_str)
 }
 
+/// What the CLI (2.1.330) says after a stream broke once at least one content block was
+/// complete: it keeps those blocks and asks the model to go on ("Your response above was cut
+/// off mid-stream. Resume directly from where it stops ...") instead of retrying the request.
+pub const RESUME_NUDGE: &str = "was cut off mid-stream";
+
+fn is_nudge(m: &Value) -> bool {
+    if role(m) != Some("user") {
+        return false;
+    }
+    let mut out = Vec::new();
+    if let Some(c) = m.get("content") {
+        texts(c, false, &mut out);
+    }
+    out.iter().any(|t| t.contains(RESUME_NUDGE))
+}
+
+fn block_count(m: &Value) -> usize {
+    match m.get("content") {
+        Some(Value::Array(b)) => b.len(),
+        Some(Value::String(_)) => 1,
+        _ => 0,
+    }
+}
+
+/// (turn, resume_from): assistant messages minus resumed ones, and the blocks already
+/// delivered when the conversation ends with resume nudges.
+fn turn_of(msgs: &[Value]) -> (usize, Option<usize>) {
+    let assistants = msgs.iter().filter(|m| role(m) == Some("assistant")).count();
+    let resumed = msgs
+        .windows(2)
+        .filter(|w| role(&w[0]) == Some("assistant") && is_nudge(&w[1]))
+        .count();
+    let mut delivered = 0;
+    let mut trailing = false;
+    let mut end = msgs.len();
+    while end >= 2 && role(&msgs[end - 2]) == Some("assistant") && is_nudge(&msgs[end - 1]) {
+        delivered += block_count(&msgs[end - 2]);
+        trailing = true;
+        end -= 2;
+    }
+    (assistants - resumed, trailing.then_some(delivered))
+}
+
 static CWD: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"(?:Primary working directory|Working directory): (\S+)").ok());
 
@@ -92,9 +140,11 @@ impl Facts {
                 .iter()
                 .find_map(|t| re.captures(t).map(|c| c[1].to_owned()))
         });
+        let (turn, resume_from) = turn_of(msgs);
         Facts {
             cwd,
-            turn: msgs.iter().filter(|m| role(m) == Some("assistant")).count(),
+            turn,
+            resume_from,
             last_tool_result: last_tool_result(msgs),
             last_user: last_user(msgs),
             model: body.get("model").and_then(Value::as_str).map(str::to_owned),
@@ -183,6 +233,34 @@ mod tests {
         assert!(f.stream);
         assert!(f.system.contains("You are Claude Code.") && f.system.contains("# Environment"));
         assert_eq!((f.n_messages, f.n_tools), (4, 2));
+    }
+
+    #[test]
+    fn a_cut_off_response_resumes_the_same_turn() {
+        let nudge = json!({"role": "user", "content": [{"type": "text",
+            "text": "Your response above was cut off mid-stream. Resume directly from where it stops."}]});
+        let body = json!({"messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "x"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Implementing."}]},
+            nudge.clone(),
+        ]});
+        let f = Facts::from_body(&body);
+        assert_eq!((f.turn, f.resume_from), (1, Some(1)));
+        let mut msgs = body["messages"].as_array().cloned().unwrap_or_default();
+        msgs.push(json!({"role": "assistant", "content": [{"type": "text", "text": "more"}]}));
+        msgs.push(nudge);
+        let f = Facts::from_body(&json!({"messages": msgs.clone()}));
+        assert_eq!((f.turn, f.resume_from), (1, Some(2)), "two cuts in a row");
+        msgs.push(json!({"role": "assistant", "content": [{"type": "tool_use", "id": "t2", "name": "Write", "input": {}}]}));
+        msgs.push(json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t2", "content": "ok"}]}));
+        let f = Facts::from_body(&json!({"messages": msgs}));
+        assert_eq!(
+            (f.turn, f.resume_from),
+            (2, None),
+            "the resumed turn counts once"
+        );
     }
 
     #[test]

@@ -436,7 +436,7 @@ async fn messages(
         "model": facts.model, "stream": facts.stream, "n_messages": facts.n_messages,
         "n_tools": facts.n_tools, "kind": if script_name == "side" { "side" } else { "main" },
         "script": script_name, "turn": facts.turn, "attempt": attempts.session,
-        "global_attempt": attempts.global, "last_user": clip(&facts.last_user, 200),
+        "global_attempt": attempts.global, "resume_from": facts.resume_from, "last_user": clip(&facts.last_user, 200),
         "headers": call.headers,
     });
     let parsed: Result<(Turn, _), String> = serde_json::from_value::<Turn>(turn_value)
@@ -535,7 +535,14 @@ async fn messages(
         return json_response(shared, status, &body, &headers);
     }
 
-    let content = turn.content(&mut || shared.new_id("toolu_mock_"));
+    let mut content = turn.content(&mut || shared.new_id("toolu_mock_"));
+    if let Some(done) = facts.resume_from {
+        // The CLI kept the blocks it got before the stream broke: send the rest.
+        content.drain(..done.min(content.len()));
+        if content.is_empty() {
+            content.push(json!({"type": "text", "text": ""}));
+        }
+    }
     let stop_reason = turn.stop_reason.clone().unwrap_or_else(|| {
         let tool = content
             .iter()
