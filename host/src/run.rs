@@ -9,7 +9,7 @@
 //! at once.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
@@ -35,7 +35,10 @@ enum Halt {
     /// The operator pressed Ctrl-C; the call was torn down.
     Interrupted,
     /// The account's usage limit was hit; the run stops without charging the cycle.
-    UsageLimit(String),
+    UsageLimit {
+        message: String,
+        resets: Option<String>,
+    },
     /// The journal failed: without it nothing is durable, so the run stops.
     Fatal(Error),
 }
@@ -138,12 +141,35 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
     };
     let mut results: Vec<(String, StoryResult, Tally)> = Vec::new();
     let mut halt = None;
-    for entry in &stories {
-        match driver.drive(entry).await {
-            Ok((result, tally)) => results.push((entry.id.to_string(), result, tally)),
-            Err(h) => {
-                halt = Some(h);
-                break;
+    let wait_on_limit = config.claude.wait_on_limit.value;
+    'stories: for entry in &stories {
+        loop {
+            match driver.drive(entry).await {
+                Ok((result, tally)) => {
+                    results.push((entry.id.to_string(), result, tally));
+                    break;
+                }
+                Err(Halt::UsageLimit { message, resets })
+                    if wait_on_limit
+                        && let Some(wait) = resets
+                            .as_deref()
+                            .and_then(|r| until_reset(r, SystemTime::now())) =>
+                {
+                    // The limited step has no result in the journal: driving the story again
+                    // after the reset redoes it, and the cycle is not charged.
+                    driver.ui.say(&format!(
+                        "{message}; waiting {} for the reset (--wait-on-limit)",
+                        humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                    ));
+                    if !driver.wait_for_reset(wait).await {
+                        halt = Some(Halt::Interrupted);
+                        break 'stories;
+                    }
+                }
+                Err(h) => {
+                    halt = Some(h);
+                    break 'stories;
+                }
             }
         }
     }
@@ -153,7 +179,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
     let interrupted = matches!(halt, Some(Halt::Interrupted));
     let code = match &halt {
         Some(Halt::Interrupted) => exit::INTERRUPTED,
-        Some(Halt::UsageLimit(_)) => exit::STORY_FAILED,
+        Some(Halt::UsageLimit { .. }) => exit::STORY_FAILED,
         Some(Halt::Fatal(_)) => exit::USAGE,
         None if failed + escalated > 0 => exit::STORY_FAILED,
         None => exit::OK,
@@ -637,6 +663,51 @@ pub(crate) fn plugin_config(config: &Config, root: &Path) -> PluginConfig {
     }
 }
 
+/// How long until a usage limit resets, from the reset time the CLI stated: an RFC 3339 time
+/// (what the `...|<epoch>` form becomes) or a clock time in UTC (`3pm (UTC)`, `10:30am UTC`,
+/// `15:00 (UTC)`). `None` when the time is in another zone or cannot be read: bmad-host has no
+/// time-zone database, so it stops rather than guess.
+fn until_reset(resets: &str, now: SystemTime) -> Option<Duration> {
+    let text = resets.trim();
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        // An exact instant (the CLI's epoch form): a small margin is enough.
+        return Some(at.duration_since(now).unwrap_or_default() + EXACT_RESET_MARGIN);
+    }
+    let lower = text.to_ascii_lowercase();
+    let clock = lower
+        .strip_suffix("(utc)")
+        .or_else(|| lower.strip_suffix("utc"))?
+        .trim();
+    let (clock, pm) = match (clock.strip_suffix("pm"), clock.strip_suffix("am")) {
+        (Some(c), _) => (c.trim(), Some(true)),
+        (_, Some(c)) => (c.trim(), Some(false)),
+        _ => (clock, None),
+    };
+    let (h, m) = match clock.split_once(':') {
+        Some((h, m)) => (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?),
+        None => (clock.parse::<u64>().ok()?, 0),
+    };
+    let hour = match pm {
+        Some(true) if h < 12 => h + 12,
+        Some(false) if h == 12 => 0,
+        Some(_) if h > 12 => return None,
+        _ => h,
+    };
+    if hour > 23 || m > 59 {
+        return None;
+    }
+    let since_midnight = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs() % 86_400;
+    let target = hour * 3600 + m * 60;
+    let wait = (target + 86_400 - since_midnight) % 86_400;
+    Some(Duration::from_secs(wait) + RESET_MARGIN)
+}
+
+/// Waiting a little past a stated clock time (minute precision), so the first call after it is
+/// not refused again.
+const RESET_MARGIN: Duration = Duration::from_secs(30);
+/// The margin past an exact reset instant.
+const EXACT_RESET_MARGIN: Duration = Duration::from_secs(2);
+
 /// A relative CLI path with a directory part (`target/debug/fake-claude`) means relative to
 /// where bmad-host was started, not to the project root the agent runs in; a bare name is
 /// looked up on PATH.
@@ -685,6 +756,27 @@ async fn watch_ctrl_c(tx: watch::Sender<Interrupt>) {
 }
 
 impl Driver<'_> {
+    /// Waits until a usage limit resets; false if the operator interrupted the wait.
+    async fn wait_for_reset(&mut self, wait: Duration) -> bool {
+        // The one deliberate wait besides the retry backoff: the account cannot work before
+        // the reset, and the wait ends early on Ctrl-C.
+        let reset = tokio::time::sleep(wait); // backoff until the usage limit resets
+        tokio::pin!(reset);
+        loop {
+            tokio::select! {
+                () = &mut reset => return true,
+                changed = self.interrupts.changed() => match changed {
+                    Ok(()) if *self.interrupts.borrow() != Interrupt::None => return false,
+                    Ok(()) => {}
+                    Err(_) => {
+                        (&mut reset).await;
+                        return true;
+                    }
+                },
+            }
+        }
+    }
+
     /// One agent call: journaled, supervised, reported to the UI; returns its outcome for the
     /// policy. An interrupted or usage-limited call leaves its intent without a result, so a
     /// resumed run redoes it (and the cycle is not charged).
@@ -866,7 +958,12 @@ impl Driver<'_> {
         });
         match &report.outcome {
             Outcome::Cancelled => return Err(Halt::Interrupted),
-            Outcome::UsageLimit { .. } => return Err(Halt::UsageLimit(report.outcome.to_string())),
+            Outcome::UsageLimit { resets, .. } => {
+                return Err(Halt::UsageLimit {
+                    message: report.outcome.to_string(),
+                    resets: resets.clone(),
+                });
+            }
             _ => {}
         }
         self.journal.finish_step(
@@ -1070,7 +1167,7 @@ fn print_summary(
     ui.say("* API-equivalent cost reported by the CLI");
     match halt {
         Some(Halt::Interrupted) => ui.say("interrupted: run `bmad-host run` again to resume"),
-        Some(Halt::UsageLimit(msg)) => ui.say(&format!(
+        Some(Halt::UsageLimit { message: msg, .. }) => ui.say(&format!(
             "stopped: {msg}. Run again after the reset (the run resumes; the cycle was not charged), or use --wait-on-limit"
         )),
         Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {e}")),
@@ -1083,4 +1180,57 @@ fn print_summary(
             .join(run_id)
             .display()
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> SystemTime {
+        humantime::parse_rfc3339(rfc3339).expect("time")
+    }
+
+    #[test]
+    fn reset_times_in_utc_are_understood() {
+        let now = at("2026-11-23T14:00:00Z");
+        let m = RESET_MARGIN;
+        assert_eq!(
+            until_reset("3pm (UTC)", now),
+            Some(Duration::from_secs(3600) + m)
+        );
+        assert_eq!(
+            until_reset("2:30pm UTC", now),
+            Some(Duration::from_secs(1800) + m)
+        );
+        assert_eq!(
+            until_reset("15:00 (UTC)", now),
+            Some(Duration::from_secs(3600) + m)
+        );
+        // Earlier in the day means tomorrow.
+        assert_eq!(
+            until_reset("10am (UTC)", now),
+            Some(Duration::from_secs(20 * 3600) + m)
+        );
+        assert_eq!(
+            until_reset("12am (UTC)", now),
+            Some(Duration::from_secs(10 * 3600) + m)
+        );
+        let exact = EXACT_RESET_MARGIN;
+        assert_eq!(
+            until_reset("2026-11-23T14:10:00Z", now),
+            Some(Duration::from_secs(600) + exact)
+        );
+        // Already past: go now (after the margin).
+        assert_eq!(until_reset("2026-11-23T13:00:00Z", now), Some(exact));
+    }
+
+    #[test]
+    fn other_zones_and_nonsense_are_not_guessed() {
+        let now = at("2026-11-23T14:00:00Z");
+        assert_eq!(until_reset("3pm (Europe/Paris)", now), None);
+        assert_eq!(until_reset("3pm", now), None);
+        assert_eq!(until_reset("soon", now), None);
+        assert_eq!(until_reset("25:00 UTC", now), None);
+        assert_eq!(until_reset("13pm UTC", now), None);
+    }
 }
