@@ -407,6 +407,7 @@ impl Driver<'_> {
                     );
                 }
                 Decision::InvokeAgent(request) => {
+                    let gate_before = self.gate_stamp(entry);
                     let outcome = self
                         .agent_call(
                             entry,
@@ -419,7 +420,19 @@ impl Driver<'_> {
                             tally,
                         )
                         .await?;
-                    self.report(entry, Some(outcome), Vec::new())
+                    let mut report = self.report(entry, Some(outcome), Vec::new());
+                    // A gate file QA did not rewrite is an earlier cycle's decision, not this one's.
+                    if role == Role::Qa
+                        && report.qa_gate.is_some()
+                        && gate_before.is_some()
+                        && gate_before == self.gate_stamp(entry)
+                    {
+                        self.ui.say(&format!(
+                            "  {story_id}: QA did not write a new gate file; the old one is not this review's decision"
+                        ));
+                        report.qa_gate = None;
+                    }
+                    report
                 }
                 Decision::RunGates => {
                     let gates = self.gates(entry, cycle, role_name, seq).await?;
@@ -444,6 +457,14 @@ impl Driver<'_> {
         Ok(StepEnd::Failed(format!(
             "the {role_name} policy took {MAX_DECISIONS_PER_STEP} decisions in one step without finishing it"
         )))
+    }
+
+    /// The story's QA gate file as it is now (path, modification time, length), to tell a
+    /// gate written by this review from an old one.
+    fn gate_stamp(&self, entry: &StoryEntry) -> Option<(PathBuf, SystemTime, u64)> {
+        let gate = self.project.read_qa_gate(entry).ok()??;
+        let meta = std::fs::metadata(self.root.join(&gate.path)).ok()?;
+        Some((gate.path, meta.modified().ok()?, meta.len()))
     }
 
     /// Journals a policy decision with the status it was taken on (one commit).

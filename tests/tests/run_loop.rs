@@ -448,3 +448,36 @@ fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     files.sort();
     files
 }
+
+#[test]
+fn an_old_gate_file_is_not_taken_for_this_reviews_decision() {
+    let project = Project::fixture("v4-sample");
+    // Cycle 1: QA writes a FAIL gate. Cycle 2: QA answers but writes no gate file.
+    let script = project.script(&json!({
+        "calls": [
+            { "role": "qa", "story": "1.1", "occurrence": 1, "verdicts": ["FAIL"] },
+            { "role": "qa", "story": "1.1", "occurrence": 2, "do": "slow", "lines": 1, "delay_ms": 1 }
+        ]
+    }));
+    let run = Run::project(
+        &project,
+        &["--story", "1.1"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let result = run.story_result("1.1");
+    assert_eq!(result["cycles"], 2);
+    assert_eq!(result["result"], "failed", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("without a gate decision"),
+        "{result}"
+    );
+    assert!(
+        run.stderr().contains("did not write a new gate file"),
+        "{}",
+        run.stderr()
+    );
+}
