@@ -7,9 +7,10 @@
 //! built-ins `cwd`, `turn`, `attempt`, `session`, `script`, `last_tool_result`, `last_user`, and
 //! the script's `vars` (regexes whose first group is taken from the prompt, else the system
 //! prompt; empty when absent). `{{name|abs}}` makes a relative path absolute against `cwd`.
-//! Faults (`hang`, `drop`, `error`, `drop_after`, `stall_after`, `sse_error_after`) take a
-//! plain value or `{"<key>": value, "times": N, "per": "session"|"global"}`: with `times` the
-//! fault hits only the first N attempts of that turn, counted per CLI session (default) or
+//! Faults (`hang`, `drop`, `error`, `drop_after`, `cut_after`, `stall_after`,
+//! `sse_error_after`) take a plain value or `{"<key>": value, "times": N, "per":
+//! "session"|"global"}`: with `times` the fault hits only the first N attempts of that turn,
+//! counted per CLI session (default) or
 //! across sessions (`global`, so a fault can outlast the CLI's own retries and reach the
 //! host's). See `tests/e2e/README.md` for the whole format.
 
@@ -360,6 +361,8 @@ pub struct Turn {
     #[serde(default)]
     pub drop_after: Option<Value>,
     #[serde(default)]
+    pub cut_after: Option<Value>,
+    #[serde(default)]
     pub stall_after: Option<Value>,
     #[serde(default)]
     pub sse_error_after: Option<Value>,
@@ -455,6 +458,7 @@ pub struct Faults {
     pub drop: Option<Fault>,
     pub error: Option<Fault>,
     pub drop_after: Option<Fault>,
+    pub cut_after: Option<Fault>,
     pub stall_after: Option<Fault>,
     pub sse_error_after: Option<Fault>,
 }
@@ -469,6 +473,7 @@ impl Turn {
             drop: f(&self.drop, "drop", "drop")?,
             error: f(&self.error, "status", "error")?,
             drop_after: f(&self.drop_after, "after", "drop_after")?,
+            cut_after: f(&self.cut_after, "after", "cut_after")?,
             stall_after: f(&self.stall_after, "after", "stall_after")?,
             sse_error_after: f(&self.sse_error_after, "after", "sse_error_after")?,
         };

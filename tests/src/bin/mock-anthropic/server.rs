@@ -129,6 +129,13 @@ impl Conn {
         self.kill.notify_one();
     }
 
+    /// Ends the connection early but cleanly (FIN after everything sent): the client gets
+    /// all the bytes so far, then EOF.
+    fn cut(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        self.kill.notify_one();
+    }
+
     /// Sends nothing more: resolves only when the client closes the connection, which is
     /// then closed here too.
     async fn hang(&self, seq: u64) {
@@ -466,6 +473,7 @@ async fn messages(
     } else if facts.stream {
         [
             ("drop_after", hits_of(&faults.drop_after, attempts)),
+            ("cut_after", hits_of(&faults.cut_after, attempts)),
             ("stall_after", hits_of(&faults.stall_after, attempts)),
             (
                 "sse_error_after",
@@ -568,8 +576,9 @@ async fn messages(
     }
     let events = response::events(&message, turn.chunk_chars.unwrap_or(40));
     let at = |f: &Option<Fault>| hits_of(f, attempts).map(Fault::index);
-    let (drop_at, stall_at, error_at) = (
+    let (drop_at, cut_at, stall_at, error_at) = (
         at(&faults.drop_after),
+        at(&faults.cut_after),
         at(&faults.stall_after),
         at(&faults.sse_error_after),
     );
@@ -583,6 +592,11 @@ async fn messages(
                 // flushes before this task runs again); then reset.
                 let _ = tx.reserve().await;
                 conn.reset();
+                return;
+            }
+            if cut_at == Some(n) {
+                let _ = tx.reserve().await;
+                conn.cut();
                 return;
             }
             if stall_at == Some(n) {
