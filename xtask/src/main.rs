@@ -6,6 +6,7 @@
 //! - `demo`: copy the sample BMAD v4 project to a temp dir and drive it to Done with the fake
 //!   Claude; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
+//! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
 //! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod e2e;
 mod new_plugin;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -22,6 +24,7 @@ commands:
   test                      build-plugins, then fmt, clippy and the whole test suite
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
+  e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
   new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
 
 fn main() -> Result<()> {
@@ -32,6 +35,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
+        Some("e2e") => e2e::run(&root),
         Some("new-plugin") => {
             let name = args.get(1).context("new-plugin needs a NAME")?;
             let role = args
