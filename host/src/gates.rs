@@ -125,7 +125,7 @@ pub async fn run_gate(
             } else {
                 Signal::SIGTERM
             });
-            let grace = tokio::time::sleep(TERM_GRACE);
+            let grace = tokio::time::sleep_until(Instant::now() + TERM_GRACE); // a deadline, raced with the exit
             tokio::pin!(grace);
             tokio::select! {
                 status = child.wait() => status.ok(),
