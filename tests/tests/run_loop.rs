@@ -481,3 +481,30 @@ fn an_old_gate_file_is_not_taken_for_this_reviews_decision() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_story_with_an_unreadable_status_is_escalated_untouched_and_the_others_go_on() {
+    let project = Project::fixture("v4-sample");
+    let broken =
+        "# Story 1.1: Hello Command\r\n\r\n## Status\r\n\r\nDraft\r\n\r\n## Status\r\n\r\nDone\r\n";
+    project.write("docs/stories/1.1.story.md", broken);
+    let run = Run::project(&project, &["--story", "1.1"], &[]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let result = run.story_result("1.1");
+    assert_eq!(result["result"], "escalated");
+    let reason = result["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("docs/stories/1.1.story.md"), "{reason}");
+    assert!(
+        reason.contains("line 5") && reason.contains("line 9"),
+        "{reason}"
+    );
+    assert!(run.events_named("agent_started").is_empty());
+    assert_eq!(
+        project.read("docs/stories/1.1.story.md"),
+        broken,
+        "never written"
+    );
+
+    let run = Run::project(&project, &["--story", "1.2"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+}
