@@ -87,6 +87,13 @@ fn cases() -> Vec<Case> {
             check: check_hang_timeout,
         },
         Case {
+            name: "stall-idle",
+            what: "the stream stalls mid-response: --idle-timeout 4s, clean teardown",
+            scenario: "stall-idle.json",
+            args: &["--story", "1.1", "--idle-timeout", "4s"],
+            check: check_stall_idle,
+        },
+        Case {
             name: "overload-retry",
             what: "HTTP 529: retried by the CLI, then by bmad-host, then done",
             scenario: "overload-retry.json",
@@ -882,6 +889,61 @@ fn check_hang_timeout(o: &Outcome, v: &mut Verdict) {
                 "dev timed out at {:.1}s; teardown {took} ms ({}); CLI and background sleep gone",
                 start as f64 / 1000.0,
                 signals.join("→")
+            ));
+        }
+        _ => {
+            v.check(false, || {
+                "no teardown/end notes in the dev transcript".into()
+            });
+        }
+    }
+}
+
+fn check_stall_idle(o: &Outcome, v: &mut Verdict) {
+    v.check(o.exit == Some(1), || {
+        format!("exit code {:?}, expected 1", o.exit)
+    });
+    let dev = o.agents("agent_finished", "dev");
+    v.check(
+        dev.len() == 1 && dev[0]["outcome"] == "idle_timeout",
+        || format!("expected one dev call ended by the idle timeout, got {dev:?}"),
+    );
+    let stalled: Vec<_> = o
+        .mock
+        .iter()
+        .filter(|e| e["fault"] == "stall_after 4")
+        .collect();
+    v.check(stalled.len() == 1, || {
+        format!("expected one stalled stream, got {}", stalled.len())
+    });
+    let seq = stalled.first().map(|e| e["seq"].clone());
+    v.check(
+        o.mock
+            .iter()
+            .any(|e| e["event"] == "hang_ended" && Some(&e["request"]) == seq.as_ref()),
+        || "the CLI's stalled connection was still open when bmad-host exited".into(),
+    );
+    let status = o.status("1.1");
+    v.check(status.as_deref() == Some("Approved"), || {
+        format!("story 1.1 Status changed to {status:?} by a call that stalled")
+    });
+    let lines = o.transcript_lines(Some("dev"));
+    let t = |note: &str| {
+        lines
+            .iter()
+            .find(|l| l["bmad_host"] == note)
+            .and_then(|l| l["t_ms"].as_u64())
+    };
+    match (t("teardown"), t("end")) {
+        (Some(start), Some(end)) => {
+            let took = end.saturating_sub(start);
+            v.check(took < 3000, || {
+                format!("teardown took {took} ms; the CLI should exit on SIGINT")
+            });
+            v.note(format!(
+                "dev idle for 4 s mid-stream at {:.1}s: idle_timeout; teardown {} ms; connection closed",
+                start as f64 / 1000.0,
+                took
             ));
         }
         _ => {
