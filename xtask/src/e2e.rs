@@ -16,7 +16,6 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -200,6 +199,9 @@ pub fn run(root: &Path) -> Result<()> {
                 let mut v = Verdict::default();
                 common_checks(&outcome, &mut v);
                 (case.check)(&outcome, &mut v);
+                if !v.failures.is_empty() {
+                    eprintln!("  files of this case: {}", outcome.dir.display());
+                }
                 v
             }
             Err(e) => Verdict {
@@ -490,8 +492,7 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
         .current_dir(&project)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("bmad-host.stderr"))?)
-        .process_group(0);
+        .stderr(std::fs::File::create(dir.join("bmad-host.stderr"))?);
     eprintln!(
         "  mock {} ; bmad-host run {}",
         mock.url,
@@ -524,13 +525,14 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
     })
 }
 
-/// Runs `cmd` (its own process group) to the end, or kills the group at `deadline`.
+/// Runs `cmd` to the end, or kills it at `deadline` (what it started is reaped by marker
+/// afterwards). It stays in the terminal's process group, so Ctrl-C reaches it.
 fn wait_with_deadline(
     mut cmd: Command,
     deadline: Duration,
 ) -> Result<(Option<ExitStatus>, String, bool)> {
     let mut child = cmd.spawn().context("cannot start bmad-host")?;
-    let pgid = child.id();
+    let pid = child.id();
     let mut stdout = child
         .stdout
         .take()
@@ -546,7 +548,7 @@ fn wait_with_deadline(
         Ok((status, out)) => Ok((status, out, false)),
         Err(_) => {
             let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
+                .args(["-KILL", &pid.to_string()])
                 .status();
             let (status, out) = rx
                 .recv_timeout(Duration::from_secs(30))
@@ -690,7 +692,6 @@ fn common_checks(o: &Outcome, v: &mut Verdict) {
     v.check(!o.mock.iter().any(|e| e["script"] == "default"), || {
         "a request matched no script of the scenario (the mock answered 400)".into()
     });
-    let _ = &o.dir;
 }
 
 fn check_done(o: &Outcome, v: &mut Verdict, id: &str, cycles: u64) {
