@@ -11,7 +11,7 @@ use crate::config::{Config, Overrides};
 use crate::error::Error;
 use crate::journal::Journal;
 use crate::plugins::{PluginConfig, PluginSet};
-use crate::policy::ParseOutcome;
+use crate::policy::{ParseOutcome, Role};
 use crate::project::{Project, StoryEntry};
 use crate::ui::{Ui, Verbosity};
 use crate::workflow::{self, Flow, Next, Observed, Settings};
@@ -457,8 +457,9 @@ pub fn plan(
             Observed::Unusable(_) => "unreadable".to_string(),
         };
         let next = match Flow::new(settings).next(&observed) {
+            Next::Run { role: Role::Sm, .. } => "sm (draft the story)".to_string(),
             Next::Run { role, cycle, .. } => {
-                format!("{} (cycle {})", workflow::role_name(role), cycle.max(1))
+                format!("{} (cycle {cycle})", workflow::role_name(role))
             }
             Next::Finish(r) => match r.reason() {
                 Some(reason) => format!("nothing: {} ({reason})", r.word()),

@@ -314,7 +314,7 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
         [
             ("1.1", "dev (cycle 1)"),
             ("1.2", "dev (cycle 1)"),
-            ("1.3", "sm (cycle 1)")
+            ("1.3", "sm (draft the story)")
         ]
     );
     assert_eq!(
