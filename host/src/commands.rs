@@ -366,8 +366,37 @@ pub fn plugins(args: &PluginsArgs, check: bool) -> Result<u8, Error> {
             }
         }
     }
+    let cfg = plugin_config(&config, &root);
+    for role in crate::plugins::inspect_roles(&dir, &infos, &cfg) {
+        if role.problem.is_some() {
+            problems += 1;
+        }
+        if args.common.json {
+            let line = serde_json::json!({
+                "role": role.role.to_string(),
+                "plugin": role.wanted,
+                "configured": role.configured,
+                "problem": role.problem,
+            });
+            serde_json::to_writer(&mut out, &line).map_err(|e| Error::Output(e.into()))?;
+            writeln!(out).map_err(Error::Output)?;
+        } else {
+            writeln!(
+                out,
+                "role {:<7} -> {}{}{}",
+                role.role.to_string(),
+                role.wanted,
+                if role.configured { " (configured)" } else { "" },
+                role.problem
+                    .as_deref()
+                    .map(|p| format!("  problem: {p}"))
+                    .unwrap_or_default()
+            )
+            .map_err(Error::Output)?;
+        }
+    }
     if check && problems > 0 {
-        eprintln!("{problems} plugin(s) cannot be used");
+        eprintln!("{problems} problem(s): these plugins cannot be used as configured");
         return Ok(exit::USAGE);
     }
     Ok(exit::OK)

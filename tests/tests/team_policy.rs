@@ -73,3 +73,55 @@ fn an_unknown_policy_name_is_a_usage_error() {
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("qa-lenient"), "{}", run.stderr());
 }
+
+#[test]
+fn plugins_list_and_check_show_roles_and_problems() {
+    let project = Project::fixture("v4-sample");
+    let plugins = bmad_host_tests::harness::plugins();
+    let p = plugins.to_str().expect("utf-8");
+    let dir = project.path().to_str().expect("utf-8");
+    let run = Run::bmad_host(
+        &[
+            "plugins",
+            "list",
+            "--json",
+            "--plugins",
+            p,
+            "--project",
+            dir,
+        ],
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let names: Vec<&str> = run
+        .events
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["dev", "qa", "qa-strict", "sm", "status"]);
+    for plugin in run.events.iter().filter(|e| e.get("name").is_some()) {
+        assert_eq!(plugin["wit"], "0.1.0");
+        assert!(plugin["problem"].is_null(), "{plugin}");
+        assert!(plugin["load"]["micros"].as_u64().is_some(), "{plugin}");
+    }
+    let roles: Vec<(&str, &str)> = run
+        .events
+        .iter()
+        .filter_map(|e| Some((e["role"].as_str()?, e["plugin"].as_str()?)))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("status", "status"),
+            ("sm", "sm"),
+            ("dev", "dev"),
+            ("qa", "qa")
+        ]
+    );
+
+    project.write("bmad-host.toml", "[roles]\nqa = \"qa-nope\"\n");
+    let run = Run::bmad_host(&["plugins", "check", "--plugins", p, "--project", dir], &[]);
+    assert_eq!(run.code(), 2);
+    let out = String::from_utf8_lossy(&run.output.stdout);
+    assert!(out.contains("qa-nope"), "{out}");
+}
