@@ -7,6 +7,8 @@
 //!   Claude; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
+//! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm, jco; see
+//!   `js_plugin.rs`).
 //! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod e2e;
+mod js_plugin;
 mod new_plugin;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -25,6 +28,7 @@ commands:
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
+  build-js-plugin [--check] build examples/qa-js with jco (npm); --check: run it in bmad-host
   new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
 
 fn main() -> Result<()> {
@@ -36,6 +40,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
+        Some("build-js-plugin") => js_plugin::run(&root, args.iter().any(|a| a == "--check")),
         Some("new-plugin") => {
             let name = args.get(1).context("new-plugin needs a NAME")?;
             let role = args
