@@ -16,6 +16,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod e2e;
 mod js_plugin;
 mod new_plugin;
@@ -257,6 +258,5 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path) -> Result<()> {
-    build_plugins(root)?;
-    run(cargo().current_dir(root).args(["bench", "-p", "bmad-host"]))
+    bench::run(root)
 }
