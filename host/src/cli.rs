@@ -106,6 +106,19 @@ pub struct RunArgs {
     /// Only this story (e.g. 1.3).
     #[arg(long, value_name = "ID")]
     pub story: Option<String>,
+    #[command(flatten)]
+    pub settings: SettingArgs,
+    /// Show the plan (each story, its state, what would run next) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Start a new run instead of resuming an unfinished one (old runs are kept).
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// The flags that override configuration values (`run`, and `config` to preview them).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SettingArgs {
     /// The Claude Code CLI to run (default: `claude` on PATH).
     #[arg(long, value_name = "PATH")]
     pub claude_bin: Option<PathBuf>,
@@ -130,15 +143,26 @@ pub struct RunArgs {
     /// Run only this gate (repeatable).
     #[arg(long, value_name = "NAME", conflicts_with = "skip_gates")]
     pub gate: Vec<String>,
-    /// Show the plan (each story, its state, what would run next) and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Start a new run instead of resuming an unfinished one (old runs are kept).
-    #[arg(long)]
-    pub fresh: bool,
     /// On a usage limit, wait for the reset time instead of stopping.
     #[arg(long)]
     pub wait_on_limit: bool,
+}
+
+impl SettingArgs {
+    /// The configuration layer these flags make.
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            claude_bin: self.claude_bin.clone(),
+            timeout: self.timeout,
+            idle_timeout: self.idle_timeout,
+            max_turns: self.max_turns,
+            max_cycles: self.max_cycles,
+            wait_on_limit: self.wait_on_limit,
+            policies: self.policy.clone(),
+            skip_gates: self.skip_gates,
+            only_gates: self.gate.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -179,19 +203,9 @@ pub struct PluginsArgs {
 pub struct ConfigArgs {
     #[command(flatten)]
     pub common: Common,
-    /// As `run` would see it with these flags.
-    #[arg(long, value_name = "PATH")]
-    pub claude_bin: Option<PathBuf>,
-    #[arg(long, value_name = "N")]
-    pub max_cycles: Option<u32>,
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub idle_timeout: Option<Duration>,
-    #[arg(long, value_name = "N")]
-    pub max_turns: Option<u32>,
-    #[arg(long, value_name = "ROLE=NAME", value_parser = parse_policy)]
-    pub policy: Vec<(String, String)>,
+    /// The configuration as `run` would see it with these flags.
+    #[command(flatten)]
+    pub settings: SettingArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -405,15 +405,7 @@ pub fn plugins(args: &PluginsArgs, check: bool) -> Result<u8, Error> {
 /// `bmad-host config`.
 pub fn config(args: &ConfigArgs) -> Result<u8, Error> {
     let root = project_root(&args.common.project)?;
-    let overrides = Overrides {
-        claude_bin: args.claude_bin.clone(),
-        timeout: args.timeout,
-        idle_timeout: args.idle_timeout,
-        max_turns: args.max_turns,
-        max_cycles: args.max_cycles,
-        policies: args.policy.clone(),
-        ..Overrides::default()
-    };
+    let overrides = args.settings.overrides();
     let config = load_config(&root, &overrides)?;
     let mut out = std::io::stdout().lock();
     let rows = config.describe();

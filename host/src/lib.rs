@@ -13,12 +13,8 @@ pub mod error;
 pub mod gates;
 pub mod journal;
 pub mod plugins;
+pub mod policy;
 pub mod project;
 pub mod run;
 pub mod ui;
 pub mod workflow;
-
-/// The WIT vocabulary shared by the host and its guests.
-pub mod policy {
-    pub use crate::plugins::bindings::types::*;
-}

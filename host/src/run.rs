@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::claude::{self, CallSpec, Interrupt, Limits, Outcome};
 use crate::cli::{RunArgs, exit};
-use crate::config::{Config, Overrides};
+use crate::config::Config;
 use crate::error::Error;
 use crate::journal::{Journal, RunFingerprint, StepKey, StepKind, StepStart};
 use crate::plugins::{PluginConfig, PluginSet};
@@ -52,17 +52,7 @@ impl From<crate::journal::JournalError> for Halt {
 /// `bmad-host run`.
 pub async fn run(args: RunArgs) -> Result<u8, Error> {
     let root = project_root(&args.common.project)?;
-    let overrides = Overrides {
-        claude_bin: args.claude_bin.clone(),
-        timeout: args.timeout,
-        idle_timeout: args.idle_timeout,
-        max_turns: args.max_turns,
-        max_cycles: args.max_cycles,
-        wait_on_limit: args.wait_on_limit,
-        policies: args.policy.clone(),
-        skip_gates: args.skip_gates,
-        only_gates: args.gate.clone(),
-    };
+    let overrides = args.settings.overrides();
     let mut config = Config::load(&root, &|k| std::env::var(k).ok(), &overrides)?;
     resolve_bin(&mut config.claude.bin.value);
     let project = Project::discover(&root)?;

@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::policy::{ALL_STATES, role_name, state_name};
 use crate::policy::{Role, StoryState};
 
 /// Workflow settings from the configuration.
@@ -296,41 +297,6 @@ impl Flow {
         Next::Finish(result)
     }
 }
-
-/// The canonical name of a state (`ready-for-dev`), as in the WIT and the NDJSON events.
-pub fn state_name(state: StoryState) -> &'static str {
-    match state {
-        StoryState::Backlog => "backlog",
-        StoryState::Drafted => "drafted",
-        StoryState::ReadyForDev => "ready-for-dev",
-        StoryState::InProgress => "in-progress",
-        StoryState::Review => "review",
-        StoryState::ChangesRequested => "changes-requested",
-        StoryState::Done => "done",
-        StoryState::Blocked => "blocked",
-    }
-}
-
-/// The role's name (`sm`, `dev`, `qa`), as in `BMAD_HOST_ROLE`.
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Sm => "sm",
-        Role::Dev => "dev",
-        Role::Qa => "qa",
-    }
-}
-
-/// Every canonical state, for exhaustive tests and help texts.
-pub const ALL_STATES: [StoryState; 8] = [
-    StoryState::Backlog,
-    StoryState::Drafted,
-    StoryState::ReadyForDev,
-    StoryState::InProgress,
-    StoryState::Review,
-    StoryState::ChangesRequested,
-    StoryState::Done,
-    StoryState::Blocked,
-];
 
 #[cfg(test)]
 mod tests {

@@ -94,14 +94,9 @@ pub struct Project {
 impl Project {
     /// Copies `tests/fixtures/<name>`.
     pub fn fixture(name: &str) -> Project {
-        Project::copy_of(&workspace_root().join("tests/fixtures").join(name))
-    }
-
-    /// Copies any folder.
-    pub fn copy_of(src: &Path) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(src, dir.path());
-        Project { dir }
+        Project {
+            dir: copy_of(&fixtures().join(name)),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -128,6 +123,29 @@ impl Project {
         std::fs::write(&path, script.to_string()).expect("write script");
         path
     }
+}
+
+/// The vendored BMAD test corpus (`tests/corpus`, a copy of the shared corpus).
+pub fn corpus() -> PathBuf {
+    let dir = workspace_root().join("tests/corpus");
+    assert!(
+        dir.join("README.md").is_file(),
+        "the BMAD corpus is missing at {}",
+        dir.display()
+    );
+    dir
+}
+
+/// The repository's sample projects (`tests/fixtures`).
+pub fn fixtures() -> PathBuf {
+    workspace_root().join("tests/fixtures")
+}
+
+/// A temp copy of a directory tree.
+pub fn copy_of(src: &Path) -> TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(src, dir.path());
+    dir
 }
 
 /// Copies a directory tree.

@@ -10,42 +10,8 @@ use bmad_host::policy::{Layout, StatusSource, StatusValue, StoryState};
 use bmad_host::project::{
     GateVerdict, Project, ProjectError, SprintSync, StoryEntry, StoryId, Written,
 };
+use bmad_host_tests::harness::{copy_dir, copy_of, corpus, fixtures};
 use tempfile::TempDir;
-
-/// The shared corpus: `tests/corpus` (a vendored copy of the shared corpus).
-fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    assert!(
-        dir.join("README.md").is_file(),
-        "the BMAD corpus is missing at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst).expect("create dir");
-    for entry in fs::read_dir(src).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let to = dst.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            fs::copy(entry.path(), &to).expect("copy");
-        }
-    }
-}
-
-/// A temp copy of a corpus folder (`v4`, `v6`, `v6.12-build`) or a fixture (`v4-sample`).
-fn copy_of(src: &Path) -> TempDir {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    copy_dir(src, tmp.path());
-    tmp
-}
 
 fn discover(root: &Path) -> Project {
     Project::discover(root).unwrap_or_else(|e| panic!("discover {}: {e}", root.display()))

@@ -4,44 +4,11 @@
 //! a broken config.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use bmad_host_tests::harness::{copy_of, corpus, fixtures};
 use serde_json::Value;
-use tempfile::TempDir;
-
-fn corpus() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    assert!(
-        dir.join("README.md").is_file(),
-        "the BMAD corpus is missing at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst).expect("create dir");
-    for entry in fs::read_dir(src).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let to = dst.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            fs::copy(entry.path(), &to).expect("copy");
-        }
-    }
-}
-
-fn copy_of(src: &Path) -> TempDir {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    copy_dir(src, tmp.path());
-    tmp
-}
 
 /// Runs `bmad-host status --project DIR --json` with no `BMAD_HOST_*` variables.
 fn status(project: &Path) -> Output {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::model::state_name;
 use super::{StepRow, StorySummary};
+use crate::policy::state_name;
 
 /// Longest JSON summary shown on a log line, in characters.
 const SUMMARY_CHARS: usize = 100;

@@ -367,33 +367,6 @@ pub struct StepRow {
     pub result: Option<Value>,
 }
 
-pub(super) fn state_name(state: StoryState) -> &'static str {
-    match state {
-        StoryState::Backlog => "backlog",
-        StoryState::Drafted => "drafted",
-        StoryState::ReadyForDev => "ready-for-dev",
-        StoryState::InProgress => "in-progress",
-        StoryState::Review => "review",
-        StoryState::ChangesRequested => "changes-requested",
-        StoryState::Done => "done",
-        StoryState::Blocked => "blocked",
-    }
-}
-
-pub(super) fn parse_state(s: &str) -> Option<StoryState> {
-    Some(match s {
-        "backlog" => StoryState::Backlog,
-        "drafted" => StoryState::Drafted,
-        "ready-for-dev" => StoryState::ReadyForDev,
-        "in-progress" => StoryState::InProgress,
-        "review" => StoryState::Review,
-        "changes-requested" => StoryState::ChangesRequested,
-        "done" => StoryState::Done,
-        "blocked" => StoryState::Blocked,
-        _ => return None,
-    })
-}
-
 /// Milliseconds since the Unix epoch (0 before it), as stored.
 pub(super) fn to_ms(t: SystemTime) -> i64 {
     let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();

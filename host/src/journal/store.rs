@@ -10,13 +10,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::lock::RunLock;
-use super::model::{from_ms, parse_state, state_name, story_order, to_ms};
+use super::model::{from_ms, story_order, to_ms};
 use super::paths::{LOCK_FILE, journal_path, state_dir};
 use super::schema::{self, Access};
 use super::{
     JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId,
     StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
 };
+use crate::policy::{parse_state, state_name};
 
 /// Read access to a journal: every query. Obtained with [`Journal::open_read_only`], or through a
 /// [`Journal`] (which dereferences to its reader).
