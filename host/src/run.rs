@@ -250,7 +250,6 @@ impl Driver<'_> {
             cost_usd: record.usage.cost_usd,
             duration: record.usage.duration,
         };
-        let started = Instant::now();
         self.ui.emit(Event::StoryStarted {
             story: story_id.clone(),
             title: entry.title.clone(),
@@ -259,6 +258,9 @@ impl Driver<'_> {
         });
         loop {
             let next = flow.next(&seen.observed);
+            if let Some(state) = seen.state {
+                record.state = state;
+            }
             self.save(&mut record, &flow, &tally)?;
             let (role, cycle, resumed) = match next {
                 Next::Finish(result) => {
@@ -273,7 +275,6 @@ impl Driver<'_> {
                         None => result.word().to_string(),
                     });
                     self.save(&mut record, &flow, &tally)?;
-                    let _ = started;
                     self.ui.emit(Event::StoryFinished {
                         story: story_id.clone(),
                         result: result.word().into(),
