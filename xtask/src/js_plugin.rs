@@ -1,13 +1,20 @@
 //! `cargo xtask build-js-plugin [--check]`: the QA policy written in JavaScript
-//! (`examples/qa-js`), built into a WebAssembly component with jco.
+//! (`examples/qa-js`), built into a WebAssembly component with componentize-js and checked
+//! with jco.
 //!
 //! It installs the tools pinned by `examples/qa-js/package.json` and `package-lock.json`
-//! (`@bytecodealliance/jco` and `@bytecodealliance/componentize-js`) with npm into
-//! `target/js-plugin/` (reused while the two files are unchanged), runs
-//! `jco componentize qa.js --wit wit/policy.wit --world-name agent-policy --disable all`, and
-//! writes `examples/qa-js/qa-js.wasm` (skipped when it is newer than its inputs). It then reads
-//! the component's world with `jco wit` and refuses it if it imports anything but
-//! `bmad:policy/*`: with every StarlingMonkey feature disabled it imports no WASI at all.
+//! (`@bytecodealliance/componentize-js` 0.20.0 and `@bytecodealliance/jco`) with npm into
+//! `target/js-plugin/` (reused while the two files are unchanged), runs `componentize-js qa.js
+//! --wit wit/policy.wit --world-name agent-policy --disable stdio random clocks http
+//! fetch-event`, and writes `examples/qa-js/qa-js.wasm` (skipped when it is newer than its
+//! inputs). It then reads the component's world with `jco wit` and refuses it if it imports
+//! anything but `bmad:policy/*`: with every StarlingMonkey feature disabled it imports no WASI.
+//!
+//! Why not `jco componentize`: jco 1.34/1.35 drive componentize-js 0.22, whose generated
+//! bindings spread every string crossing the boundary through the interpreter's string
+//! iterator (`[...s].length`) and run an async-task bookkeeping layer on every call: about 20
+//! times the per-call cost (a 2 KB prompt took 3 ms, a 4 KB list of findings ran out of the
+//! host's 100 M fuel). componentize-js 0.20.0 has neither.
 //!
 //! `--check` also proves that the host runs it: it builds the Rust plugins and the binaries
 //! (`bmad-host`, `fake-claude`), copies every plugin of `plugins/` and `examples/qa-js` into a
@@ -37,8 +44,17 @@ const COMPONENT: &str = "qa-js.wasm";
 const PINS: [&str; 2] = ["package.json", "package-lock.json"];
 /// The plugin's name in its `plugin.toml`.
 const PLUGIN: &str = "qa-js";
-/// What `jco componentize` is told: the world, and no WASI features in the engine.
-const COMPONENTIZE_ARGS: &[&str] = &["--world-name", "agent-policy", "--disable", "all"];
+/// What `componentize-js` is told: the world, and no WASI feature in the engine.
+const COMPONENTIZE_ARGS: &[&str] = &[
+    "--world-name",
+    "agent-policy",
+    "--disable",
+    "stdio",
+    "random",
+    "clocks",
+    "http",
+    "fetch-event",
+];
 /// The only imports the component may have.
 const ALLOWED_IMPORT_PREFIX: &str = "bmad:policy/";
 /// The fake QA's verdicts for the second run (see `tests/src/bin/fake-claude.rs`).
@@ -53,9 +69,9 @@ const FAIL_FINDING: &str =
 /// `cargo xtask build-js-plugin [--check]`.
 pub fn run(root: &Path, check: bool) -> Result<()> {
     let tools = super::target_dir(root).join("js-plugin");
-    let jco = ensure_tools(root, &tools)?;
-    let wasm = build(root, &jco)?;
-    let imports = component_imports(&jco, &wasm)?;
+    let bin_dir = ensure_tools(root, &tools)?;
+    let wasm = build(root, &bin_dir)?;
+    let imports = component_imports(&bin_dir.join("jco"), &wasm)?;
     let size = std::fs::metadata(&wasm)
         .with_context(|| format!("cannot stat {}", wasm.display()))?
         .len();
@@ -78,14 +94,19 @@ fn mib(bytes: u64) -> String {
 // ---------------------------------------------------------------------------------------------
 // Tools and build
 
-/// `jco` from `tools/node_modules`, installed with npm from the example's pinned `package.json`
+/// `tools/node_modules/.bin`, with `componentize-js` and `jco` installed with npm from the example's pinned `package.json`
 /// and `package-lock.json` unless those very files were installed there already (a stamp file
 /// holds what was installed). `npm install` rather than `npm ci`: the lock lists every
 /// platform's optional binaries, and a registry mirror that lacks some of them makes `npm ci`
 /// refuse the lock although this platform's are there.
 fn ensure_tools(root: &Path, tools: &Path) -> Result<PathBuf> {
     let example = root.join(EXAMPLE);
-    let jco = tools.join("node_modules").join(".bin").join("jco");
+    let bin_dir = tools.join("node_modules").join(".bin");
+    let installed = || {
+        ["componentize-js", "jco"]
+            .iter()
+            .all(|b| bin_dir.join(b).is_file())
+    };
     let stamp_file = tools.join(".bmad-qa-js-installed");
     let mut stamp = Vec::new();
     for pin in PINS {
@@ -95,14 +116,17 @@ fn ensure_tools(root: &Path, tools: &Path) -> Result<PathBuf> {
         );
         stamp.push(0);
     }
-    if jco.is_file() && std::fs::read(&stamp_file).is_ok_and(|s| s == stamp) {
-        eprintln!("qa-js: jco already installed in {}", tools.display());
-        return Ok(jco);
+    if installed() && std::fs::read(&stamp_file).is_ok_and(|s| s == stamp) {
+        eprintln!(
+            "qa-js: componentize-js and jco already installed in {}",
+            tools.display()
+        );
+        return Ok(bin_dir);
     }
     match Command::new("npm").arg("--version").output() {
         Ok(o) if o.status.success() => {}
         Ok(o) => bail!(
-            "`npm --version` failed ({}): build-js-plugin installs jco with npm",
+            "`npm --version` failed ({}): build-js-plugin installs componentize-js and jco with npm",
             o.status
         ),
         Err(e) => bail!(
@@ -129,13 +153,13 @@ fn ensure_tools(root: &Path, tools: &Path) -> Result<PathBuf> {
         "--loglevel=error",
     ]))?;
     ensure!(
-        jco.is_file(),
-        "npm install did not install {} (see its output above)",
-        jco.display()
+        installed(),
+        "npm install did not install componentize-js and jco in {} (see its output above)",
+        bin_dir.display()
     );
     std::fs::write(&stamp_file, &stamp)
         .with_context(|| format!("cannot write {}", stamp_file.display()))?;
-    Ok(jco)
+    Ok(bin_dir)
 }
 
 /// The modification time of `path`, if it exists.
@@ -144,7 +168,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// Builds `examples/qa-js/qa-js.wasm` unless it is newer than every input.
-fn build(root: &Path, jco: &Path) -> Result<PathBuf> {
+fn build(root: &Path, bin_dir: &Path) -> Result<PathBuf> {
     let example = root.join(EXAMPLE);
     let source = example.join("qa.js");
     let wit = root.join("wit").join("policy.wit");
@@ -165,9 +189,9 @@ fn build(root: &Path, jco: &Path) -> Result<PathBuf> {
     // Written next to the target and renamed, so that a failed build leaves no partial file.
     let partial = example.join(format!("{COMPONENT}.partial"));
     let started = Instant::now();
-    let mut cmd = Command::new(jco);
+    let componentize = bin_dir.join("componentize-js");
+    let mut cmd = Command::new(&componentize);
     cmd.current_dir(root)
-        .arg("componentize")
         .arg(&source)
         .arg("--wit")
         .arg(&wit)
@@ -211,7 +235,7 @@ fn component_imports(jco: &Path, wasm: &Path) -> Result<Vec<String>> {
     if !foreign.is_empty() {
         bail!(
             "{} imports {foreign:?}: a policy may import only {ALLOWED_IMPORT_PREFIX}* \
-             (componentize with `--disable all`; the host's sandbox refuses sockets and HTTP and \
+             (componentize with every feature disabled; the host's sandbox refuses sockets and HTTP and \
              traps on any wait)",
             wasm.display()
         );
