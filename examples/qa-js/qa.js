@@ -256,14 +256,18 @@ function gateIssues(text) {
     });
 }
 
-// Every checkbox of a markdown document outside code fences, with its enclosing headings.
+// Every checkbox of a markdown document outside code fences, with its enclosing headings
+// (lowercased, one per line, in `headings`). Each regular expression runs only on the lines
+// that can match it: the engine is an interpreter, and fuel is counted per instruction.
 function checkboxes(doc) {
   const out = [];
   const stack = [];
+  let headings = '';
   let fence = null;
   for (const line of doc.split('\n')) {
     const t = line.trimStart();
-    const fm = /^(`{3,}|~{3,})/.exec(t);
+    const first = t.charAt(0);
+    const fm = first === '`' || first === '~' ? /^(`{3,}|~{3,})/.exec(t) : null;
     if (fence !== null) {
       if (fm && fm[1][0] === fence[0] && fm[1].length >= fence.length && t.slice(fm[1].length).trim() === '') {
         fence = null;
@@ -274,26 +278,22 @@ function checkboxes(doc) {
       fence = fm[1];
       continue;
     }
-    const h = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$/.exec(line);
+    const h = first === '#' ? /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$/.exec(line) : null;
     if (h) {
       const level = h[1].length;
       while (stack.length > 0 && stack[stack.length - 1].level >= level) stack.pop();
-      stack.push({ level, text: (h[2] || '').trim() });
+      stack.push({ level, text: (h[2] || '').trim().toLowerCase() });
+      headings = stack.map((s) => s.text).join('\n');
       continue;
     }
-    const c = /^\s*(?:[-*+]|\d+[.)])[ \t]+\[([ xX])\](.*)$/.exec(line);
-    if (c) {
-      out.push({
-        checked: c[1] !== ' ',
-        text: c[2].trim(),
-        headings: stack.map((s) => s.text.toLowerCase()),
-      });
-    }
+    const c = t.includes('[') ? /^(?:[-*+]|\d+[.)])[ \t]+\[([ xX])\](.*)$/.exec(t) : null;
+    if (c) out.push({ checked: c[1] !== ' ', text: c[2].trim(), headings });
   }
   return out;
 }
 
-const under = (box, needle) => box.headings.some((h) => h.includes(needle));
+// Whether one of the box's headings contains `needle` (lowercase, no line break).
+const under = (box, needle) => box.headings.includes(needle);
 const containsCi = (text, needle) => text.toLowerCase().includes(needle.toLowerCase());
 
 // Unchecked items of the story's `QA Results` section, except those marked as future work.
