@@ -15,7 +15,7 @@
 //
 // WIT values in JS (jco's mapping): records are objects with camelCase fields; enums are their
 // kebab-case names as strings ('ready-for-dev'); variants are { tag, val }; option<T> is the value
-// or undefined; u32 is a number, u64 a BigInt; list<string> an array.
+// or undefined; u32 is a number, u64 a BigInt; list<u32> a Uint32Array, list<string> an array.
 
 import { log } from 'bmad:policy/host@0.1.0';
 
