@@ -7,8 +7,8 @@
 //!   Claude; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
-//! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm, jco; see
-//!   `js_plugin.rs`).
+//! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
+//!   and jco; see `js_plugin.rs`).
 //! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
 
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ commands:
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
-  build-js-plugin [--check] build examples/qa-js with jco (npm); --check: run it in bmad-host
+  build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
   new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
 
 fn main() -> Result<()> {
