@@ -193,6 +193,10 @@ impl Journal {
 
     /// Creates or replaces a story's record in a run.
     pub fn save_story(&mut self, run: &RunId, rec: &StoryRecord) -> Result<(), JournalError> {
+        self.relaxed(|journal| journal.save_story_now(run, rec))
+    }
+
+    fn save_story_now(&mut self, run: &RunId, rec: &StoryRecord) -> Result<(), JournalError> {
         let path = &self.reader.path;
         let findings =
             serde_json::to_string(&rec.findings).map_err(|e| data(path, "findings", e))?;
@@ -312,6 +316,41 @@ impl Journal {
     /// was taken on): intent and result in one commit, so it costs one fsync, not two. Replaying
     /// the same key after a crash leaves a recorded result as it was.
     pub fn record_step(
+        &mut self,
+        key: &StepKey,
+        intent: &Value,
+        result: &Value,
+    ) -> Result<(), JournalError> {
+        self.relaxed(|journal| journal.record_step_now(key, intent, result))
+    }
+
+    /// Runs `write` with `synchronous=NORMAL`: its commit goes to the WAL without an fsync of
+    /// its own. Used for records the run loop can rebuild (story progress, decisions, which
+    /// are deterministic): the next durable commit (a step's intent, always written before
+    /// anything outside the journal happens) fsyncs the WAL and, the WAL being sequential, every
+    /// relaxed commit before it. A crash can lose only relaxed commits made since the last
+    /// durable one, and replay recreates them.
+    fn relaxed<T>(
+        &mut self,
+        write: impl FnOnce(&mut Self) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let path = self.reader.path.clone();
+        self.reader
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err(&path))?;
+        let result = write(self);
+        let restored = self
+            .reader
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql_err(&path));
+        let value = result?;
+        restored?;
+        Ok(value)
+    }
+
+    fn record_step_now(
         &mut self,
         key: &StepKey,
         intent: &Value,

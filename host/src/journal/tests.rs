@@ -198,6 +198,9 @@ fn recorded_steps_commit_intent_and_result_together_and_replays_keep_them() -> T
     };
     journal.record_step(&k2, &json!(null), &json!("done"))?;
     assert_eq!(journal.steps(None, None)?[1].result, Some(json!("done")));
+    // Relaxed records leave the connection durable for the steps that need it.
+    journal.save_story(&run, &StoryRecord::new("1.1", "t", StoryState::Review))?;
+    assert_eq!(pragma_text(&journal, "synchronous")?, "2");
     Ok(())
 }
 
