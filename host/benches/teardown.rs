@@ -21,7 +21,7 @@ use bmad_host::claude::{self, CallSpec, Directive, Event, Interrupt, Limits, Out
 use serde_json::json;
 use tokio::sync::watch;
 
-const COOPERATIVE_SAMPLES: usize = 40;
+const COOPERATIVE_SAMPLES: usize = 100;
 const FORCED_SAMPLES: usize = 15;
 const GRACE: Duration = Duration::from_millis(100);
 
