@@ -814,17 +814,19 @@ impl Report<'_> {
                         String::new()
                     } else {
                         format!(
-                            "Two costs outside the host's code. (1) The durable journal: each \
-                             gap holds 5 to 11 SQLite commits (WAL, `synchronous=FULL`, an \
-                             fsync each; counted with strace; the most after QA, which also \
-                             writes the status atomically: fsync + rename); an fsync on this \
+                            "Two costs outside the host's code. (1) Durability: each gap waits \
+                             for 2 to 6 fsyncs (journal commits, SQLite WAL with \
+                             `synchronous=FULL`, and after QA the atomic status write, fsync + \
+                             rename; counted with strace: SM → Dev 2, Dev → QA 4, QA → the next \
+                             story's SM 6); an fsync on this \
                              disk took p50 {} / p99 {} during the run, and p99 gaps follow \
                              the disk's slow flushes. {}(2) Starting the next agent: the spawn \
                              up to its `main` alone is p50 {} on this machine, and host, \
                              wrapper and fake share 2 cores. The host's own work per gap \
                              (status parse ~10 µs, two policy instantiations and calls \
                              ~40 µs, the `/proc` sweep that proves the last call's tree is \
-                             gone, transcript, NDJSON) is what remains.",
+                             gone, transcript, NDJSON, and in a large epic the listings of \
+                             `docs/qa/gates` explained below) is what remains.",
                             us(percentile(&self.fsync, 0.5)),
                             us(percentile(&self.fsync, 0.99)),
                             self.in_memory_note(),
@@ -1013,11 +1015,13 @@ impl Report<'_> {
                 why: if pass {
                     String::new()
                 } else {
-                    "Some per-story work grows with the number of stories: for each story the \
-                     host lists `docs/qa/gates` several times (to find the story's gate file) and \
-                     `docs/stories` once, and both directories gain a file per story (seen with \
-                     strace and perf: directory reads are the largest kernel cost of the host \
-                     at 1,000 stories). Indexing the directories once per run would remove it."
+                    "One piece of per-story work grows with the epic: to find a story's QA \
+                     gate file the host lists `docs/qa/gates` (`project::Project::find_gate`, \
+                     through `read_qa_gate` from `run::Driver::report` and `gate_stamp`, 8 \
+                     listings per story by strace), and that folder gains a gate file per \
+                     story. perf on the 1,000-story run: 29% of the host's CPU is in \
+                     `find_gate` → `list_dir`, nearly all of it `getdents64`. Listing the folder \
+                     once per run (or opening the expected file name first) would make it flat."
                         .into()
                 },
             });
