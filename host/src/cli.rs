@@ -1,28 +1,17 @@
-//! Command line: clap derive definitions and dispatch to the library. `main.rs` calls [`main`].
+//! The command line as typed: clap derive definitions and nothing else.
 //!
-//! Exit codes (a scripting contract): 0 all selected stories done; 1 a story failed or
-//! escalated; 2 bad usage, configuration, project, plugin or journal; 130 interrupted, after a
-//! clean teardown.
+//! These are the raw arguments. [`crate::commands`] resolves them once into a
+//! [`Context`](crate::context::Context) (and, for `run`, a [`Plan`](crate::context::Plan)); no
+//! module below `commands` sees a clap type. Exit codes are in [`crate::exit`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::error::Error;
-
-/// Exit codes.
-pub mod exit {
-    /// Every selected story is done (or, for other commands, success).
-    pub const OK: u8 = 0;
-    /// A story failed or was escalated.
-    pub const STORY_FAILED: u8 = 1;
-    /// Bad usage, configuration, project, plugin or journal.
-    pub const USAGE: u8 = 2;
-    /// Interrupted by the operator, after a clean teardown.
-    pub const INTERRUPTED: u8 = 130;
-}
+use crate::config::{ClaudeOverrides, Overrides, WorkflowOverrides};
+use crate::context::Options;
+use crate::ui::Verbosity;
 
 /// Drives a BMAD project's stories to Done with the Claude Code CLI as SM, Dev and QA;
 /// every decision is taken by a WASM policy component.
@@ -33,6 +22,7 @@ pub mod exit {
   bmad-host status --project ~/src/shop
   bmad-host plugins check --plugins plugins/")]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,6 +47,7 @@ pub struct Common {
     pub verbose: u8,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the workflow: draft, develop and review stories until done or a limit stops it.
@@ -96,8 +87,10 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
     },
 }
 
+/// `bmad-host run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The common flags.
     #[command(flatten)]
     pub common: Common,
     /// Only stories of this epic.
@@ -106,6 +99,7 @@ pub struct RunArgs {
     /// Only this story (e.g. 1.3).
     #[arg(long, value_name = "ID")]
     pub story: Option<String>,
+    /// The flags that override configuration values.
     #[command(flatten)]
     pub settings: SettingArgs,
     /// Show the plan (each story, its state, what would run next) and change nothing.
@@ -150,14 +144,18 @@ pub struct SettingArgs {
 
 impl SettingArgs {
     /// The configuration layer these flags make.
-    pub fn overrides(&self) -> crate::config::Overrides {
-        crate::config::Overrides {
-            claude_bin: self.claude_bin.clone(),
-            timeout: self.timeout,
-            idle_timeout: self.idle_timeout,
-            max_turns: self.max_turns,
-            max_cycles: self.max_cycles,
-            wait_on_limit: self.wait_on_limit,
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            claude: ClaudeOverrides {
+                bin: self.claude_bin.clone(),
+                timeout: self.timeout,
+                idle_timeout: self.idle_timeout,
+                max_turns: self.max_turns,
+                wait_on_limit: self.wait_on_limit.then_some(true),
+            },
+            workflow: WorkflowOverrides {
+                max_cycles: self.max_cycles,
+            },
             policies: self.policy.clone(),
             skip_gates: self.skip_gates,
             only_gates: self.gate.clone(),
@@ -165,8 +163,33 @@ impl SettingArgs {
     }
 }
 
+impl Common {
+    /// The flags as the library takes them.
+    pub fn options(&self) -> Options {
+        Options {
+            project: self.project.clone(),
+            plugins: self.plugins.clone(),
+            json: self.json,
+            verbosity: self.verbosity(),
+        }
+    }
+
+    /// How much people see, from `-q` and `-v`.
+    pub fn verbosity(&self) -> Verbosity {
+        if self.quiet {
+            Verbosity::Quiet
+        } else if self.verbose > 0 {
+            Verbosity::Verbose
+        } else {
+            Verbosity::Normal
+        }
+    }
+}
+
+/// `bmad-host status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// The common flags.
     #[command(flatten)]
     pub common: Common,
     /// Only stories of this epic.
@@ -174,8 +197,10 @@ pub struct StatusArgs {
     pub epic: Option<u32>,
 }
 
+/// `bmad-host log`.
 #[derive(Debug, Args)]
 pub struct LogArgs {
+    /// The common flags.
     #[command(flatten)]
     pub common: Common,
     /// Only this story's steps.
@@ -183,6 +208,7 @@ pub struct LogArgs {
     pub story: Option<String>,
 }
 
+/// `bmad-host plugins ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// Each plugin with its role, version, WIT version and capabilities.
@@ -193,14 +219,18 @@ pub enum PluginsCommand {
     Check(PluginsArgs),
 }
 
+/// `bmad-host plugins list|check`.
 #[derive(Debug, Args)]
 pub struct PluginsArgs {
+    /// The common flags.
     #[command(flatten)]
     pub common: Common,
 }
 
+/// `bmad-host config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
+    /// The common flags.
     #[command(flatten)]
     pub common: Common,
     /// The configuration as `run` would see it with these flags.
@@ -217,7 +247,7 @@ fn parse_policy(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or_else(|| format!("`{s}` must be ROLE=NAME, e.g. qa=qa-strict"))?;
     let role = role.trim();
-    if !["status", "sm", "dev", "qa"].contains(&role) {
+    if !crate::config::ROLES.contains(&role) {
         return Err(format!("unknown role `{role}`: use status, sm, dev or qa"));
     }
     if name.trim().is_empty() {
@@ -226,36 +256,9 @@ fn parse_policy(s: &str) -> Result<(String, String), String> {
     Ok((role.to_string(), name.trim().to_string()))
 }
 
-/// Parses the command line, runs the command and maps the result to an exit code.
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
-    };
-    let common = cli.command.common().cloned();
-    init_tracing(common.as_ref());
-    match dispatch(cli.command) {
-        Ok(code) => ExitCode::from(code),
-        // The reader went away (`bmad-host status | head`): not an error.
-        Err(Error::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            ExitCode::from(exit::OK)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
-}
-
 impl Command {
-    fn common(&self) -> Option<&Common> {
+    /// The common flags, for the commands that take them.
+    pub fn common(&self) -> Option<&Common> {
         match self {
             Command::Run(a) => Some(&a.common),
             Command::Status(a) => Some(&a.common),
@@ -267,51 +270,10 @@ impl Command {
     }
 }
 
-fn init_tracing(common: Option<&Common>) {
-    let level = match common {
-        Some(c) if c.quiet => "error",
-        Some(c) if c.verbose >= 2 => "debug",
-        Some(c) if c.verbose == 1 => "info",
-        _ => "warn",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BMAD_HOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
-
-fn dispatch(command: Command) -> Result<u8, Error> {
-    match command {
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "bmad-host",
-                &mut std::io::stdout(),
-            );
-            Ok(exit::OK)
-        }
-        Command::Config(args) => crate::commands::config(&args),
-        Command::Status(args) => crate::commands::status(&args),
-        Command::Log(args) => crate::commands::log(&args),
-        Command::Plugins(PluginsCommand::List(args)) => crate::commands::plugins(&args, false),
-        Command::Plugins(PluginsCommand::Check(args)) => crate::commands::plugins(&args, true),
-        Command::Run(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(Error::Runtime)?;
-            runtime.block_on(crate::run::run(args))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
 
     #[test]

@@ -2,7 +2,15 @@
 //!
 //! Every effective value remembers where it came from ([`Source`]) so `bmad-host config` can
 //! show it. Unknown keys in `bmad-host.toml` are errors that suggest the nearest known key.
-//! The full list of settings is documented in `docs/configuration.md`.
+//!
+//! Each scalar setting is declared once, in the `settings!` table below: its table, key, type,
+//! default, flag and meaning. Everything else is derived from that row: the field of
+//! [`ClaudeConfig`] or [`WorkflowConfig`], the key the file accepts (and the suggestions for a
+//! mistyped one), its `BMAD_HOST_<TABLE>_<KEY>` variable, its slot in [`Overrides`], its line in
+//! `bmad-host config` and its row in `docs/configuration.md` ([`reference`] writes that page;
+//! a test fails while the committed page differs, and `cargo xtask docs` regenerates it). The
+//! structured tables (`[roles]`, `[plugins.NAME]`, `[[gates]]`) are read by hand below. This
+//! module imports nothing of the crate: every other module may read the defaults from here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,9 +26,13 @@ pub const FILE_NAME: &str = "bmad-host.toml";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "from", rename_all = "snake_case")]
 pub enum Source {
+    /// The built-in default.
     Default,
+    /// `bmad-host.toml` at this path.
     File(PathBuf),
+    /// This environment variable.
     Env(String),
+    /// This command-line flag.
     Flag(String),
 }
 
@@ -38,7 +50,9 @@ impl fmt::Display for Source {
 /// A value and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Setting<T> {
+    /// The effective value.
     pub value: T,
+    /// The layer that set it.
     pub source: Source,
 }
 
@@ -59,23 +73,42 @@ impl<T> Setting<T> {
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    /// `bmad-host.toml` exists but cannot be read.
+    #[error("cannot read {}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not valid TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
-    #[error("{path}: unknown key `{key}`{}", suggestion_text(.suggestion))]
-    UnknownKey {
+    /// `bmad-host.toml` is not TOML.
+    #[error("{} is not valid TOML", path.display())]
+    Syntax {
+        /// The file.
         path: PathBuf,
+        /// The parser's report (line, column and a pointer).
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A key no table has.
+    #[error("{}: unknown key `{key}`{}", path.display(), suggestion_text(.suggestion))]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key as written, with its table (`claude.timout`).
         key: String,
+        /// The nearest known key, when one is close.
         suggestion: Option<String>,
     },
+    /// A value of the wrong type or out of range.
     #[error("{origin}: `{key}` {problem}")]
     Invalid {
+        /// The file or the variable (`env BMAD_HOST_CLAUDE_MAX_TURNS`).
         origin: String,
+        /// The key (`value` for a variable).
         key: String,
+        /// What is wrong, completing "`key` ...".
         problem: String,
     },
 }
@@ -87,66 +120,408 @@ fn suggestion_text(suggestion: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// `[claude]`: how the Claude Code CLI is run and limited.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClaudeConfig {
-    pub bin: Setting<PathBuf>,
-    pub timeout: Setting<Duration>,
-    pub idle_timeout: Setting<Duration>,
-    pub tool_idle_timeout: Setting<Duration>,
-    pub max_turns: Setting<u32>,
-    pub max_budget_usd: Setting<Option<f64>>,
-    pub retries: Setting<u32>,
-    pub permission_mode: Setting<String>,
-    pub model: Setting<Option<String>>,
-    pub extra_args: Setting<Vec<String>>,
-    pub wait_on_limit: Setting<bool>,
+/// How a setting's type is read from the file and the environment, and shown.
+trait Value: Sized + Clone {
+    /// Appended to the variable's name in the docs.
+    const ENV_NOTE: &'static str = "";
+    /// The value of a file key, or the problem (completing "`key` ...").
+    fn from_toml(v: &toml::Value) -> Result<Self, String>;
+    /// The value of a `BMAD_HOST_*` variable (never empty), or the problem.
+    fn from_env(text: &str) -> Result<Self, String>;
+    /// The value as `bmad-host config` shows it; `None` when unset.
+    fn show(&self) -> Option<String>;
 }
 
-/// `[workflow]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WorkflowConfig {
-    pub max_cycles: Setting<u32>,
-    pub approve_drafts: Setting<bool>,
+impl Value for PathBuf {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        String::from_toml(v).map(PathBuf::from)
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        Ok(PathBuf::from(text))
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.display().to_string())
+    }
 }
+
+impl Value for String {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "must be a string".to_string())
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        Ok(text.to_string())
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.clone())
+    }
+}
+
+/// An optional string: unset unless given.
+impl Value for Option<String> {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        String::from_toml(v).map(Some)
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        Ok(Some(text.to_string()))
+    }
+    fn show(&self) -> Option<String> {
+        self.clone()
+    }
+}
+
+impl Value for Duration {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        let text = v.as_str().ok_or_else(|| {
+            "must be a duration string such as \"90s\", \"30m\" or \"2h\"".to_string()
+        })?;
+        parse_duration(text)
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        parse_duration(text)
+    }
+    fn show(&self) -> Option<String> {
+        Some(humantime::format_duration(*self).to_string())
+    }
+}
+
+impl Value for u32 {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        v.as_integer()
+            .and_then(|i| u32::try_from(i).ok())
+            .ok_or_else(|| "must be a whole number ≥ 0".to_string())
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("`{text}` must be a whole number"))
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Value for bool {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        v.as_bool()
+            .ok_or_else(|| "must be true or false".to_string())
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("`{text}` must be true or false"))
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+/// A list of strings; in the environment, separated by whitespace.
+impl Value for Vec<String> {
+    const ENV_NOTE: &'static str = " (space-separated)";
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        v.as_array()
+            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect())
+            .ok_or_else(|| "must be a list of strings".to_string())
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        Ok(text.split_whitespace().map(str::to_string).collect())
+    }
+    fn show(&self) -> Option<String> {
+        Some(format!("{self:?}"))
+    }
+}
+
+/// An optional amount of dollars: unset unless given, and positive when given.
+impl Value for Option<f64> {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        let f = v
+            .as_float()
+            .or_else(|| v.as_integer().map(|i| i as f64))
+            .ok_or_else(|| "must be a number".to_string())?;
+        if f.is_finite() && f > 0.0 {
+            Ok(Some(f))
+        } else {
+            Err("must be a positive number of dollars".to_string())
+        }
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("`{text}` must be a number of dollars"))
+    }
+    fn show(&self) -> Option<String> {
+        self.map(|v| v.to_string())
+    }
+}
+
+/// One setting's row of the reference (`docs/configuration.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// Its table (`claude`).
+    pub table: &'static str,
+    /// Its key in the table (`max_turns`).
+    pub key: &'static str,
+    /// Its environment variable, with a note on its form where one is needed.
+    pub env: String,
+    /// Its flag, if it has one.
+    pub flag: Option<&'static str>,
+    /// The default, as the docs show it.
+    pub default: String,
+    /// What it means.
+    pub help: &'static str,
+}
+
+/// The environment variable of `table.key`: `BMAD_HOST_<TABLE>_<KEY>`.
+fn env_name(table: &str, key: &str) -> String {
+    format!("BMAD_HOST_{table}_{key}").to_ascii_uppercase()
+}
+
+/// Declares the scalar settings: for each table, a struct of [`Setting`]s with its defaults, the
+/// flags' [`Overrides`] slots, and the readers, the `config` rows and the docs of every key.
+///
+/// A row is `key: Type = default; [flag "--name";] [shown "docs default";] [unset "text";]
+/// help "meaning";`. `shown` replaces the default in the docs; `unset` is how `config` shows an
+/// optional value that is not set (default "none").
+macro_rules! settings {
+    ($(
+        #[doc = $table_doc:literal]
+        #[heading = $heading:literal]
+        [$table:ident] $Struct:ident, $Overrides:ident {
+            $(
+                $key:ident: $ty:ty = $default:expr;
+                $(flag $flag:literal;)?
+                $(shown $shown:literal;)?
+                $(unset $unset:literal;)?
+                help $help:literal;
+            )*
+        }
+    )*) => {
+        $(
+            #[doc = $table_doc]
+            #[derive(Debug, Clone, PartialEq, Serialize)]
+            pub struct $Struct {
+                $(
+                    #[doc = concat!("`", stringify!($table), ".", stringify!($key), "`: ", $help, ".")]
+                    pub $key: Setting<$ty>,
+                )*
+            }
+
+            impl Default for $Struct {
+                fn default() -> Self {
+                    $Struct {
+                        $( $key: Setting::default($default), )*
+                    }
+                }
+            }
+
+            #[doc = concat!("The flags that set `[", stringify!($table), "]` keys; `None` leaves the key as the lower layers set it.")]
+            #[derive(Debug, Clone, Default)]
+            pub struct $Overrides {
+                $($(
+                    #[doc = concat!("`", $flag, "`.")]
+                    pub $key: Option<$ty>,
+                )?)*
+            }
+
+            impl $Struct {
+                /// The table's name in the file.
+                const TABLE: &'static str = stringify!($table);
+                /// Its keys, in the order `config` lists them.
+                const KEYS: &'static [&'static str] = &[$(stringify!($key)),*];
+
+                /// Sets `key` from the file; `Ok(false)` when the table has no such key.
+                fn set_from_file(
+                    &mut self,
+                    key: &str,
+                    value: &toml::Value,
+                    origin: &str,
+                    file: &Source,
+                ) -> Result<bool, ConfigError> {
+                    match key {
+                        $(
+                            stringify!($key) => {
+                                let v = <$ty as Value>::from_toml(value).map_err(|problem| {
+                                    invalid(origin, &format!("{}.{key}", Self::TABLE), problem)
+                                })?;
+                                self.$key.set(v, file.clone());
+                            }
+                        )*
+                        _ => return Ok(false),
+                    }
+                    Ok(true)
+                }
+
+                fn apply_env(
+                    &mut self,
+                    env: &dyn Fn(&str) -> Option<String>,
+                ) -> Result<(), ConfigError> {
+                    $(
+                        let name = env_name(Self::TABLE, stringify!($key));
+                        if let Some(text) = env(&name).filter(|v| !v.is_empty()) {
+                            let source = Source::Env(name);
+                            let v = <$ty as Value>::from_env(&text)
+                                .map_err(|problem| invalid(&source.to_string(), "value", problem))?;
+                            self.$key.set(v, source);
+                        }
+                    )*
+                    Ok(())
+                }
+
+                fn apply_overrides(&mut self, overrides: &$Overrides) {
+                    $($(
+                        if let Some(v) = &overrides.$key {
+                            self.$key.set(v.clone(), Source::Flag($flag.to_string()));
+                        }
+                    )?)*
+                }
+
+                fn describe(&self, rows: &mut Vec<(String, String, String)>) {
+                    $(
+                        let unset = [$($unset,)? "none"][0];
+                        rows.push(row(
+                            &format!("{}.{}", Self::TABLE, stringify!($key)),
+                            self.$key.value.show().unwrap_or_else(|| unset.to_string()),
+                            &self.$key.source,
+                        ));
+                    )*
+                }
+
+                fn docs(docs: &mut Vec<SettingDoc>) {
+                    $(
+                        let unset = [$($unset,)? "none"][0];
+                        let shown: Option<&str> = [$(Some($shown),)? None][0];
+                        let default = shown.map_or_else(
+                            || <$ty as Value>::show(&$default)
+                                .map_or_else(|| unset.to_string(), |v| format!("`{v}`")),
+                            str::to_string,
+                        );
+                        let flag: Option<&'static str> = [$(Some($flag),)? None][0];
+                        docs.push(SettingDoc {
+                            table: Self::TABLE,
+                            key: stringify!($key),
+                            env: format!(
+                                "`{}`{}",
+                                env_name(Self::TABLE, stringify!($key)),
+                                <$ty as Value>::ENV_NOTE
+                            ),
+                            flag,
+                            default,
+                            help: $help,
+                        });
+                    )*
+                }
+            }
+        )*
+
+        /// The tables of scalar settings, in order, each with its heading in the docs.
+        const TABLES: &[(&str, &str)] = &[$((stringify!($table), $heading)),*];
+
+        /// Every scalar setting's row of the reference, in declaration order.
+        pub fn setting_docs() -> Vec<SettingDoc> {
+            let mut docs = Vec::new();
+            $( $Struct::docs(&mut docs); )*
+            docs
+        }
+    };
+}
+
+settings! {
+    /// `[claude]`: how the Claude Code CLI is run and limited.
+    #[heading = "the Claude Code CLI and the limits the host enforces"]
+    [claude] ClaudeConfig, ClaudeOverrides {
+        bin: PathBuf = PathBuf::from("claude");
+            flag "--claude-bin";
+            shown "`claude` (on PATH)";
+            help "the CLI to run";
+        timeout: Duration = Duration::from_secs(60 * 60);
+            flag "--timeout";
+            help "wall-clock limit per agent call";
+        idle_timeout: Duration = Duration::from_secs(10 * 60);
+            flag "--idle-timeout";
+            help "limit on silence between output lines; paused while a tool call is open";
+        tool_idle_timeout: Duration = Duration::from_secs(30 * 60);
+            help "limit on silence while a tool call is open (a long Bash command)";
+        max_turns: u32 = 200;
+            flag "--max-turns";
+            help "`--max-turns` given to the CLI (a policy may ask for fewer)";
+        max_budget_usd: Option<f64> = None;
+            help "`--max-budget-usd` given to the CLI";
+        retries: u32 = 2;
+            help "new attempts after a transient API failure (overloaded, 429, 5xx, dropped stream), with exponential backoff";
+        permission_mode: String = "acceptEdits".to_string();
+            help "`--permission-mode` given to the CLI";
+        model: Option<String> = None;
+            shown "the CLI's";
+            unset "CLI default";
+            help "`--model` (a policy may choose one per call)";
+        extra_args: Vec<String> = Vec::new();
+            help "more CLI arguments";
+        wait_on_limit: bool = false;
+            flag "--wait-on-limit";
+            help "on a usage limit with a stated reset time, wait for it instead of stopping";
+    }
+
+    /// `[workflow]`: how far a story may go before a person looks at it.
+    #[heading = "how far a story goes on its own"]
+    [workflow] WorkflowConfig, WorkflowOverrides {
+        max_cycles: u32 = 3;
+            flag "--max-cycles";
+            help "Dev+QA rounds per story before it is escalated";
+        approve_drafts: bool = true;
+            help "a `Draft` story goes straight to Dev; `false` escalates it for a person to approve";
+    }
+}
+
+/// A gate's `timeout` when its `[[gates]]` entry gives none.
+pub const GATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// One `[[gates]]` entry: a project check run after Dev.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateConfig {
+    /// Its name, unique among the gates (`--gate NAME` picks it).
     pub name: String,
+    /// The command, run with `sh -c` at the project root.
     pub command: String,
+    /// How long it may run ([`GATE_TIMEOUT`] unless given).
     pub timeout: Duration,
+    /// Whether it runs (after `enabled`, `--skip-gates` and `--gate`).
     pub enabled: bool,
 }
 
 /// `[plugins.NAME]`: what the operator grants a plugin.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PluginGrant {
+    /// Globs of project paths the plugin may read, if its manifest asks for them too.
     pub grant_read: Vec<String>,
 }
 
 /// The effective configuration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Config {
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
+    /// `[claude]`.
     pub claude: ClaudeConfig,
+    /// `[workflow]`.
     pub workflow: WorkflowConfig,
     /// Role → plugin name overrides (`[roles]`, `--policy`).
     pub roles: BTreeMap<String, Setting<String>>,
+    /// `[plugins.NAME]` grants, by plugin name.
     pub plugins: BTreeMap<String, PluginGrant>,
+    /// `[[gates]]`, in file order.
     pub gates: Vec<GateConfig>,
 }
 
-/// Values given on the command line.
+/// Values given on the command line: the top layer.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    pub claude_bin: Option<PathBuf>,
-    pub timeout: Option<Duration>,
-    pub idle_timeout: Option<Duration>,
-    pub max_turns: Option<u32>,
-    pub max_cycles: Option<u32>,
-    pub wait_on_limit: bool,
+    /// Flags that set `[claude]` keys.
+    pub claude: ClaudeOverrides,
+    /// Flags that set `[workflow]` keys.
+    pub workflow: WorkflowOverrides,
     /// `--policy ROLE=NAME`.
     pub policies: Vec<(String, String)>,
     /// `--skip-gates`.
@@ -155,54 +530,13 @@ pub struct Overrides {
     pub only_gates: Vec<String>,
 }
 
-const ROLES: [&str; 4] = ["status", "sm", "dev", "qa"];
+/// The roles `[roles]` and `--policy` may name.
+pub const ROLES: [&str; 4] = ["status", "sm", "dev", "qa"];
 
-/// Every key the file may contain, by table, for validation and suggestions.
-const CLAUDE_KEYS: [&str; 11] = [
-    "bin",
-    "timeout",
-    "idle_timeout",
-    "tool_idle_timeout",
-    "max_turns",
-    "max_budget_usd",
-    "retries",
-    "permission_mode",
-    "model",
-    "extra_args",
-    "wait_on_limit",
-];
-const WORKFLOW_KEYS: [&str; 2] = ["max_cycles", "approve_drafts"];
+/// The keys of the structured tables, for validation and suggestions.
 const GATE_KEYS: [&str; 4] = ["name", "command", "timeout", "enabled"];
 const PLUGIN_KEYS: [&str; 1] = ["grant_read"];
-const TOP_KEYS: [&str; 5] = ["claude", "workflow", "roles", "plugins", "gates"];
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            file: None,
-            claude: ClaudeConfig {
-                bin: Setting::default(PathBuf::from("claude")),
-                timeout: Setting::default(Duration::from_secs(60 * 60)),
-                idle_timeout: Setting::default(Duration::from_secs(10 * 60)),
-                tool_idle_timeout: Setting::default(Duration::from_secs(30 * 60)),
-                max_turns: Setting::default(200),
-                max_budget_usd: Setting::default(None),
-                retries: Setting::default(2),
-                permission_mode: Setting::default("acceptEdits".to_string()),
-                model: Setting::default(None),
-                extra_args: Setting::default(Vec::new()),
-                wait_on_limit: Setting::default(false),
-            },
-            workflow: WorkflowConfig {
-                max_cycles: Setting::default(3),
-                approve_drafts: Setting::default(true),
-            },
-            roles: BTreeMap::new(),
-            plugins: BTreeMap::new(),
-            gates: Vec::new(),
-        }
-    }
-}
+const STRUCTURED_TABLES: [&str; 3] = ["roles", "plugins", "gates"];
 
 impl Config {
     /// Loads the configuration of the project at `root`: defaults, then `bmad-host.toml` (if
@@ -235,12 +569,10 @@ impl Config {
     }
 
     fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.to_path_buf(),
-                    message: e.to_string(),
-                })?;
+        let table: toml::Table = text.parse().map_err(|source| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let file = Source::File(path.to_path_buf());
         let unknown = |key: String, known: &[&str]| {
             let leaf = key.rsplit('.').next().unwrap_or(&key).to_string();
@@ -256,61 +588,17 @@ impl Config {
         let origin = path.display().to_string();
         for (key, value) in &table {
             match key.as_str() {
-                "claude" => {
-                    let t = as_table(value, &origin, "claude")?;
-                    for (k, v) in t {
-                        let name = format!("claude.{k}");
-                        let c = &mut self.claude;
-                        match k.as_str() {
-                            "bin" => c
-                                .bin
-                                .set(PathBuf::from(as_str(v, &origin, &name)?), file.clone()),
-                            "timeout" => {
-                                c.timeout.set(as_duration(v, &origin, &name)?, file.clone())
-                            }
-                            "idle_timeout" => c
-                                .idle_timeout
-                                .set(as_duration(v, &origin, &name)?, file.clone()),
-                            "tool_idle_timeout" => c
-                                .tool_idle_timeout
-                                .set(as_duration(v, &origin, &name)?, file.clone()),
-                            "max_turns" => {
-                                c.max_turns.set(as_u32(v, &origin, &name)?, file.clone())
-                            }
-                            "max_budget_usd" => c
-                                .max_budget_usd
-                                .set(Some(as_positive_f64(v, &origin, &name)?), file.clone()),
-                            "retries" => c.retries.set(as_u32(v, &origin, &name)?, file.clone()),
-                            "permission_mode" => c
-                                .permission_mode
-                                .set(as_str(v, &origin, &name)?.to_string(), file.clone()),
-                            "model" => c
-                                .model
-                                .set(Some(as_str(v, &origin, &name)?.to_string()), file.clone()),
-                            "extra_args" => c
-                                .extra_args
-                                .set(as_str_list(v, &origin, &name)?, file.clone()),
-                            "wait_on_limit" => c
-                                .wait_on_limit
-                                .set(as_bool(v, &origin, &name)?, file.clone()),
-                            _ => return Err(unknown(name, &CLAUDE_KEYS)),
+                ClaudeConfig::TABLE => {
+                    for (k, v) in as_table(value, &origin, ClaudeConfig::TABLE)? {
+                        if !self.claude.set_from_file(k, v, &origin, &file)? {
+                            return Err(unknown(format!("claude.{k}"), ClaudeConfig::KEYS));
                         }
                     }
                 }
-                "workflow" => {
-                    let t = as_table(value, &origin, "workflow")?;
-                    for (k, v) in t {
-                        let name = format!("workflow.{k}");
-                        match k.as_str() {
-                            "max_cycles" => self
-                                .workflow
-                                .max_cycles
-                                .set(as_u32(v, &origin, &name)?, file.clone()),
-                            "approve_drafts" => self
-                                .workflow
-                                .approve_drafts
-                                .set(as_bool(v, &origin, &name)?, file.clone()),
-                            _ => return Err(unknown(name, &WORKFLOW_KEYS)),
+                WorkflowConfig::TABLE => {
+                    for (k, v) in as_table(value, &origin, WorkflowConfig::TABLE)? {
+                        if !self.workflow.set_from_file(k, v, &origin, &file)? {
+                            return Err(unknown(format!("workflow.{k}"), WorkflowConfig::KEYS));
                         }
                     }
                 }
@@ -339,146 +627,95 @@ impl Config {
                         for (k, v) in pt {
                             let name = format!("plugins.{plugin}.{k}");
                             match k.as_str() {
-                                "grant_read" => grant.grant_read = as_str_list(v, &origin, &name)?,
+                                "grant_read" => grant.grant_read = read(v, &origin, &name)?,
                                 _ => return Err(unknown(name, &PLUGIN_KEYS)),
                             }
                         }
                         self.plugins.insert(plugin.clone(), grant);
                     }
                 }
-                "gates" => {
-                    let list = value.as_array().ok_or_else(|| ConfigError::Invalid {
-                        origin: origin.clone(),
-                        key: "gates".into(),
-                        problem: "must be an array of tables: write each gate as [[gates]]".into(),
-                    })?;
-                    for (i, g) in list.iter().enumerate() {
-                        let prefix = format!("gates[{i}]");
-                        let t = as_table(g, &origin, &prefix)?;
-                        let mut gate = GateConfig {
-                            name: String::new(),
-                            command: String::new(),
-                            timeout: Duration::from_secs(10 * 60),
-                            enabled: true,
-                        };
-                        for (k, v) in t {
-                            let name = format!("{prefix}.{k}");
-                            match k.as_str() {
-                                "name" => gate.name = as_str(v, &origin, &name)?.to_string(),
-                                "command" => gate.command = as_str(v, &origin, &name)?.to_string(),
-                                "timeout" => gate.timeout = as_duration(v, &origin, &name)?,
-                                "enabled" => gate.enabled = as_bool(v, &origin, &name)?,
-                                _ => return Err(unknown(name, &GATE_KEYS)),
-                            }
-                        }
-                        for (key, val) in [("name", &gate.name), ("command", &gate.command)] {
-                            if val.trim().is_empty() {
-                                return Err(ConfigError::Invalid {
-                                    origin: origin.clone(),
-                                    key: format!("{prefix}.{key}"),
-                                    problem: "is required and must not be empty".into(),
-                                });
-                            }
-                        }
-                        if self.gates.iter().any(|g| g.name == gate.name) {
-                            return Err(ConfigError::Invalid {
-                                origin: origin.clone(),
-                                key: format!("{prefix}.name"),
-                                problem: format!("`{}` is used by two gates", gate.name),
-                            });
-                        }
-                        self.gates.push(gate);
-                    }
+                "gates" => self.apply_gates(value, &origin, &unknown)?,
+                other => {
+                    let known: Vec<&str> = TABLES
+                        .iter()
+                        .map(|(t, _)| *t)
+                        .chain(STRUCTURED_TABLES)
+                        .collect();
+                    return Err(unknown(other.to_string(), &known));
                 }
-                other => return Err(unknown(other.to_string(), &TOP_KEYS)),
             }
         }
         self.file = Some(path.to_path_buf());
         Ok(())
     }
 
-    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        let get = |key: &str| {
-            env(key)
-                .filter(|v| !v.is_empty())
-                .map(|v| (Source::Env(key.to_string()), v))
-        };
-        let c = &mut self.claude;
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_BIN") {
-            c.bin.set(PathBuf::from(v), s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_TIMEOUT") {
-            c.timeout.set(env_duration(&s, &v)?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_IDLE_TIMEOUT") {
-            c.idle_timeout.set(env_duration(&s, &v)?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_TOOL_IDLE_TIMEOUT") {
-            c.tool_idle_timeout.set(env_duration(&s, &v)?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_MAX_TURNS") {
-            c.max_turns.set(env_parse(&s, &v, "a whole number")?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_MAX_BUDGET_USD") {
-            c.max_budget_usd
-                .set(Some(env_parse(&s, &v, "a number of dollars")?), s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_RETRIES") {
-            c.retries.set(env_parse(&s, &v, "a whole number")?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_PERMISSION_MODE") {
-            c.permission_mode.set(v, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_MODEL") {
-            c.model.set(Some(v), s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_EXTRA_ARGS") {
-            c.extra_args
-                .set(v.split_whitespace().map(str::to_string).collect(), s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_CLAUDE_WAIT_ON_LIMIT") {
-            c.wait_on_limit.set(env_parse(&s, &v, "true or false")?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_WORKFLOW_MAX_CYCLES") {
-            self.workflow
-                .max_cycles
-                .set(env_parse(&s, &v, "a whole number")?, s);
-        }
-        if let Some((s, v)) = get("BMAD_HOST_WORKFLOW_APPROVE_DRAFTS") {
-            self.workflow
-                .approve_drafts
-                .set(env_parse(&s, &v, "true or false")?, s);
+    fn apply_gates(
+        &mut self,
+        value: &toml::Value,
+        origin: &str,
+        unknown: &dyn Fn(String, &[&str]) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let list = value.as_array().ok_or_else(|| {
+            invalid(
+                origin,
+                "gates",
+                "must be an array of tables: write each gate as [[gates]]",
+            )
+        })?;
+        for (i, g) in list.iter().enumerate() {
+            let prefix = format!("gates[{i}]");
+            let t = as_table(g, origin, &prefix)?;
+            let mut gate = GateConfig {
+                name: String::new(),
+                command: String::new(),
+                timeout: GATE_TIMEOUT,
+                enabled: true,
+            };
+            for (k, v) in t {
+                let name = format!("{prefix}.{k}");
+                match k.as_str() {
+                    "name" => gate.name = read(v, origin, &name)?,
+                    "command" => gate.command = read(v, origin, &name)?,
+                    "timeout" => gate.timeout = read(v, origin, &name)?,
+                    "enabled" => gate.enabled = read(v, origin, &name)?,
+                    _ => return Err(unknown(name, &GATE_KEYS)),
+                }
+            }
+            for (key, val) in [("name", &gate.name), ("command", &gate.command)] {
+                if val.trim().is_empty() {
+                    return Err(invalid(
+                        origin,
+                        &format!("{prefix}.{key}"),
+                        "is required and must not be empty",
+                    ));
+                }
+            }
+            if self.gates.iter().any(|g| g.name == gate.name) {
+                return Err(invalid(
+                    origin,
+                    &format!("{prefix}.name"),
+                    format!("`{}` is used by two gates", gate.name),
+                ));
+            }
+            self.gates.push(gate);
         }
         Ok(())
     }
 
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        self.claude.apply_env(env)?;
+        self.workflow.apply_env(env)
+    }
+
     fn apply_overrides(&mut self, o: &Overrides) {
-        let flag = |name: &str| Source::Flag(name.to_string());
-        let c = &mut self.claude;
-        if let Some(v) = &o.claude_bin {
-            c.bin.set(v.clone(), flag("--claude-bin"));
-        }
-        if let Some(v) = o.timeout {
-            c.timeout.set(v, flag("--timeout"));
-        }
-        if let Some(v) = o.idle_timeout {
-            c.idle_timeout.set(v, flag("--idle-timeout"));
-        }
-        if let Some(v) = o.max_turns {
-            c.max_turns.set(v, flag("--max-turns"));
-        }
-        if o.wait_on_limit {
-            c.wait_on_limit.set(true, flag("--wait-on-limit"));
-        }
-        if let Some(v) = o.max_cycles {
-            self.workflow.max_cycles.set(v, flag("--max-cycles"));
-        }
+        self.claude.apply_overrides(&o.claude);
+        self.workflow.apply_overrides(&o.workflow);
         for (role, name) in &o.policies {
             self.roles.insert(
                 role.clone(),
                 Setting {
                     value: name.clone(),
-                    source: flag("--policy"),
+                    source: Source::Flag("--policy".to_string()),
                 },
             );
         }
@@ -493,80 +730,11 @@ impl Config {
         }
     }
 
-    /// One line per effective setting: `key = value  # source`, for `bmad-host config`.
+    /// One row per effective setting: `(key, value, source)`, for `bmad-host config`.
     pub fn describe(&self) -> Vec<(String, String, String)> {
-        fn dur(d: &Duration) -> String {
-            humantime::format_duration(*d).to_string()
-        }
-        let c = &self.claude;
-        let mut rows = vec![
-            row(
-                "claude.bin",
-                c.bin.value.display().to_string(),
-                &c.bin.source,
-            ),
-            row("claude.timeout", dur(&c.timeout.value), &c.timeout.source),
-            row(
-                "claude.idle_timeout",
-                dur(&c.idle_timeout.value),
-                &c.idle_timeout.source,
-            ),
-            row(
-                "claude.tool_idle_timeout",
-                dur(&c.tool_idle_timeout.value),
-                &c.tool_idle_timeout.source,
-            ),
-            row(
-                "claude.max_turns",
-                c.max_turns.value.to_string(),
-                &c.max_turns.source,
-            ),
-            row(
-                "claude.max_budget_usd",
-                c.max_budget_usd
-                    .value
-                    .map_or("none".into(), |v| v.to_string()),
-                &c.max_budget_usd.source,
-            ),
-            row(
-                "claude.retries",
-                c.retries.value.to_string(),
-                &c.retries.source,
-            ),
-            row(
-                "claude.permission_mode",
-                c.permission_mode.value.clone(),
-                &c.permission_mode.source,
-            ),
-            row(
-                "claude.model",
-                c.model
-                    .value
-                    .clone()
-                    .unwrap_or_else(|| "CLI default".into()),
-                &c.model.source,
-            ),
-            row(
-                "claude.extra_args",
-                format!("{:?}", c.extra_args.value),
-                &c.extra_args.source,
-            ),
-            row(
-                "claude.wait_on_limit",
-                c.wait_on_limit.value.to_string(),
-                &c.wait_on_limit.source,
-            ),
-            row(
-                "workflow.max_cycles",
-                self.workflow.max_cycles.value.to_string(),
-                &self.workflow.max_cycles.source,
-            ),
-            row(
-                "workflow.approve_drafts",
-                self.workflow.approve_drafts.value.to_string(),
-                &self.workflow.approve_drafts.source,
-            ),
-        ];
+        let mut rows = Vec::new();
+        self.claude.describe(&mut rows);
+        self.workflow.describe(&mut rows);
         for role in ROLES {
             match self.roles.get(role) {
                 Some(s) => rows.push(row(&format!("roles.{role}"), s.value.clone(), &s.source)),
@@ -595,7 +763,7 @@ impl Config {
                 format!(
                     "{:?} timeout {}{}",
                     g.command,
-                    dur(&g.timeout),
+                    humantime::format_duration(g.timeout),
                     if g.enabled { "" } else { " (disabled)" }
                 ),
                 &file,
@@ -641,44 +809,9 @@ fn as_str<'a>(v: &'a toml::Value, origin: &str, key: &str) -> Result<&'a str, Co
         .ok_or_else(|| invalid(origin, key, "must be a string"))
 }
 
-fn as_bool(v: &toml::Value, origin: &str, key: &str) -> Result<bool, ConfigError> {
-    v.as_bool()
-        .ok_or_else(|| invalid(origin, key, "must be true or false"))
-}
-
-fn as_u32(v: &toml::Value, origin: &str, key: &str) -> Result<u32, ConfigError> {
-    v.as_integer()
-        .and_then(|i| u32::try_from(i).ok())
-        .ok_or_else(|| invalid(origin, key, "must be a whole number ≥ 0"))
-}
-
-fn as_positive_f64(v: &toml::Value, origin: &str, key: &str) -> Result<f64, ConfigError> {
-    let f = v
-        .as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .ok_or_else(|| invalid(origin, key, "must be a number"))?;
-    if f.is_finite() && f > 0.0 {
-        Ok(f)
-    } else {
-        Err(invalid(origin, key, "must be a positive number of dollars"))
-    }
-}
-
-fn as_str_list(v: &toml::Value, origin: &str, key: &str) -> Result<Vec<String>, ConfigError> {
-    v.as_array()
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect())
-        .ok_or_else(|| invalid(origin, key, "must be a list of strings"))
-}
-
-fn as_duration(v: &toml::Value, origin: &str, key: &str) -> Result<Duration, ConfigError> {
-    let text = as_str(v, origin, key).map_err(|_| {
-        invalid(
-            origin,
-            key,
-            "must be a duration string such as \"90s\", \"30m\" or \"2h\"",
-        )
-    })?;
-    parse_duration(text).map_err(|e| invalid(origin, key, e))
+/// A value of the structured tables, read like a setting of its type.
+fn read<T: Value>(v: &toml::Value, origin: &str, key: &str) -> Result<T, ConfigError> {
+    T::from_toml(v).map_err(|problem| invalid(origin, key, problem))
 }
 
 /// Parses a humantime duration (`90s`, `30m`, `2h`), refusing zero.
@@ -692,19 +825,97 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn env_duration(source: &Source, v: &str) -> Result<Duration, ConfigError> {
-    parse_duration(v).map_err(|e| invalid(&source.to_string(), "value", e))
+/// `docs/configuration.md`: the reference of every setting, generated from the table above.
+pub fn reference() -> String {
+    use std::fmt::Write as _;
+    let docs = setting_docs();
+    let mut out = String::from(REFERENCE_HEAD);
+    for (table, heading) in TABLES {
+        let _ = write!(
+            out,
+            "\n## `[{table}]`: {heading}\n\n\
+             | key | default | env | flag | meaning |\n\
+             | --- | --- | --- | --- | --- |\n"
+        );
+        for d in docs.iter().filter(|d| d.table == *table) {
+            let flag = d.flag.map(|f| format!("`{f}`")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {flag} | {} |",
+                d.key, d.default, d.env, d.help
+            );
+        }
+    }
+    out.push_str(&REFERENCE_TAIL.replace(
+        "{gate_timeout}",
+        &humantime::format_duration(GATE_TIMEOUT).to_string(),
+    ));
+    out
 }
 
-fn env_parse<T: std::str::FromStr>(source: &Source, v: &str, what: &str) -> Result<T, ConfigError> {
-    v.trim().parse().map_err(|_| {
-        invalid(
-            &source.to_string(),
-            "value",
-            format!("`{v}` must be {what}"),
-        )
-    })
-}
+const REFERENCE_HEAD: &str = "# Configuration
+
+<!-- Generated from host/src/config.rs by `cargo xtask docs`; edit the table there. -->
+
+bmad-host reads its settings in four layers, each overriding the one before:
+
+1. built-in defaults,
+2. `bmad-host.toml` at the project root (optional),
+3. `BMAD_HOST_*` environment variables,
+4. command-line flags.
+
+`bmad-host config [--project DIR] [--json]` prints every effective value and where it came from
+(`default`, `file <path>`, `env <VAR>`, `flag <--name>`). An unknown key in `bmad-host.toml` is an
+error (exit 2) that names the key and suggests the nearest known one:
+
+```
+error: /src/shop/bmad-host.toml: unknown key `claude.timout` (did you mean `claude.timeout`?)
+```
+
+Durations are [humantime](https://docs.rs/humantime) strings: `90s`, `30m`, `2h`, `1h 30m`.
+";
+
+const REFERENCE_TAIL: &str = "
+## `[roles]`: which plugin serves which role
+
+```toml
+[roles]
+qa = \"qa-strict\"     # default: the plugin named like the role (status, sm, dev, qa)
+```
+Flag: `--policy qa=qa-strict` (repeatable).
+
+## `[plugins.NAME]`: what the operator grants a plugin
+
+```toml
+[plugins.qa-strict]
+grant_read = [\"docs/qa/**\", \"docs/stories/**\"]
+```
+A plugin can read a file only if its `plugin.toml` requests the path AND this grants it.
+
+## `[[gates]]`: the project's own checks, run after Dev
+
+```toml
+[[gates]]
+name = \"test\"
+command = \"cargo test --quiet\"
+timeout = \"15m\"      # default {gate_timeout}
+enabled = true       # default true
+
+[[gates]]
+name = \"lint\"
+command = \"cargo clippy -- -D warnings\"
+```
+Each command runs with `sh -c` at the project root under the same process-tree supervision as
+agent calls. Flags: `--skip-gates`, `--gate NAME` (only the named gates; repeatable).
+
+## Other environment
+
+| variable | meaning |
+| --- | --- |
+| `BMAD_HOST_PLUGINS` | same as `--plugins DIR` |
+| `BMAD_HOST_CACHE_DIR` | where compiled components are cached (default `$XDG_CACHE_HOME/bmad-host/components`) |
+| `BMAD_HOST_LOG` | log filter (`debug`, `bmad_host=trace`, ...) overriding `-v` / `-q` |
+";
 
 #[cfg(test)]
 mod tests {
@@ -724,11 +935,25 @@ mod tests {
         )
     }
 
+    /// The message `main` prints: the error and its causes.
+    fn report(err: &ConfigError) -> String {
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(err);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    }
+
     #[test]
     fn layers_apply_in_order_with_provenance() {
         let text = "[claude]\ntimeout = \"20m\"\nmax_turns = 50\nretries = 4\n[workflow]\nmax_cycles = 5\n";
         let o = Overrides {
-            max_turns: Some(7),
+            claude: ClaudeOverrides {
+                max_turns: Some(7),
+                ..ClaudeOverrides::default()
+            },
             ..Overrides::default()
         };
         let c = load(
@@ -754,6 +979,33 @@ mod tests {
         );
         assert_eq!(c.workflow.max_cycles.value, 5);
         assert_eq!(c.claude.idle_timeout.source, Source::Default);
+    }
+
+    #[test]
+    fn every_setting_has_its_variable() {
+        let all: Vec<(String, String)> = setting_docs()
+            .iter()
+            .map(|d| (env_name(d.table, d.key), d.table.to_string()))
+            .collect();
+        let env: Vec<(&str, &str)> = all
+            .iter()
+            .map(|(name, _)| {
+                let value = match name.as_str() {
+                    n if n.ends_with("TIMEOUT") => "7m",
+                    n if n.ends_with("USD") => "1.5",
+                    n if n.ends_with("LIMIT") || n.ends_with("DRAFTS") => "true",
+                    n if n.ends_with("TURNS") || n.ends_with("RETRIES") || n.ends_with("CYCLES") => {
+                        "9"
+                    }
+                    _ => "x",
+                };
+                (name.as_str(), value)
+            })
+            .collect();
+        let c = load("", &env, &Overrides::default()).expect("config");
+        for (key, _, source) in c.describe().iter().take(all.len()) {
+            assert!(source.starts_with("env BMAD_HOST_"), "{key}: {source}");
+        }
     }
 
     #[test]
@@ -787,6 +1039,8 @@ mod tests {
         assert!(err.to_string().contains("longer than zero"), "{err}");
         let err = load("[claude\n", &[], &Overrides::default()).expect_err("syntax");
         assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        // The parser's report is the cause, shown after the file's name.
+        assert!(report(&err).contains("is not valid TOML: TOML parse error at line 1"));
         let err = load(
             "",
             &[("BMAD_HOST_CLAUDE_MAX_TURNS", "many")],
@@ -841,5 +1095,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let c = Config::load(dir.path(), &|_| None, &Overrides::default()).expect("config");
         assert_eq!(c, Config::default());
+    }
+
+    /// `docs/configuration.md` is generated from the table: it must be the committed page.
+    /// `cargo xtask docs` (this test with `UPDATE_EXPECT=1`) rewrites it.
+    #[test]
+    fn configuration_docs_are_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        let want = reference();
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&path, &want).expect("write docs/configuration.md");
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/configuration.md is not current with the settings table in host/src/config.rs: \
+             run `cargo xtask docs` and commit the result"
+        );
     }
 }

@@ -2,14 +2,31 @@
 //! and QA agents, every decision taken by a WASM policy component.
 //!
 //! Data flows one way: project files → status parser → workflow → policy decision →
-//! supervisor → journal → workflow.
+//! supervisor → journal → workflow. `ARCHITECTURE.md` at the repository root maps the modules,
+//! follows one story through them and states who may write what.
+//!
+//! The modules are layered; each uses only modules of the layers below it (a test in
+//! [`tidy`](self) keeps it so):
+//!
+//! - the entry: [`main`] → [`commands`] (dispatch, one file per subcommand) → [`cli`] (the raw
+//!   arguments) and [`context`] (the arguments resolved once);
+//! - the run loop: [`run`], which ties together
+//! - the engines: [`claude`] (the supervisor), [`gates`], [`plugins`] and [`policy`], [`journal`],
+//!   [`project`], [`workflow`], [`ui`];
+//! - the leaves: [`config`], [`error`], [`exit`], [`builtin`].
+
+// `missing_docs` is set here, not in `[workspace.lints]`: Cargo cannot add a lint to one crate
+// that takes the workspace's, and the plugins' and tests' crates are not documented libraries.
+#![warn(missing_docs)]
 
 pub mod builtin;
 pub mod claude;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod error;
+pub mod exit;
 pub mod gates;
 pub mod journal;
 pub mod plugins;
@@ -18,3 +35,12 @@ pub mod project;
 pub mod run;
 pub mod ui;
 pub mod workflow;
+
+#[cfg(test)]
+mod tidy;
+
+/// The `bmad-host` program: parses the command line, runs the command and returns the exit code
+/// (see [`exit`]). The binary's `main` is this, so the test crate can build the same binary.
+pub fn main() -> std::process::ExitCode {
+    commands::main()
+}

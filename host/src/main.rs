@@ -1,5 +1,5 @@
 //! The `bmad-host` binary: everything lives in the library.
 
 fn main() -> std::process::ExitCode {
-    bmad_host::cli::main()
+    bmad_host::main()
 }

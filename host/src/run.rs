@@ -14,11 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use crate::claude::{self, CallSpec, Interrupt, Limits, Outcome};
-use crate::cli::{RunArgs, exit};
 use crate::config::Config;
-use crate::error::Error;
+use crate::context::Plan;
+use crate::exit;
+use crate::error::{Error, Report};
 use crate::journal::{Journal, RunFingerprint, StepKey, StepKind, StepStart};
-use crate::plugins::{PluginConfig, PluginSet};
+use crate::plugins::PluginSet;
 use crate::policy::{
     AgentEvent, CallOutcome, Decision, Directive, Layout, OutcomeKind, ParseOutcome, Role,
     StatusValue, StepReport, Story, StoryState,
@@ -49,24 +50,16 @@ impl From<crate::journal::JournalError> for Halt {
     }
 }
 
-/// `bmad-host run`.
-pub async fn run(args: RunArgs) -> Result<u8, Error> {
-    let root = project_root(&args.common.project)?;
-    let overrides = args.settings.overrides();
-    let mut config = Config::load(&root, &|k| std::env::var(k).ok(), &overrides)?;
-    resolve_bin(&mut config.claude.bin.value);
-    let project = Project::discover(&root)?;
-    let stories = crate::commands::select(&project, args.epic, args.story.as_deref())?;
-    let plugins_dir = args.common.plugins.clone().ok_or_else(|| {
-        Error::Usage("no plugins: pass --plugins DIR (e.g. --plugins plugins/ after `cargo xtask build-plugins`) or set BMAD_HOST_PLUGINS".into())
-    })?;
-    let plugins = PluginSet::load(&plugins_dir, &plugin_config(&config, &root))?;
-    let verbosity = crate::commands::verbosity(&args.common);
-    let mut ui = Ui::new(args.common.json, verbosity);
-
-    if args.dry_run {
-        return crate::commands::plan(&project, &stories, &plugins, &config, &mut ui);
-    }
+/// `bmad-host run`: drives the plan's stories in order, resuming an unfinished run unless
+/// `fresh`. Returns the exit code (see [`crate::exit`]).
+pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
+    let Plan {
+        context,
+        project,
+        stories,
+        plugins,
+    } = plan;
+    let (root, config) = (context.root, context.config);
 
     let mut journal = Journal::open(&root)?;
     let fingerprint = RunFingerprint {
@@ -83,7 +76,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
             .collect(),
         args: std::env::args().collect(),
     };
-    let run = journal.start_run(args.fresh, &fingerprint)?;
+    let run = journal.start_run(fresh, &fingerprint)?;
     // Keep the journal, transcripts and temp files out of the project's git status.
     let ignore = crate::journal::state_dir(&root).join(".gitignore");
     if !ignore.exists()
@@ -649,32 +642,6 @@ pub(crate) fn missing_text(reason: &crate::policy::MissingReason) -> String {
     }
 }
 
-fn project_root(dir: &Path) -> Result<PathBuf, Error> {
-    std::fs::canonicalize(dir).map_err(|e| {
-        Error::Usage(format!(
-            "project directory {} cannot be opened: {e}; pass --project DIR",
-            dir.display()
-        ))
-    })
-}
-
-pub(crate) fn plugin_config(config: &Config, root: &Path) -> PluginConfig {
-    PluginConfig {
-        roles: config
-            .roles
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone()))
-            .collect(),
-        grants: config
-            .plugins
-            .iter()
-            .map(|(k, v)| (k.clone(), v.grant_read.clone()))
-            .collect(),
-        project_root: root.to_path_buf(),
-        ..PluginConfig::default()
-    }
-}
-
 /// How long until a usage limit resets, from the reset time the CLI stated: an RFC 3339 time
 /// (what the `...|<epoch>` form becomes) or a clock time in UTC (`3pm (UTC)`, `10:30am UTC`,
 /// `15:00 (UTC)`). `None` when the time is in another zone or cannot be read: bmad-host has no
@@ -719,18 +686,6 @@ fn until_reset(resets: &str, now: SystemTime) -> Option<Duration> {
 const RESET_MARGIN: Duration = Duration::from_secs(30);
 /// The margin past an exact reset instant.
 const EXACT_RESET_MARGIN: Duration = Duration::from_secs(2);
-
-/// A relative CLI path with a directory part (`target/debug/fake-claude`) means relative to
-/// where bmad-host was started, not to the project root the agent runs in; a bare name is
-/// looked up on PATH.
-fn resolve_bin(bin: &mut PathBuf) {
-    if bin.is_relative()
-        && bin.components().count() > 1
-        && let Ok(cwd) = std::env::current_dir()
-    {
-        *bin = cwd.join(&*bin);
-    }
-}
 
 fn layout_name(layout: Layout) -> &'static str {
     match layout {
@@ -1013,7 +968,7 @@ impl Driver<'_> {
         let step = match self.journal.begin_step(&key, &intent) {
             Ok(StepStart::Done(_)) => return Ok(()),
             Ok(start) => start.id(),
-            Err(e) => return Err(format!("journal: {e}")),
+            Err(e) => return Err(format!("journal: {}", Report(&e))),
         };
         if seen.state == Some(state) {
             // Already written (e.g. the host died between the rename and the journal commit).
@@ -1048,7 +1003,7 @@ impl Driver<'_> {
                 &serde_json::json!({"written": workflow::state_name(state)}),
             )
         {
-            return Err(format!("journal: {e}"));
+            return Err(format!("journal: {}", Report(&e)));
         }
         Ok(())
     }
@@ -1182,7 +1137,7 @@ fn print_summary(
         Some(Halt::UsageLimit { message: msg, .. }) => ui.say(&format!(
             "stopped: {msg}. Run again after the reset (the run resumes; the cycle was not charged), or use --wait-on-limit"
         )),
-        Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {e}")),
+        Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {}", Report(e))),
         None => {}
     }
     ui.say(&format!(

@@ -32,11 +32,18 @@ pub struct Settings {
     pub approve_drafts: bool,
 }
 
+/// The configuration's defaults (`[workflow]` in [`crate::config`]).
 impl Default for Settings {
     fn default() -> Self {
+        Settings::from(&crate::config::WorkflowConfig::default())
+    }
+}
+
+impl From<&crate::config::WorkflowConfig> for Settings {
+    fn from(w: &crate::config::WorkflowConfig) -> Self {
         Settings {
-            max_cycles: 3,
-            approve_drafts: true,
+            max_cycles: w.max_cycles.value,
+            approve_drafts: w.approve_drafts.value,
         }
     }
 }

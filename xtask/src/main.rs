@@ -10,6 +10,8 @@
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
 //!   and jco; see `js_plugin.rs`).
 //! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
+//! - `docs`: regenerate `docs/configuration.md` from the settings table in `host/src/config.rs`
+//!   (a unit test there fails while the committed page is stale).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +32,8 @@ commands:
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
-  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
+  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)
+  docs                      regenerate docs/configuration.md from host/src/config.rs";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +54,7 @@ fn main() -> Result<()> {
                 .context("new-plugin needs --role status|sm|dev|qa")?;
             new_plugin::run(name, role, &root)
         }
+        Some("docs") => docs(&root),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -194,6 +198,24 @@ fn test(root: &Path) -> Result<()> {
     ]))?;
     run(cargo().current_dir(root).args(["test", "--workspace"]))?;
     eprintln!("all checks passed");
+    Ok(())
+}
+
+/// Rewrites the generated docs: the docs test, told to write what it would compare.
+fn docs(root: &Path) -> Result<()> {
+    run(cargo()
+        .current_dir(root)
+        .env("UPDATE_EXPECT", "1")
+        .args([
+            "test",
+            "-p",
+            "bmad-host",
+            "--lib",
+            "--",
+            "--exact",
+            "config::tests::configuration_docs_are_current",
+        ]))?;
+    eprintln!("docs/configuration.md is current");
     Ok(())
 }
 

@@ -62,15 +62,18 @@ pub struct Limits {
     pub max_line_bytes: usize,
 }
 
+/// The configuration's defaults (`[claude]` in [`crate::config`]) for what it sets; the host's
+/// own for the rest.
 impl Default for Limits {
     fn default() -> Self {
+        let c = crate::config::ClaudeConfig::default();
         Self {
-            timeout: Duration::from_secs(60 * 60),
-            idle_timeout: Duration::from_secs(10 * 60),
-            tool_idle_timeout: Duration::from_secs(30 * 60),
-            max_turns: 100,
-            max_budget_usd: None,
-            retries: 2,
+            timeout: c.timeout.value,
+            idle_timeout: c.idle_timeout.value,
+            tool_idle_timeout: c.tool_idle_timeout.value,
+            max_turns: c.max_turns.value,
+            max_budget_usd: c.max_budget_usd.value,
+            retries: c.retries.value,
             retry_backoff: Duration::from_secs(5),
             interrupt_grace: Duration::from_secs(3),
             term_grace: Duration::from_secs(3),

@@ -36,7 +36,7 @@ pub use store::{Journal, JournalReader};
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     /// A file-system operation on the journal's directory or files failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -82,7 +82,7 @@ pub enum JournalError {
         supported: u32,
     },
     /// SQLite reported an error.
-    #[error("journal {}: {source}", path.display())]
+    #[error("journal {}", path.display())]
     Sqlite {
         path: PathBuf,
         #[source]

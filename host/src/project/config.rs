@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::{Mapping, Value};
 
 use super::error::{ProjectError, Warning};
+use super::fs::read_capped_if_exists;
 use super::text::{numbered_lines, yaml_key_line};
 
 /// The v4 config file, relative to the root.
@@ -58,21 +59,7 @@ pub(crate) struct V6Config {
 
 /// Reads a small text file; `Ok(None)` when it does not exist.
 pub(crate) fn read_small(path: &Path, what: &'static str) -> Result<Option<String>, ProjectError> {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ProjectError::io("read", path, e)),
-    };
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(ProjectError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-            limit: MAX_CONFIG_BYTES,
-            what,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| ProjectError::io("read", path, e))?;
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    read_capped_if_exists(path, MAX_CONFIG_BYTES, what)
 }
 
 fn parse_mapping(path: &Path, text: &str, fix: &str) -> Result<Mapping, ProjectError> {

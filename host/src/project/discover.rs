@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use super::config::{self, PrdSource, V4Config, V6Config};
 use super::error::{ProjectError, Warning};
+use super::fs::read_capped;
 use super::gate::{QaGate, read_gate};
 use super::headings::{EpicDoc, parse_epic_doc};
 use super::id::StoryId;
 use super::sprint::SprintStatus;
 use super::text::slug;
-use super::write::read_capped;
 use crate::policy::Layout;
 
 /// Epic documents (PRD, shards, epics.md) larger than this are refused.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::error::{ProjectError, Warning};
+use super::fs::read_capped;
 use super::text::{numbered_lines, yaml_key_line};
 
 /// Gate files larger than this are refused (they are a few KiB).
@@ -83,16 +84,7 @@ impl QaGate {
 /// Reads and checks the gate file at `root/rel`.
 pub(crate) fn read_gate(root: &Path, rel: &Path) -> Result<QaGate, ProjectError> {
     let path = root.join(rel);
-    let meta = std::fs::metadata(&path).map_err(|e| ProjectError::io("read", &path, e))?;
-    if meta.len() > MAX_GATE_BYTES {
-        return Err(ProjectError::TooLarge {
-            path,
-            size: meta.len(),
-            limit: MAX_GATE_BYTES,
-            what: "a QA gate",
-        });
-    }
-    let bytes = std::fs::read(&path).map_err(|e| ProjectError::io("read", &path, e))?;
+    let bytes = read_capped(&path, MAX_GATE_BYTES, "a QA gate")?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let (gate, warnings) = parse_gate(&path, &text);
     let verdict = GateVerdict::exact(&gate.to_ascii_uppercase());

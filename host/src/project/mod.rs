@@ -97,6 +97,7 @@
 mod config;
 mod discover;
 mod error;
+mod fs;
 mod gate;
 mod headings;
 mod id;

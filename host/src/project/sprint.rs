@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::error::{FileLoc, ProjectError, Warning};
+use super::fs::read_capped;
 use super::id::StoryId;
 use super::text::line_spans;
 use crate::policy::StoryState;
 
 /// `sprint-status.yaml` larger than this is refused (a big one is a few KiB).
-const MAX_SPRINT_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_SPRINT_BYTES: u64 = 1024 * 1024;
 
 const FIX_YAML: &str = "fix the YAML (spaces not tabs, closed quotes) or regenerate the file with the sprint-planning workflow";
 const FIX_REGENERATE: &str =
@@ -147,7 +148,7 @@ pub struct SprintStatus {
 impl SprintStatus {
     /// Reads and parses the file at `path`.
     pub fn load(path: &Path) -> Result<SprintStatus, ProjectError> {
-        let bytes = read_capped(path)?;
+        let bytes = read_capped(path, MAX_SPRINT_BYTES, "sprint-status.yaml")?;
         Self::parse(path, &String::from_utf8_lossy(&bytes))
     }
 
@@ -388,19 +389,6 @@ fn check_value(
         ));
     }
     None
-}
-
-fn read_capped(path: &Path) -> Result<Vec<u8>, ProjectError> {
-    let meta = std::fs::metadata(path).map_err(|e| ProjectError::io("read", path, e))?;
-    if meta.len() > MAX_SPRINT_BYTES {
-        return Err(ProjectError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-            limit: MAX_SPRINT_BYTES,
-            what: "sprint-status.yaml",
-        });
-    }
-    std::fs::read(path).map_err(|e| ProjectError::io("read", path, e))
 }
 
 /// The result of planning a one-line edit of sprint-status.

@@ -2,13 +2,15 @@
 //! is replaced atomically, and v6 `sprint-status.yaml` is kept in step.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::discover::{Project, StoryEntry};
 use super::error::{FileLoc, ProjectError};
 use super::id::StoryId;
-use super::sprint::{SprintEdit, SprintEntry, SprintStatus, plan_edit, sprint_spelling};
+use super::fs::{read_capped, write_atomic};
+use super::sprint::{
+    MAX_SPRINT_BYTES, SprintEdit, SprintEntry, SprintStatus, plan_edit, sprint_spelling,
+};
 use super::text::{clip, line_spans};
 use crate::policy::{Layout, StatusSource, StatusValue, StoryState};
 
@@ -209,70 +211,6 @@ fn locate(path: &Path, bytes: &[u8], line: u32, raw: &str) -> Result<(usize, usi
     })
 }
 
-/// Reads a file, refusing one over `limit` bytes.
-pub(crate) fn read_capped(
-    path: &Path,
-    limit: u64,
-    what: &'static str,
-) -> Result<Vec<u8>, ProjectError> {
-    let meta = std::fs::metadata(path).map_err(|e| ProjectError::io("read", path, e))?;
-    if meta.len() > limit {
-        return Err(ProjectError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-            limit,
-            what,
-        });
-    }
-    std::fs::read(path).map_err(|e| ProjectError::io("read", path, e))
-}
-
-/// Replaces `path` with `bytes` atomically: a temp file in the same directory, written and
-/// fsynced, given the old file's permissions, renamed over it, then the directory fsynced.
-/// Refuses when the file no longer holds `expected` (someone wrote it meanwhile).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], expected: &[u8]) -> Result<(), ProjectError> {
-    // Write through a symlink to its target rather than replacing the link.
-    let target = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::canonicalize(path).map_err(|e| ProjectError::io("resolve", path, e))?
-        }
-        _ => path.to_owned(),
-    };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let perms = std::fs::metadata(&target)
-        .map_err(|e| ProjectError::io("read", &target, e))?
-        .permissions();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".bmad-host-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| ProjectError::io("create a temporary file in", &dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| ProjectError::io("write", tmp.path(), e))?;
-    tmp.as_file()
-        .set_permissions(perms)
-        .map_err(|e| ProjectError::io("set permissions on", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| ProjectError::io("sync", tmp.path(), e))?;
-    let now = std::fs::read(&target).map_err(|e| ProjectError::io("read", &target, e))?;
-    if now != expected {
-        return Err(ProjectError::StatusNotWritable {
-            at: FileLoc::new(&target, None),
-            problem: "the file was changed by someone else while bmad-host was writing it; re-read it and decide again".to_owned(),
-        });
-    }
-    tmp.persist(&target)
-        .map_err(|e| ProjectError::io("replace", &target, e.error))?;
-    let d = std::fs::File::open(&dir).map_err(|e| ProjectError::io("open", &dir, e))?;
-    d.sync_all()
-        .map_err(|e| ProjectError::io("sync", &dir, e))?;
-    Ok(())
-}
-
 /// What the drift check knows about the story file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum FileSide<'a> {
@@ -458,7 +396,7 @@ impl Project {
         };
         let result = (|| -> Result<SprintSync, String> {
             let bytes =
-                read_capped(&abs, 1024 * 1024, "sprint-status.yaml").map_err(|e| e.to_string())?;
+                read_capped(&abs, MAX_SPRINT_BYTES, "sprint-status.yaml").map_err(|e| e.to_string())?;
             let (key, edit) = plan_edit(&abs, &bytes, story.id, value)?;
             match edit {
                 SprintEdit::Same { line, value } => Ok(SprintSync::InStep { key, line, value }),

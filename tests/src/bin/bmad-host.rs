@@ -1,5 +1,5 @@
 //! The real bmad-host binary, built inside the test crate so that tests can find it.
 
 fn main() -> std::process::ExitCode {
-    bmad_host::cli::main()
+    bmad_host::main()
 }

@@ -1,0 +1,91 @@
+//! From the process's arguments to its exit code: parse, set up logging, resolve the arguments,
+//! run the command, and map the result (or the error, printed with its causes) to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command, Common, PluginsCommand};
+use crate::config::Overrides;
+use crate::context::Context;
+use crate::error::{Error, Report};
+use crate::exit;
+
+/// Parses the command line, runs the command and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_tracing(cli.command.common());
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        // The reader went away (`bmad-host status | head`): not an error.
+        Err(e) if e.is_broken_pipe() => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {}", Report(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_tracing(common: Option<&Common>) {
+    let level = match common {
+        Some(c) if c.quiet => "error",
+        Some(c) if c.verbose >= 2 => "debug",
+        Some(c) if c.verbose == 1 => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BMAD_HOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves each command's arguments the way it needs them, then runs it.
+fn dispatch(command: Command) -> Result<u8, Error> {
+    match command {
+        Command::Completions { shell } => super::completions::print(shell),
+        Command::Config(args) => {
+            let context = Context::resolve(args.common.options(), &args.settings.overrides())?;
+            super::config::print(&context)
+        }
+        Command::Status(args) => {
+            let context = Context::resolve(args.common.options(), &Overrides::default())?;
+            super::status::print(&context, args.epic)
+        }
+        Command::Log(args) => {
+            // `log` reads only the journal: a broken configuration does not hide it.
+            let root = crate::context::project_root(&args.common.project)?;
+            super::log::print(&root, args.common.json, args.story.as_deref())
+        }
+        Command::Plugins(PluginsCommand::List(args)) => {
+            let context = Context::resolve_lenient(args.common.options(), &Overrides::default())?;
+            super::plugins::print(&context, false)
+        }
+        Command::Plugins(PluginsCommand::Check(args)) => {
+            let context = Context::resolve_lenient(args.common.options(), &Overrides::default())?;
+            super::plugins::print(&context, true)
+        }
+        Command::Run(args) => {
+            let context = Context::resolve(args.common.options(), &args.settings.overrides())?;
+            super::run::run(
+                context,
+                args.epic,
+                args.story.as_deref(),
+                args.dry_run,
+                args.fresh,
+            )
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `bmad-host run --dry-run`: each selected story, its state and what would run next. Changes
+//! nothing.
+
+use std::io::Write;
+
+use crate::context::Plan;
+use crate::error::{Error, Report};
+use crate::exit;
+use crate::policy::{ParseOutcome, Role};
+use crate::ui::Ui;
+use crate::workflow::{self, Flow, Next, Observed, Settings};
+
+/// `run --dry-run`: each story, its state and what would run next. Changes nothing.
+pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
+    let Plan {
+        context,
+        project,
+        stories,
+        plugins,
+    } = plan;
+    let settings = Settings::from(&context.config.workflow);
+    let mut out = std::io::stdout().lock();
+    ui.say(&format!(
+        "{} (dry run: nothing is changed)",
+        project.describe()
+    ));
+    for entry in stories {
+        let observed = if !entry.exists {
+            Observed::NotDrafted
+        } else {
+            match project.read_story(entry) {
+                Ok(t) => match plugins.parse_status(&t.text)? {
+                    ParseOutcome::Found(v) => v.state.map_or(
+                        Observed::Unusable(format!("`{}` maps to no state", v.raw)),
+                        Observed::State,
+                    ),
+                    ParseOutcome::Doubtful(v) => Observed::Unusable(format!(
+                        "line {}: `{}` is not a standard status",
+                        v.line, v.raw
+                    )),
+                    ParseOutcome::Conflict(vs) => {
+                        Observed::Unusable(format!("{} status values disagree", vs.len()))
+                    }
+                    ParseOutcome::Missing(r) => Observed::Unusable(crate::run::missing_text(&r)),
+                },
+                Err(e) => Observed::Unusable(Report(&e).to_string()),
+            }
+        };
+        let state = match &observed {
+            Observed::NotDrafted => "not drafted".to_string(),
+            Observed::State(s) => workflow::state_name(*s).to_string(),
+            Observed::Unusable(_) => "unreadable".to_string(),
+        };
+        let next = match Flow::new(settings).next(&observed) {
+            Next::Run { role: Role::Sm, .. } => "sm (draft the story)".to_string(),
+            Next::Run { role, cycle, .. } => {
+                format!("{} (cycle {cycle})", workflow::role_name(role))
+            }
+            Next::Finish(r) => match r.reason() {
+                Some(reason) => format!("nothing: {} ({reason})", r.word()),
+                None => format!("nothing: {}", r.word()),
+            },
+        };
+        if ui.json() {
+            let line = serde_json::json!({
+                "event": "plan", "ts": crate::ui::timestamp(), "story": entry.id.to_string(),
+                "title": entry.title, "file": entry.path.display().to_string(), "exists": entry.exists,
+                "state": state, "next": next,
+            });
+            serde_json::to_writer(&mut out, &line)?;
+            writeln!(out).map_err(Error::Output)?;
+        } else {
+            writeln!(
+                out,
+                "{:<6} {:<14} next: {:<24} {}  {}",
+                entry.id.to_string(),
+                state,
+                next,
+                entry.title,
+                entry.path.display()
+            )
+            .map_err(Error::Output)?;
+        }
+    }
+    Ok(exit::OK)
+}

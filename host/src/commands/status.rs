@@ -1,0 +1,224 @@
+//! `bmad-host status`: where every story stands, from its file, its QA gate, sprint-status and
+//! the journal. Reads only.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::context::{Context, select};
+use crate::error::{Error, Report};
+use crate::exit;
+use crate::journal::Journal;
+use crate::plugins::PluginSet;
+use crate::policy::ParseOutcome;
+use crate::project::{Project, StoryEntry};
+use crate::ui::Verbosity;
+use crate::workflow;
+
+/// The status parser `status` uses: the plugin when `--plugins` is given, else the built-in
+/// parser (the same code as `plugins/status`).
+#[derive(Debug)]
+enum Parser {
+    /// The status plugin of `--plugins DIR`.
+    Plugin(Box<PluginSet>),
+    /// [`crate::builtin`].
+    Builtin,
+}
+
+impl Parser {
+    fn open(context: &Context) -> Result<Parser, Error> {
+        Ok(match &context.plugins_dir {
+            Some(dir) => Parser::Plugin(Box::new(PluginSet::load(
+                dir,
+                &context.plugin_config(),
+            )?)),
+            None => Parser::Builtin,
+        })
+    }
+
+    fn parse(&mut self, text: &str) -> Result<ParseOutcome, Error> {
+        match self {
+            Parser::Plugin(p) => Ok(p.parse_status(text)?),
+            Parser::Builtin => Ok(crate::builtin::parse_status(text)),
+        }
+    }
+}
+
+/// One story as `status` reports it.
+#[derive(Debug, Serialize)]
+struct StoryStatus {
+    pub id: String,
+    pub epic: u32,
+    pub title: String,
+    pub file: String,
+    pub exists: bool,
+    pub state: Option<String>,
+    pub raw_status: Option<String>,
+    pub status_line: Option<u32>,
+    pub problem: Option<String>,
+    pub gate: Option<String>,
+    /// v6: sprint-status disagrees with the story file (the story file wins).
+    pub drift: Option<String>,
+    pub journal: Option<JournalProgress>,
+}
+
+/// What the journal knows of a story.
+#[derive(Debug, Serialize)]
+struct JournalProgress {
+    pub cycles: u32,
+    pub turns: u32,
+    pub cost_usd: f64,
+    pub duration_ms: u64,
+    pub result: Option<String>,
+    pub last_outcome: Option<String>,
+}
+
+/// Reads and parses one story.
+fn story_status(
+    project: &Project,
+    parser: &mut Parser,
+    entry: &StoryEntry,
+) -> Result<StoryStatus, Error> {
+    let mut status = StoryStatus {
+        id: entry.id.to_string(),
+        epic: entry.id.epic,
+        title: entry.title.clone(),
+        file: entry.path.display().to_string(),
+        exists: entry.exists,
+        state: None,
+        raw_status: None,
+        status_line: None,
+        problem: None,
+        gate: None,
+        drift: None,
+        journal: None,
+    };
+    let mut value = None;
+    if entry.exists {
+        match project.read_story(entry) {
+            Ok(text) => match parser.parse(&text.text)? {
+                ParseOutcome::Found(v) => {
+                    status.state = v.state.map(|s| workflow::state_name(s).to_string());
+                    status.raw_status = Some(v.raw.clone());
+                    status.status_line = Some(v.line);
+                    value = Some(v);
+                }
+                ParseOutcome::Doubtful(v) => {
+                    status.problem = Some(format!(
+                        "line {}: `{}` is not a standard status{}",
+                        v.line,
+                        v.raw,
+                        v.state
+                            .map(|s| format!(" (might mean {})", workflow::state_name(s)))
+                            .unwrap_or_default()
+                    ));
+                    status.raw_status = Some(v.raw);
+                    status.status_line = Some(v.line);
+                }
+                ParseOutcome::Conflict(vs) => {
+                    status.problem = Some(format!(
+                        "status values disagree: {}",
+                        vs.iter()
+                            .map(|v| format!("`{}` (line {})", v.raw, v.line))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                ParseOutcome::Missing(reason) => {
+                    status.problem = Some(crate::run::missing_text(&reason))
+                }
+            },
+            Err(e) => status.problem = Some(Report(&e).to_string()),
+        }
+    }
+    match project.read_qa_gate(entry) {
+        Ok(gate) => status.gate = gate.map(|g| g.gate),
+        Err(e) => tracing::warn!("{}", Report(&e)),
+    }
+    status.drift = project.drift(entry, value.as_ref()).map(|d| d.to_string());
+    Ok(status)
+}
+
+/// Prints every story of the project (of `epic`, when given) with its state, gate and journal
+/// progress.
+pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
+    let project = context.project()?;
+    let mut parser = Parser::open(context)?;
+    let stories = select(&project, epic, None)?;
+    let journal = Journal::open_read_only(&context.root)?;
+    let summaries = match &journal {
+        Some(j) => j.story_summaries(None)?,
+        None => Vec::new(),
+    };
+    let mut out = std::io::stdout().lock();
+    if !context.json && !(context.verbosity == Verbosity::Quiet) {
+        eprintln!("{}", project.describe());
+        for warning in project.warnings() {
+            eprintln!("warning: {warning}");
+        }
+    }
+    for entry in &stories {
+        let mut s = story_status(&project, &mut parser, entry)?;
+        if let Some(sum) = summaries.iter().find(|x| x.record.story_id == s.id) {
+            let r = &sum.record;
+            s.journal = Some(JournalProgress {
+                cycles: r.cycle,
+                turns: r.usage.turns,
+                cost_usd: r.usage.cost_usd,
+                duration_ms: u64::try_from(r.usage.duration.as_millis()).unwrap_or(u64::MAX),
+                result: r.result.map(|x| x.as_str().to_string()),
+                last_outcome: r.last_outcome.clone(),
+            });
+        }
+        if context.json {
+            serde_json::to_writer(&mut out, &s)?;
+            writeln!(out).map_err(Error::Output)?;
+        } else {
+            let state = s
+                .state
+                .as_deref()
+                .unwrap_or(if s.exists { "?" } else { "not drafted" });
+            let raw = s
+                .raw_status
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            let gate = s
+                .gate
+                .as_deref()
+                .map(|g| format!("  gate {g}"))
+                .unwrap_or_default();
+            let progress = s
+                .journal
+                .as_ref()
+                .map(|j| {
+                    format!(
+                        "  [{} cycles, {} turns, ${:.2}, {}{}]",
+                        j.cycles,
+                        j.turns,
+                        j.cost_usd,
+                        crate::ui::clock(std::time::Duration::from_millis(j.duration_ms)),
+                        j.last_outcome
+                            .as_deref()
+                            .map(|o| format!(", last {o}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{:<6} {:<14}{raw}{gate}{progress}  {}  {}",
+                s.id, state, s.title, s.file
+            )
+            .map_err(Error::Output)?;
+            if let Some(p) = &s.problem {
+                writeln!(out, "       problem: {p}").map_err(Error::Output)?;
+            }
+            if let Some(d) = &s.drift {
+                writeln!(out, "       drift: {d}").map_err(Error::Output)?;
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+

@@ -1,0 +1,175 @@
+//! The arguments resolved once, before any command does its work.
+//!
+//! [`crate::cli`] holds what the user typed; [`crate::commands`] turns it into a [`Context`]
+//! (the canonical project root, the layered configuration, where output goes and the plugins
+//! folder) that every command uses, and `run` goes one step further into a [`Plan`]: the
+//! discovered project, the selected stories in numeric order and the loaded plugins. Nothing
+//! from here down sees a clap type, and each resolution step fails with the error that names
+//! what to fix, in the same order for every command.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, Overrides};
+use crate::error::Error;
+use crate::plugins::{PluginConfig, PluginSet};
+use crate::project::{Project, StoryEntry, StoryId};
+use crate::ui::Verbosity;
+
+/// The common flags, as the library needs them.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--project DIR` as given.
+    pub project: PathBuf,
+    /// `--plugins DIR` (or `BMAD_HOST_PLUGINS`).
+    pub plugins: Option<PathBuf>,
+    /// `--json`: machine-readable output on stdout.
+    pub json: bool,
+    /// `-q` / `-v`.
+    pub verbosity: Verbosity,
+}
+
+/// What every command works from: where the project is, its configuration, where output goes.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The project root, canonical.
+    pub root: PathBuf,
+    /// The effective configuration (defaults < file < environment < flags).
+    pub config: Config,
+    /// The folder of plugin folders, when one was given.
+    pub plugins_dir: Option<PathBuf>,
+    /// NDJSON (or JSON) on stdout.
+    pub json: bool,
+    /// How much people see on stderr.
+    pub verbosity: Verbosity,
+}
+
+impl Context {
+    /// Resolves the project root (it must exist) and loads the configuration with `overrides`
+    /// on top, reading `BMAD_HOST_*` from the process environment.
+    pub fn resolve(options: Options, overrides: &Overrides) -> Result<Context, Error> {
+        let root = project_root(&options.project)?;
+        Self::with_root(root, options, overrides)
+    }
+
+    /// [`Context::resolve`] for commands that work without a project (`plugins`): a root that
+    /// cannot be opened is kept as given.
+    pub fn resolve_lenient(options: Options, overrides: &Overrides) -> Result<Context, Error> {
+        let root = project_root(&options.project).unwrap_or_else(|_| options.project.clone());
+        Self::with_root(root, options, overrides)
+    }
+
+    fn with_root(root: PathBuf, options: Options, overrides: &Overrides) -> Result<Context, Error> {
+        let config = Config::load(&root, &|k| std::env::var(k).ok(), overrides)?;
+        Ok(Context {
+            root,
+            config,
+            plugins_dir: options.plugins,
+            json: options.json,
+            verbosity: options.verbosity,
+        })
+    }
+
+    /// What the plugin host needs from the configuration.
+    pub fn plugin_config(&self) -> PluginConfig {
+        PluginConfig {
+            roles: self
+                .config
+                .roles
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+            grants: self
+                .config
+                .plugins
+                .iter()
+                .map(|(k, v)| (k.clone(), v.grant_read.clone()))
+                .collect(),
+            project_root: self.root.clone(),
+            ..PluginConfig::default()
+        }
+    }
+
+    /// Finds the BMAD project at the root.
+    pub fn project(&self) -> Result<Project, Error> {
+        Ok(Project::discover(&self.root)?)
+    }
+}
+
+/// Everything `run` (and `run --dry-run`) works on, resolved before the first story.
+#[derive(Debug)]
+pub struct Plan {
+    /// The resolved common arguments; `config.claude.bin` is absolute when given with a folder.
+    pub context: Context,
+    /// The discovered project.
+    pub project: Project,
+    /// The selected stories, in numeric order; never empty.
+    pub stories: Vec<StoryEntry>,
+    /// The loaded plugins, one per role.
+    pub plugins: PluginSet,
+}
+
+impl Plan {
+    /// Discovers the project, selects the stories (`--epic`, `--story`) and loads the plugins.
+    pub fn resolve(
+        mut context: Context,
+        epic: Option<u32>,
+        story: Option<&str>,
+    ) -> Result<Plan, Error> {
+        resolve_bin(&mut context.config.claude.bin.value);
+        let project = context.project()?;
+        let stories = select(&project, epic, story)?;
+        let dir = context.plugins_dir.clone().ok_or_else(|| {
+            Error::Usage("no plugins: pass --plugins DIR (e.g. --plugins plugins/ after `cargo xtask build-plugins`) or set BMAD_HOST_PLUGINS".into())
+        })?;
+        let plugins = PluginSet::load(&dir, &context.plugin_config())?;
+        Ok(Plan {
+            context,
+            project,
+            stories,
+            plugins,
+        })
+    }
+}
+
+/// The stories `--epic` and `--story` select, in numeric order. A selection that matches
+/// nothing is a usage error naming what exists.
+pub fn select(
+    project: &Project,
+    epic: Option<u32>,
+    story: Option<&str>,
+) -> Result<Vec<StoryEntry>, Error> {
+    let id = story
+        .map(|s| {
+            s.parse::<StoryId>()
+                .map_err(|e| Error::Usage(format!("--story {s}: {e}")))
+        })
+        .transpose()?;
+    let chosen: Vec<StoryEntry> = project.select(epic, id)?.into_iter().cloned().collect();
+    if chosen.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no stories found in the plan or the story folder",
+            project.describe()
+        )));
+    }
+    Ok(chosen)
+}
+
+/// The project root, canonical; it must exist.
+pub fn project_root(dir: &Path) -> Result<PathBuf, Error> {
+    std::fs::canonicalize(dir).map_err(|source| Error::ProjectDir {
+        dir: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// A relative CLI path with a directory part (`target/debug/fake-claude`) means relative to
+/// where bmad-host was started, not to the project root the agent runs in; a bare name is
+/// looked up on PATH.
+fn resolve_bin(bin: &mut PathBuf) {
+    if bin.is_relative()
+        && bin.components().count() > 1
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        *bin = cwd.join(&*bin);
+    }
+}
