@@ -27,10 +27,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The project directory given with `--project` cannot be opened.
-    #[error(
-        "cannot open the project directory {} (pass --project DIR with the project's root)",
-        dir.display()
-    )]
+    #[error("project directory {} cannot be opened (pass --project DIR)", dir.display())]
     ProjectDir {
         /// The directory as given.
         dir: std::path::PathBuf,

@@ -15,72 +15,132 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The run began (or resumed).
     RunStarted {
+        /// The journal's run id.
         run_id: String,
+        /// The project root.
         project: String,
+        /// `v4` or `v6`.
         layout: String,
+        /// The BMAD version the project was installed with, or `unknown`.
         version: String,
+        /// The selected story ids, in the order they run.
         stories: Vec<String>,
+        /// Whether an unfinished run is being resumed.
         resumed: bool,
+        /// Always false: a dry run prints `plan` lines instead.
         dry_run: bool,
     },
+    /// The host began driving a story.
     StoryStarted {
+        /// The story id.
         story: String,
+        /// Its title.
         title: String,
+        /// Its epic.
         epic: u32,
+        /// Its canonical state, or `None` when not drafted or unreadable.
         state: Option<String>,
     },
+    /// An agent process was started.
     AgentStarted {
+        /// `sm`, `dev` or `qa`.
         role: String,
+        /// The story id.
         story: String,
+        /// The Dev/QA cycle (0 while SM drafts).
         cycle: u32,
+        /// The process id, when it started.
         pid: Option<u32>,
+        /// The attempt, from 1.
         attempt: u32,
+        /// Whether this attempt retries a transient failure.
         retry: bool,
     },
+    /// An agent call ended (after the host proved its process tree gone).
     AgentFinished {
+        /// `sm`, `dev` or `qa`.
         role: String,
+        /// The story id.
         story: String,
+        /// The Dev/QA cycle.
         cycle: u32,
+        /// How it ended (`success`, `timed_out`, ...; see the README).
         outcome: String,
+        /// The result text or the reason it failed.
         message: String,
+        /// Wall-clock time of the call.
         duration_ms: u64,
+        /// Agent turns used.
         turns: u32,
+        /// The API-equivalent cost the CLI reported.
         cost_usd: f64,
+        /// The transcript file.
         transcript: String,
     },
+    /// A quality gate ran.
     GateFinished {
+        /// The story id.
         story: String,
+        /// The gate's name.
         gate: String,
+        /// Whether it passed.
         passed: bool,
+        /// Its exit code, when it exited.
         exit_code: Option<i32>,
+        /// Whether it ran out of time.
         timed_out: bool,
+        /// How long it ran.
         duration_ms: u64,
     },
+    /// A story's parsed state changed.
     StateChanged {
+        /// The story id.
         story: String,
+        /// The state before, if it had one.
         from: Option<String>,
+        /// The state now.
         to: String,
     },
+    /// A story finished: done, failed or escalated.
     StoryFinished {
+        /// The story id.
         story: String,
+        /// `done`, `failed` or `escalated`.
         result: String,
+        /// Why it failed or was escalated.
         reason: Option<String>,
+        /// Dev/QA cycles used.
         cycles: u32,
+        /// Time spent on it, over all runs.
         duration_ms: u64,
+        /// API-equivalent cost, over all runs.
         cost_usd: f64,
+        /// Agent turns, over all runs.
         turns: u32,
     },
+    /// The run ended.
     RunFinished {
+        /// The journal's run id.
         run_id: String,
+        /// Stories selected.
         total: usize,
+        /// Stories done.
         done: usize,
+        /// Stories failed.
         failed: usize,
+        /// Stories escalated.
         escalated: usize,
+        /// Stories not reached (interrupted or stopped).
         not_run: usize,
+        /// Whether Ctrl-C stopped it.
         interrupted: bool,
+        /// The run's wall-clock time.
         duration_ms: u64,
+        /// API-equivalent cost of the run.
         cost_usd: f64,
+        /// The exit code the process ends with.
         exit_code: i32,
     },
 }
@@ -88,8 +148,11 @@ pub enum Event {
 /// How much people see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
+    /// Errors only (`-q`).
     Quiet,
+    /// Progress and results.
     Normal,
+    /// More detail (`-v`).
     Verbose,
 }
 

@@ -154,7 +154,10 @@ fn verified_code(entry: &[u8]) -> Result<&[u8], String> {
 // so a reader never sees a partial file; and `verified_code` has just checked the blake3 of
 // exactly these bytes against the entry's trailer, so a truncated or corrupted entry never
 // gets here. Wasmtime checks the version and engine settings in the header again itself.
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "deserializing our own cache entry, verified as the SAFETY comment says"
+)]
 fn deserialize(engine: &Engine, code: &[u8]) -> wasmtime::Result<Component> {
     unsafe { Component::deserialize(engine, code) }
 }
