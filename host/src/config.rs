@@ -838,10 +838,10 @@ pub fn reference() -> String {
              | --- | --- | --- | --- | --- |\n"
         );
         for d in docs.iter().filter(|d| d.table == *table) {
-            let flag = d.flag.map(|f| format!("`{f}`")).unwrap_or_default();
+            let flag = d.flag.map(|f| format!(" `{f}` ")).unwrap_or(" ".into());
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {flag} | {} |",
+                "| `{}` | {} | {} |{flag}| {} |",
                 d.key, d.default, d.env, d.help
             );
         }

@@ -16,8 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["cli", "run"],
     &["context"],
     &["error", "gates"],
-    &["claude", "journal", "plugins", "project", "ui", "workflow"],
-    &["builtin", "policy"],
+    &["builtin", "claude", "journal", "plugins", "project", "ui", "workflow"],
+    &["policy"],
     &["config", "exit"],
 ];
 
