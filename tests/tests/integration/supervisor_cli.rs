@@ -4,11 +4,11 @@
 //! `FAKE_CLAUDE_TAG`) is alive once `bmad-host` has exited. Ctrl-C is a real SIGINT to bmad-host.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use bmad_host_tests::components::target_dir;
 use bmad_host_tests::fake::unique_tag;
-use bmad_host_tests::harness::{Project, Run, bmad_host, fake_claude, plugins};
+use bmad_host_tests::fake_log;
+use bmad_host_tests::harness::{Project, Run, run_command};
 use bmad_host_tests::procs::live_processes_with_marker;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -26,18 +26,10 @@ fn project_with(behaviour: Value) -> (Project, String) {
     (project, script.display().to_string())
 }
 
-fn log_path(project: &Project) -> String {
-    project
-        .path()
-        .join(".fake-claude.log")
-        .display()
-        .to_string()
-}
-
 fn run(behaviour: Value, args: &[&str], env: &[(&str, &str)]) -> (Run, Project) {
     let (project, script) = project_with(behaviour);
     let tag = unique_tag("sup-cli");
-    let log = log_path(&project);
+    let log = fake_log::env_value(&project);
     let mut all_env = vec![
         ("FAKE_CLAUDE_SCRIPT", script.as_str()),
         ("FAKE_CLAUDE_TAG", tag.as_str()),
@@ -72,14 +64,6 @@ fn first_outcome(run: &Run) -> (String, String) {
     )
 }
 
-fn fake_calls(project: &Project) -> Vec<Value> {
-    std::fs::read_to_string(project.path().join(".fake-claude.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 #[test]
 fn hang_is_an_idle_timeout() {
     let (run, _) = run(json!({"do": "hang"}), &["--idle-timeout", "300ms"], &[]);
@@ -111,7 +95,7 @@ fn exit_without_result_is_retried_with_a_fresh_process() {
         &[("BMAD_HOST_CLAUDE_RETRIES", "2")],
     );
     assert_eq!(first_outcome(&run).0, "success", "{}", run.stderr());
-    let dev_calls: Vec<u64> = fake_calls(&project)
+    let dev_calls: Vec<u64> = fake_log::calls(&project)
         .iter()
         .filter(|c| c["role"] == "dev")
         .filter_map(|c| c["pid"].as_u64())
@@ -135,7 +119,7 @@ fn usage_limit_stops_the_run_with_the_reset_time() {
     assert_eq!(run.code(), 1);
     assert!(run.stderr().contains("3pm (UTC)"), "{}", run.stderr());
     assert_eq!(
-        fake_calls(&project).len(),
+        fake_log::calls(&project).len(),
         1,
         "no call after the usage limit"
     );
@@ -154,29 +138,13 @@ fn death_by_signal_is_a_missing_result() {
 fn interrupted_run(behaviour: Value) -> (i32, Vec<Value>) {
     let (project, script) = project_with(behaviour);
     let tag = unique_tag("sup-cli-int");
-    let plugins = plugins();
-    let mut cmd = Command::new(bmad_host());
-    cmd.args(["run", "--json", "--story", "1.1", "--plugins"])
-        .arg(&plugins)
-        .arg("--project")
-        .arg(project.path())
-        .arg("--claude-bin")
-        .arg(fake_claude())
-        .stdin(Stdio::null())
+    let mut cmd = run_command(&project);
+    cmd.args(["--json", "--story", "1.1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BMAD_HOST_") || key.starts_with("FAKE_CLAUDE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env(
-        "BMAD_HOST_CACHE_DIR",
-        target_dir().join("bmad-host-test-cache"),
-    )
-    .env("FAKE_CLAUDE_SCRIPT", &script)
-    .env("FAKE_CLAUDE_TAG", &tag)
-    .env("BMAD_HOST_CLAUDE_RETRIES", "0");
+        .stderr(Stdio::null())
+        .env("FAKE_CLAUDE_SCRIPT", &script)
+        .env("FAKE_CLAUDE_TAG", &tag)
+        .env("BMAD_HOST_CLAUDE_RETRIES", "0");
     let mut child = cmd.spawn().expect("spawn bmad-host");
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     let stdout = child.stdout.take().expect("stdout");

@@ -5,23 +5,18 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use bmad_host_tests::harness::{copy_of, corpus, fixtures};
+use bmad_host_tests::harness::{self, copy_of, corpus, fixtures};
 use serde_json::Value;
 
-/// Runs `bmad-host status --project DIR --json` with no `BMAD_HOST_*` variables.
+/// Runs `bmad-host status --project DIR --json` in the tests' hermetic environment.
 fn status(project: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bmad-host"));
-    cmd.args(["status", "--json", "--project"])
+    harness::command()
+        .args(["status", "--json", "--project"])
         .arg(project)
-        .stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("BMAD_HOST_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("run bmad-host")
+        .output()
+        .expect("run bmad-host")
 }
 
 /// The stories of a successful `status --json` run as

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bmad_host::claude::{self, CallReport, Directive, Event, ExitInfo, Interrupt, Limits, Outcome};
 use bmad_host_tests::fake::{FakeCall, quick_limits};
+use bmad_host_tests::fake_log;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -123,15 +124,9 @@ async fn plays_sm_and_passes_everything_the_cli_needs() {
             .as_str()
             .is_some_and(|m| !m.is_empty())
     );
-    let argv: Vec<&str> = l["argv"]
-        .as_array()
-        .expect("argv")
-        .iter()
-        .filter_map(Value::as_str)
-        .skip(1)
-        .collect();
+    let argv = fake_log::argv(l);
     assert_eq!(
-        argv,
+        argv[1..],
         [
             "-p",
             "act as sm",
@@ -223,6 +218,10 @@ async fn setsid_grandchild_left_behind_by_a_finished_call_is_harvested() {
 
 #[tokio::test]
 async fn garbage_and_a_50_mb_line_are_survived() {
+    // It measures the process's peak memory: no other test may run beside it.
+    if !bmad_host_tests::alone!(garbage_and_a_50_mb_line_are_survived) {
+        return;
+    }
     let before = peak_rss_kb();
     let call = FakeCall::new(FAKE, "sup-garbage", "dev", &json!({"do": "garbage"}));
     let (report, _) = run_clean(&call, &quick_limits()).await;

@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-use bmad_host_tests::components::target_dir;
-use bmad_host_tests::harness::{Project, Run, bmad_host, fake_claude, plugins};
+use bmad_host_tests::fake_log;
+use bmad_host_tests::harness::{Project, Run, run_command};
 use bmad_host_tests::procs::processes_with_env;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -17,23 +17,10 @@ use serde_json::{Value, json};
 
 /// Starts `bmad-host run --json` on `project`; every process it starts inherits `RESUME_TAG=tag`.
 fn spawn_run(project: &Project, tag: &str, env: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(bmad_host());
-    cmd.arg("run")
-        .arg("--json")
-        .arg("--plugins")
-        .arg(plugins())
-        .arg("--project")
-        .arg(project.path())
-        .arg("--claude-bin")
-        .arg(fake_claude())
+    let mut cmd = run_command(project);
+    cmd.arg("--json")
         .env("RESUME_TAG", tag)
-        .env(
-            "BMAD_HOST_CACHE_DIR",
-            target_dir().join("bmad-host-test-cache"),
-        )
-        .env_remove("FAKE_CLAUDE_SCRIPT")
-        .env("FAKE_CLAUDE_LOG", project.path().join(".fake-claude.log"))
-        .stdin(Stdio::null())
+        .env("FAKE_CLAUDE_LOG", fake_log::path(project))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -67,14 +54,6 @@ fn read_until(child: &mut Child, mut until: impl FnMut(&Value) -> bool) -> Vec<V
 fn signal(child: &Child, sig: Signal) {
     let pid = i32::try_from(child.id()).expect("pid");
     kill(Pid::from_raw(pid), sig).expect("signal bmad-host");
-}
-
-fn fake_calls(project: &Project) -> Vec<Value> {
-    std::fs::read_to_string(project.path().join(".fake-claude.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn unique(prefix: &str) -> String {
@@ -179,9 +158,8 @@ fn kill_9_at_many_points_loses_nothing_and_redoes_no_finished_agent_step() {
         assert_story_files_whole(&project, round);
     }
     if !finished {
-        let log = project.path().join(".fake-claude.log");
-        let log = log.to_str().expect("utf-8");
-        let run = Run::project(&project, &[], &[env[0], ("FAKE_CLAUDE_LOG", log)]);
+        let log = fake_log::env_value(&project);
+        let run = Run::project(&project, &[], &[env[0], ("FAKE_CLAUDE_LOG", &log)]);
         assert_eq!(run.code(), 0, "{}", run.stderr());
     }
     let status = Run::bmad_host(
@@ -219,7 +197,7 @@ fn kill_9_at_many_points_loses_nothing_and_redoes_no_finished_agent_step() {
         *journaled.entry(key).or_default() += step["attempt"].as_u64().unwrap_or(1);
     }
     let mut called: BTreeMap<(String, String, u64), u64> = BTreeMap::new();
-    for call in fake_calls(&project) {
+    for call in fake_log::calls(&project) {
         let key = (
             call["story"].as_str().unwrap_or_default().to_string(),
             call["role"].as_str().unwrap_or_default().to_string(),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use bmad_host_tests::fake_log;
 use bmad_host_tests::harness::{Project, Run, fake_claude, plugins};
 use serde_json::{Value, json};
 
@@ -20,29 +21,13 @@ fn status_line(text: &str) -> String {
         .to_string()
 }
 
-fn fake_log(project: &Project) -> Vec<Value> {
-    std::fs::read_to_string(project.path().join(".fake-claude.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn log_env(project: &Project) -> String {
-    project
-        .path()
-        .join(".fake-claude.log")
-        .to_str()
-        .expect("utf-8 path")
-        .to_string()
-}
 
 #[test]
 fn a_v4_epic_goes_from_waiting_to_every_story_done() {
     let project = Project::fixture("v4-sample");
     let before_11 = project.read("docs/stories/1.1.story.md");
     assert!(!project.path().join("docs/stories/1.3.story.md").exists());
-    let log = log_env(&project);
+    let log = fake_log::env_value(&project);
     let run = Run::project(&project, &[], &[("FAKE_CLAUDE_LOG", &log)]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
 
@@ -54,7 +39,7 @@ fn a_v4_epic_goes_from_waiting_to_every_story_done() {
     }
     // 1.3 did not exist: SM drafted it first. 1.1 and 1.2 existed: SM never ran for them,
     // and 1.1's text before its Status is untouched.
-    let calls = fake_log(&project);
+    let calls = fake_log::calls(&project);
     let roles: Vec<(String, String)> = calls
         .iter()
         .map(|c| {
@@ -94,10 +79,10 @@ fn a_v4_epic_goes_from_waiting_to_every_story_done() {
 #[test]
 fn claude_gets_the_bmad_host_environment_and_a_closed_stdin() {
     let project = Project::fixture("v4-sample");
-    let log = log_env(&project);
+    let log = fake_log::env_value(&project);
     let run = Run::project(&project, &["--story", "1.3"], &[("FAKE_CLAUDE_LOG", &log)]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    let calls = fake_log(&project);
+    let calls = fake_log::calls(&project);
     assert_eq!(calls.len(), 3, "{calls:#?}");
     let run_id = run.events_named("run_started")[0]["run_id"].clone();
     let story_path = std::fs::canonicalize(project.path())
@@ -121,12 +106,7 @@ fn claude_gets_the_bmad_host_environment_and_a_closed_stdin() {
                 .contains("/dev/null"),
             "stdin must be /dev/null: {call:#?}"
         );
-        let argv: Vec<&str> = call["argv"]
-            .as_array()
-            .expect("argv")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let argv = fake_log::argv(call);
         for flag in [
             "-p",
             "--output-format",

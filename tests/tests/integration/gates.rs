@@ -2,6 +2,7 @@
 //! in the next cycle (its output reaching the Dev prompt), a gate that never passes (escalation),
 //! a gate that times out with a `setsid` grandchild (the whole tree torn down), `--skip-gates`.
 
+use bmad_host_tests::fake_log;
 use bmad_host_tests::harness::{Project, Run};
 use bmad_host_tests::procs::processes_with_env;
 use serde_json::Value;
@@ -23,32 +24,11 @@ fn gate_results(run: &Run) -> Vec<(String, bool)> {
 }
 
 fn dev_prompts(project: &Project) -> Vec<String> {
-    std::fs::read_to_string(project.path().join(".fake-claude.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    fake_log::calls(project)
+        .iter()
         .filter(|c| c["role"] == "dev")
-        .map(|c| {
-            let argv: Vec<String> = c["argv"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let at = argv.iter().position(|a| a == "-p").map_or(0, |i| i + 1);
-            argv.get(at).cloned().unwrap_or_default()
-        })
+        .map(fake_log::prompt)
         .collect()
-}
-
-fn log_env(project: &Project) -> String {
-    project
-        .path()
-        .join(".fake-claude.log")
-        .display()
-        .to_string()
 }
 
 #[test]
@@ -74,7 +54,7 @@ fn a_failing_gate_sends_the_story_back_with_its_output_and_is_fixed_next_cycle()
         &project,
         "[[gates]]\nname = \"unit\"\ncommand = \"test -f .gate-ok || { touch .gate-ok; echo 'FAILED: 2 tests (test_greet, test_name)'; exit 1; }\"\n",
     );
-    let log = log_env(&project);
+    let log = fake_log::env_value(&project);
     let run = Run::project(&project, &["--story", "1.1"], &[("FAKE_CLAUDE_LOG", &log)]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(

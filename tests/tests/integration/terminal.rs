@@ -4,8 +4,7 @@
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use bmad_host_tests::components::target_dir;
-use bmad_host_tests::harness::{Project, Run, bmad_host, fake_claude, plugins};
+use bmad_host_tests::harness::{self, Project, Run};
 use serde_json::json;
 
 /// The progress line of an agent call (role and cycle of the story).
@@ -20,21 +19,9 @@ fn slow_script(project: &Project) -> std::path::PathBuf {
 }
 
 fn run_command(project: &Project, script: &std::path::Path) -> Command {
-    let mut cmd = Command::new(bmad_host());
-    cmd.arg("run")
-        .arg("--plugins")
-        .arg(plugins())
-        .arg("--project")
-        .arg(project.path())
-        .arg("--claude-bin")
-        .arg(fake_claude())
-        .args(["--story", "1.1"])
+    let mut cmd = harness::run_command(project);
+    cmd.args(["--story", "1.1"])
         .env("FAKE_CLAUDE_SCRIPT", script)
-        .env(
-            "BMAD_HOST_CACHE_DIR",
-            target_dir().join("bmad-host-test-cache"),
-        )
-        .stdin(Stdio::null())
         .stdout(Stdio::null());
     cmd
 }
