@@ -58,9 +58,6 @@ pub fn test_name(module_path: &str, test: &str) -> String {
 #[macro_export]
 macro_rules! alone {
     ($test:ident) => {
-        $crate::alone::in_own_process(&$crate::alone::test_name(
-            module_path!(),
-            stringify!($test),
-        ))
+        $crate::alone::in_own_process(&$crate::alone::test_name(module_path!(), stringify!($test)))
     };
 }

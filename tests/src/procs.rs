@@ -74,14 +74,27 @@ pub fn zombie_children() -> Vec<u32> {
 mod tests {
     use super::*;
 
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
     #[test]
     fn finds_a_marked_child_and_forgets_it_once_reaped() {
         let tag = format!("procs-self-test-{}", std::process::id());
-        let mut child = std::process::Command::new("sleep")
-            .arg("3600")
+        let mut child = Command::new("cat")
             .env("FAKE_CLAUDE_TAG", &tag)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .spawn()
-            .expect("spawn sleep");
+            .expect("spawn cat");
+        // `spawn` may return before the kernel has laid out the new program's environment
+        // (the parent of a vfork resumes mid-exec): wait until `cat` echoes a line, i.e. runs.
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"ready\n").expect("write to cat");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read from cat");
+        assert_eq!(line, "ready\n");
         let pid = child.id();
         assert_eq!(live_processes_with_marker(&tag), vec![pid]);
         assert_eq!(

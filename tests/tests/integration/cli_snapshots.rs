@@ -1,8 +1,8 @@
 //! Snapshots of the CLI surface (insta): `--help` of the top level and of every subcommand
 //! (found in the help itself, so a new subcommand gets its snapshot without a new test), usage
 //! errors (exit 2), and the messages for a bad `bmad-host.toml`. Each snapshot holds the
-//! command, its exit code and its output, with the temp project's path shown as `[PROJECT]`
-//! and the repository's as `[ROOT]`.
+//! command, its exit code and its output, with the temp project's path shown as `[PROJECT]`,
+//! the repository's as `[ROOT]` and the fake Claude's as `[FAKE_CLAUDE]`.
 //!
 //! When the CLI changes on purpose, rewrite the snapshots and review the diff:
 //!
@@ -27,18 +27,18 @@ use bmad_host_tests::harness::{self, Project, fake_claude, plugins};
 fn show(args: &[&str], project: Option<&Path>) -> String {
     let out = output(args);
     let mut text = format!(
-        "$ bmad-host {}\nexit: {}\n",
-        args.join(" "),
+        "{}\nexit: {}\n",
+        std::iter::once("$ bmad-host")
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" "),
         out.status
             .code()
             .map_or_else(|| format!("{}", out.status), |c| c.to_string())
     );
     for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         if !bytes.is_empty() {
-            text.push_str(&format!(
-                "--- {name}\n{}",
-                String::from_utf8_lossy(bytes)
-            ));
+            text.push_str(&format!("--- {name}\n{}", String::from_utf8_lossy(bytes)));
         }
     }
     redact(&text, project)
@@ -57,17 +57,16 @@ fn output(args: &[&str]) -> Output {
 
 /// Replaces the paths that differ between machines and runs.
 fn redact(text: &str, project: Option<&Path>) -> String {
-    let mut text = text.to_owned();
+    // The fake may live outside the repository (`CARGO_TARGET_DIR`): before `[ROOT]`.
+    let fake = fake_claude();
+    let mut text = text.replace(fake.to_str().expect("utf-8 path"), "[FAKE_CLAUDE]");
     if let Some(project) = project {
         if let Ok(canonical) = std::fs::canonicalize(project) {
             text = text.replace(canonical.to_str().expect("utf-8 path"), "[PROJECT]");
         }
         text = text.replace(project.to_str().expect("utf-8 path"), "[PROJECT]");
     }
-    text.replace(
-        workspace_root().to_str().expect("utf-8 path"),
-        "[ROOT]",
-    )
+    text.replace(workspace_root().to_str().expect("utf-8 path"), "[ROOT]")
 }
 
 /// The subcommands listed under `Commands:` in a help text, without `help`.
@@ -141,7 +140,9 @@ fn help_snapshots_are_those_of_existing_commands() {
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|f| f.starts_with("integration__cli_snapshots__help") && f.ends_with(".snap"))
+                .filter(|f| {
+                    f.starts_with("integration__cli_snapshots__help") && f.ends_with(".snap")
+                })
                 .filter(|f| !expected.contains(f))
                 .collect()
         })
@@ -188,7 +189,11 @@ fn usage_errors_about_the_project() {
     let cases: &[(&str, &Path, &[&str])] = &[
         ("not-a-project", empty.path(), &["run", "--dry-run"]),
         ("unknown-story", project.path(), &["run", "--story", "9.9"]),
-        ("unknown-plugin", project.path(), &["run", "--policy", "qa=nobody"]),
+        (
+            "unknown-plugin",
+            project.path(),
+            &["run", "--policy", "qa=nobody"],
+        ),
     ];
     for (name, dir, args) in cases {
         let dir_arg = dir.to_str().expect("utf-8 path");
@@ -201,7 +206,7 @@ fn usage_errors_about_the_project() {
             "--project",
             dir_arg,
         ]);
-        let shown = show(&all, Some(dir)).replace(fake, "[FAKE_CLAUDE]");
+        let shown = show(&all, Some(dir));
         assert!(shown.contains("\nexit: 2\n"), "{shown}");
         insta::assert_snapshot!(format!("project-{name}"), shown);
     }

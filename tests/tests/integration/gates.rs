@@ -5,7 +5,6 @@
 use bmad_host_tests::fake_log;
 use bmad_host_tests::harness::{Project, Run};
 use bmad_host_tests::procs::processes_with_env;
-use serde_json::Value;
 
 fn gates_config(project: &Project, gates: &str) {
     project.write("bmad-host.toml", gates);

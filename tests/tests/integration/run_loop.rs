@@ -21,7 +21,6 @@ fn status_line(text: &str) -> String {
         .to_string()
 }
 
-
 #[test]
 fn a_v4_epic_goes_from_waiting_to_every_story_done() {
     let project = Project::fixture("v4-sample");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bmad_host::claude::{self, CallReport, Directive, Event, ExitInfo, Interrupt, Limits, Outcome};
 use bmad_host_tests::fake::{FakeCall, quick_limits};
 use bmad_host_tests::fake_log;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");

@@ -99,7 +99,9 @@ fn every_module_opens_with_a_doc_comment() {
 fn the_module_doc_check_tells_a_doc_from_other_comments() {
     assert!(opens_with_module_doc("//! The run loop.\n\nuse std::fs;\n"));
     assert!(opens_with_module_doc("\n//! After a blank line.\n"));
-    assert!(!opens_with_module_doc("// A plain comment.\n//! Too late.\n"));
+    assert!(!opens_with_module_doc(
+        "// A plain comment.\n//! Too late.\n"
+    ));
     assert!(!opens_with_module_doc("/// An item doc.\nfn f() {}\n"));
     assert!(!opens_with_module_doc("use std::fs;\n"));
     assert!(!opens_with_module_doc(""));
