@@ -74,26 +74,25 @@ pub fn zombie_children() -> Vec<u32> {
 mod tests {
     use super::*;
 
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
-
     #[test]
     fn finds_a_marked_child_and_forgets_it_once_reaped() {
         let tag = format!("procs-self-test-{}", std::process::id());
-        let mut child = Command::new("cat")
+        // spawn() returns once the child has begun exec, before the kernel has laid out its new
+        // environment: wait for the child's own word that it runs (a line on its stdout), and
+        // keep it that same process (no second exec) by having it wait on its stdin.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "echo ready; read -r _"])
+            .stdin(std::process::Stdio::piped())
             .env("FAKE_CLAUDE_TAG", &tag)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("spawn cat");
-        // `spawn` may return before the kernel has laid out the new program's environment
-        // (the parent of a vfork resumes mid-exec): wait until `cat` echoes a line, i.e. runs.
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(b"ready\n").expect("write to cat");
+            .expect("spawn sh");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read from cat");
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read ready");
         assert_eq!(line, "ready\n");
         let pid = child.id();
         assert_eq!(live_processes_with_marker(&tag), vec![pid]);
