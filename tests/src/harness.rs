@@ -1,8 +1,10 @@
 //! Running the real `bmad-host` binary on temp copies of sample projects with the fake Claude.
 //!
 //! [`plugins`] builds the repository's plugins once per test process (the same as
-//! `cargo xtask build-plugins`, guarded by a file lock across test binaries); [`Project`] is a
-//! temp copy of a fixture; [`Run`] runs a command and parses its NDJSON output.
+//! `cargo xtask build-plugins`, guarded by a file lock across test processes; not at all under
+//! `BMAD_TESTS_PREBUILT=1`, see [`crate::components::prebuilt`]); [`Project`] is a temp copy of
+//! a fixture; [`command`] is the binary in a hermetic environment; [`Run`] runs a command and
+//! parses its NDJSON output.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,6 +28,9 @@ pub fn plugins() -> PathBuf {
 }
 
 fn build_plugins() -> Result<(), String> {
+    if crate::components::prebuilt() {
+        return Ok(());
+    }
     let target = target_dir();
     std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
     let lock_path = target.join("bmad-plugins.lock");

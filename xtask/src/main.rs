@@ -2,7 +2,8 @@
 //!
 //! - `build-plugins`: ensure the `wasm32-wasip2` target, build every plugin crate under
 //!   `plugins/` (and the test components) and copy each component into its plugin folder.
-//! - `test`: build-plugins, then rustfmt, clippy and the whole test suite.
+//! - `test`: build-plugins and the test components, rustfmt, then one build of every target
+//!   linted by clippy, and the whole test suite on it.
 //! - `demo`: copy the sample BMAD v4 project to a temp dir and drive it to Done with the fake
 //!   Claude; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
@@ -181,20 +182,89 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// The test crate's WebAssembly components (`tests/components/*`), built for the tests.
+const TEST_COMPONENTS: &[&str] = &[
+    "bmad-test-good",
+    "bmad-test-evil",
+    "bmad-test-wit9",
+    "bmad-test-bare",
+];
+
+/// `cargo xtask test`: everything CI checks, each step timed.
+///
+/// Clippy does not get a pass of its own: `cargo clippy` would type-check every dependency
+/// (wasmtime and cranelift) a second time in check mode, which cannot share anything with the
+/// test build. Instead the test build itself runs the workspace's crates through `clippy-driver`
+/// (cargo's `rustc-workspace-wrapper`, the mechanism `cargo clippy` uses) with `-D warnings`,
+/// for every target (`--all-targets`, benches and examples included, as `cargo clippy
+/// --workspace --all-targets` would), and the tests then run on that very build. The WASM
+/// components (plugins and test components) are built first, and the tests are told so
+/// (`BMAD_TESTS_PREBUILT`) instead of each starting a nested cargo.
 fn test(root: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let step = |name: &str, at: std::time::Instant| {
+        eprintln!("xtask test: {name} took {:.1}s", at.elapsed().as_secs_f64());
+    };
+    let t = std::time::Instant::now();
     build_plugins(root)?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"]);
+    for krate in TEST_COMPONENTS {
+        cmd.args(["-p", krate]);
+    }
+    run(&mut cmd)?;
+    step("WASM components", t);
+
+    let t = std::time::Instant::now();
     run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
-    run(cargo().current_dir(root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(cargo().current_dir(root).args(["test", "--workspace"]))?;
-    eprintln!("all checks passed");
+    step("rustfmt", t);
+
+    let t = std::time::Instant::now();
+    let linted = |args: &[&str]| -> Result<()> {
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .arg("--config")
+            .arg(format!(
+                "build.rustc-workspace-wrapper={}",
+                toml::Value::from(clippy_driver()?.to_string_lossy().into_owned())
+            ))
+            // What `cargo clippy -- -D warnings` hands clippy-driver.
+            .env(
+                "CLIPPY_ARGS",
+                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+            )
+            .env("BMAD_TESTS_PREBUILT", "1")
+            .args(args);
+        run(&mut cmd)
+    };
+    linted(&["test", "--workspace", "--all-targets", "--no-run"])?;
+    step("build + clippy (-D warnings) of every target", t);
+
+    let t = std::time::Instant::now();
+    linted(&["test", "--workspace"])?;
+    step("tests", t);
+    eprintln!(
+        "all checks passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+/// `clippy-driver` of the toolchain that runs us (next to `$CARGO`), else the one on PATH.
+fn clippy_driver() -> Result<PathBuf> {
+    let beside_cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|cargo| Some(cargo.parent()?.join("clippy-driver")))
+        .filter(|p| p.is_file());
+    if let Some(driver) = beside_cargo {
+        return Ok(driver);
+    }
+    let found = Command::new("clippy-driver").arg("--version").output();
+    match found {
+        Ok(out) if out.status.success() => Ok(PathBuf::from("clippy-driver")),
+        _ => bail!("clippy-driver not found: `rustup component add clippy`"),
+    }
 }
 
 fn demo(root: &Path, v6: bool) -> Result<()> {
