@@ -196,9 +196,9 @@ const TEST_COMPONENTS: &[&str] = &[
 /// (wasmtime and cranelift) a second time in check mode, which cannot share anything with the
 /// test build. Instead the test build itself runs the workspace's crates through `clippy-driver`
 /// (cargo's `rustc-workspace-wrapper`, the mechanism `cargo clippy` uses) with `-D warnings`,
-/// for every target (`--all-targets`, benches and examples included, as `cargo clippy
-/// --workspace --all-targets` would), and the tests then run on that very build. The WASM
-/// components (plugins and test components) are built first, and the tests are told so
+/// for every target (the benches, then the libraries, binaries, tests and examples: what
+/// `cargo clippy --workspace --all-targets` covers), and the tests run on that very build. The
+/// WASM components (plugins and test components) are built first, and the tests are told so
 /// (`BMAD_TESTS_PREBUILT`) instead of each starting a nested cargo.
 fn test(root: &Path) -> Result<()> {
     let started = std::time::Instant::now();
@@ -238,12 +238,14 @@ fn test(root: &Path) -> Result<()> {
             .args(args);
         run(&mut cmd)
     };
-    linted(&["test", "--workspace", "--all-targets", "--no-run"])?;
-    step("build + clippy (-D warnings) of every target", t);
+    // The benches first, on their own: building them builds `host`'s `bmad-host` binary, which
+    // in the same cargo run as the test crate's `bmad-host` would collide in target/debug.
+    linted(&["test", "--workspace", "--benches", "--no-run"])?;
+    step("build + clippy of the benches", t);
 
     let t = std::time::Instant::now();
     linted(&["test", "--workspace"])?;
-    step("tests", t);
+    step("build + clippy of the other targets, and every test", t);
     eprintln!(
         "all checks passed in {:.1}s",
         started.elapsed().as_secs_f64()
