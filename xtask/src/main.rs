@@ -9,7 +9,10 @@
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
 //!   and jco; see `js_plugin.rs`).
-//! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
+//! - `new-plugin NAME --role ROLE [--path DIR [--git URL]]`: a new plugin crate from the
+//!   template, in `plugins/` or standalone in DIR (see `new_plugin.rs`).
+//! - `sdk-check`: a plugin generated outside the workspace builds with plain cargo against the
+//!   policy SDK and loads in bmad-host (see `sdk_check.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +23,7 @@ mod bench;
 mod e2e;
 mod js_plugin;
 mod new_plugin;
+mod sdk_check;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -30,7 +34,9 @@ commands:
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
-  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
+  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa);
+                            --path DIR: a standalone crate in DIR (--git URL: the SDK by git)
+  sdk-check                 generate a plugin outside the workspace, build it with cargo, load it";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,15 +48,8 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
         Some("build-js-plugin") => js_plugin::run(&root, args.iter().any(|a| a == "--check")),
-        Some("new-plugin") => {
-            let name = args.get(1).context("new-plugin needs a NAME")?;
-            let role = args
-                .iter()
-                .position(|a| a == "--role")
-                .and_then(|i| args.get(i + 1))
-                .context("new-plugin needs --role status|sm|dev|qa")?;
-            new_plugin::run(name, role, &root)
-        }
+        Some("new-plugin") => new_plugin::run(&args[1..], &root),
+        Some("sdk-check") => sdk_check::run(&root),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -193,6 +192,7 @@ fn test(root: &Path) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().current_dir(root).args(["test", "--workspace"]))?;
+    sdk_check::run(root)?;
     eprintln!("all checks passed");
     Ok(())
 }
