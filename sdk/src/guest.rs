@@ -28,7 +28,10 @@ pub fn begin<P: Policy>(story: Story, document: String) -> Decision {
 pub fn on_event<P: Policy>(story: Story, event: AgentEvent) -> Directive {
     let directive = P::on_event(&story, &event);
     if directive == Directive::Stop {
-        log(Level::Info, &format!("stop requested on {}", describe(&event)));
+        log(
+            Level::Info,
+            &format!("stop requested on {}", describe(&event)),
+        );
     }
     directive
 }
@@ -71,10 +74,7 @@ mod tests {
 
     #[test]
     fn events_are_named_as_before() {
-        assert_eq!(
-            describe(&AgentEvent::Text("STOP".into())),
-            "Text(\"STOP\")"
-        );
+        assert_eq!(describe(&AgentEvent::Text("STOP".into())), "Text(\"STOP\")");
         assert_eq!(describe(&AgentEvent::ApiRetry(2)), "ApiRetry(2)");
     }
 }

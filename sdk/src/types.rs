@@ -135,12 +135,6 @@ impl Default for ParseOutcome {
     }
 }
 
-impl Default for ParseOutcome {
-    fn default() -> Self {
-        ParseOutcome::Missing(MissingReason::EmptyFile)
-    }
-}
-
 impl Default for Layout {
     fn default() -> Self {
         Layout::V4

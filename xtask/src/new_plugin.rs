@@ -149,7 +149,7 @@ pub fn run(args: &[String], root: &Path) -> Result<()> {
             );
             eprintln!(
                 "  3. cp target/wasm32-wasip2/release/{} {name}.wasm",
-                wasm_file(name)
+                wasm_file(&name)
             );
             eprintln!(
                 "  4. bmad-host plugins check --plugins {}",
@@ -193,17 +193,17 @@ fn bmad_policy_wit_version(dest: &Dest) -> Result<String> {
             sdk: Sdk::Path(sdk),
             ..
         } => sdk.clone(),
-        Dest::Standalone { sdk: Sdk::Git(_), .. } => {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk")
-        }
+        Dest::Standalone {
+            sdk: Sdk::Git(_), ..
+        } => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
     };
     wit_version(&sdk.join("wit").join("policy.wit"))
 }
 
 /// The version of the `bmad:policy` package in this WIT file.
 fn wit_version(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .find_map(|line| {
             let rest = line.trim().strip_prefix("package bmad:policy@")?;
@@ -748,12 +748,23 @@ mod tests {
             Some(1),
             "the SDK is the only dependency"
         );
-        assert!(cargo.get("lints").and_then(|l| l.get("workspace")).is_none());
+        assert!(
+            cargo
+                .get("lints")
+                .and_then(|l| l.get("workspace"))
+                .is_none()
+        );
         assert_eq!(cargo["profile"]["release"]["panic"].as_str(), Some("abort"));
         let manifest = std::fs::read_to_string(dir.join("plugin.toml")).expect("plugin.toml");
-        assert!(manifest.contains("component = \"our-qa.wasm\""), "{manifest}");
+        assert!(
+            manifest.contains("component = \"our-qa.wasm\""),
+            "{manifest}"
+        );
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).expect("lib.rs");
-        assert!(lib.contains("bmad_policy::export_policy!(Plugin);"), "{lib}");
+        assert!(
+            lib.contains("bmad_policy::export_policy!(Plugin);"),
+            "{lib}"
+        );
         assert!(
             lib.contains("cargo build --release --target wasm32-wasip2"),
             "{lib}"
@@ -784,8 +795,7 @@ mod tests {
     fn arguments_choose_the_destination() {
         let root = Path::new("/ws");
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (name, role, dest) =
-            parse_args(&args(&["x", "--role", "qa"]), root).expect("parsed");
+        let (name, role, dest) = parse_args(&args(&["x", "--role", "qa"]), root).expect("parsed");
         assert_eq!((name.as_str(), role.as_str()), ("x", "qa"));
         assert_eq!(dest, Dest::Workspace(root.to_path_buf()));
         let (_, _, dest) =
@@ -798,11 +808,21 @@ mod tests {
             }
         );
         let (_, _, dest) = parse_args(
-            &args(&["x", "--role", "dev", "--path", "/tmp/x", "--git", "https://g/b.git"]),
+            &args(&[
+                "x",
+                "--role",
+                "dev",
+                "--path",
+                "/tmp/x",
+                "--git",
+                "https://g/b.git",
+            ]),
             root,
         )
         .expect("parsed");
-        assert!(matches!(dest, Dest::Standalone { sdk: Sdk::Git(url), .. } if url == "https://g/b.git"));
+        assert!(
+            matches!(dest, Dest::Standalone { sdk: Sdk::Git(url), .. } if url == "https://g/b.git")
+        );
         assert!(parse_args(&args(&["x", "--role", "qa", "--git", "u"]), root).is_err());
         assert!(parse_args(&args(&["x"]), root).is_err());
         assert!(parse_args(&args(&["--role", "qa"]), root).is_err());

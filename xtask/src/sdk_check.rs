@@ -53,7 +53,10 @@ pub fn run(root: &Path) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            eprintln!("sdk-check: the generated crate is kept in {}", scratch.display());
+            eprintln!(
+                "sdk-check: the generated crate is kept in {}",
+                scratch.display()
+            );
             Err(e)
         }
     }
@@ -164,7 +167,8 @@ fn judge(stdout: &str) -> Result<()> {
 fn default_plugins(root: &Path) -> Result<Vec<PathBuf>> {
     let dir = root.join("plugins");
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
     {
         let path = entry?.path();
         if path.join("plugin.toml").is_file() {

@@ -35,9 +35,7 @@ bmad_policy::export_policy!(QaStrict);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmad_policy::types::{
-        CallOutcome, Layout, OutcomeKind, ParseOutcome, QaGate, StoryState,
-    };
+    use bmad_policy::types::{CallOutcome, Layout, OutcomeKind, ParseOutcome, QaGate, StoryState};
 
     const GATE_CONCERNS: &str = r#"gate: CONCERNS
 status_reason: "Minor gaps"
