@@ -6,7 +6,7 @@
 /// Bindings for the `agent-policy` world (which also generates the shared `types` and `host`).
 pub mod agent {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../sdk/wit",
         world: "agent-policy",
         imports: { default: trappable },
         additional_derives: [serde::Serialize, serde::Deserialize],
@@ -16,7 +16,7 @@ pub mod agent {
 /// Bindings for the `status-parser` world, reusing the agent world's `types` and `host`.
 pub mod status {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../sdk/wit",
         world: "status-parser",
         imports: { default: trappable },
         with: {
