@@ -7,15 +7,14 @@
 //! is alive and its output is at EOF.
 //!
 //! Every spawned process gets the environment variable [`CALL_MARKER_ENV`] with a value unique
-//! to the call; the supervisor uses it to recognise the call's orphans (re-parented to the host,
-//! which is a child subreaper).
+//! to the call; [`crate::process`] uses it to recognise the call's orphans (re-parented to the
+//! host, which is a child subreaper) and tears the tree down.
 
 mod attempt;
 mod judge;
 mod reader;
 mod stream;
 mod transcript;
-mod tree;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,10 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub use judge::usage_limit;
-pub(crate) use tree::{Tracker, ensure_subreaper};
-
-/// Environment variable set on every Claude process, with a value unique to the call.
-pub const CALL_MARKER_ENV: &str = "BMAD_HOST_CALL";
+pub use crate::process::{CALL_MARKER_ENV, Interrupt};
 
 /// Longest assistant text passed to the policy in [`Event::Text`], in bytes (cut on a char boundary).
 pub const EVENT_TEXT_MAX: usize = 2000;
@@ -100,17 +96,6 @@ pub struct CallSpec {
     pub extra_args: Vec<String>,
     /// Where the transcript goes (appended to; parent directories are created).
     pub transcript: PathBuf,
-}
-
-/// An operator interrupt, fed through a watch channel: Ctrl-C once, then twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Interrupt {
-    #[default]
-    None,
-    /// Tear the call down with the usual graces.
-    Graceful,
-    /// Kill now: skip the graces.
-    Immediate,
 }
 
 /// A policy's answer to an event.
@@ -333,17 +318,6 @@ pub async fn run(
             }
         }
     }
-}
-
-/// Kills every live process whose environment holds `marker` (`KEY=value`), with its
-/// descendants, and waits (up to `grace`) until they are gone. The run loop calls it when it
-/// resumes a run whose host died (`kill -9`, a reboot): that host's agent or gate processes
-/// carry the run's `BMAD_HOST_RUN_ID` and must not keep editing files while their step is
-/// redone. Returns the pids that survived.
-pub async fn stop_leftovers(marker: &str, grace: Duration) -> Vec<i32> {
-    let mut tracker = Tracker::new(0, marker.to_string(), false);
-    tracker.root_reaped();
-    tracker.kill_all(Instant::now() + grace).await
 }
 
 /// The backoff before retry number `attempt` (1-based): `base * 2^(attempt-1)`, at most 10 minutes.

@@ -14,6 +14,7 @@ mod display;
 mod lock;
 mod model;
 mod paths;
+mod payload;
 mod schema;
 mod store;
 #[cfg(test)]
@@ -25,6 +26,10 @@ pub use bench::bench_step_cost;
 pub use model::{
     PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId, StepKey,
     StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
+};
+pub use payload::{
+    AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, PolicyCall,
+    StatusWriteIntent, StatusWriteResult, StepIntent,
 };
 pub use paths::{
     JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
