@@ -48,7 +48,7 @@ impl StepIntent for AgentCallIntent {
 
 /// The result of an `agent-call` step: what the policy was told, and how the call ended.
 /// A resumed run reuses `outcome` and never runs the agent again.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentCallResult {
     /// Processes started (several when transient failures were retried).
     #[serde(default)]
@@ -98,7 +98,7 @@ impl StepIntent for GatesIntent {
 }
 
 /// The result of a `gates` step: each gate's report, as the policy got them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatesResult {
     #[serde(default)]
     pub reports: Vec<GateReport>,
@@ -116,7 +116,7 @@ pub enum PolicyCall {
 
 /// The intent of a `decision` step: the policy call and the status it was taken on. Its result
 /// is the [`Decision`] itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DecisionIntent {
     pub call: PolicyCall,
     pub status: ParseOutcome,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use super::halt::Halt;
 use super::journaled::{Begun, StepCtx};
 use super::story::{Driver, RoleStep};
-use super::summary::millis;
 use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
 use crate::error::Error;
 use crate::journal::{AgentCallIntent, AgentCallResult};
