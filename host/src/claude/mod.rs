@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::policy::{self, AgentEvent, CallOutcome, OutcomeKind};
+
 pub use judge::usage_limit;
 pub use crate::process::{CALL_MARKER_ENV, Interrupt};
 
@@ -324,6 +326,57 @@ pub async fn run(
 fn backoff_delay(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(16);
     base.saturating_mul(factor).min(Duration::from_secs(600))
+}
+
+// What the policies learn of a call, in their vocabulary.
+
+impl From<&Event> for AgentEvent {
+    fn from(event: &Event) -> Self {
+        match event {
+            Event::Init { model, .. } => AgentEvent::Init(model.clone()),
+            Event::Text(t) => AgentEvent::Text(t.clone()),
+            Event::ToolUse { name } => AgentEvent::ToolUse(name.clone()),
+            Event::ToolResult { is_error } => AgentEvent::ToolResult(*is_error),
+            Event::ApiRetry { attempt, .. } => AgentEvent::ApiRetry(*attempt),
+        }
+    }
+}
+
+impl From<&Outcome> for OutcomeKind {
+    fn from(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Success => OutcomeKind::Success,
+            Outcome::MaxTurns => OutcomeKind::ErrorMaxTurns,
+            Outcome::MaxBudget => OutcomeKind::ErrorMaxBudget,
+            Outcome::DuringExecution => OutcomeKind::ErrorDuringExecution,
+            Outcome::ApiError { .. } => OutcomeKind::ApiError,
+            Outcome::NoResult { .. } => OutcomeKind::NoResult,
+            Outcome::TimedOut => OutcomeKind::TimedOut,
+            Outcome::IdleTimeout => OutcomeKind::IdleTimeout,
+            Outcome::StoppedByPolicy => OutcomeKind::StoppedByPolicy,
+            Outcome::Cancelled => OutcomeKind::Cancelled,
+            Outcome::UsageLimit { .. } => OutcomeKind::UsageLimit,
+            Outcome::SpawnFailed(_) => OutcomeKind::SpawnFailed,
+        }
+    }
+}
+
+/// What the policy learns of a call: the result text for a failed call that has one, else the
+/// outcome in words.
+impl From<&CallReport> for CallOutcome {
+    fn from(report: &CallReport) -> Self {
+        let message = match &report.result_text {
+            Some(text) if !matches!(report.outcome, Outcome::Success) => text.clone(),
+            _ => report.outcome.to_string(),
+        };
+        CallOutcome {
+            kind: OutcomeKind::from(&report.outcome),
+            message: policy::outcome_message(&message),
+            num_turns: report.num_turns,
+            cost_usd: report.cost_usd,
+            duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 #[cfg(test)]

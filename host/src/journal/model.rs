@@ -136,18 +136,6 @@ pub struct PluginFingerprint {
     pub wasm_hash: String,
 }
 
-/// How the journal records the plugin serving a role.
-impl From<crate::plugins::PluginFingerprint> for PluginFingerprint {
-    fn from(p: crate::plugins::PluginFingerprint) -> Self {
-        PluginFingerprint {
-            name: p.name,
-            version: p.version,
-            role: p.role.as_str().to_string(),
-            wasm_hash: p.wasm_blake3,
-        }
-    }
-}
-
 /// What a run was started with, recorded so that a resume can tell whether it changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunFingerprint {

@@ -24,9 +24,13 @@ pub trait StepIntent: Serialize {
 /// The intent of an `agent-call` step: the policy's request, as the agent is asked it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentCallIntent {
+    /// `--allowedTools` entries; empty for the CLI's default.
     pub allowed_tools: Vec<String>,
+    /// The policy's turn limit, if it set one.
     pub max_turns: Option<u32>,
+    /// The policy's model, if it chose one.
     pub model: Option<String>,
+    /// The prompt.
     pub prompt: String,
 }
 
@@ -56,6 +60,7 @@ pub struct AgentCallResult {
     /// Whether the end of the call was proven (process reaped, no descendant, output at EOF).
     #[serde(default)]
     pub clean: bool,
+    /// What the policy was told of the call.
     pub outcome: CallOutcome,
     /// The last attempt's process id.
     #[serde(default)]
@@ -70,6 +75,7 @@ pub struct AgentCallResult {
 pub struct StatusWriteIntent {
     /// The status text the story file had (`None`: none could be read).
     pub from: Option<String>,
+    /// The state to write.
     #[serde(with = "state_name")]
     pub to: StoryState,
 }
@@ -82,6 +88,7 @@ impl StepIntent for StatusWriteIntent {
 /// The result of a `status-write` step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusWriteResult {
+    /// The state written (or found already written).
     #[serde(with = "state_name")]
     pub written: StoryState,
 }
@@ -89,6 +96,7 @@ pub struct StatusWriteResult {
 /// The intent of a `gates` step: the gates about to run, by name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GatesIntent {
+    /// The active gates' names, in order.
     pub gates: Vec<String>,
 }
 
@@ -100,6 +108,7 @@ impl StepIntent for GatesIntent {
 /// The result of a `gates` step: each gate's report, as the policy got them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatesResult {
+    /// One report per gate, in order.
     #[serde(default)]
     pub reports: Vec<GateReport>,
 }
@@ -118,7 +127,9 @@ pub enum PolicyCall {
 /// is the [`Decision`] itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DecisionIntent {
+    /// `begin` or `end`.
     pub call: PolicyCall,
+    /// The story's status as parsed when the policy was called.
     pub status: ParseOutcome,
 }
 

@@ -124,6 +124,18 @@ pub struct PluginFingerprint {
     pub wasm_blake3: String,
 }
 
+/// How the journal records the plugin serving a role.
+impl From<PluginFingerprint> for crate::journal::PluginFingerprint {
+    fn from(p: PluginFingerprint) -> Self {
+        crate::journal::PluginFingerprint {
+            name: p.name,
+            version: p.version,
+            role: p.role.as_str().to_string(),
+            wasm_hash: p.wasm_blake3,
+        }
+    }
+}
+
 enum Pre {
     Status(StatusParserPre<State>),
     Policy(AgentPolicyPre<State>),
