@@ -24,8 +24,8 @@ use tokio::sync::watch;
 
 use crate::policy::{self, AgentEvent, CallOutcome, OutcomeKind};
 
-pub use judge::usage_limit;
 pub use crate::process::{CALL_MARKER_ENV, Interrupt};
+pub use judge::usage_limit;
 
 /// Longest assistant text passed to the policy in [`Event::Text`], in bytes (cut on a char boundary).
 pub const EVENT_TEXT_MAX: usize = 2000;

@@ -27,12 +27,12 @@ pub use model::{
     PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId, StepKey,
     StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
 };
+pub use paths::{
+    JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
+};
 pub use payload::{
     AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, PolicyCall,
     StatusWriteIntent, StatusWriteResult, StepIntent,
-};
-pub use paths::{
-    JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{Journal, JournalReader};

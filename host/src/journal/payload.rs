@@ -9,9 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::StepKind;
-use crate::policy::{
-    AgentRequest, CallOutcome, Decision, GateReport, ParseOutcome, StoryState,
-};
+use crate::policy::{AgentRequest, CallOutcome, Decision, GateReport, ParseOutcome, StoryState};
 
 /// A kind of journaled step: its intent's type, and the type of the result recorded for it.
 pub trait StepIntent: Serialize {

@@ -97,7 +97,12 @@ impl Driver<'_> {
 
     /// What to run for `request`: the configured CLI with the policy's prompt and options, in
     /// the project, with the `BMAD_HOST_*` environment of `ctx`.
-    fn call_spec(&self, ctx: &StepCtx<'_>, request: &AgentRequest, transcript: PathBuf) -> CallSpec {
+    fn call_spec(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &AgentRequest,
+        transcript: PathBuf,
+    ) -> CallSpec {
         let c = &self.config.claude;
         let tmp = claude_tmp(self.root);
         CallSpec {

@@ -173,7 +173,9 @@ mod tests {
                 panic!("a new step");
             };
             journal.finish_step(id, &step["result"]).expect("finish");
-            let again = journal.begin_step(&key, &step["intent"]).expect("begin again");
+            let again = journal
+                .begin_step(&key, &step["intent"])
+                .expect("begin again");
             let result = &step["result"];
             match kind {
                 StepKind::AgentCall => {
@@ -183,7 +185,10 @@ mod tests {
                 }
                 StepKind::Gates => {
                     let r = done::<GatesIntent>(again);
-                    assert_eq!(r.reports.len(), result["reports"].as_array().expect("reports").len());
+                    assert_eq!(
+                        r.reports.len(),
+                        result["reports"].as_array().expect("reports").len()
+                    );
                     assert_eq!(r.reports[0].passed, result["reports"][0]["passed"]);
                 }
                 StepKind::StatusWrite => {

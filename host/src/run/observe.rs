@@ -197,7 +197,12 @@ mod tests {
             Some("docs/stories/1.1.story.md:5: status `Odd` maps to no state")
         );
         assert_eq!(
-            problem(&ParseOutcome::Doubtful(value("Finished", 7, Some(StoryState::Done)))).as_deref(),
+            problem(&ParseOutcome::Doubtful(value(
+                "Finished",
+                7,
+                Some(StoryState::Done)
+            )))
+            .as_deref(),
             Some(
                 "docs/stories/1.1.story.md:7: status `Finished` is not a standard BMAD status \
                  (it might mean done); set it to one by hand"
@@ -224,7 +229,10 @@ mod tests {
         let cases = [
             (MissingReason::EmptyFile, "the story file is empty"),
             (MissingReason::NotText, "the story file is not text"),
-            (MissingReason::NoStatus, "no Status section or `Status:` line"),
+            (
+                MissingReason::NoStatus,
+                "no Status section or `Status:` line",
+            ),
             (
                 MissingReason::EmptyValue(3),
                 "line 3: the Status has no value",

@@ -65,11 +65,7 @@ impl Driver<'_> {
         seq: u32,
     ) -> Result<Vec<GateReport>, Halt> {
         let intent = GatesIntent {
-            gates: self
-                .config
-                .active_gates()
-                .map(|g| g.name.clone())
-                .collect(),
+            gates: self.config.active_gates().map(|g| g.name.clone()).collect(),
         };
         let step = match self.begin(ctx, seq, &intent)? {
             Begun::Done(result) => return Ok(result.map(|r| r.reports).unwrap_or_default()),
