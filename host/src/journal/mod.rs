@@ -14,6 +14,7 @@ mod display;
 mod lock;
 mod model;
 mod paths;
+mod payload;
 mod schema;
 mod store;
 #[cfg(test)]
@@ -28,6 +29,10 @@ pub use model::{
 };
 pub use paths::{
     JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
+};
+pub use payload::{
+    AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, PolicyCall,
+    StatusWriteIntent, StatusWriteResult, StepIntent,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{Journal, JournalReader};
