@@ -176,7 +176,8 @@ impl Journal {
         Ok(info)
     }
 
-    /// Records how a run ended ([`RunStatus::Running`] reopens it).
+    /// Records how a run ended ([`RunStatus::Running`] reopens it). A durable commit: every
+    /// relaxed record before it is on disk when this returns.
     pub fn finish_run(&mut self, run: &RunId, status: RunStatus) -> Result<(), JournalError> {
         let finished_at = (status != RunStatus::Running).then(|| to_ms(SystemTime::now()));
         let changed = self
@@ -245,8 +246,18 @@ impl Journal {
     /// - a row without a result (an attempt was interrupted): replaces the intent, counts the
     ///   attempt, [`StepStart::Retry`].
     ///
-    /// The intent is durable (fsynced) when this returns.
+    /// The intent is written when this returns (a host killed from then on finds it). How it
+    /// reaches the disk depends on the step (see [`Commit::for_intent`]): an agent call's intent
+    /// is fsynced, and being the last commit before the agent starts, it makes every record
+    /// before it durable too (the WAL is written in order); the other intents are relaxed.
     pub fn begin_step(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
+        match Commit::for_intent(key.kind) {
+            Commit::Durable => self.begin_step_now(key, intent),
+            Commit::Relaxed => self.relaxed(|journal| journal.begin_step_now(key, intent)),
+        }
+    }
+
+    fn begin_step_now(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
         let path = &self.reader.path;
         let err = sql_err(path);
         let conn = &self.reader.conn;
@@ -324,27 +335,22 @@ impl Journal {
         self.relaxed(|journal| journal.record_step_now(key, intent, result))
     }
 
-    /// Runs `write` with `synchronous=NORMAL`: its commit goes to the WAL without an fsync of
-    /// its own. Used for records the run loop can rebuild (story progress, decisions, which
-    /// are deterministic): the next durable commit (a step's intent, always written before
-    /// anything outside the journal happens) fsyncs the WAL and, the WAL being sequential, every
-    /// relaxed commit before it. A crash can lose only relaxed commits made since the last
-    /// durable one, and replay recreates them.
+    /// Runs `write` with `synchronous=NORMAL`: its commit is written to the WAL (so a host killed
+    /// after it, however, finds it) without an fsync of its own. The next durable commit (an
+    /// agent call's intent, the last commit before an agent starts; or the run's end) fsyncs the
+    /// WAL and, the WAL being written in order, every relaxed commit before it: a gap between two
+    /// agent calls waits for one journal fsync, however many records it writes. Only a power
+    /// loss (or an OS crash) can lose relaxed commits, those since the last durable one; replay
+    /// then redoes what they recorded: the status write and the gates check what is on disk, and
+    /// at most the last agent call, whose result was among them, runs again.
     fn relaxed<T>(
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
         let path = self.reader.path.clone();
-        self.reader
-            .conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_err(&path))?;
+        set_synchronous(&self.reader.conn, Commit::Relaxed).map_err(sql_err(&path))?;
         let result = write(self);
-        let restored = self
-            .reader
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(sql_err(&path));
+        let restored = set_synchronous(&self.reader.conn, Commit::Durable).map_err(sql_err(&path));
         let value = result?;
         restored?;
         Ok(value)
@@ -388,9 +394,15 @@ impl Journal {
         Ok(())
     }
 
-    /// Journals a step's result. Durable (fsynced) when this returns; from then on
-    /// [`Journal::begin_step`] for its key answers [`StepStart::Done`] with this result.
+    /// Journals a step's result: written when this returns (a host killed from then on finds
+    /// it), and from then on [`Journal::begin_step`] for its key answers [`StepStart::Done`] with
+    /// this result. A relaxed commit: the next durable one (before the next agent starts, or at
+    /// the run's end) fsyncs it.
     pub fn finish_step(&mut self, id: StepId, result: &Value) -> Result<(), JournalError> {
+        self.relaxed(|journal| journal.finish_step_now(id, result))
+    }
+
+    fn finish_step_now(&mut self, id: StepId, result: &Value) -> Result<(), JournalError> {
         let path = &self.reader.path;
         let err = sql_err(path);
         let result = serde_json::to_string(result).map_err(|e| data(path, "step result", e))?;
@@ -734,6 +746,40 @@ fn insert_plugins(
         ])?;
     }
     Ok(())
+}
+
+/// How a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// `synchronous=FULL`: fsynced before the call returns.
+    Durable,
+    /// `synchronous=NORMAL`: written, fsynced by the next durable commit.
+    Relaxed,
+}
+
+impl Commit {
+    /// An agent call's intent is durable: it is the last commit before the agent starts, so at
+    /// most one agent call's work is ever at stake, and it covers every record since the last
+    /// call. The other steps are redone safely: the status write checks the file before writing,
+    /// the gates are checks.
+    fn for_intent(kind: StepKind) -> Commit {
+        match kind {
+            StepKind::AgentCall => Commit::Durable,
+            StepKind::StatusParse | StepKind::Decision | StepKind::Gates | StepKind::StatusWrite => {
+                Commit::Relaxed
+            }
+        }
+    }
+}
+
+/// Sets how the connection's commits reach the disk, through the statement cache (this runs
+/// twice per relaxed record).
+fn set_synchronous(conn: &Connection, commit: Commit) -> rusqlite::Result<()> {
+    let sql = match commit {
+        Commit::Durable => "PRAGMA synchronous = FULL",
+        Commit::Relaxed => "PRAGMA synchronous = NORMAL",
+    };
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
