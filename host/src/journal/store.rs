@@ -30,7 +30,12 @@ pub struct JournalReader {
 /// The run loop's journal: read-write, holding the project's run lock for its whole life.
 #[derive(Debug)]
 pub struct Journal {
+    /// Dropped first: its thread and connection end before the main connection closes (the
+    /// last connection to close checkpoints the WAL into the database and removes it).
+    checkpointer: Option<Checkpointer>,
     reader: JournalReader,
+    /// Commits since the checkpointer was last asked to run.
+    commits: u32,
     _lock: RunLock,
 }
 
@@ -68,8 +73,17 @@ impl Journal {
             }
         }
         let conn = schema::open_existing(&path, Access::ReadWrite)?;
+        let checkpointer = Checkpointer::start(&path);
+        if checkpointer.is_some() {
+            // The WAL is copied into the database by the checkpointer's thread, never by a
+            // commit of the run loop.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sql_err(&path))?;
+        }
         Ok(Journal {
+            checkpointer,
             reader: JournalReader { conn, path },
+            commits: 0,
             _lock: lock,
         })
     }
@@ -252,7 +266,19 @@ impl Journal {
     /// before it durable too (the WAL is written in order); the other intents are relaxed.
     pub fn begin_step(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
         match Commit::for_intent(key.kind) {
-            Commit::Durable => self.begin_step_now(key, intent),
+            Commit::Durable => {
+                let start = self.begin_step_now(key, intent)?;
+                self.commits = self.commits.saturating_add(1);
+                // The agent starts next and runs for a while: the time to copy the WAL into
+                // the database, off the run loop's path.
+                if self.commits >= CHECKPOINT_EVERY
+                    && let Some(checkpointer) = &self.checkpointer
+                {
+                    checkpointer.poke();
+                    self.commits = 0;
+                }
+                Ok(start)
+            }
             Commit::Relaxed => self.relaxed(|journal| journal.begin_step_now(key, intent)),
         }
     }
@@ -348,6 +374,7 @@ impl Journal {
         write: impl FnOnce(&mut Self) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
         let path = self.reader.path.clone();
+        self.commits = self.commits.saturating_add(1);
         set_synchronous(&self.reader.conn, Commit::Relaxed).map_err(sql_err(&path))?;
         let result = write(self);
         let restored = set_synchronous(&self.reader.conn, Commit::Durable).map_err(sql_err(&path));
@@ -746,6 +773,81 @@ fn insert_plugins(
         ])?;
     }
     Ok(())
+}
+
+/// How many commits between two checkpoints (SQLite's own default is a checkpoint when the WAL
+/// holds 1000 pages; a commit of the run loop adds two or three).
+const CHECKPOINT_EVERY: u32 = 300;
+
+/// Copies the WAL into the database file on a thread of its own, with its own connection, when
+/// the run loop asks ([`Checkpointer::poke`], right before an agent starts). A checkpoint waits
+/// for two fsyncs and writes every page changed since the last one: done by a commit of the run
+/// loop (SQLite's automatic checkpoint), it landed in a gap between two agent calls, one gap in
+/// fifty, and made the slowest gaps slower. `PASSIVE`: it never blocks the run loop's writes.
+#[derive(Debug)]
+struct Checkpointer {
+    poke: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// `None` (SQLite then checkpoints as usual, in the commits) when the connection or the
+    /// thread cannot be had.
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = match schema::open_checkpointer(path) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "no background checkpoints for the journal");
+                return None;
+            }
+        };
+        let (poke, pokes) = std::sync::mpsc::sync_channel::<()>(1);
+        let shown = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || {
+                while pokes.recv().is_ok() {
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    });
+                    match done {
+                        Ok((frames, copied)) => {
+                            tracing::debug!(journal = %shown, frames, copied, "checkpoint");
+                        }
+                        Err(e) => tracing::warn!(journal = %shown, error = %e, "checkpoint failed"),
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Checkpointer {
+                poke: Some(poke),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "no background checkpoints for the journal");
+                None
+            }
+        }
+    }
+
+    /// Asks for a checkpoint; a no-op when one is already asked for.
+    fn poke(&self) {
+        if let Some(poke) = &self.poke {
+            let _ = poke.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the checkpoint in progress, if any.
+        self.poke = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!("the journal's checkpoint thread panicked");
+        }
+    }
 }
 
 /// How a commit reaches the disk.
