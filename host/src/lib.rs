@@ -5,20 +5,22 @@
 //! supervisor → journal → workflow. `ARCHITECTURE.md` at the repository root maps the modules,
 //! follows one story through them and states who may write what.
 //!
-//! The modules are layered; each uses only modules of the layers below it (a test in
-//! [`tidy`](self) keeps it so):
+//! The modules are layered: each uses only modules of the layers below it (a unit test,
+//! `tidy`, keeps it so; `ARCHITECTURE.md` draws the layers):
 //!
-//! - the entry: [`main`] → [`commands`] (dispatch, one file per subcommand) → [`cli`] (the raw
-//!   arguments) and [`context`] (the arguments resolved once);
-//! - the run loop: [`run`], which ties together
-//! - the engines: [`claude`] (the supervisor), [`gates`], [`plugins`] and [`policy`], [`journal`],
-//!   [`project`], [`workflow`], [`ui`];
-//! - the leaves: [`config`], [`error`], [`exit`], [`builtin`].
+//! - the entry: [`main`] → [`commands`] (dispatch, one file per subcommand), which resolves
+//!   [`cli`] (the raw arguments) into a [`context`] once;
+//! - the run loop: [`run`];
+//! - the engines: [`gates`], [`claude`] (the supervisor), [`plugins`], [`project`],
+//!   [`workflow`], [`ui`], [`builtin`], then [`journal`] and [`process`];
+//! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`], and
+//!   [`error`], which gathers the engines' errors for the entry.
 
 // `missing_docs` is set here, not in `[workspace.lints]`: Cargo cannot add a lint to one crate
 // that takes the workspace's, and the plugins' and tests' crates are not documented libraries.
 #![warn(missing_docs)]
 
+pub mod bindings;
 pub mod builtin;
 pub mod claude;
 pub mod cli;
@@ -31,6 +33,7 @@ pub mod gates;
 pub mod journal;
 pub mod plugins;
 pub mod policy;
+pub mod process;
 pub mod project;
 pub mod run;
 pub mod ui;

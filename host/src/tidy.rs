@@ -16,9 +16,10 @@ const LAYERS: &[&[&str]] = &[
     &["cli", "run"],
     &["context"],
     &["error", "gates"],
-    &["builtin", "claude", "journal", "plugins", "project", "ui", "workflow"],
+    &["builtin", "claude", "plugins", "project", "ui", "workflow"],
+    &["journal", "process"],
     &["policy"],
-    &["config", "exit"],
+    &["bindings", "config", "exit"],
 ];
 
 fn src() -> PathBuf {

@@ -76,7 +76,10 @@ mod tests {
 
     #[test]
     fn finds_a_marked_child_and_forgets_it_once_reaped() {
-        let tag = format!("procs-self-test-{}", std::process::id());
+        // The prefix is this process's own: another run of this test (or one that failed and
+        // left its child) must not be seen.
+        let prefix = format!("procs-self-test-{}-", std::process::id());
+        let tag = format!("{prefix}child");
         // spawn() returns once the child has begun exec, before the kernel has laid out its new
         // environment: wait for the child's own word that it runs (a line on its stdout), and
         // keep it that same process (no second exec) by having it wait on its stdin.
@@ -96,10 +99,7 @@ mod tests {
         assert_eq!(line, "ready\n");
         let pid = child.id();
         assert_eq!(live_processes_with_marker(&tag), vec![pid]);
-        assert_eq!(
-            live_processes_with_tag_prefix("procs-self-test-"),
-            vec![pid]
-        );
+        assert_eq!(live_processes_with_tag_prefix(&prefix), vec![pid]);
         child.kill().expect("kill");
         child.wait().expect("wait");
         assert!(live_processes_with_marker(&tag).is_empty());

@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::context::Plan;
 use crate::error::{Error, Report};
 use crate::exit;
-use crate::policy::{ParseOutcome, Role};
+use crate::policy::Role;
 use crate::ui::Ui;
 use crate::workflow::{self, Flow, Next, Observed, Settings};
 
@@ -29,20 +29,7 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
             Observed::NotDrafted
         } else {
             match project.read_story(entry) {
-                Ok(t) => match plugins.parse_status(&t.text)? {
-                    ParseOutcome::Found(v) => v.state.map_or(
-                        Observed::Unusable(format!("`{}` maps to no state", v.raw)),
-                        Observed::State,
-                    ),
-                    ParseOutcome::Doubtful(v) => Observed::Unusable(format!(
-                        "line {}: `{}` is not a standard status",
-                        v.line, v.raw
-                    )),
-                    ParseOutcome::Conflict(vs) => {
-                        Observed::Unusable(format!("{} status values disagree", vs.len()))
-                    }
-                    ParseOutcome::Missing(r) => Observed::Unusable(crate::run::missing_text(&r)),
-                },
+                Ok(t) => crate::run::observed(&entry.path, &plugins.parse_status(&t.text)?),
                 Err(e) => Observed::Unusable(Report(&e).to_string()),
             }
         };

@@ -14,12 +14,22 @@ use std::path::PathBuf;
 pub enum PluginError {
     /// The plugin directory (`--plugins DIR`) cannot be read.
     #[error("plugin directory {}: {reason}", dir.display())]
-    Directory { dir: PathBuf, reason: String },
+    Directory {
+        /// The folder.
+        dir: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 
     /// A plugin folder's `plugin.toml` is missing, unreadable, has unknown fields or
     /// inconsistent values.
     #[error("plugin folder {}: {problem}", dir.display())]
-    Manifest { dir: PathBuf, problem: String },
+    Manifest {
+        /// The folder.
+        dir: PathBuf,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
 
     /// The component was built for a `bmad:policy` version this host does not support.
     #[error(
@@ -27,46 +37,73 @@ pub enum PluginError {
         dir.display()
     )]
     WitVersion {
+        /// The plugin.
         plugin: String,
+        /// The folder.
         dir: PathBuf,
+        /// Which part declares the version (the manifest or the component).
         what: &'static str,
+        /// The version it was built for.
         found: String,
+        /// The versions this host supports.
         supported: String,
     },
 
     /// The `.wasm` file cannot be read, compiled or linked.
     #[error("plugin `{plugin}`: cannot load component {}: {reason}", path.display())]
     Component {
+        /// The plugin.
         plugin: String,
+        /// The component file.
         path: PathBuf,
+        /// What went wrong.
         reason: String,
     },
 
     /// Two folders declare the same plugin name.
     #[error("two plugins are named `{name}`: {} and {}; names must be unique", first.display(), second.display())]
     DuplicateName {
+        /// The name.
         name: String,
+        /// The first folder with it.
         first: PathBuf,
+        /// The second folder with it.
         second: PathBuf,
     },
 
     /// A role has no plugin, or its plugin does not exist or plays another role.
     #[error("role `{role}`: {problem}")]
-    Role { role: String, problem: String },
+    Role {
+        /// The role.
+        role: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
 
     /// An operator grant (`[plugins.NAME] grant_read`) is not a valid relative glob.
     #[error("bmad-host.toml [plugins.{plugin}] grant_read: {problem}")]
-    Grant { plugin: String, problem: String },
+    Grant {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
 
     /// The wasmtime engine could not be created.
     #[error("cannot start the WebAssembly engine: {0}")]
-    Engine(String),
+    Engine(
+        /// What wasmtime said.
+        String,
+    ),
 
     /// A new instance could not be created (instantiation trapped, or the instance pool is full).
     #[error("plugin `{plugin}`: cannot create an instance for `{call}`: {reason}")]
     Instance {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// What went wrong.
         reason: String,
     },
 
@@ -75,9 +112,13 @@ pub enum PluginError {
         "plugin `{plugin}` ran out of fuel in `{call}` (limit: {limit} units): it loops or does too much work; lower the work or set [limits] fuel in its plugin.toml (at most the host's {host_limit})"
     )]
     OutOfFuel {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// The limit that applied.
         limit: u64,
+        /// The host's ceiling, which a manifest may only lower.
         host_limit: u64,
     },
 
@@ -86,10 +127,15 @@ pub enum PluginError {
         "plugin `{plugin}` exceeded its memory limit in `{call}` (limit: {limit_mb} MiB, it asked for {wanted_mb} MiB); fix the plugin or set [limits] memory_mb in its plugin.toml (at most the host's {host_limit_mb})"
     )]
     MemoryLimit {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// The memory limit, in MiB.
         limit_mb: u64,
+        /// The memory it asked for, in MiB.
         wanted_mb: u64,
+        /// The host's ceiling, in MiB.
         host_limit_mb: u64,
     },
 
@@ -98,8 +144,11 @@ pub enum PluginError {
         "plugin `{plugin}` overflowed its stack in `{call}` (limit: {limit_kib} KiB of wasm stack): runaway recursion"
     )]
     StackOverflow {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// The wasm stack limit, in KiB.
         limit_kib: usize,
     },
 
@@ -107,8 +156,11 @@ pub enum PluginError {
     /// import, an attempt to block).
     #[error("plugin `{plugin}` trapped in `{call}`: {message}")]
     Trap {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// The trap, with the guest's panic message or stderr when there is one.
         message: String,
     },
 
@@ -117,10 +169,15 @@ pub enum PluginError {
         "plugin `{plugin}` returned too much from `{call}`: {size} bytes, limit {limit} bytes (set [limits] max_output_kb in its plugin.toml, at most the host's {host_limit_kib})"
     )]
     OutputTooLarge {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// What it returned, in bytes.
         size: u64,
+        /// The limit that applied.
         limit: u64,
+        /// The host's ceiling, in KiB.
         host_limit_kib: u64,
     },
 
@@ -129,8 +186,11 @@ pub enum PluginError {
         "plugin `{plugin}`: `{call}` refused: this instance was discarded after an earlier failure ({earlier}); start a new step"
     )]
     Discarded {
+        /// The plugin.
         plugin: String,
+        /// The export that was called.
         call: &'static str,
+        /// The failure that discarded it.
         earlier: String,
     },
 }
