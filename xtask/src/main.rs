@@ -26,7 +26,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build-plugins             build every WASM plugin into its plugin folder
-  test                      build-plugins, then fmt, clippy and the whole test suite
+  test                      WASM components, fmt, one build linted by clippy, every test
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
