@@ -10,7 +10,10 @@
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
 //!   and jco; see `js_plugin.rs`).
-//! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
+//! - `new-plugin NAME --role ROLE [--path DIR [--git URL]]`: a new plugin crate from the
+//!   template, in `plugins/` or standalone in DIR (see `new_plugin.rs`).
+//! - `sdk-check`: a plugin generated outside the workspace builds with plain cargo against the
+//!   policy SDK and loads in bmad-host (see `sdk_check.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +24,7 @@ mod bench;
 mod e2e;
 mod js_plugin;
 mod new_plugin;
+mod sdk_check;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -31,7 +35,9 @@ commands:
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
-  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
+  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa);
+                            --path DIR: a standalone crate in DIR (--git URL: the SDK by git)
+  sdk-check                 generate a plugin outside the workspace, build it with cargo, load it";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,15 +49,8 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
         Some("build-js-plugin") => js_plugin::run(&root, args.iter().any(|a| a == "--check")),
-        Some("new-plugin") => {
-            let name = args.get(1).context("new-plugin needs a NAME")?;
-            let role = args
-                .iter()
-                .position(|a| a == "--role")
-                .and_then(|i| args.get(i + 1))
-                .context("new-plugin needs --role status|sm|dev|qa")?;
-            new_plugin::run(name, role, &root)
-        }
+        Some("new-plugin") => new_plugin::run(&args[1..], &root),
+        Some("sdk-check") => sdk_check::run(&root),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -246,6 +245,10 @@ fn test(root: &Path) -> Result<()> {
     let t = std::time::Instant::now();
     linted(&["test", "--workspace"])?;
     step("build + clippy of the other targets, and every test", t);
+
+    let t = std::time::Instant::now();
+    sdk_check::run(root)?;
+    step("SDK check (a plugin built outside the workspace)", t);
     eprintln!(
         "all checks passed in {:.1}s",
         started.elapsed().as_secs_f64()

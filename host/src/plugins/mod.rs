@@ -11,7 +11,6 @@
 //! the operator grants. [`inspect`] reports on every folder for `plugins list|check`.
 
 mod access;
-pub mod bindings;
 mod cache;
 mod engine;
 mod error;
@@ -37,12 +36,12 @@ pub use limits::{
 pub use manifest::{Capabilities, MANIFEST_FILE, Manifest, ManifestLimits, PluginRole};
 
 use access::ReadAccess;
-use bindings::agent::{AgentPolicy, AgentPolicyPre};
-use bindings::status::{StatusParser, StatusParserPre};
 use cache::ComponentCache;
 use engine::Runtime;
 use sandbox::State;
 
+use crate::bindings::agent::{AgentPolicy, AgentPolicyPre};
+use crate::bindings::status::{StatusParser, StatusParserPre};
 use crate::policy::{
     AgentEvent, Decision, Directive, ParseOutcome, Role, StatusValue, StepReport, Story,
 };
@@ -123,6 +122,18 @@ pub struct PluginFingerprint {
     pub wit: String,
     /// blake3 of the `.wasm`, hex.
     pub wasm_blake3: String,
+}
+
+/// How the journal records the plugin serving a role.
+impl From<PluginFingerprint> for crate::journal::PluginFingerprint {
+    fn from(p: PluginFingerprint) -> Self {
+        crate::journal::PluginFingerprint {
+            name: p.name,
+            version: p.version,
+            role: p.role.as_str().to_string(),
+            wasm_hash: p.wasm_blake3,
+        }
+    }
 }
 
 enum Pre {

@@ -215,6 +215,87 @@ fn kill_9_at_many_points_loses_nothing_and_redoes_no_finished_agent_step() {
     assert_eq!(processes_with_env("RESUME_TAG", &tag), Vec::<u32>::new());
 }
 
+/// `kill -9` of the host right after a story's state changed, that is, after an agent call's
+/// result and the decisions that followed it were written but before the next agent call's
+/// intent (the journal's one fsynced commit of that gap; the records before it are written
+/// without an fsync of their own). However often that happens, no call whose result was written
+/// runs again: a killed process loses nothing it wrote.
+#[test]
+fn kill_9_after_a_result_and_before_the_next_intent_redoes_no_finished_call() {
+    let project = Project::fixture("v4-sample");
+    let tag = unique("kill-9-gap");
+    let mut finished_before_kill: Vec<((String, String, u64), usize)> = Vec::new();
+    let key = |e: &Value| {
+        (
+            e["story"].as_str().unwrap_or_default().to_string(),
+            e["role"].as_str().unwrap_or_default().to_string(),
+            e["cycle"].as_u64().unwrap_or_default(),
+        )
+    };
+    let mut done = false;
+    for round in 0..20 {
+        let mut child = spawn_run(&project, &tag, &[]);
+        let events = read_until(&mut child, |e| {
+            e["event"] == "state_changed" || e["event"] == "run_finished"
+        });
+        if events.last().is_some_and(|e| e["event"] == "run_finished") {
+            let _ = child.wait();
+            done = true;
+            break;
+        }
+        signal(&child, Signal::SIGKILL);
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), None, "round {round}: killed by a signal");
+        // The calls that finished in this run, with how many calls the fake had seen by the kill.
+        let calls_so_far = fake_calls(&project).len();
+        finished_before_kill.extend(
+            events
+                .iter()
+                .filter(|e| e["event"] == "agent_finished")
+                .map(|e| (key(e), calls_so_far)),
+        );
+    }
+    assert!(done, "the epic finished within 20 runs");
+    assert!(
+        !finished_before_kill.is_empty(),
+        "some runs were killed after a call finished"
+    );
+    let calls = fake_calls(&project);
+    for (finished, seen) in &finished_before_kill {
+        let again: Vec<&Value> = calls[*seen..]
+            .iter()
+            .filter(|c| {
+                let cycle = c["env"]["BMAD_HOST_CYCLE"]
+                    .as_str()
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or_default();
+                (
+                    c["story"].as_str().unwrap_or_default().to_string(),
+                    c["role"].as_str().unwrap_or_default().to_string(),
+                    cycle,
+                ) == *finished
+            })
+            .collect();
+        assert!(
+            again.is_empty(),
+            "{finished:?} finished before a kill -9 and ran again: {again:?}"
+        );
+    }
+    let status = Run::bmad_host(
+        &[
+            "status",
+            "--json",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    for story in &status.events {
+        assert_eq!(story["state"], "done", "{story}");
+    }
+    assert_eq!(processes_with_env("RESUME_TAG", &tag), Vec::<u32>::new());
+}
+
 /// No story file is half-written: each one that exists parses to a status.
 fn assert_story_files_whole(project: &Project, round: usize) {
     let status = Run::bmad_host(

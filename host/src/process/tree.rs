@@ -1,12 +1,13 @@
-//! The process tree of one call: finding every descendant of the Claude process (Bash tool
-//! commands run in their own sessions, so the process group does not reach them), killing them,
-//! waiting for their death on pidfds, and reaping the ones re-parented to the host.
+//! The process tree of one call or gate: finding every descendant of the process the host
+//! started (Bash tool commands run in their own sessions, so the process group does not reach
+//! them), killing them, waiting for their death on pidfds, and reaping the ones re-parented to
+//! the host.
 //!
 //! The host makes itself a child subreaper, so a descendant whose parent dies is re-parented to
 //! the host rather than to init; it is then recognised by the call's marker in its environment
 //! (or because it was seen in the tree before). Each pid is remembered with its start time, so a
 //! recycled pid is never signalled or reaped by mistake. The host only ever waits on specific
-//! pids it proved to be its own re-parented orphans; the Claude process itself is tokio's.
+//! pids it proved to be its own re-parented orphans; the started process itself is tokio's.
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -108,7 +109,7 @@ pub(crate) fn ensure_subreaper() -> bool {
     })
 }
 
-/// The descendants of one Claude process, as far as the host has seen them.
+/// The descendants of one started process (a Claude call, a gate), as far as the host has seen them.
 #[derive(Debug)]
 pub(crate) struct Tracker {
     root: i32,
