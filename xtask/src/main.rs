@@ -2,9 +2,14 @@
 //!
 //! - `build-plugins`: ensure the `wasm32-wasip2` target, build every plugin crate under
 //!   `plugins/` (and the test components) and copy each component into its plugin folder.
-//! - `test`: build-plugins, then rustfmt, clippy and the whole test suite.
+//! - `test`: build-plugins, then rustfmt, clippy and the whole test suite, `embed --check` and
+//!   `install-check`.
+//! - `embed [--check]`: rebuild the default plugins reproducibly into `host/embedded/` (the ones
+//!   compiled into bmad-host), or check that it matches a rebuild (see `embed.rs`).
+//! - `install-check`: `cargo install --path host` into a temp root, then drive the sample
+//!   project to Done with the installed binary and no `--plugins` (see `install_check.rs`).
 //! - `demo`: copy the sample BMAD v4 project to a temp dir and drive it to Done with the fake
-//!   Claude; print where it left the project.
+//!   Claude and the embedded plugins; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
@@ -18,6 +23,8 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod e2e;
+mod embed;
+mod install_check;
 mod js_plugin;
 mod new_plugin;
 
@@ -26,6 +33,9 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   build-plugins             build every WASM plugin into its plugin folder
   test                      build-plugins, then fmt, clippy and the whole test suite
+  embed [--check]           rebuild the plugins embedded in bmad-host into host/embedded/
+                            (--check: fail unless it matches; --toolchain V: move the pin)
+  install-check             cargo install --path host, then run the demo with no --plugins
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
@@ -38,6 +48,8 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("build-plugins") => build_plugins(&root),
         Some("test") => test(&root),
+        Some("embed") => embed::run_embed(&root, &embed::Options::parse(&args[1..])?),
+        Some("install-check") => install_check::run_check(&root),
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
@@ -183,6 +195,7 @@ fn target_dir(root: &Path) -> PathBuf {
 
 fn test(root: &Path) -> Result<()> {
     build_plugins(root)?;
+    embed::check_current(root)?;
     run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
     run(cargo().current_dir(root).args([
         "clippy",
@@ -193,12 +206,12 @@ fn test(root: &Path) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().current_dir(root).args(["test", "--workspace"]))?;
+    install_check::run_check(root)?;
     eprintln!("all checks passed");
     Ok(())
 }
 
 fn demo(root: &Path, v6: bool) -> Result<()> {
-    build_plugins(root)?;
     run(cargo()
         .current_dir(root)
         .args(["build", "-p", "bmad-host-tests", "--bins"]))?;
@@ -213,10 +226,9 @@ fn demo(root: &Path, v6: bool) -> Result<()> {
     copy_dir(&sample, &project)?;
     let bin = target_dir(root).join("debug");
     eprintln!("\ndemo project: {}\n", project.display());
+    // No --plugins: the default plugins embedded in the binary, as after `cargo install`.
     let status = Command::new(bin.join("bmad-host"))
         .arg("run")
-        .arg("--plugins")
-        .arg(root.join("plugins"))
         .arg("--project")
         .arg(&project)
         .arg("--claude-bin")
@@ -225,8 +237,6 @@ fn demo(root: &Path, v6: bool) -> Result<()> {
         .context("cannot run bmad-host")?;
     let _ = Command::new(bin.join("bmad-host"))
         .arg("status")
-        .arg("--plugins")
-        .arg(root.join("plugins"))
         .arg("--project")
         .arg(&project)
         .status();
