@@ -31,6 +31,8 @@ const INDEX_FILE: &str = "plugins.rs";
 const REMAPPED_ROOT: &str = "/bmad-host";
 const REMAPPED_TARGET: &str = "/bmad-host-target";
 const REMAPPED_CARGO_HOME: &str = "/cargo";
+/// Files of [`EMBEDDED_DIR`] that `embed` neither writes nor checks.
+const KEPT: &[&str] = &["README.md"];
 /// The command that regenerates `host/embedded/`.
 const REGENERATE: &str = "cargo xtask embed";
 
@@ -355,6 +357,7 @@ fn existing(dir: &Path) -> Result<Vec<PathBuf>> {
             }
         }
     }
+    found.retain(|rel| !KEPT.iter().any(|k| rel == Path::new(k)));
     found.sort();
     Ok(found)
 }
