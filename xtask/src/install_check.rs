@@ -19,15 +19,19 @@ use crate::{cargo, copy_dir, run, show, target_dir};
 pub fn run_check(root: &Path) -> Result<()> {
     let scratch = Scratch::new()?;
     let target = target_dir(root);
-    run(cargo().current_dir(root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "bmad-host-tests",
-        "--bin",
-        "fake-claude",
-    ]))?;
     let fake = target.join("debug").join("fake-claude");
+    if !fake.is_file() {
+        // `cargo xtask test` has built it with the tests; building the test crate alone would
+        // resolve other features and rebuild wasmtime, so only when it is missing.
+        run(cargo().current_dir(root).args([
+            "build",
+            "--quiet",
+            "-p",
+            "bmad-host-tests",
+            "--bin",
+            "fake-claude",
+        ]))?;
+    }
     let install_root = scratch.path().join("root");
     run(cargo()
         .current_dir(root)

@@ -128,6 +128,35 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_set_loads_like_folders_and_serves_every_role() {
+        use super::super::{PluginConfig, PluginSet, PluginSources, inspect_from};
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cfg = PluginConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            project_root: cache.path().to_path_buf(),
+            ..PluginConfig::default()
+        };
+        let sources = PluginSources::embedded_and(None);
+        let set = PluginSet::load_from(&sources, &cfg).expect("the embedded plugins load");
+        for role in PluginRole::ALL {
+            assert_eq!(set.plugin_for(role), role.as_str());
+        }
+        let outcome = set
+            .parse_status("# Story 1.1\n\n## Status\n\nDone\n")
+            .expect("parse");
+        assert!(
+            matches!(outcome, crate::policy::ParseOutcome::Found(ref v) if v.raw == "Done"),
+            "{outcome:?}"
+        );
+        let infos = inspect_from(&sources, &cfg);
+        assert_eq!(infos.len(), EMBEDDED.len());
+        for info in &infos {
+            assert_eq!(info.problem, None, "{}", info.name);
+            assert_eq!(info.source, super::super::PluginSource::Embedded);
+        }
+    }
+
+    #[test]
     fn the_embedded_folders_are_exactly_the_listed_plugins() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("embedded");
         let mut folders: Vec<String> = std::fs::read_dir(&root)
