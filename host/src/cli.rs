@@ -194,7 +194,9 @@ pub enum PluginsCommand {
     Check(PluginsArgs),
     /// Write the plugins embedded in bmad-host to DIR (one folder each: plugin.toml and the
     /// component), as a starting point for your own; use them with --plugins DIR.
-    #[command(after_help = "Example:\n  bmad-host plugins export my-plugins/ && bmad-host plugins list --plugins my-plugins/")]
+    #[command(
+        after_help = "Example:\n  bmad-host plugins export my-plugins/ && bmad-host plugins list --plugins my-plugins/"
+    )]
     Export(ExportArgs),
 }
 

@@ -75,8 +75,11 @@ fn dev_cycles(run: &Run) -> Vec<u64> {
         .collect()
 }
 
+/// Pairs of strings: (name, source) of plugins, (role, plugin) of roles.
+type Pairs = Vec<(String, String)>;
+
 /// `plugins list --json`: (name, source) of each plugin and (role, plugin) of each role.
-fn listing(args: &[&str], env: &[(&str, &str)]) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn listing(args: &[&str], env: &[(&str, &str)]) -> (Pairs, Pairs) {
     let mut all = vec!["plugins", "list", "--json"];
     all.extend_from_slice(args);
     let run = Run::bmad_host(&all, env);
@@ -100,7 +103,7 @@ fn listing(args: &[&str], env: &[(&str, &str)]) -> (Vec<(String, String)>, Vec<(
     (plugins, roles)
 }
 
-fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+fn pairs(items: &[(&str, &str)]) -> Pairs {
     items
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -135,7 +138,12 @@ fn with_no_plugins_folder_the_embedded_plugins_drive_the_sample_to_done() {
     );
     assert_eq!(
         roles,
-        pairs(&[("status", "status"), ("sm", "sm"), ("dev", "dev"), ("qa", "qa")])
+        pairs(&[
+            ("status", "status"),
+            ("sm", "sm"),
+            ("dev", "dev"),
+            ("qa", "qa")
+        ])
     );
 }
 
@@ -184,7 +192,11 @@ fn a_folder_with_only_a_strict_qa_replaces_just_the_qa_role() {
         &[("FAKE_CLAUDE_SCRIPT", &script)],
     );
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    assert_eq!(dev_cycles(&run), [1, 2], "the folder's QA must send it back");
+    assert_eq!(
+        dev_cycles(&run),
+        [1, 2],
+        "the folder's QA must send it back"
+    );
 
     // BMAD_HOST_PLUGINS is the same as --plugins.
     let project = Project::fixture("v4-sample");
@@ -238,7 +250,10 @@ fn plugins_export_writes_folders_that_load_and_refuses_to_overwrite() {
     for name in &folders {
         let manifest =
             std::fs::read_to_string(dir.path().join(name).join("plugin.toml")).expect("manifest");
-        assert!(manifest.contains(&format!("name = \"{name}\"")), "{manifest}");
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "{manifest}"
+        );
         assert!(dir.path().join(name).join(format!("{name}.wasm")).is_file());
     }
 

@@ -71,7 +71,9 @@ impl Options {
             }
         }
         if options.check && options.toolchain.is_some() {
-            bail!("embed: --check verifies the pinned toolchain's build; --toolchain moves the pin");
+            bail!(
+                "embed: --check verifies the pinned toolchain's build; --toolchain moves the pin"
+            );
         }
         Ok(options)
     }
@@ -146,7 +148,13 @@ fn build(
 ) -> Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut cmd = cargo_for(toolchain)?;
     cmd.current_dir(root)
-        .args(["build", "--locked", "--target", "wasm32-wasip2", "--profile"])
+        .args([
+            "build",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+        ])
         .arg("wasm")
         .env("CARGO_TARGET_DIR", target)
         .env("CARGO_ENCODED_RUSTFLAGS", remap_flags(root, target))
@@ -213,28 +221,42 @@ fn cargo_for(toolchain: &str) -> Result<Command> {
         crate::ensure_wasm_target()?;
         return Ok(cargo());
     }
-    let Ok(installed) = Command::new("rustup")
-        .args(["toolchain", "list"])
-        .output()
-    else {
+    let Ok(installed) = Command::new("rustup").args(["toolchain", "list"]).output() else {
         bail!(
             "the embedded plugins are built with Rust {toolchain} (host/embedded/TOOLCHAIN), this is {current} and there is no rustup to get {toolchain}: install it, or move the pin with `{REGENERATE} --toolchain {current}`"
         );
     };
     let listed = String::from_utf8_lossy(&installed.stdout);
-    if !listed.lines().any(|l| l.starts_with(&format!("{toolchain}-"))) {
+    if !listed
+        .lines()
+        .any(|l| l.starts_with(&format!("{toolchain}-")))
+    {
         eprintln!("the embedded plugins are built with Rust {toolchain}: installing it");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            toolchain,
+            "--profile",
+            "minimal",
+            "--target",
+            "wasm32-wasip2",
+        ]))?;
+    } else {
+        // Not `toolchain install` again: on an installed toolchain it updates it.
+        let targets = Command::new("rustup")
+            .args(["target", "list", "--installed", "--toolchain", toolchain])
+            .output()
+            .context("cannot run rustup target list")?;
+        if !String::from_utf8_lossy(&targets.stdout).contains("wasm32-wasip2") {
+            run(Command::new("rustup").args([
+                "target",
+                "add",
+                "--toolchain",
+                toolchain,
+                "wasm32-wasip2",
+            ]))?;
+        }
     }
-    // Idempotent: adds what is missing of the toolchain and the target.
-    run(Command::new("rustup").args([
-        "toolchain",
-        "install",
-        toolchain,
-        "--profile",
-        "minimal",
-        "--target",
-        "wasm32-wasip2",
-    ]))?;
     let mut cmd = Command::new("rustup");
     cmd.args(["run", toolchain, "cargo"]).env_remove("RUSTC");
     Ok(cmd)

@@ -35,7 +35,9 @@ pub fn run_check(root: &Path) -> Result<()> {
     let install_root = scratch.path().join("root");
     run(cargo()
         .current_dir(root)
-        .args(["install", "--quiet", "--debug", "--locked", "--path", "host"])
+        .args([
+            "install", "--quiet", "--debug", "--locked", "--path", "host",
+        ])
         .arg("--root")
         .arg(&install_root)
         .arg("--target-dir")
@@ -63,7 +65,9 @@ pub fn run_check(root: &Path) -> Result<()> {
             .with_context(|| format!("cannot run {}", bin.display()))
     };
 
-    let fake_arg = fake.to_str().context("the fake Claude's path is not UTF-8")?;
+    let fake_arg = fake
+        .to_str()
+        .context("the fake Claude's path is not UTF-8")?;
     let out = installed(&["run", "--json", "--claude-bin", fake_arg])?;
     let events = ndjson(&out);
     let code = out.status.code();
@@ -81,7 +85,10 @@ pub fn run_check(root: &Path) -> Result<()> {
         .filter(|e| e["result"] != "done")
         .map(|e| format!("{} {}", e["story"], e["result"]))
         .collect();
-    if code != Some(0) || stories.is_empty() || finished.len() != stories.len() || !not_done.is_empty()
+    if code != Some(0)
+        || stories.is_empty()
+        || finished.len() != stories.len()
+        || !not_done.is_empty()
     {
         bail!(
             "the installed bmad-host did not drive the sample to Done: exit {code:?}, {} stories, {} finished, not done: {not_done:?}\n{}",
@@ -129,7 +136,8 @@ impl Scratch {
             std::fs::remove_dir_all(&dir)
                 .with_context(|| format!("cannot clear {}", dir.display()))?;
         }
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Scratch(dir))
     }
 

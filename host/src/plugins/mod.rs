@@ -201,7 +201,10 @@ impl PluginSet {
     /// Loads the plugins of `sources` (the folder's, then the embedded ones the folder does not
     /// override by name) and chooses the plugin of each role. Any broken plugin, duplicate name
     /// in the folder, unserved role, or bad grant is an error.
-    pub fn load_from(sources: &PluginSources, cfg: &PluginConfig) -> Result<PluginSet, PluginError> {
+    pub fn load_from(
+        sources: &PluginSources,
+        cfg: &PluginConfig,
+    ) -> Result<PluginSet, PluginError> {
         let rt = engine::runtime()?;
         let cache = ComponentCache::new(cache_root(cfg).as_deref(), &rt.engine);
         let mut folder: Vec<(Plugin, PathBuf)> = Vec::new();
@@ -767,11 +770,7 @@ fn check_role_keys(cfg: &PluginConfig) -> Result<(), PluginError> {
 }
 
 /// Which plugin serves each role, given the plugins found (name, role when usable, layer).
-fn resolve_roles(
-    cfg: &PluginConfig,
-    plugins: &[Known],
-    sources: &PluginSources,
-) -> Vec<RoleInfo> {
+fn resolve_roles(cfg: &PluginConfig, plugins: &[Known], sources: &PluginSources) -> Vec<RoleInfo> {
     PluginRole::ALL
         .into_iter()
         .map(|role| {

@@ -114,9 +114,7 @@ impl Candidate {
         match self {
             Candidate::Folder(dir) => Manifest::load(dir, host),
             Candidate::Embedded(p) => {
-                Manifest::parse_with(p.manifest, &p.location(), host, &|file| {
-                    file == p.component
-                })
+                Manifest::parse_with(p.manifest, &p.location(), host, &|file| file == p.component)
             }
         }
     }
