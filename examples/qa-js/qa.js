@@ -1,8 +1,8 @@
 // qa-js: the default QA policy's rules, written in JavaScript.
 //
-// It implements the `agent-policy` world of wit/policy.wit (bmad:policy@0.1.0) and is built into
+// It implements the `agent-policy` world of sdk/wit/policy.wit (bmad:policy@0.1.0) and is built into
 // a WebAssembly component by `cargo xtask build-js-plugin` (jco componentize). It follows the Rust
-// `qa` plugin (plugins/.policy-kit/src/qa.rs, QaRules::LENIENT):
+// `qa` plugin (sdk/src/qa.rs, QaRules::LENIENT):
 //
 // - begin: invoke the agent with the QA prompt (v4 review-story + qa-gate, v6 code-review).
 // - on-event: always continue.
@@ -314,7 +314,7 @@ function reviewActionItems(doc) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The QA prompt (the Rust policy kit's wording: plugins/.policy-kit/src/prompt.rs)
+// The QA prompt (the Rust policy SDK's wording: sdk/src/prompt.rs)
 
 function context(story) {
   const lines = [];

@@ -1,5 +1,6 @@
-//! The journal's cost per step: `begin_step` + `finish_step`, each a durable (fsynced) SQLite
-//! commit, with intents and results of a realistic size. The journal lives in the system temporary
+//! The journal's cost per agent-call step: `begin_step` (a durable, fsynced SQLite commit) +
+//! `finish_step` (a relaxed commit, fsynced by the next durable one), with intents and results of
+//! a realistic size. The journal lives in the system temporary
 //! directory (`TMPDIR`), so the figure includes that file system's fsync.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -28,7 +29,7 @@ fn journal_step(c: &mut Criterion) {
         "usage": {"input_tokens": 48_211, "output_tokens": 9_120},
     });
     let mut seq = 0u32;
-    c.bench_function("journal step (begin_step + finish_step, fsynced)", |b| {
+    c.bench_function("journal step (agent call: begin_step fsynced, finish_step relaxed)", |b| {
         b.iter(|| {
             seq += 1;
             let key = StepKey {

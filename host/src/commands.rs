@@ -146,38 +146,24 @@ fn story_status(
     let mut value = None;
     if entry.exists {
         match project.read_story(entry) {
-            Ok(text) => match parser.parse(&text.text)? {
-                ParseOutcome::Found(v) => {
-                    status.state = v.state.map(|s| workflow::state_name(s).to_string());
-                    status.raw_status = Some(v.raw.clone());
-                    status.status_line = Some(v.line);
-                    value = Some(v);
+            Ok(text) => {
+                let parse = parser.parse(&text.text)?;
+                status.problem =
+                    crate::run::StatusProblem::of(&entry.path, &parse).map(|p| p.to_string());
+                match parse {
+                    ParseOutcome::Found(v) => {
+                        status.state = v.state.map(|s| workflow::state_name(s).to_string());
+                        status.raw_status = Some(v.raw.clone());
+                        status.status_line = Some(v.line);
+                        value = Some(v);
+                    }
+                    ParseOutcome::Doubtful(v) => {
+                        status.raw_status = Some(v.raw);
+                        status.status_line = Some(v.line);
+                    }
+                    ParseOutcome::Conflict(_) | ParseOutcome::Missing(_) => {}
                 }
-                ParseOutcome::Doubtful(v) => {
-                    status.problem = Some(format!(
-                        "line {}: `{}` is not a standard status{}",
-                        v.line,
-                        v.raw,
-                        v.state
-                            .map(|s| format!(" (might mean {})", workflow::state_name(s)))
-                            .unwrap_or_default()
-                    ));
-                    status.raw_status = Some(v.raw);
-                    status.status_line = Some(v.line);
-                }
-                ParseOutcome::Conflict(vs) => {
-                    status.problem = Some(format!(
-                        "status values disagree: {}",
-                        vs.iter()
-                            .map(|v| format!("`{}` (line {})", v.raw, v.line))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                ParseOutcome::Missing(reason) => {
-                    status.problem = Some(crate::run::missing_text(&reason))
-                }
-            },
+            }
             Err(e) => status.problem = Some(e.to_string()),
         }
     }
@@ -483,20 +469,7 @@ pub fn plan(
             Observed::NotDrafted
         } else {
             match project.read_story(entry) {
-                Ok(t) => match plugins.parse_status(&t.text)? {
-                    ParseOutcome::Found(v) => v.state.map_or(
-                        Observed::Unusable(format!("`{}` maps to no state", v.raw)),
-                        Observed::State,
-                    ),
-                    ParseOutcome::Doubtful(v) => Observed::Unusable(format!(
-                        "line {}: `{}` is not a standard status",
-                        v.line, v.raw
-                    )),
-                    ParseOutcome::Conflict(vs) => {
-                        Observed::Unusable(format!("{} status values disagree", vs.len()))
-                    }
-                    ParseOutcome::Missing(r) => Observed::Unusable(crate::run::missing_text(&r)),
-                },
+                Ok(t) => crate::run::observed(&entry.path, &plugins.parse_status(&t.text)?),
                 Err(e) => Observed::Unusable(e.to_string()),
             }
         };

@@ -2,7 +2,7 @@
 //! run by the host after Dev with the same process-tree supervision as agent calls. Each gate is
 //! `sh -c COMMAND` at the project root, in its own process group, under its timeout; on timeout
 //! or Ctrl-C the group gets SIGTERM, then SIGKILL, then every escaped descendant is killed and
-//! reaped (the claude module's process tracker). The result (pass/fail, exit status, a bounded
+//! reaped ([`crate::process`], as for agent calls). The result (pass/fail, exit status, a bounded
 //! tail of the output) goes to the Dev and QA policies.
 
 use std::collections::VecDeque;
@@ -17,9 +17,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::claude::{CALL_MARKER_ENV, Interrupt, Tracker, ensure_subreaper};
 use crate::config::GateConfig;
 use crate::policy::GateReport;
+use crate::process::{self, CALL_MARKER_ENV, Interrupt, Tracker, ensure_subreaper};
 
 /// Longest output tail kept per gate, in bytes.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
@@ -117,23 +117,14 @@ pub async fn run_gate(
     };
     let status = match status {
         Some(status) => Some(status),
+        // Teardown: SIGTERM the group, give it a grace (none on a second Ctrl-C), then SIGKILL.
         None => {
-            // Teardown: SIGTERM the group, give it a grace (none on a second Ctrl-C), then SIGKILL.
-            tracker.scan();
-            tracker.signal_group(if immediate {
+            let first = if immediate {
                 Signal::SIGKILL
             } else {
                 Signal::SIGTERM
-            });
-            let grace = tokio::time::sleep_until(Instant::now() + TERM_GRACE); // a deadline, raced with the exit
-            tokio::pin!(grace);
-            tokio::select! {
-                status = child.wait() => status.ok(),
-                () = &mut grace => {
-                    tracker.signal_group(Signal::SIGKILL);
-                    child.wait().await.ok()
-                }
-            }
+            };
+            process::terminate(&mut child, &mut tracker, first, TERM_GRACE).await
         }
     };
     tracker.root_reaped();

@@ -4,6 +4,7 @@
 //! Data flows one way: project files → status parser → workflow → policy decision →
 //! supervisor → journal → workflow.
 
+pub mod bindings;
 pub mod builtin;
 pub mod claude;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod gates;
 pub mod journal;
 pub mod plugins;
 pub mod policy;
+pub mod process;
 pub mod project;
 pub mod run;
 pub mod ui;

@@ -80,6 +80,17 @@ impl StoryResult {
     }
 }
 
+/// The journal records only how a story ended; the reason goes to its `last_outcome`.
+impl From<&StoryResult> for crate::journal::StoryResult {
+    fn from(result: &StoryResult) -> Self {
+        match result {
+            StoryResult::Done => crate::journal::StoryResult::Done,
+            StoryResult::Failed(_) => crate::journal::StoryResult::Failed,
+            StoryResult::Escalated(_) => crate::journal::StoryResult::Escalated,
+        }
+    }
+}
+
 /// What to do next for the story.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {

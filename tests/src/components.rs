@@ -3,7 +3,9 @@
 //! [`wasm`] returns the path of a built component. The first call in a process runs
 //! `cargo build --target wasm32-wasip2 --profile wasm` for every test component once (cargo
 //! makes it a no-op when nothing changed), guarded by a `OnceLock` for the threads of this
-//! process and a file lock for concurrently running test binaries.
+//! process and a file lock for concurrently running test processes; unless
+//! `BMAD_TESTS_PREBUILT=1` says they are built already ([`prebuilt`]; `cargo xtask test` builds
+//! them before the tests).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,7 +40,16 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// True when the caller of the tests has built every WASM component already and said so with
+/// `BMAD_TESTS_PREBUILT=1` (`cargo xtask test` does): the tests then start no nested cargo.
+pub fn prebuilt() -> bool {
+    std::env::var_os("BMAD_TESTS_PREBUILT").is_some_and(|v| v == "1")
+}
+
 fn build_all() -> Result<(), String> {
+    if prebuilt() {
+        return Ok(());
+    }
     let target = target_dir();
     std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
     let lock_path = target.join("bmad-test-components.lock");

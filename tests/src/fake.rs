@@ -93,11 +93,7 @@ impl FakeCall {
 
     /// The fake's call log: one JSON object per process started.
     pub fn log(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.root().join("calls.ndjson"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        crate::fake_log::read(&self.root().join("calls.ndjson"))
     }
 
     pub fn transcript(&self) -> String {

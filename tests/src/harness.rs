@@ -1,8 +1,10 @@
 //! Running the real `bmad-host` binary on temp copies of sample projects with the fake Claude.
 //!
 //! [`plugins`] builds the repository's plugins once per test process (the same as
-//! `cargo xtask build-plugins`, guarded by a file lock across test binaries); [`Project`] is a
-//! temp copy of a fixture; [`Run`] runs a command and parses its NDJSON output.
+//! `cargo xtask build-plugins`, guarded by a file lock across test processes; not at all under
+//! `BMAD_TESTS_PREBUILT=1`, see [`crate::components::prebuilt`]); [`Project`] is a temp copy of
+//! a fixture; [`command`] is the binary in a hermetic environment; [`Run`] runs a command and
+//! parses its NDJSON output.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,6 +28,9 @@ pub fn plugins() -> PathBuf {
 }
 
 fn build_plugins() -> Result<(), String> {
+    if crate::components::prebuilt() {
+        return Ok(());
+    }
     let target = target_dir();
     std::fs::create_dir_all(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
     let lock_path = target.join("bmad-plugins.lock");
@@ -117,7 +122,7 @@ impl Project {
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {rel}: {e}"));
     }
 
-    /// Writes a fake-Claude script into the project's parent temp dir and returns its path.
+    /// Writes a fake-Claude script into the project's temp dir and returns its path.
     pub fn script(&self, script: &Value) -> PathBuf {
         let path = self.path().join(".fake-claude-script.json");
         std::fs::write(&path, script.to_string()).expect("write script");
@@ -162,6 +167,43 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// Where the tests' `bmad-host` keeps its compiled-component cache (`BMAD_HOST_CACHE_DIR`):
+/// shared by every test, so each component is compiled once per target dir.
+pub fn cache_dir() -> PathBuf {
+    target_dir().join("bmad-host-test-cache")
+}
+
+/// `bmad-host` with a hermetic environment: no `BMAD_HOST_*` or `FAKE_CLAUDE_*` variable
+/// inherited from the test's environment, the shared [`cache_dir`], stdin from /dev/null.
+/// Every test that runs the binary starts here.
+pub fn command() -> Command {
+    let mut cmd = Command::new(bmad_host());
+    cmd.stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("BMAD_HOST_") || name.starts_with("FAKE_CLAUDE_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("BMAD_HOST_CACHE_DIR", cache_dir());
+    cmd
+}
+
+/// [`command`] for `bmad-host run --plugins <repo plugins> --project P --claude-bin <fake>`,
+/// for tests that drive the process themselves (signals, a terminal); [`Run::project`] runs it
+/// to the end with `--json`.
+pub fn run_command(project: &Project) -> Command {
+    let mut cmd = command();
+    cmd.arg("run")
+        .arg("--plugins")
+        .arg(plugins())
+        .arg("--project")
+        .arg(project.path())
+        .arg("--claude-bin")
+        .arg(fake_claude());
+    cmd
+}
+
 /// A finished command: exit code, stdout as NDJSON events, stderr.
 #[derive(Debug)]
 pub struct Run {
@@ -170,20 +212,10 @@ pub struct Run {
 }
 
 impl Run {
-    /// Runs `bmad-host ARGS` with the fake Claude and `env`, stdin from /dev/null, no
-    /// `BMAD_HOST_*` variables inherited from the test's environment.
+    /// Runs `bmad-host ARGS` with `env` added to the hermetic environment of [`command`].
     pub fn bmad_host(args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(bmad_host());
-        cmd.args(args).stdin(Stdio::null());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("BMAD_HOST_") || key.starts_with("FAKE_CLAUDE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env(
-            "BMAD_HOST_CACHE_DIR",
-            target_dir().join("bmad-host-test-cache"),
-        );
+        let mut cmd = command();
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -76,18 +76,30 @@ mod tests {
 
     #[test]
     fn finds_a_marked_child_and_forgets_it_once_reaped() {
-        let tag = format!("procs-self-test-{}", std::process::id());
-        let mut child = std::process::Command::new("sleep")
-            .arg("3600")
+        // The prefix is this process's own: another run of this test (or one that failed and
+        // left its child) must not be seen.
+        let prefix = format!("procs-self-test-{}-", std::process::id());
+        let tag = format!("{prefix}child");
+        // spawn() returns once the child has begun exec, before the kernel has laid out its new
+        // environment: wait for the child's own word that it runs (a line on its stdout), and
+        // keep it that same process (no second exec) by having it wait on its stdin.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "echo ready; read -r _"])
+            .stdin(std::process::Stdio::piped())
             .env("FAKE_CLAUDE_TAG", &tag)
+            .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("spawn sleep");
+            .expect("spawn sh");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read ready");
+        assert_eq!(line, "ready\n");
         let pid = child.id();
         assert_eq!(live_processes_with_marker(&tag), vec![pid]);
-        assert_eq!(
-            live_processes_with_tag_prefix("procs-self-test-"),
-            vec![pid]
-        );
+        assert_eq!(live_processes_with_tag_prefix(&prefix), vec![pid]);
         child.kill().expect("kill");
         child.wait().expect("wait");
         assert!(live_processes_with_marker(&tag).is_empty());

@@ -5,7 +5,7 @@
 //! It installs the tools pinned by `examples/qa-js/package.json` and `package-lock.json`
 //! (`@bytecodealliance/componentize-js` 0.20.0 and `@bytecodealliance/jco`) with npm into
 //! `target/js-plugin/` (reused while the two files are unchanged), runs `componentize-js qa.js
-//! --wit wit/policy.wit --world-name agent-policy --disable stdio random clocks http
+//! --wit sdk/wit/policy.wit --world-name agent-policy --disable stdio random clocks http
 //! fetch-event`, and writes `examples/qa-js/qa-js.wasm` (skipped when it is newer than its
 //! inputs). It then reads the component's world with `jco wit` and refuses it if it imports
 //! anything but `bmad:policy/*`: with every StarlingMonkey feature disabled it imports no WASI.
@@ -171,7 +171,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 fn build(root: &Path, bin_dir: &Path) -> Result<PathBuf> {
     let example = root.join(EXAMPLE);
     let source = example.join("qa.js");
-    let wit = root.join("wit").join("policy.wit");
+    let wit = root.join("sdk").join("wit").join("policy.wit");
     let wasm = example.join(COMPONENT);
     let inputs = [
         source.clone(),

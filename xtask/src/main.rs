@@ -2,8 +2,8 @@
 //!
 //! - `build-plugins`: ensure the `wasm32-wasip2` target, build every plugin crate under
 //!   `plugins/` (and the test components) and copy each component into its plugin folder.
-//! - `test`: build-plugins, then rustfmt, clippy and the whole test suite, `embed --check` and
-//!   `install-check`.
+//! - `test`: build-plugins and the test components, `embed --check`, rustfmt, then one build of
+//!   every target linted by clippy, the whole test suite on it, and `install-check`.
 //! - `embed [--check]`: rebuild the default plugins reproducibly into `host/embedded/` (the ones
 //!   compiled into bmad-host), or check that it matches a rebuild (see `embed.rs`).
 //! - `install-check`: `cargo install --path host` into a temp root, then drive the sample
@@ -14,7 +14,10 @@
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
 //!   and jco; see `js_plugin.rs`).
-//! - `new-plugin NAME --role ROLE`: a new plugin crate from the template.
+//! - `new-plugin NAME --role ROLE [--path DIR [--git URL]]`: a new plugin crate from the
+//!   template, in `plugins/` or standalone in DIR (see `new_plugin.rs`).
+//! - `sdk-check`: a plugin generated outside the workspace builds with plain cargo against the
+//!   policy SDK and loads in bmad-host (see `sdk_check.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,6 +30,7 @@ mod embed;
 mod install_check;
 mod js_plugin;
 mod new_plugin;
+mod sdk_check;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -40,7 +44,9 @@ commands:
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
-  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa)";
+  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa);
+                            --path DIR: a standalone crate in DIR (--git URL: the SDK by git)
+  sdk-check                 generate a plugin outside the workspace, build it with cargo, load it";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,15 +60,8 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
         Some("build-js-plugin") => js_plugin::run(&root, args.iter().any(|a| a == "--check")),
-        Some("new-plugin") => {
-            let name = args.get(1).context("new-plugin needs a NAME")?;
-            let role = args
-                .iter()
-                .position(|a| a == "--role")
-                .and_then(|i| args.get(i + 1))
-                .context("new-plugin needs --role status|sm|dev|qa")?;
-            new_plugin::run(name, role, &root)
-        }
+        Some("new-plugin") => new_plugin::run(&args[1..], &root),
+        Some("sdk-check") => sdk_check::run(&root),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -193,22 +192,103 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// The test crate's WebAssembly components (`tests/components/*`), built for the tests.
+const TEST_COMPONENTS: &[&str] = &[
+    "bmad-test-good",
+    "bmad-test-evil",
+    "bmad-test-wit9",
+    "bmad-test-bare",
+];
+
+/// `cargo xtask test`: everything CI checks, each step timed.
+///
+/// Clippy does not get a pass of its own: `cargo clippy` would type-check every dependency
+/// (wasmtime and cranelift) a second time in check mode, which cannot share anything with the
+/// test build. Instead the test build itself runs the workspace's crates through `clippy-driver`
+/// (cargo's `rustc-workspace-wrapper`, the mechanism `cargo clippy` uses) with `-D warnings`,
+/// for every target (the benches, then the libraries, binaries, tests and examples: what
+/// `cargo clippy --workspace --all-targets` covers), and the tests run on that very build. The
+/// WASM components (plugins and test components) are built first, and the tests are told so
+/// (`BMAD_TESTS_PREBUILT`) instead of each starting a nested cargo.
 fn test(root: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let step = |name: &str, at: std::time::Instant| {
+        eprintln!("xtask test: {name} took {:.1}s", at.elapsed().as_secs_f64());
+    };
+    let t = std::time::Instant::now();
     build_plugins(root)?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"]);
+    for krate in TEST_COMPONENTS {
+        cmd.args(["-p", krate]);
+    }
+    run(&mut cmd)?;
+    step("WASM components", t);
+
+    let t = std::time::Instant::now();
     embed::check_current(root)?;
+    step("embedded plugins rebuilt and compared", t);
+
+    let t = std::time::Instant::now();
     run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
-    run(cargo().current_dir(root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(cargo().current_dir(root).args(["test", "--workspace"]))?;
+    step("rustfmt", t);
+
+    let t = std::time::Instant::now();
+    let linted = |args: &[&str]| -> Result<()> {
+        let mut cmd = cargo();
+        cmd.current_dir(root)
+            .arg("--config")
+            .arg(format!(
+                "build.rustc-workspace-wrapper={}",
+                toml::Value::from(clippy_driver()?.to_string_lossy().into_owned())
+            ))
+            // What `cargo clippy -- -D warnings` hands clippy-driver.
+            .env(
+                "CLIPPY_ARGS",
+                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+            )
+            .env("BMAD_TESTS_PREBUILT", "1")
+            .args(args);
+        run(&mut cmd)
+    };
+    // The benches first, on their own: building them builds `host`'s `bmad-host` binary, which
+    // in the same cargo run as the test crate's `bmad-host` would collide in target/debug.
+    linted(&["test", "--workspace", "--benches", "--no-run"])?;
+    step("build + clippy of the benches", t);
+
+    let t = std::time::Instant::now();
+    linted(&["test", "--workspace"])?;
+    step("build + clippy of the other targets, and every test", t);
+
+    let t = std::time::Instant::now();
+    sdk_check::run(root)?;
+    step("SDK check (a plugin built outside the workspace)", t);
+
+    let t = std::time::Instant::now();
     install_check::run_check(root)?;
-    eprintln!("all checks passed");
+    step("install check (cargo install --path host, the demo with no --plugins)", t);
+    eprintln!(
+        "all checks passed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+/// `clippy-driver` of the toolchain that runs us (next to `$CARGO`), else the one on PATH.
+fn clippy_driver() -> Result<PathBuf> {
+    let beside_cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|cargo| Some(cargo.parent()?.join("clippy-driver")))
+        .filter(|p| p.is_file());
+    if let Some(driver) = beside_cargo {
+        return Ok(driver);
+    }
+    let found = Command::new("clippy-driver").arg("--version").output();
+    match found {
+        Ok(out) if out.status.success() => Ok(PathBuf::from("clippy-driver")),
+        _ => bail!("clippy-driver not found: `rustup component add clippy`"),
+    }
 }
 
 fn demo(root: &Path, v6: bool) -> Result<()> {

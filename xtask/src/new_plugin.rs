@@ -1,32 +1,108 @@
-//! `cargo xtask new-plugin NAME --role ROLE`: a new plugin crate from the template.
+//! `cargo xtask new-plugin NAME --role ROLE [--path DIR]`: a new plugin crate from the template.
 //!
-//! Creates `plugins/NAME/` with a `Cargo.toml` (crate `bmad-plugin-NAME`, a `cdylib` built with
-//! wit-bindgen against `wit/policy.wit`), a `src/lib.rs` implementing the role's world with
-//! sensible defaults, and a `plugin.toml`; then adds the crate to the workspace members. After
-//! `cargo xtask build-plugins` the folder is a working plugin: select it with
-//! `[roles] ROLE = "NAME"` in `bmad-host.toml` or `--policy ROLE=NAME`.
+//! The crate depends on the policy SDK (`bmad-policy`, in `sdk/`) and nothing else: a type
+//! implementing `bmad_policy::Policy` (or `StatusParser` for the `status` role) with sensible
+//! defaults for the role, exported with `export_policy!` (`export_status_parser!`), a unit test
+//! of its decisions on the host target, and a `plugin.toml`.
+//!
+//! - Without `--path`: `plugins/NAME/` in this workspace (crate `bmad-plugin-NAME`,
+//!   `bmad-policy.workspace = true`, the workspace's lints), added to the workspace members.
+//!   `cargo xtask build-plugins` then builds it into its folder.
+//! - With `--path DIR`: a standalone crate in DIR, anywhere, for a team's own repository:
+//!   `bmad-policy = { path = "<this checkout>/sdk" }` (or `--git URL`: `{ git = "URL" }`), its own
+//!   `[profile.release]` for small components. `cargo build --release --target wasm32-wasip2`
+//!   builds it; the `.wasm` goes next to its `plugin.toml`.
+//!
+//! Either way, select it with `[roles] ROLE = "NAME"` in `bmad-host.toml` or
+//! `--policy ROLE=NAME`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
 const ROLES: [&str; 4] = ["status", "sm", "dev", "qa"];
 
-/// Creates `plugins/NAME` under the workspace `root` for `role`.
-pub fn run(name: &str, role: &str, root: &Path) -> Result<()> {
+/// Where the new crate goes and how it finds the SDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    /// `plugins/NAME` of the workspace at this root, a member of it.
+    Workspace(PathBuf),
+    /// A standalone crate in this folder.
+    Standalone { dir: PathBuf, sdk: Sdk },
+}
+
+/// How a standalone crate depends on `bmad-policy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sdk {
+    /// `{ path = "..." }`: the SDK folder of a checkout.
+    Path(PathBuf),
+    /// `{ git = "..." }`: the bmad-host repository.
+    Git(String),
+}
+
+/// The parsed `new-plugin` arguments (after the command name).
+pub fn parse_args(args: &[String], root: &Path) -> Result<(String, String, Dest)> {
+    let name = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .context("new-plugin needs a NAME")?;
+    let value = |flag: &str| -> Result<Option<&String>> {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args
+                .get(i + 1)
+                .map(Some)
+                .with_context(|| format!("{flag} needs a value")),
+            None => Ok(None),
+        }
+    };
+    let role = value("--role")?
+        .context("new-plugin needs --role status|sm|dev|qa")?
+        .clone();
+    let dest = match (value("--path")?, value("--git")?) {
+        (None, None) => Dest::Workspace(root.to_path_buf()),
+        (None, Some(_)) => bail!("--git goes with --path DIR (a crate outside this workspace)"),
+        (Some(dir), git) => {
+            let dir = std::path::absolute(dir)
+                .with_context(|| format!("cannot make {dir} an absolute path"))?;
+            let sdk = match git {
+                Some(url) => Sdk::Git(url.clone()),
+                None => Sdk::Path(root.join("sdk")),
+            };
+            Dest::Standalone { dir, sdk }
+        }
+    };
+    Ok((name.clone(), role, dest))
+}
+
+/// Creates the plugin crate; returns its folder.
+pub fn create(name: &str, role: &str, dest: &Dest) -> Result<PathBuf> {
     check_name(name)?;
     if !ROLES.contains(&role) {
         bail!("unknown role `{role}`: choose one of {}", ROLES.join(", "));
     }
-    let wit = wit_version(root)?;
-    let dir = root.join("plugins").join(name);
-    if dir.exists() {
+    let wit = bmad_policy_wit_version(dest)?;
+    let (dir, standalone) = match dest {
+        Dest::Workspace(root) => (root.join("plugins").join(name), None),
+        Dest::Standalone { dir, sdk } => (dir.clone(), Some(sdk)),
+    };
+    let occupied = match std::fs::read_dir(&dir) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(_) => dir.exists(),
+    };
+    if occupied {
         bail!("{} already exists: choose another name", dir.display());
     }
-    let manifest_path = root.join("Cargo.toml");
-    let workspace = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-    let workspace = add_member(&workspace, &format!("plugins/{name}"))?;
+    // The workspace's member list, updated before anything is written so that a refusal
+    // leaves no half-made crate behind.
+    let workspace = match dest {
+        Dest::Workspace(root) => {
+            let path = root.join("Cargo.toml");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            Some((path, add_member(&text, &format!("plugins/{name}"))?))
+        }
+        Dest::Standalone { .. } => None,
+    };
 
     std::fs::create_dir_all(dir.join("src"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -34,26 +110,62 @@ pub fn run(name: &str, role: &str, root: &Path) -> Result<()> {
         let path = dir.join(file);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("Cargo.toml", cargo_toml(name, role))?;
+    let cargo = match standalone {
+        None => workspace_cargo_toml(name, role),
+        Some(sdk) => standalone_cargo_toml(name, role, sdk),
+    };
+    write("Cargo.toml", cargo)?;
     write("plugin.toml", plugin_toml(name, role, &wit))?;
-    write("src/lib.rs", lib_rs(name, role))?;
-    std::fs::write(&manifest_path, workspace)
-        .with_context(|| format!("cannot write {}", manifest_path.display()))?;
+    write("src/lib.rs", lib_rs(name, role, standalone.is_some()))?;
+    if standalone.is_some() {
+        write(".gitignore", "/target\n*.wasm\n".to_string())?;
+    }
+    if let Some((path, text)) = workspace {
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(dir)
+}
 
+/// `cargo xtask new-plugin`: creates the crate and says what to do next.
+pub fn run(args: &[String], root: &Path) -> Result<()> {
+    let (name, role, dest) = parse_args(args, root)?;
+    let dir = create(&name, &role, &dest)?;
     eprintln!(
-        "created {} (crate bmad-plugin-{name}, role {role}, bmad:policy@{wit})",
-        dir.display()
+        "created {} (crate bmad-plugin-{name}, role {role}, bmad:policy@{})",
+        dir.display(),
+        bmad_policy_wit_version(&dest)?
     );
     eprintln!("next:");
-    eprintln!("  1. edit plugins/{name}/src/lib.rs");
-    eprintln!("  2. cargo xtask build-plugins        (builds plugins/{name}/{name}.wasm)");
-    eprintln!("  3. bmad-host plugins check --plugins plugins/");
-    if role != "status" || name != "status" {
-        eprintln!(
-            "  4. use it: [roles] {role} = \"{name}\" in bmad-host.toml, or --policy {role}={name}"
-        );
+    eprintln!("  1. edit {}", dir.join("src/lib.rs").display());
+    match dest {
+        Dest::Workspace(_) => {
+            eprintln!("  2. cargo xtask build-plugins        (builds plugins/{name}/{name}.wasm)");
+            eprintln!("  3. bmad-host plugins check --plugins plugins/");
+        }
+        Dest::Standalone { .. } => {
+            eprintln!(
+                "  2. cargo test && cargo build --release --target wasm32-wasip2   (in {})",
+                dir.display()
+            );
+            eprintln!(
+                "  3. cp target/wasm32-wasip2/release/{} {name}.wasm",
+                wasm_file(&name)
+            );
+            eprintln!(
+                "  4. bmad-host plugins check --plugins {}",
+                dir.parent().unwrap_or(&dir).display()
+            );
+        }
     }
+    eprintln!(
+        "  then use it: [roles] {role} = \"{name}\" in bmad-host.toml, or --policy {role}={name}"
+    );
     Ok(())
+}
+
+/// The file name cargo gives the plugin's component.
+pub fn wasm_file(name: &str) -> String {
+    format!("bmad_plugin_{}.wasm", name.replace('-', "_"))
 }
 
 /// Plugin names: what `plugin.toml` accepts (lowercase letters, digits, `-`, `_`).
@@ -72,11 +184,26 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The version of the `bmad:policy` package in `wit/policy.wit`.
-fn wit_version(root: &Path) -> Result<String> {
-    let path = root.join("wit").join("policy.wit");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+/// The version of the `bmad:policy` package the plugin is built against: the one in the SDK's
+/// `wit/policy.wit` (for a git dependency, this checkout's).
+fn bmad_policy_wit_version(dest: &Dest) -> Result<String> {
+    let sdk = match dest {
+        Dest::Workspace(root) => root.join("sdk"),
+        Dest::Standalone {
+            sdk: Sdk::Path(sdk),
+            ..
+        } => sdk.clone(),
+        Dest::Standalone {
+            sdk: Sdk::Git(_), ..
+        } => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+    };
+    wit_version(&sdk.join("wit").join("policy.wit"))
+}
+
+/// The version of the `bmad:policy` package in this WIT file.
+fn wit_version(path: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .find_map(|line| {
             let rest = line.trim().strip_prefix("package bmad:policy@")?;
@@ -127,7 +254,7 @@ fn add_member(cargo_toml: &str, member: &str) -> Result<String> {
     Ok(out)
 }
 
-fn cargo_toml(name: &str, role: &str) -> String {
+fn workspace_cargo_toml(name: &str, role: &str) -> String {
     format!(
         r#"[package]
 name = "bmad-plugin-{name}"
@@ -140,10 +267,50 @@ publish.workspace = true
 crate-type = ["cdylib"]
 
 [dependencies]
-wit-bindgen.workspace = true
+bmad-policy.workspace = true
 
 [lints]
 workspace = true
+"#
+    )
+}
+
+fn standalone_cargo_toml(name: &str, role: &str, sdk: &Sdk) -> String {
+    let dependency = match sdk {
+        Sdk::Path(path) => format!(
+            "{{ path = {} }}",
+            toml::Value::String(path.display().to_string())
+        ),
+        Sdk::Git(url) => format!("{{ git = {} }}", toml::Value::String(url.clone())),
+    };
+    format!(
+        r#"[package]
+name = "bmad-plugin-{name}"
+description = "bmad-host {role} plugin `{name}`"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+# The bmad-host policy SDK: the bmad:policy WIT, its types, export_policy! and
+# export_status_parser!. From a checkout of bmad-host (`{{ path = "…/bmad-host/sdk" }}`) or
+# straight from its repository (`{{ git = "<bmad-host repository URL>" }}`, optionally with a
+# `tag` or `rev`). Nothing else is needed.
+bmad-policy = {dependency}
+
+[lints.rust]
+unsafe_code = "deny"
+
+# `cargo build --release --target wasm32-wasip2`: a small component.
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+strip = true
+panic = "abort"
 "#
     )
 }
@@ -175,27 +342,48 @@ read = []
     )
 }
 
-fn lib_rs(name: &str, role: &str) -> String {
+fn lib_rs(name: &str, role: &str, standalone: bool) -> String {
+    let build = if standalone {
+        format!(
+            "Build it with `cargo build --release --target wasm32-wasip2` and copy\n\
+             //! `target/wasm32-wasip2/release/{wasm}` to `{name}.wasm` next to `plugin.toml`; check it\n\
+             //! with `bmad-host plugins check --plugins DIR` (DIR: the folder holding this plugin's folder),",
+            wasm = wasm_file(name)
+        )
+    } else {
+        format!(
+            "Build it with `cargo xtask build-plugins` (which writes `plugins/{name}/{name}.wasm`), check it\n\
+             //! with `bmad-host plugins check --plugins plugins/`,"
+        )
+    };
     let header = format!(
         r#"//! `{name}`: a bmad-host {role} plugin, a WebAssembly component for `bmad:policy`.
 //!
-//! Build it with `cargo xtask build-plugins` (which writes `plugins/{name}/{name}.wasm`), check it
-//! with `bmad-host plugins check --plugins plugins/`, and select it with `[roles] {role} = "{name}"`
-//! in `bmad-host.toml` or `--policy {role}={name}`.
+//! {build}
+//! and select it with `[roles] {role} = "{name}"` in `bmad-host.toml` or `--policy {role}={name}`.
+//! `cargo test` runs the unit tests of its decisions on the host target.
 //!
 //! The host gives a plugin facts and takes decisions; it has no clock, environment, network or
 //! filesystem of its own. `host::log` writes to the host's log, and `host::read_file` reads a
 //! project file if `plugin.toml` requests it and the operator grants it.
-#![allow(unsafe_code)] // wit-bindgen's generated glue (exports, canonical ABI) is unsafe code.
 "#
     );
     let body = match role {
         "status" => STATUS_TEMPLATE.to_string(),
         _ => POLICY_TEMPLATE
+            .replace("{{name}}", name)
+            .replace("{{types}}", types_for(role))
             .replace("{{prompt}}", prompt_for(role))
             .replace("{{end}}", end_for(role)),
     };
     format!("{header}\n{body}")
+}
+
+fn types_for(role: &str) -> &'static str {
+    match role {
+        "qa" => "AgentRequest, Decision, OutcomeKind, StepReport, Story, StoryState",
+        _ => "AgentRequest, Decision, OutcomeKind, StepReport, Story",
+    }
 }
 
 fn prompt_for(role: &str) -> &'static str {
@@ -204,7 +392,7 @@ fn prompt_for(role: &str) -> &'static str {
             "format!(\n            \"Draft story {} ({}) of epic {} from the epic file {}, and write it to {}.\",\n            story.id, story.title, story.epic, story.epic_path, story.path\n        )"
         }
         "dev" => {
-            "if story.previous_findings.is_empty() {\n            format!(\"Implement story {} at {}, then set its status to Review.\", story.id, story.path)\n        } else {\n            format!(\n                \"Fix these review findings for story {} at {}, then set its status to Review:\\n- {}\",\n                story.id,\n                story.path,\n                story.previous_findings.join(\"\\n- \")\n            )\n        }"
+            "if story.previous_findings.is_empty() {\n            format!(\n                \"Implement story {} at {}, then set its status to Review.\",\n                story.id, story.path\n            )\n        } else {\n            format!(\n                \"Fix these review findings for story {} at {}, then set its status to Review:\\n- {}\",\n                story.id,\n                story.path,\n                story.previous_findings.join(\"\\n- \")\n            )\n        }"
         }
         _ => {
             "format!(\n            \"Review story {} at {}: check every acceptance criterion, write your findings in its QA Results section, and set its status to Done or back to InProgress.\",\n            story.id, story.path\n        )"
@@ -217,17 +405,25 @@ fn end_for(role: &str) -> &'static str {
         // Dev: after a successful agent call run the quality gates; after the gates, complete
         // when they all passed, otherwise send the failures back.
         "dev" => {
-            r#"let Some(outcome) = report.outcome else {
+            r#"let Some(outcome) = &report.outcome else {
             let failed: Vec<String> = report
                 .gates
                 .iter()
                 .filter(|g| !g.passed)
                 .map(|g| format!("quality gate `{}` failed:\n{}", g.name, g.output_tail))
                 .collect();
-            return if failed.is_empty() { Decision::Complete } else { Decision::SendBack(failed) };
+            return if failed.is_empty() {
+                Decision::Complete
+            } else {
+                Decision::SendBack(failed)
+            };
         };
         if outcome.kind != OutcomeKind::Success {
-            return Decision::Fail(format!("agent call ended with {:?}: {}", outcome.kind, outcome.message));
+            return Decision::Fail(format!(
+                "agent call ended with {}: {}",
+                outcome.kind.as_str(),
+                outcome.message
+            ));
         }
         Decision::RunGates"#
         }
@@ -236,13 +432,17 @@ fn end_for(role: &str) -> &'static str {
             r#"if let Some(outcome) = &report.outcome
             && outcome.kind != OutcomeKind::Success
         {
-            return Decision::Fail(format!("agent call ended with {:?}: {}", outcome.kind, outcome.message));
+            return Decision::Fail(format!(
+                "agent call ended with {}: {}",
+                outcome.kind.as_str(),
+                outcome.message
+            ));
         }
-        match state_of(&report.status) {
+        match report.status.state() {
             Some(StoryState::Done) => Decision::Complete,
-            Some(StoryState::InProgress | StoryState::ChangesRequested) => {
-                Decision::SendBack(vec!["QA requested changes: see the story's QA Results".to_string()])
-            }
+            Some(StoryState::InProgress | StoryState::ChangesRequested) => Decision::SendBack(vec![
+                "QA requested changes: see the story's QA Results".to_string(),
+            ]),
             _ => Decision::Escalate("QA left the story neither done nor sent back".to_string()),
         }"#
         }
@@ -251,9 +451,13 @@ fn end_for(role: &str) -> &'static str {
             r#"if let Some(outcome) = &report.outcome
             && outcome.kind != OutcomeKind::Success
         {
-            return Decision::Fail(format!("agent call ended with {:?}: {}", outcome.kind, outcome.message));
+            return Decision::Fail(format!(
+                "agent call ended with {}: {}",
+                outcome.kind.as_str(),
+                outcome.message
+            ));
         }
-        match state_of(&report.status) {
+        match report.status.state() {
             Some(_) => Decision::Complete,
             None => Decision::Fail("the story file has no readable status after drafting".to_string()),
         }"#
@@ -261,62 +465,79 @@ fn end_for(role: &str) -> &'static str {
     }
 }
 
-const POLICY_TEMPLATE: &str = r#"wit_bindgen::generate!({
-    path: "../../wit",
-    world: "agent-policy",
-});
+const POLICY_TEMPLATE: &str = r#"use bmad_policy::Policy;
+use bmad_policy::host::{self, Level};
+use bmad_policy::types::{{{types}}};
 
-use bmad::policy::host::{self, Level};
-#[allow(unused_imports)]
-use bmad::policy::types::{AgentRequest, OutcomeKind, ParseOutcome, StoryState};
+/// The `{{name}}` policy.
+#[derive(Debug)]
+pub struct Plugin;
 
-struct Plugin;
-
-/// The state to act on: only a confidently parsed status counts.
-#[allow(dead_code)]
-fn state_of(status: &ParseOutcome) -> Option<StoryState> {
-    match status {
-        ParseOutcome::Found(value) => value.state,
-        _ => None,
-    }
-}
-
-impl Guest for Plugin {
+impl Policy for Plugin {
     /// The step starts: ask the host to run the agent with this prompt.
-    fn begin(story: Story, _document: String) -> Decision {
+    fn begin(story: &Story, _document: &str) -> Decision {
         host::log(Level::Info, &format!("story {}: cycle {}", story.id, story.cycle));
         let prompt = {{prompt}};
         Decision::InvokeAgent(AgentRequest {
             prompt,
-            max_turns: None,
-            allowed_tools: Vec::new(),
-            model: None,
-            append_system_prompt: None,
+            ..AgentRequest::default()
         })
     }
 
-    /// Each line of the agent's stream: keep going (or return `Directive::Stop`).
-    fn on_event(_story: Story, _event: AgentEvent) -> Directive {
-        Directive::Continue
-    }
+    // `on_event` (each line of the agent's stream) keeps the default: continue. Return
+    // `Directive::Stop` from it to have the host stop the agent.
 
     /// The agent call (or the gates) ended: decide what happens next.
-    fn end(_story: Story, report: StepReport) -> Decision {
+    fn end(_story: &Story, report: &StepReport) -> Decision {
         {{end}}
     }
 }
 
-export!(Plugin);
+bmad_policy::export_policy!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bmad_policy::types::CallOutcome;
+
+    fn story() -> Story {
+        Story {
+            id: "1.1".into(),
+            path: "docs/stories/1.1.story.md".into(),
+            cycle: 1,
+            ..Story::default()
+        }
+    }
+
+    #[test]
+    fn begin_asks_for_the_agent_naming_the_story() {
+        match Plugin::begin(&story(), "") {
+            Decision::InvokeAgent(request) => {
+                assert!(request.prompt.contains("1.1"), "{}", request.prompt)
+            }
+            other => panic!("expected invoke-agent, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_agent_call_fails_the_story() {
+        let report = StepReport {
+            outcome: Some(CallOutcome::new(OutcomeKind::TimedOut, "too slow")),
+            ..StepReport::default()
+        };
+        assert!(
+            matches!(Plugin::end(&story(), &report), Decision::Fail(reason) if reason.contains("timed-out"))
+        );
+    }
+}
 "#;
 
-const STATUS_TEMPLATE: &str = r###"wit_bindgen::generate!({
-    path: "../../wit",
-    world: "status-parser",
-});
+const STATUS_TEMPLATE: &str = r###"use bmad_policy::StatusParser;
+use bmad_policy::types::{MissingReason, ParseOutcome, StatusSource, StatusValue, StoryState};
 
-use bmad::policy::types::{MissingReason, StatusSource, StatusValue, StoryState};
-
-struct Plugin;
+/// The status parser.
+#[derive(Debug)]
+pub struct Plugin;
 
 /// Maps a written status onto a canonical state.
 fn state_of(raw: &str) -> Option<StoryState> {
@@ -333,9 +554,9 @@ fn state_of(raw: &str) -> Option<StoryState> {
     })
 }
 
-impl Guest for Plugin {
+impl StatusParser for Plugin {
     /// Reads the first `Status: VALUE` line (or the line after a `## Status` heading).
-    fn parse(document: String) -> ParseOutcome {
+    fn parse(document: &str) -> ParseOutcome {
         if document.trim().is_empty() {
             return ParseOutcome::Missing(MissingReason::EmptyFile);
         }
@@ -344,7 +565,12 @@ impl Guest for Plugin {
             let (raw, at, source) = if let Some(v) = line.strip_prefix("Status:") {
                 (v.trim(), i, StatusSource::Line)
             } else if line.trim() == "## Status" {
-                match lines.iter().enumerate().skip(i + 1).find(|(_, l)| !l.trim().is_empty()) {
+                match lines
+                    .iter()
+                    .enumerate()
+                    .skip(i + 1)
+                    .find(|(_, l)| !l.trim().is_empty())
+                {
                     Some((j, l)) => (l.trim(), j, StatusSource::Section),
                     None => return ParseOutcome::Missing(MissingReason::EmptyValue(line_no(i))),
                 }
@@ -355,7 +581,12 @@ impl Guest for Plugin {
                 return ParseOutcome::Missing(MissingReason::EmptyValue(line_no(at)));
             }
             let state = state_of(raw);
-            let value = StatusValue { raw: raw.to_string(), line: line_no(at), source, state };
+            let value = StatusValue {
+                raw: raw.to_string(),
+                line: line_no(at),
+                source,
+                state,
+            };
             return match state {
                 Some(_) => ParseOutcome::Found(value),
                 None => ParseOutcome::Doubtful(value),
@@ -369,23 +600,57 @@ fn line_no(index: usize) -> u32 {
     u32::try_from(index + 1).unwrap_or(u32::MAX)
 }
 
-export!(Plugin);
+bmad_policy::export_status_parser!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_status_line_and_a_status_section() {
+        assert_eq!(
+            Plugin::parse("# Story 1.1\n\nStatus: Done\n").state(),
+            Some(StoryState::Done)
+        );
+        assert_eq!(
+            Plugin::parse("# Story 1.1\n\n## Status\n\nDraft\n").state(),
+            Some(StoryState::Drafted)
+        );
+        assert_eq!(
+            Plugin::parse(""),
+            ParseOutcome::Missing(MissingReason::EmptyFile)
+        );
+    }
+}
 "###;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// `plugins/NAME` of the workspace at `root`.
+    fn in_workspace(name: &str, role: &str, root: &Path) -> Result<PathBuf> {
+        create(name, role, &Dest::Workspace(root.to_path_buf()))
+    }
+
+    /// Copies the SDK's WIT into `root/sdk/wit` (where the version is read).
+    fn copy_wit(root: &Path) {
+        std::fs::create_dir_all(root.join("sdk/wit")).expect("mkdir");
+        std::fs::copy(
+            repo().join("sdk/wit/policy.wit"),
+            root.join("sdk/wit/policy.wit"),
+        )
+        .expect("copy wit");
+    }
+
     /// A minimal workspace: the real WIT and a members list.
     fn workspace() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        std::fs::create_dir_all(dir.path().join("wit")).expect("mkdir");
-        std::fs::copy(
-            repo.join("wit/policy.wit"),
-            dir.path().join("wit/policy.wit"),
-        )
-        .expect("copy wit");
+        copy_wit(dir.path());
         std::fs::write(
             dir.path().join("Cargo.toml"),
             "[workspace]\nresolver = \"3\"\nmembers = [\n    \"host\",\n    \"plugins/qa\",\n]\n\n[workspace.dependencies]\n",
@@ -403,7 +668,7 @@ mod tests {
             ("drafts", "sm"),
             ("status2", "status"),
         ] {
-            run(name, role, ws.path()).expect("created");
+            in_workspace(name, role, ws.path()).expect("created");
             let dir = ws.path().join("plugins").join(name);
             let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
             assert!(
@@ -424,12 +689,13 @@ mod tests {
             let parsed: toml::Table = toml::from_str(&manifest).expect("plugin.toml is TOML");
             assert_eq!(parsed.get("name").and_then(|v| v.as_str()), Some(name));
             let lib = std::fs::read_to_string(dir.join("src/lib.rs")).expect("lib.rs");
-            let world = if role == "status" {
-                "status-parser"
+            let export = if role == "status" {
+                "bmad_policy::export_status_parser!(Plugin);"
             } else {
-                "agent-policy"
+                "bmad_policy::export_policy!(Plugin);"
             };
-            assert!(lib.contains(&format!("world: \"{world}\"")), "{lib}");
+            assert!(lib.contains(export), "{lib}");
+            assert!(cargo.contains("bmad-policy.workspace = true"), "{cargo}");
             assert!(!lib.contains("{{"), "unreplaced placeholder in {name}");
         }
         let members = std::fs::read_to_string(ws.path().join("Cargo.toml")).expect("read");
@@ -444,20 +710,122 @@ mod tests {
     #[test]
     fn refuses_bad_names_roles_and_existing_folders() {
         let ws = workspace();
-        assert!(run("Team QA", "qa", ws.path()).is_err());
+        assert!(in_workspace("Team QA", "qa", ws.path()).is_err());
         assert!(
-            run("x", "architect", ws.path())
+            in_workspace("x", "architect", ws.path())
                 .expect_err("refused")
                 .to_string()
                 .contains("unknown role")
         );
-        run("x", "qa", ws.path()).expect("first");
+        in_workspace("x", "qa", ws.path()).expect("first");
         assert!(
-            run("x", "qa", ws.path())
+            in_workspace("x", "qa", ws.path())
                 .expect_err("refused")
                 .to_string()
                 .contains("already exists")
         );
+    }
+
+    #[test]
+    fn standalone_crates_depend_on_the_sdk_by_path_or_git() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sdk = repo().join("sdk");
+        let dir = tmp.path().join("our-qa");
+        let dest = Dest::Standalone {
+            dir: dir.clone(),
+            sdk: Sdk::Path(sdk.clone()),
+        };
+        assert_eq!(create("our-qa", "qa", &dest).expect("created"), dir);
+        let cargo: toml::Table =
+            toml::from_str(&std::fs::read_to_string(dir.join("Cargo.toml")).expect("read"))
+                .expect("Cargo.toml is TOML");
+        assert_eq!(
+            cargo["dependencies"]["bmad-policy"]["path"].as_str(),
+            Some(sdk.display().to_string().as_str())
+        );
+        assert_eq!(
+            cargo["dependencies"].as_table().map(|d| d.len()),
+            Some(1),
+            "the SDK is the only dependency"
+        );
+        assert!(
+            cargo
+                .get("lints")
+                .and_then(|l| l.get("workspace"))
+                .is_none()
+        );
+        assert_eq!(cargo["profile"]["release"]["panic"].as_str(), Some("abort"));
+        let manifest = std::fs::read_to_string(dir.join("plugin.toml")).expect("plugin.toml");
+        assert!(
+            manifest.contains("component = \"our-qa.wasm\""),
+            "{manifest}"
+        );
+        let lib = std::fs::read_to_string(dir.join("src/lib.rs")).expect("lib.rs");
+        assert!(
+            lib.contains("bmad_policy::export_policy!(Plugin);"),
+            "{lib}"
+        );
+        assert!(
+            lib.contains("cargo build --release --target wasm32-wasip2"),
+            "{lib}"
+        );
+        assert!(
+            create("our-qa", "qa", &dest)
+                .expect_err("refused")
+                .to_string()
+                .contains("already exists")
+        );
+
+        let git = tmp.path().join("drafts");
+        let dest = Dest::Standalone {
+            dir: git.clone(),
+            sdk: Sdk::Git("https://example.org/bmad-host.git".into()),
+        };
+        create("drafts", "sm", &dest).expect("created");
+        let cargo: toml::Table =
+            toml::from_str(&std::fs::read_to_string(git.join("Cargo.toml")).expect("read"))
+                .expect("Cargo.toml is TOML");
+        assert_eq!(
+            cargo["dependencies"]["bmad-policy"]["git"].as_str(),
+            Some("https://example.org/bmad-host.git")
+        );
+    }
+
+    #[test]
+    fn arguments_choose_the_destination() {
+        let root = Path::new("/ws");
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (name, role, dest) = parse_args(&args(&["x", "--role", "qa"]), root).expect("parsed");
+        assert_eq!((name.as_str(), role.as_str()), ("x", "qa"));
+        assert_eq!(dest, Dest::Workspace(root.to_path_buf()));
+        let (_, _, dest) =
+            parse_args(&args(&["x", "--role", "qa", "--path", "/tmp/x"]), root).expect("parsed");
+        assert_eq!(
+            dest,
+            Dest::Standalone {
+                dir: PathBuf::from("/tmp/x"),
+                sdk: Sdk::Path(root.join("sdk")),
+            }
+        );
+        let (_, _, dest) = parse_args(
+            &args(&[
+                "x",
+                "--role",
+                "dev",
+                "--path",
+                "/tmp/x",
+                "--git",
+                "https://g/b.git",
+            ]),
+            root,
+        )
+        .expect("parsed");
+        assert!(
+            matches!(dest, Dest::Standalone { sdk: Sdk::Git(url), .. } if url == "https://g/b.git")
+        );
+        assert!(parse_args(&args(&["x", "--role", "qa", "--git", "u"]), root).is_err());
+        assert!(parse_args(&args(&["x"]), root).is_err());
+        assert!(parse_args(&args(&["--role", "qa"]), root).is_err());
     }
 
     #[test]
@@ -477,14 +845,9 @@ mod tests {
     /// They build in a scratch workspace with the real WIT, lockfile and target directory.
     #[test]
     fn generated_plugins_build_for_wasm32() {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let repo = repo();
         let ws = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(ws.path().join("wit")).expect("mkdir");
-        std::fs::copy(
-            repo.join("wit/policy.wit"),
-            ws.path().join("wit/policy.wit"),
-        )
-        .expect("copy wit");
+        copy_wit(ws.path());
         std::fs::copy(repo.join("Cargo.lock"), ws.path().join("Cargo.lock")).expect("copy lock");
         let root: toml::Table =
             toml::from_str(&std::fs::read_to_string(repo.join("Cargo.toml")).expect("read"))
@@ -496,9 +859,9 @@ mod tests {
         std::fs::write(
             ws.path().join("Cargo.toml"),
             format!(
-                "[workspace]\nresolver = \"3\"\nmembers = [\n]\n\n[workspace.package]\n{}\n[workspace.dependencies]\nwit-bindgen = {}\n\n[workspace.lints.rust]\n{lints_rust}\n[workspace.lints.clippy]\n{lints_clippy}\n[profile.wasm]\n{wasm_profile}",
+                "[workspace]\nresolver = \"3\"\nmembers = [\n]\n\n[workspace.package]\n{}\n[workspace.dependencies]\nbmad-policy = {{ path = {} }}\n\n[workspace.lints.rust]\n{lints_rust}\n[workspace.lints.clippy]\n{lints_clippy}\n[profile.wasm]\n{wasm_profile}",
                 section("package"),
-                toml::Value::try_from(&root["workspace"]["dependencies"]["wit-bindgen"]).expect("dep"),
+                toml::Value::String(repo.join("sdk").display().to_string()),
             ),
         )
         .expect("write");
@@ -509,7 +872,7 @@ mod tests {
             ("p-qa", "qa"),
         ];
         for (name, role) in roles {
-            run(name, role, ws.path()).expect("created");
+            in_workspace(name, role, ws.path()).expect("created");
         }
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| repo.join("target"), std::path::PathBuf::from);
@@ -526,6 +889,7 @@ mod tests {
                 "--profile",
                 "wasm",
                 "--workspace",
+                "--all-targets",
                 "--",
                 "-D",
                 "warnings",

@@ -15,11 +15,12 @@ use serde_json::json;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::watch;
 
+use crate::process::{self, Tracker};
+
 use super::judge::{judge_result, usage_limit};
 use super::reader::{LineReader, Read};
 use super::stream::{self, Block, Line, ResultLine};
 use super::transcript::Transcript;
-use super::tree::{self, Tracker};
 use super::{
     CALL_MARKER_ENV, CallReport, CallSpec, Directive, Event, ExitInfo, Interrupt, Limits, Outcome,
 };
@@ -242,7 +243,7 @@ pub(crate) async fn run_attempt(
             ));
         }
     };
-    let subreaper = tree::ensure_subreaper();
+    let subreaper = process::ensure_subreaper();
     let marker = new_marker();
     let args = build_args(spec, limits);
     let mut cmd = Command::new(&spec.bin);

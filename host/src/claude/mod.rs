@@ -7,15 +7,14 @@
 //! is alive and its output is at EOF.
 //!
 //! Every spawned process gets the environment variable [`CALL_MARKER_ENV`] with a value unique
-//! to the call; the supervisor uses it to recognise the call's orphans (re-parented to the host,
-//! which is a child subreaper).
+//! to the call; [`crate::process`] uses it to recognise the call's orphans (re-parented to the
+//! host, which is a child subreaper) and tears the tree down.
 
 mod attempt;
 mod judge;
 mod reader;
 mod stream;
 mod transcript;
-mod tree;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -23,11 +22,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-pub use judge::usage_limit;
-pub(crate) use tree::{Tracker, ensure_subreaper};
+use crate::policy::{self, AgentEvent, CallOutcome, OutcomeKind};
 
-/// Environment variable set on every Claude process, with a value unique to the call.
-pub const CALL_MARKER_ENV: &str = "BMAD_HOST_CALL";
+pub use crate::process::{CALL_MARKER_ENV, Interrupt};
+pub use judge::usage_limit;
 
 /// Longest assistant text passed to the policy in [`Event::Text`], in bytes (cut on a char boundary).
 pub const EVENT_TEXT_MAX: usize = 2000;
@@ -100,17 +98,6 @@ pub struct CallSpec {
     pub extra_args: Vec<String>,
     /// Where the transcript goes (appended to; parent directories are created).
     pub transcript: PathBuf,
-}
-
-/// An operator interrupt, fed through a watch channel: Ctrl-C once, then twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Interrupt {
-    #[default]
-    None,
-    /// Tear the call down with the usual graces.
-    Graceful,
-    /// Kill now: skip the graces.
-    Immediate,
 }
 
 /// A policy's answer to an event.
@@ -335,21 +322,61 @@ pub async fn run(
     }
 }
 
-/// Kills every live process whose environment holds `marker` (`KEY=value`), with its
-/// descendants, and waits (up to `grace`) until they are gone. The run loop calls it when it
-/// resumes a run whose host died (`kill -9`, a reboot): that host's agent or gate processes
-/// carry the run's `BMAD_HOST_RUN_ID` and must not keep editing files while their step is
-/// redone. Returns the pids that survived.
-pub async fn stop_leftovers(marker: &str, grace: Duration) -> Vec<i32> {
-    let mut tracker = Tracker::new(0, marker.to_string(), false);
-    tracker.root_reaped();
-    tracker.kill_all(Instant::now() + grace).await
-}
-
 /// The backoff before retry number `attempt` (1-based): `base * 2^(attempt-1)`, at most 10 minutes.
 fn backoff_delay(base: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.saturating_sub(1).min(16);
     base.saturating_mul(factor).min(Duration::from_secs(600))
+}
+
+// What the policies learn of a call, in their vocabulary.
+
+impl From<&Event> for AgentEvent {
+    fn from(event: &Event) -> Self {
+        match event {
+            Event::Init { model, .. } => AgentEvent::Init(model.clone()),
+            Event::Text(t) => AgentEvent::Text(t.clone()),
+            Event::ToolUse { name } => AgentEvent::ToolUse(name.clone()),
+            Event::ToolResult { is_error } => AgentEvent::ToolResult(*is_error),
+            Event::ApiRetry { attempt, .. } => AgentEvent::ApiRetry(*attempt),
+        }
+    }
+}
+
+impl From<&Outcome> for OutcomeKind {
+    fn from(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Success => OutcomeKind::Success,
+            Outcome::MaxTurns => OutcomeKind::ErrorMaxTurns,
+            Outcome::MaxBudget => OutcomeKind::ErrorMaxBudget,
+            Outcome::DuringExecution => OutcomeKind::ErrorDuringExecution,
+            Outcome::ApiError { .. } => OutcomeKind::ApiError,
+            Outcome::NoResult { .. } => OutcomeKind::NoResult,
+            Outcome::TimedOut => OutcomeKind::TimedOut,
+            Outcome::IdleTimeout => OutcomeKind::IdleTimeout,
+            Outcome::StoppedByPolicy => OutcomeKind::StoppedByPolicy,
+            Outcome::Cancelled => OutcomeKind::Cancelled,
+            Outcome::UsageLimit { .. } => OutcomeKind::UsageLimit,
+            Outcome::SpawnFailed(_) => OutcomeKind::SpawnFailed,
+        }
+    }
+}
+
+/// What the policy learns of a call: the result text for a failed call that has one, else the
+/// outcome in words.
+impl From<&CallReport> for CallOutcome {
+    fn from(report: &CallReport) -> Self {
+        let message = match &report.result_text {
+            Some(text) if !matches!(report.outcome, Outcome::Success) => text.clone(),
+            _ => report.outcome.to_string(),
+        };
+        CallOutcome {
+            kind: OutcomeKind::from(&report.outcome),
+            message: policy::outcome_message(&message),
+            num_turns: report.num_turns,
+            cost_usd: report.cost_usd,
+            duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 #[cfg(test)]

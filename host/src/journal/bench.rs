@@ -8,8 +8,9 @@ use serde_json::json;
 use super::{Journal, JournalError, RunFingerprint, StepKey, StepKind};
 
 /// Opens (creating) the journal of a project at `dir`, starts a fresh run, and returns the mean
-/// wall-clock time of one journaled step (`begin_step` + `finish_step`, each a durable commit)
-/// over `n` steps with intents and results of a realistic size (a few hundred bytes).
+/// wall-clock time of one journaled agent-call step (`begin_step`, a durable commit, +
+/// `finish_step`, a relaxed one) over `n` steps with intents and results of a realistic size (a
+/// few hundred bytes).
 pub fn bench_step_cost(dir: &Path, n: usize) -> Result<Duration, JournalError> {
     let mut journal = Journal::open(dir)?;
     let run = journal.start_run(true, &RunFingerprint::default())?.id;

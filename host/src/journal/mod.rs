@@ -1,7 +1,11 @@
 //! The durable journal: one SQLite file per project (`.bmad-host/journal.sqlite`, WAL,
 //! `synchronous=FULL`, a versioned schema) recording runs with their config and plugin
 //! fingerprints, each story's progress, and every step of the run loop as an intent (committed
-//! before the step starts) and a result (committed after). Replaying a story after a crash asks
+//! before the step starts) and a result (committed after). Every record is written when its call
+//! returns, so a host killed at any point loses none; an agent call's intent is also fsynced
+//! (the last commit before an agent starts), which makes everything written before it durable,
+//! so that a gap between two agent calls waits for one journal fsync however many records it
+//! writes (the others are relaxed commits; see [`Journal::finish_step`]). Replaying a story after a crash asks
 //! [`Journal::begin_step`] for the same deterministic [`StepKey`] and learns whether that step is
 //! done (reuse its result), was interrupted (redo it, flagged as a retry) or is new. The module
 //! also owns the run lock (`.bmad-host/run.lock`, an OS `flock` the kernel releases when its holder
@@ -14,6 +18,7 @@ mod display;
 mod lock;
 mod model;
 mod paths;
+mod payload;
 mod schema;
 mod store;
 #[cfg(test)]
@@ -28,6 +33,10 @@ pub use model::{
 };
 pub use paths::{
     JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
+};
+pub use payload::{
+    AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, PolicyCall,
+    StatusWriteIntent, StatusWriteResult, StepIntent,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{Journal, JournalReader};

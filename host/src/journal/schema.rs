@@ -202,6 +202,20 @@ pub(super) fn open_existing(path: &Path, access: Access) -> Result<Connection, J
     }
 }
 
+/// A second read-write connection to a journal already opened (and checked) by
+/// [`open_existing`], for the background checkpoints: it writes nothing but the database pages
+/// the WAL already holds, and never checkpoints on its own.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, JournalError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sqlite(path))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite(path))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite(path))?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(sqlite(path))?;
+    Ok(conn)
+}
+
 /// A read-only connection for the checks. Without a `-wal` file beside it the database is all in
 /// the main file, so it is opened `immutable` (no locks, no `-wal`/`-shm` created): a refused file
 /// gets no companions. With one (a live run, or a crash), a plain read-only connection.

@@ -30,7 +30,12 @@ pub struct JournalReader {
 /// The run loop's journal: read-write, holding the project's run lock for its whole life.
 #[derive(Debug)]
 pub struct Journal {
+    /// Dropped first: its thread and connection end before the main connection closes (the
+    /// last connection to close checkpoints the WAL into the database and removes it).
+    checkpointer: Option<Checkpointer>,
     reader: JournalReader,
+    /// Commits since the checkpointer was last asked to run.
+    commits: u32,
     _lock: RunLock,
 }
 
@@ -68,8 +73,17 @@ impl Journal {
             }
         }
         let conn = schema::open_existing(&path, Access::ReadWrite)?;
+        let checkpointer = Checkpointer::start(&path);
+        if checkpointer.is_some() {
+            // The WAL is copied into the database by the checkpointer's thread, never by a
+            // commit of the run loop.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sql_err(&path))?;
+        }
         Ok(Journal {
+            checkpointer,
             reader: JournalReader { conn, path },
+            commits: 0,
             _lock: lock,
         })
     }
@@ -176,7 +190,8 @@ impl Journal {
         Ok(info)
     }
 
-    /// Records how a run ended ([`RunStatus::Running`] reopens it).
+    /// Records how a run ended ([`RunStatus::Running`] reopens it). A durable commit: every
+    /// relaxed record before it is on disk when this returns.
     pub fn finish_run(&mut self, run: &RunId, status: RunStatus) -> Result<(), JournalError> {
         let finished_at = (status != RunStatus::Running).then(|| to_ms(SystemTime::now()));
         let changed = self
@@ -245,8 +260,30 @@ impl Journal {
     /// - a row without a result (an attempt was interrupted): replaces the intent, counts the
     ///   attempt, [`StepStart::Retry`].
     ///
-    /// The intent is durable (fsynced) when this returns.
+    /// The intent is written when this returns (a host killed from then on finds it). How it
+    /// reaches the disk depends on the step (see [`Commit::for_intent`]): an agent call's intent
+    /// is fsynced, and being the last commit before the agent starts, it makes every record
+    /// before it durable too (the WAL is written in order); the other intents are relaxed.
     pub fn begin_step(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
+        match Commit::for_intent(key.kind) {
+            Commit::Durable => {
+                let start = self.begin_step_now(key, intent)?;
+                self.commits = self.commits.saturating_add(1);
+                // The agent starts next and runs for a while: the time to copy the WAL into
+                // the database, off the run loop's path.
+                if self.commits >= CHECKPOINT_EVERY
+                    && let Some(checkpointer) = &self.checkpointer
+                {
+                    checkpointer.poke();
+                    self.commits = 0;
+                }
+                Ok(start)
+            }
+            Commit::Relaxed => self.relaxed(|journal| journal.begin_step_now(key, intent)),
+        }
+    }
+
+    fn begin_step_now(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
         let path = &self.reader.path;
         let err = sql_err(path);
         let conn = &self.reader.conn;
@@ -324,27 +361,23 @@ impl Journal {
         self.relaxed(|journal| journal.record_step_now(key, intent, result))
     }
 
-    /// Runs `write` with `synchronous=NORMAL`: its commit goes to the WAL without an fsync of
-    /// its own. Used for records the run loop can rebuild (story progress, decisions, which
-    /// are deterministic): the next durable commit (a step's intent, always written before
-    /// anything outside the journal happens) fsyncs the WAL and, the WAL being sequential, every
-    /// relaxed commit before it. A crash can lose only relaxed commits made since the last
-    /// durable one, and replay recreates them.
+    /// Runs `write` with `synchronous=NORMAL`: its commit is written to the WAL (so a host killed
+    /// after it, however, finds it) without an fsync of its own. The next durable commit (an
+    /// agent call's intent, the last commit before an agent starts; or the run's end) fsyncs the
+    /// WAL and, the WAL being written in order, every relaxed commit before it: a gap between two
+    /// agent calls waits for one journal fsync, however many records it writes. Only a power
+    /// loss (or an OS crash) can lose relaxed commits, those since the last durable one; replay
+    /// then redoes what they recorded: the status write and the gates check what is on disk, and
+    /// at most the last agent call, whose result was among them, runs again.
     fn relaxed<T>(
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
         let path = self.reader.path.clone();
-        self.reader
-            .conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_err(&path))?;
+        self.commits = self.commits.saturating_add(1);
+        set_synchronous(&self.reader.conn, Commit::Relaxed).map_err(sql_err(&path))?;
         let result = write(self);
-        let restored = self
-            .reader
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(sql_err(&path));
+        let restored = set_synchronous(&self.reader.conn, Commit::Durable).map_err(sql_err(&path));
         let value = result?;
         restored?;
         Ok(value)
@@ -388,9 +421,15 @@ impl Journal {
         Ok(())
     }
 
-    /// Journals a step's result. Durable (fsynced) when this returns; from then on
-    /// [`Journal::begin_step`] for its key answers [`StepStart::Done`] with this result.
+    /// Journals a step's result: written when this returns (a host killed from then on finds
+    /// it), and from then on [`Journal::begin_step`] for its key answers [`StepStart::Done`] with
+    /// this result. A relaxed commit: the next durable one (before the next agent starts, or at
+    /// the run's end) fsyncs it.
     pub fn finish_step(&mut self, id: StepId, result: &Value) -> Result<(), JournalError> {
+        self.relaxed(|journal| journal.finish_step_now(id, result))
+    }
+
+    fn finish_step_now(&mut self, id: StepId, result: &Value) -> Result<(), JournalError> {
         let path = &self.reader.path;
         let err = sql_err(path);
         let result = serde_json::to_string(result).map_err(|e| data(path, "step result", e))?;
@@ -734,6 +773,115 @@ fn insert_plugins(
         ])?;
     }
     Ok(())
+}
+
+/// How many commits between two checkpoints (SQLite's own default is a checkpoint when the WAL
+/// holds 1000 pages; a commit of the run loop adds two or three).
+const CHECKPOINT_EVERY: u32 = 300;
+
+/// Copies the WAL into the database file on a thread of its own, with its own connection, when
+/// the run loop asks ([`Checkpointer::poke`], right before an agent starts). A checkpoint waits
+/// for two fsyncs and writes every page changed since the last one: done by a commit of the run
+/// loop (SQLite's automatic checkpoint), it landed in a gap between two agent calls, one gap in
+/// fifty, and made the slowest gaps slower. `PASSIVE`: it never blocks the run loop's writes.
+#[derive(Debug)]
+struct Checkpointer {
+    poke: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// `None` (SQLite then checkpoints as usual, in the commits) when the connection or the
+    /// thread cannot be had.
+    fn start(path: &Path) -> Option<Checkpointer> {
+        let conn = match schema::open_checkpointer(path) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "no background checkpoints for the journal");
+                return None;
+            }
+        };
+        let (poke, pokes) = std::sync::mpsc::sync_channel::<()>(1);
+        let shown = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || {
+                while pokes.recv().is_ok() {
+                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    });
+                    match done {
+                        Ok((frames, copied)) => {
+                            tracing::debug!(journal = %shown, frames, copied, "checkpoint");
+                        }
+                        Err(e) => tracing::warn!(journal = %shown, error = %e, "checkpoint failed"),
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Checkpointer {
+                poke: Some(poke),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "no background checkpoints for the journal");
+                None
+            }
+        }
+    }
+
+    /// Asks for a checkpoint; a no-op when one is already asked for.
+    fn poke(&self) {
+        if let Some(poke) = &self.poke {
+            let _ = poke.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the checkpoint in progress, if any.
+        self.poke = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!("the journal's checkpoint thread panicked");
+        }
+    }
+}
+
+/// How a commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// `synchronous=FULL`: fsynced before the call returns.
+    Durable,
+    /// `synchronous=NORMAL`: written, fsynced by the next durable commit.
+    Relaxed,
+}
+
+impl Commit {
+    /// An agent call's intent is durable: it is the last commit before the agent starts, so at
+    /// most one agent call's work is ever at stake, and it covers every record since the last
+    /// call. The other steps are redone safely: the status write checks the file before writing,
+    /// the gates are checks.
+    fn for_intent(kind: StepKind) -> Commit {
+        match kind {
+            StepKind::AgentCall => Commit::Durable,
+            StepKind::StatusParse | StepKind::Decision | StepKind::Gates | StepKind::StatusWrite => {
+                Commit::Relaxed
+            }
+        }
+    }
+}
+
+/// Sets how the connection's commits reach the disk, through the statement cache (this runs
+/// twice per relaxed record).
+fn set_synchronous(conn: &Connection, commit: Commit) -> rusqlite::Result<()> {
+    let sql = match commit {
+        Commit::Durable => "PRAGMA synchronous = FULL",
+        Commit::Relaxed => "PRAGMA synchronous = NORMAL",
+    };
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {

@@ -13,7 +13,6 @@
 //! the operator grants. [`inspect`] reports on every folder for `plugins list|check`.
 
 mod access;
-pub mod bindings;
 mod cache;
 mod embedded;
 mod engine;
@@ -43,13 +42,13 @@ pub use manifest::{Capabilities, MANIFEST_FILE, Manifest, ManifestLimits, Plugin
 pub use source::{PluginSource, PluginSources};
 
 use access::ReadAccess;
-use bindings::agent::{AgentPolicy, AgentPolicyPre};
-use bindings::status::{StatusParser, StatusParserPre};
 use cache::ComponentCache;
 use engine::Runtime;
 use sandbox::State;
 use source::{Candidate, Known};
 
+use crate::bindings::agent::{AgentPolicy, AgentPolicyPre};
+use crate::bindings::status::{StatusParser, StatusParserPre};
 use crate::policy::{
     AgentEvent, Decision, Directive, ParseOutcome, Role, StatusValue, StepReport, Story,
 };
@@ -132,6 +131,18 @@ pub struct PluginFingerprint {
     pub wit: String,
     /// blake3 of the `.wasm`, hex.
     pub wasm_blake3: String,
+}
+
+/// How the journal records the plugin serving a role.
+impl From<PluginFingerprint> for crate::journal::PluginFingerprint {
+    fn from(p: PluginFingerprint) -> Self {
+        crate::journal::PluginFingerprint {
+            name: p.name,
+            version: p.version,
+            role: p.role.as_str().to_string(),
+            wasm_hash: p.wasm_blake3,
+        }
+    }
 }
 
 enum Pre {

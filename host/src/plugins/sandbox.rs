@@ -33,11 +33,11 @@ use wasmtime_wasi::{
 
 use super::SUPPORTED_WIT;
 use super::access::ReadAccess;
-use super::bindings::agent::bmad::policy::{host, types};
 use super::limits::{
     HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, LOG_MAX_MESSAGE_BYTES, LOG_MAX_PER_CALL,
     READ_MAX_PER_CALL, STDERR_KEEP_BYTES,
 };
+use crate::bindings::agent::bmad::policy::{host, types};
 
 /// Entries at most in a table a guest may grow.
 const TABLE_MAX_ELEMENTS: usize = 100_000;

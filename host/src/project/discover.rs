@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::{self, PrdSource, V4Config, V6Config};
 use super::error::{ProjectError, Warning};
-use super::gate::{QaGate, read_gate};
+use super::gate::{GateIndex, QaGate, read_gate};
 use super::headings::{EpicDoc, parse_epic_doc};
 use super::id::StoryId;
 use super::sprint::SprintStatus;
@@ -87,6 +87,8 @@ pub struct Project {
     sprint: Option<SprintStatus>,
     sprint_path: Option<PathBuf>,
     warnings: Vec<Warning>,
+    /// The gate files of `{qaLocation}/gates`, kept current without listing it per lookup.
+    gates: GateIndex,
 }
 
 impl Project {
@@ -126,6 +128,7 @@ impl Project {
             sprint: None,
             sprint_path: None,
             warnings,
+            gates: GateIndex::default(),
         };
         match project.config.clone() {
             LayoutConfig::V4(c) => project.build_v4(&c)?,
@@ -607,14 +610,7 @@ impl Project {
         warnings: &mut Vec<Warning>,
     ) -> Result<Option<PathBuf>, ProjectError> {
         let dir = self.abs(gates_rel);
-        let names: Vec<String> = list_dir(&dir)?
-            .into_iter()
-            .filter(|n| {
-                (n.ends_with(".yml") || n.ends_with(".yaml"))
-                    && dotted_prefix(n)
-                        .is_some_and(|(gid, used)| gid == id && n[used..].starts_with('-'))
-            })
-            .collect();
+        let names = self.gates.files(&dir, id)?;
         if names.len() > 1 {
             warnings.push(Warning::new(
                 &dir,

@@ -12,11 +12,11 @@
 //!   call (minutes of failing calls: the host's own retry with backoff does better); otherwise
 //!   continue.
 
-use bmad_policy_kit::findings::GATE_FINDING_PREFIX;
-use bmad_policy_kit::types::{
+use bmad_policy::findings::GATE_FINDING_PREFIX;
+use bmad_policy::types::{
     AgentEvent, Decision, Directive, GateReport, OutcomeKind, StepReport, Story, StoryState,
 };
-use bmad_policy_kit::{Policy, markdown::clip, markdown::tail, prompt};
+use bmad_policy::{Policy, markdown::clip, markdown::tail, prompt};
 
 /// The CLI retry attempt at which the Dev policy stops the call.
 pub const HOPELESS_API_RETRY: u32 = 6;
@@ -98,12 +98,12 @@ fn gate_finding(g: &GateReport) -> String {
     }
 }
 
-bmad_policy_kit::export_policy!(Dev);
+bmad_policy::export_policy!(Dev);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmad_policy_kit::types::{CallOutcome, Layout, MissingReason, ParseOutcome};
+    use bmad_policy::types::{CallOutcome, Layout, MissingReason, ParseOutcome};
 
     fn story(cycle: u32) -> Story {
         Story {

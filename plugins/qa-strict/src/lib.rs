@@ -1,6 +1,6 @@
 //! An example team QA policy, stricter than the default.
 //!
-//! Same prompts and rules as the default `qa` policy (see [`bmad_policy_kit::qa`]) with
+//! Same prompts and rules as the default `qa` policy (see [`bmad_policy::qa`]) with
 //! [`QaRules::STRICT`]:
 //! - a CONCERNS gate counts as changes requested: `send-back` with the gate's findings;
 //! - a story is done only when every acceptance-criterion and task checkbox in it is checked
@@ -9,9 +9,9 @@
 //!
 //! Select it with `[roles] qa = "qa-strict"` or `--policy qa=qa-strict`.
 
-use bmad_policy_kit::qa::{self, QaRules};
-use bmad_policy_kit::types::{Decision, StepReport, Story};
-use bmad_policy_kit::{Policy, prompt};
+use bmad_policy::qa::{self, QaRules};
+use bmad_policy::types::{Decision, StepReport, Story};
+use bmad_policy::{Policy, prompt};
 
 /// This policy's rules.
 pub const RULES: QaRules = QaRules::STRICT;
@@ -30,14 +30,12 @@ impl Policy for QaStrict {
     }
 }
 
-bmad_policy_kit::export_policy!(QaStrict);
+bmad_policy::export_policy!(QaStrict);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmad_policy_kit::types::{
-        CallOutcome, Layout, OutcomeKind, ParseOutcome, QaGate, StoryState,
-    };
+    use bmad_policy::types::{CallOutcome, Layout, OutcomeKind, ParseOutcome, QaGate, StoryState};
 
     const GATE_CONCERNS: &str = r#"gate: CONCERNS
 status_reason: "Minor gaps"

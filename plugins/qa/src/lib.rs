@@ -3,7 +3,7 @@
 //! - `begin` → `invoke-agent` with the QA prompt (v4 `review-story` + `qa-gate`, gate file at
 //!   the host's `gate-path`, Status untouched; v6 `code-review`, told to create action items and
 //!   set the status itself).
-//! - `end` ([`QaRules::LENIENT`], see [`bmad_policy_kit::qa`]): not a success → `fail`. A gate
+//! - `end` ([`QaRules::LENIENT`], see [`bmad_policy::qa`]): not a success → `fail`. A gate
 //!   file: PASS, WAIVED or CONCERNS → `set-state(done)`; FAIL → `send-back` with the gate's
 //!   `top_issues` (or the story's QA Results); another value → `escalate`. No gate file: done →
 //!   `complete`; in-progress / changes-requested → `send-back` with the open review action
@@ -12,9 +12,9 @@
 //!   (`review is not converging: …`).
 //! - `on-event`: always continue.
 
-use bmad_policy_kit::qa::{self, QaRules};
-use bmad_policy_kit::types::{Decision, StepReport, Story};
-use bmad_policy_kit::{Policy, prompt};
+use bmad_policy::qa::{self, QaRules};
+use bmad_policy::types::{Decision, StepReport, Story};
+use bmad_policy::{Policy, prompt};
 
 /// This policy's rules.
 pub const RULES: QaRules = QaRules::LENIENT;
@@ -33,12 +33,12 @@ impl Policy for Qa {
     }
 }
 
-bmad_policy_kit::export_policy!(Qa);
+bmad_policy::export_policy!(Qa);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmad_policy_kit::types::{
+    use bmad_policy::types::{
         AgentEvent, CallOutcome, Directive, Layout, MissingReason, OutcomeKind, ParseOutcome,
         QaGate, StoryState,
     };

@@ -8,8 +8,8 @@
 //!   naming the expected path and what happened.
 //! - `on-event`: always continue (the host enforces the limits).
 
-use bmad_policy_kit::types::{Decision, OutcomeKind, ParseOutcome, StepReport, Story};
-use bmad_policy_kit::{Policy, markdown::clip, prompt};
+use bmad_policy::types::{Decision, OutcomeKind, ParseOutcome, StepReport, Story};
+use bmad_policy::{Policy, markdown::clip, prompt};
 
 /// The SM policy.
 #[derive(Debug)]
@@ -52,12 +52,12 @@ impl Policy for Sm {
     }
 }
 
-bmad_policy_kit::export_policy!(Sm);
+bmad_policy::export_policy!(Sm);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bmad_policy_kit::types::{CallOutcome, Layout, MissingReason, StoryState};
+    use bmad_policy::types::{CallOutcome, Layout, MissingReason, StoryState};
 
     fn story(exists: bool) -> Story {
         Story {
@@ -148,7 +148,7 @@ mod tests {
 
     #[test]
     fn events_never_stop_the_sm() {
-        use bmad_policy_kit::types::{AgentEvent, Directive};
+        use bmad_policy::types::{AgentEvent, Directive};
         assert_eq!(
             Sm::on_event(&story(false), &AgentEvent::ApiRetry(9)),
             Directive::Continue

@@ -1,20 +1,19 @@
-//! The `status-parser` component: the WIT `parse` export over the native parser.
-#![allow(unsafe_code)] // wit-bindgen's generated glue (exports, canonical ABI) is unsafe code.
+//! The `status-parser` component: the WIT `parse` export over the native parser, through the
+//! policy SDK. The native library keeps its own richer types (a value's byte span, for the host's
+//! writer); this module is the one translation from them to the WIT's.
 
-wit_bindgen::generate!({
-    world: "status-parser",
-    path: "../../wit",
-});
-
-use bmad::policy::types::{
-    MissingReason as WitMissing, StatusSource, StatusValue as WitValue, StoryState as WitState,
+use bmad_policy::StatusParser;
+use bmad_policy::types::{
+    MissingReason as WitMissing, ParseOutcome, StatusSource, StatusValue as WitValue,
+    StoryState as WitState,
 };
 
+/// The `status` plugin.
 struct Component;
 
-impl Guest for Component {
-    fn parse(document: String) -> ParseOutcome {
-        match crate::parse(&document) {
+impl StatusParser for Component {
+    fn parse(document: &str) -> ParseOutcome {
+        match crate::parse(document) {
             crate::Parse::Found(v) => ParseOutcome::Found(value(v)),
             crate::Parse::Doubtful(v) => ParseOutcome::Doubtful(value(v)),
             crate::Parse::Conflict(vs) => {
@@ -56,4 +55,4 @@ fn state(s: crate::StoryState) -> WitState {
     }
 }
 
-export!(Component);
+bmad_policy::export_status_parser!(Component);

@@ -8,7 +8,13 @@
 //! Environment:
 //! - `BENCH_CLAUDE_REAL`: the fake Claude to run (required unless probing).
 //! - `BENCH_CLAUDE_LOG`: a file to which each call appends one line:
-//!   `<start_ns> <end_ns> <role> <story> <exit code>`.
+//!   `<start_ns> <end_ns> <role> <story> <exit code> <host_cpu_start> <host_wait_start>
+//!   <host_cpu_end> <host_wait_end>`. The last four are the parent's (bmad-host's) scheduler
+//!   statistics, summed over its threads (`/proc/<ppid>/task/*/schedstat`): nanoseconds on a CPU
+//!   and nanoseconds runnable but waiting for one, read just after the start and just before
+//!   the end is noted, so that the driver can tell the host's own work in a gap (its CPU time)
+//!   from what it waited for (fsyncs, the next process's start, a busy CPU). `- -` when they
+//!   cannot be read.
 //! - `BENCH_CLAUDE_DELAYS_MS`: `role=ms,...` (e.g. `sm=3100,dev=3600,qa=5200`): the baseline
 //!   mode. Before running the fake, the process sleeps that long for its role: the fixed delays
 //!   the old Python tool put around every agent call (see `xtask/src/bench.rs`). This replays
@@ -25,12 +31,35 @@ fn now_ns() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
+/// The parent's time on a CPU and time waiting for one, in ns, summed over its threads.
+fn parent_sched() -> Option<(u64, u64)> {
+    let ppid = std::os::unix::process::parent_id();
+    let mut total = (0u64, 0u64);
+    for task in std::fs::read_dir(format!("/proc/{ppid}/task")).ok()? {
+        let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else {
+            continue; // a thread that ended meanwhile
+        };
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(cpu)), Some(Ok(wait))) = (fields.next(), fields.next()) else {
+            return None;
+        };
+        total = (total.0 + cpu, total.1 + wait);
+    }
+    Some(total)
+}
+
+fn sched_fields(sched: Option<(u64, u64)>) -> String {
+    sched.map_or_else(|| "- -".to_owned(), |(cpu, wait)| format!("{cpu} {wait}"))
+}
+
 fn main() -> ExitCode {
     let start = now_ns();
     if std::env::var_os("BENCH_CLAUDE_PROBE").is_some() {
         println!("{start}");
         return ExitCode::SUCCESS;
     }
+    let logging = std::env::var_os("BENCH_CLAUDE_LOG");
+    let sched_start = logging.as_ref().and_then(|_| parent_sched());
     let role = std::env::var("BMAD_HOST_ROLE").unwrap_or_default();
     let story = std::env::var("BMAD_HOST_STORY_ID").unwrap_or_default();
     if let Some(ms) = std::env::var("BENCH_CLAUDE_DELAYS_MS")
@@ -55,8 +84,14 @@ fn main() -> ExitCode {
             127
         }
     };
-    if let Some(log) = std::env::var_os("BENCH_CLAUDE_LOG") {
-        let line = format!("{start} {} {role} {story} {code}\n", now_ns());
+    if let Some(log) = logging {
+        let sched_end = parent_sched();
+        let line = format!(
+            "{start} {} {role} {story} {code} {} {}\n",
+            now_ns(),
+            sched_fields(sched_start),
+            sched_fields(sched_end)
+        );
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -1,27 +1,20 @@
 //! A bare test component: only the `agent-policy` world of `bmad:policy@0.1.0`, no
 //! `status-parser`, so the plugin host's tests can prove a component missing its role's exports
 //! is refused at load.
-#![allow(unsafe_code)] // wit-bindgen's generated glue (exports, canonical ABI) is unsafe code.
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    world: "agent-policy",
-});
+use bmad_policy::Policy;
+use bmad_policy::types::{Decision, StepReport, Story};
 
 struct Bare;
 
-impl Guest for Bare {
-    fn begin(_story: Story, _document: String) -> Decision {
+impl Policy for Bare {
+    fn begin(_story: &Story, _document: &str) -> Decision {
         Decision::Complete
     }
 
-    fn on_event(_story: Story, _event: AgentEvent) -> Directive {
-        Directive::Continue
-    }
-
-    fn end(_story: Story, _report: StepReport) -> Decision {
+    fn end(_story: &Story, _report: &StepReport) -> Decision {
         Decision::Complete
     }
 }
 
-export!(Bare);
+bmad_policy::export_policy!(Bare);

@@ -27,26 +27,21 @@
 //! Answers that carry text (the read commands, `EVIL:fs`, `EVIL:ambient`) come back as
 //! `escalate(text)` from `begin`/`end`, and as a `doubtful` status whose `raw` is the text from
 //! `parse`.
-#![allow(unsafe_code)] // wit-bindgen's generated glue (exports, canonical ABI) is unsafe code.
-
-wit_bindgen::generate!({
-    path: "../../../wit",
-    inline: "
-        package bmad-test:evil;
-        world evil {
-            include bmad:policy/agent-policy@0.1.0;
-            include bmad:policy/status-parser@0.1.0;
-        }
-    ",
-    world: "bmad-test:evil/evil",
-    generate_all,
-});
+//!
+//! It speaks the raw generated bindings of the policy SDK (`bmad_policy::bindings`, the
+//! wit-bindgen `Guest` traits and `export!` macros) rather than `export_policy!`: what crosses the
+//! boundary is exactly what the commands build, with no SDK glue (and no debug log) around it.
+#![allow(unsafe_code)] // wit-bindgen's export glue (the `export!` expansions) is unsafe code.
 
 use std::hint::black_box;
 use std::io::Write as _;
 
-use bmad::policy::host::{self, Level};
-use bmad::policy::types::{AgentRequest, MissingReason, StatusSource, StatusValue};
+use bmad_policy::bindings::{agent_policy, status_parser};
+use bmad_policy::host::{self, Level};
+use bmad_policy::types::{
+    AgentEvent, AgentRequest, Decision, Directive, MissingReason, ParseOutcome, StatusSource,
+    StatusValue, StepReport, Story,
+};
 
 struct Evil;
 
@@ -172,7 +167,7 @@ fn decision(answer: Answer) -> Decision {
     }
 }
 
-impl Guest for Evil {
+impl status_parser::Guest for Evil {
     fn parse(document: String) -> ParseOutcome {
         match misbehave(&document) {
             Answer::Text(raw) => ParseOutcome::Doubtful(StatusValue {
@@ -194,7 +189,9 @@ impl Guest for Evil {
             Answer::Normal => ParseOutcome::Missing(MissingReason::NoStatus),
         }
     }
+}
 
+impl agent_policy::Guest for Evil {
     fn begin(_story: Story, document: String) -> Decision {
         match misbehave(&document) {
             Answer::Normal => Decision::InvokeAgent(AgentRequest {
@@ -224,4 +221,5 @@ impl Guest for Evil {
     }
 }
 
-export!(Evil);
+agent_policy::export!(Evil);
+status_parser::export!(Evil);

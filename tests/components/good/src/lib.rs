@@ -8,25 +8,15 @@
 //!   document gets `invoke-agent` with a prompt naming the story.
 //! - `on-event`: `stop` for assistant text containing `STOP`, `continue` otherwise.
 //! - `end`: `complete` when the agent call succeeded (or gates ran), `fail` otherwise.
-#![allow(unsafe_code)] // wit-bindgen's generated glue (exports, canonical ABI) is unsafe code.
+//!
+//! Written with the policy SDK's traits and export macros, as a plugin author would.
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    inline: "
-        package bmad-test:good;
-        world good {
-            include bmad:policy/agent-policy@0.1.0;
-            include bmad:policy/status-parser@0.1.0;
-        }
-    ",
-    world: "bmad-test:good/good",
-    generate_all,
-});
-
-use bmad::policy::host::{self, Level};
-use bmad::policy::types::{
-    AgentRequest, MissingReason, OutcomeKind, StatusSource, StatusValue, StoryState,
+use bmad_policy::host::{self, Level};
+use bmad_policy::types::{
+    AgentEvent, AgentRequest, Decision, Directive, MissingReason, OutcomeKind, ParseOutcome,
+    StatusSource, StatusValue, StepReport, Story, StoryState,
 };
+use bmad_policy::{Policy, StatusParser};
 
 struct Good;
 
@@ -44,8 +34,8 @@ fn state_of(raw: &str) -> Option<StoryState> {
     })
 }
 
-impl Guest for Good {
-    fn parse(document: String) -> ParseOutcome {
+impl StatusParser for Good {
+    fn parse(document: &str) -> ParseOutcome {
         if document.trim().is_empty() {
             return ParseOutcome::Missing(MissingReason::EmptyFile);
         }
@@ -67,8 +57,10 @@ impl Guest for Good {
         }
         ParseOutcome::Missing(MissingReason::NoStatus)
     }
+}
 
-    fn begin(story: Story, document: String) -> Decision {
+impl Policy for Good {
+    fn begin(story: &Story, document: &str) -> Decision {
         if let Some(path) = document.strip_prefix("READ:") {
             return match host::read_file(path.trim()) {
                 Ok(text) => Decision::InvokeAgent(request(text)),
@@ -82,16 +74,16 @@ impl Guest for Good {
         )))
     }
 
-    fn on_event(_story: Story, event: AgentEvent) -> Directive {
+    fn on_event(_story: &Story, event: &AgentEvent) -> Directive {
         match event {
             AgentEvent::Text(t) if t.contains("STOP") => Directive::Stop,
             _ => Directive::Continue,
         }
     }
 
-    fn end(_story: Story, report: StepReport) -> Decision {
-        match report.outcome {
-            Some(o) if o.kind != OutcomeKind::Success => Decision::Fail(o.message),
+    fn end(_story: &Story, report: &StepReport) -> Decision {
+        match &report.outcome {
+            Some(o) if o.kind != OutcomeKind::Success => Decision::Fail(o.message.clone()),
             _ => Decision::Complete,
         }
     }
@@ -107,4 +99,5 @@ fn request(prompt: String) -> AgentRequest {
     }
 }
 
-export!(Good);
+bmad_policy::export_policy!(Good);
+bmad_policy::export_status_parser!(Good);

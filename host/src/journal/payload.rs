@@ -1,0 +1,229 @@
+//! What the run loop journals for each kind of step: the intent committed before the step runs
+//! and the result committed after, as typed records. They are stored as JSON objects (what
+//! `bmad-host log` shows) whose shape is part of the journal format: a journal written by an
+//! earlier bmad-host must still resume, so fields are only ever added, with a default.
+//!
+//! Fields are declared in alphabetical order, the order the journal has always stored them in.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::StepKind;
+use crate::policy::{AgentRequest, CallOutcome, Decision, GateReport, ParseOutcome, StoryState};
+
+/// A kind of journaled step: its intent's type, and the type of the result recorded for it.
+pub trait StepIntent: Serialize {
+    /// The kind of step this intent opens.
+    const KIND: StepKind;
+    /// What the step's result is, once it finished.
+    type Result: Serialize + DeserializeOwned;
+}
+
+/// The intent of an `agent-call` step: the policy's request, as the agent is asked it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCallIntent {
+    /// `--allowedTools` entries; empty for the CLI's default.
+    pub allowed_tools: Vec<String>,
+    /// The policy's turn limit, if it set one.
+    pub max_turns: Option<u32>,
+    /// The policy's model, if it chose one.
+    pub model: Option<String>,
+    /// The prompt.
+    pub prompt: String,
+}
+
+impl From<&AgentRequest> for AgentCallIntent {
+    fn from(request: &AgentRequest) -> Self {
+        AgentCallIntent {
+            allowed_tools: request.allowed_tools.clone(),
+            max_turns: request.max_turns,
+            model: request.model.clone(),
+            prompt: request.prompt.clone(),
+        }
+    }
+}
+
+impl StepIntent for AgentCallIntent {
+    const KIND: StepKind = StepKind::AgentCall;
+    type Result = AgentCallResult;
+}
+
+/// The result of an `agent-call` step: what the policy was told, and how the call ended.
+/// A resumed run reuses `outcome` and never runs the agent again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentCallResult {
+    /// Processes started (several when transient failures were retried).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Whether the end of the call was proven (process reaped, no descendant, output at EOF).
+    #[serde(default)]
+    pub clean: bool,
+    /// What the policy was told of the call.
+    pub outcome: CallOutcome,
+    /// The last attempt's process id.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The transcript file.
+    #[serde(default)]
+    pub transcript: String,
+}
+
+/// The intent of a `status-write` step: the host setting a story's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusWriteIntent {
+    /// The status text the story file had (`None`: none could be read).
+    pub from: Option<String>,
+    /// The state to write.
+    #[serde(with = "state_name")]
+    pub to: StoryState,
+}
+
+impl StepIntent for StatusWriteIntent {
+    const KIND: StepKind = StepKind::StatusWrite;
+    type Result = StatusWriteResult;
+}
+
+/// The result of a `status-write` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusWriteResult {
+    /// The state written (or found already written).
+    #[serde(with = "state_name")]
+    pub written: StoryState,
+}
+
+/// The intent of a `gates` step: the gates about to run, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatesIntent {
+    /// The active gates' names, in order.
+    pub gates: Vec<String>,
+}
+
+impl StepIntent for GatesIntent {
+    const KIND: StepKind = StepKind::Gates;
+    type Result = GatesResult;
+}
+
+/// The result of a `gates` step: each gate's report, as the policy got them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatesResult {
+    /// One report per gate, in order.
+    #[serde(default)]
+    pub reports: Vec<GateReport>,
+}
+
+/// Which policy call a `decision` step records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyCall {
+    /// The start of a role's step.
+    Begin,
+    /// After an agent call or a gate run.
+    End,
+}
+
+/// The intent of a `decision` step: the policy call and the status it was taken on. Its result
+/// is the [`Decision`] itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionIntent {
+    /// `begin` or `end`.
+    pub call: PolicyCall,
+    /// The story's status as parsed when the policy was called.
+    pub status: ParseOutcome,
+}
+
+impl StepIntent for DecisionIntent {
+    const KIND: StepKind = StepKind::Decision;
+    type Result = Decision;
+}
+
+/// A [`StoryState`] as its canonical name (`ready-for-dev`), as the journal stores states.
+mod state_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    use crate::policy::{StoryState, parse_state, state_name};
+
+    pub(super) fn serialize<S: Serializer>(state: &StoryState, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(state_name(*state))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StoryState, D::Error> {
+        let name = String::deserialize(d)?;
+        parse_state(&name).ok_or_else(|| D::Error::custom(format!("unknown state `{name}`")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::policy::OutcomeKind;
+
+    /// `bmad-host log --json` of a run written by bmad-host 0.1.0, before these types (when the
+    /// run loop wrote its payloads with `json!`): the v4 sample project with a gate that fails
+    /// once, so every kind of step is there.
+    const OLD_LOG: &str = include_str!("testdata/log-0.1.0.ndjson");
+
+    /// Decodes `stored` as a `T` and checks that encoding it again gives the same JSON.
+    fn round_trips<T: Serialize + DeserializeOwned>(what: &str, stored: &Value) {
+        let typed: T = serde_json::from_value(stored.clone())
+            .unwrap_or_else(|e| panic!("the old {what} {stored} does not decode: {e}"));
+        let encoded = serde_json::to_value(&typed).expect("encodes");
+        assert_eq!(&encoded, stored, "{what} is stored differently now");
+    }
+
+    fn payloads<I: StepIntent + DeserializeOwned>(step: &Value) {
+        let kind = I::KIND.as_str();
+        round_trips::<I>(&format!("{kind} intent"), &step["intent"]);
+        round_trips::<I::Result>(&format!("{kind} result"), &step["result"]);
+    }
+
+    #[test]
+    fn every_payload_of_an_old_journal_decodes_and_is_stored_the_same() {
+        let mut kinds = BTreeMap::new();
+        for line in OLD_LOG.lines() {
+            let step: Value = serde_json::from_str(line).expect("a log line");
+            let kind = step["kind"].as_str().expect("kind").to_string();
+            match kind.as_str() {
+                "agent-call" => payloads::<AgentCallIntent>(&step),
+                "decision" => payloads::<DecisionIntent>(&step),
+                "gates" => payloads::<GatesIntent>(&step),
+                "status-write" => payloads::<StatusWriteIntent>(&step),
+                other => panic!("unexpected step kind {other}"),
+            }
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+        assert_eq!(
+            kinds.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["agent-call", "decision", "gates", "status-write"],
+            "the old log holds every kind of step the run loop writes"
+        );
+    }
+
+    #[test]
+    fn an_old_agent_call_result_with_only_its_outcome_still_resumes() {
+        // The run loop only ever read `outcome` back.
+        let old = json!({"outcome": {"kind": "ErrorMaxTurns", "message": "m", "num_turns": 9,
+            "cost_usd": 1.5, "duration_ms": 7}});
+        let result: AgentCallResult = serde_json::from_value(old).expect("decodes");
+        assert_eq!(result.outcome.kind, OutcomeKind::ErrorMaxTurns);
+        assert_eq!(result.outcome.num_turns, 9);
+        let empty: GatesResult = serde_json::from_value(json!({})).expect("decodes");
+        assert!(empty.reports.is_empty());
+    }
+
+    #[test]
+    fn states_are_stored_by_their_canonical_names() {
+        let intent = StatusWriteIntent {
+            from: None,
+            to: StoryState::ChangesRequested,
+        };
+        assert_eq!(
+            serde_json::to_value(&intent).expect("encodes"),
+            json!({"from": null, "to": "changes-requested"})
+        );
+        assert!(serde_json::from_value::<StatusWriteResult>(json!({"written": "Done"})).is_err());
+    }
+}

@@ -1,0 +1,225 @@
+//! The agent step: one Claude CLI call a policy asked for, journaled, supervised (its events go
+//! to the policy, which may stop it), and reported to the UI and back to the policy.
+
+use std::path::{Path, PathBuf};
+
+use super::halt::Halt;
+use super::journaled::{Begun, StepCtx};
+use super::story::{Driver, RoleStep};
+use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
+use crate::error::Error;
+use crate::journal::{AgentCallIntent, AgentCallResult};
+use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome, Directive};
+use crate::ui::Event;
+
+/// How a supervised call went, besides its report.
+struct Supervised {
+    report: CallReport,
+    /// The policy's `on-event` failed (and the call was stopped): why.
+    policy_error: Option<String>,
+}
+
+impl Driver<'_> {
+    /// One agent call: journaled, supervised, reported to the UI; returns its outcome for the
+    /// policy. An interrupted or usage-limited call leaves its intent without a result, so a
+    /// resumed run redoes it (and the cycle is not charged).
+    pub(super) async fn agent_call(
+        &mut self,
+        step: &mut RoleStep<'_>,
+        seq: u32,
+        request: AgentRequest,
+    ) -> Result<CallOutcome, Halt> {
+        let ctx = step.ctx;
+        let open = match self.begin(&ctx, seq, &AgentCallIntent::from(&request))? {
+            // Finished before a crash: never run an agent twice.
+            Begun::Done(Some(done)) => return Ok(done.outcome),
+            Begun::Done(None) => {
+                return Err(Halt::Fatal(Error::Usage(format!(
+                    "journal step for story {} {} has an unreadable result; move .bmad-host/journal.sqlite aside or run with --fresh",
+                    ctx.story,
+                    ctx.role_name()
+                ))));
+            }
+            Begun::Run(open) => open,
+        };
+        let transcript = crate::journal::transcript_path(
+            self.root,
+            &self.run,
+            ctx.story,
+            ctx.cycle,
+            ctx.role_name(),
+            open.attempt,
+        );
+        let spec = self.call_spec(&ctx, &request, transcript);
+        let Supervised {
+            report,
+            policy_error,
+        } = self.supervise(step, &spec, &request, open.attempt).await;
+        let outcome = match &policy_error {
+            None => CallOutcome::from(&report),
+            Some(e) => CallOutcome {
+                message: policy::outcome_message(&format!("policy on-event failed: {e}")),
+                ..CallOutcome::from(&report)
+            },
+        };
+        step.tally.add_call(&report);
+        self.ui.emit(Event::AgentFinished {
+            role: ctx.role_name().into(),
+            story: ctx.story.to_string(),
+            cycle: ctx.cycle,
+            outcome: report.outcome.kind().replace('-', "_"),
+            message: outcome.message.clone(),
+            duration_ms: outcome.duration_ms,
+            turns: report.num_turns,
+            cost_usd: report.cost_usd,
+            transcript: spec.transcript.display().to_string(),
+        });
+        match &report.outcome {
+            Outcome::Cancelled => return Err(Halt::Interrupted),
+            Outcome::UsageLimit { resets, .. } => {
+                return Err(Halt::UsageLimit {
+                    message: report.outcome.to_string(),
+                    resets: resets.clone(),
+                });
+            }
+            _ => {}
+        }
+        let result = AgentCallResult {
+            attempts: report.attempts,
+            clean: report.clean,
+            outcome,
+            pid: report.pid,
+            transcript: spec.transcript.display().to_string(),
+        };
+        self.finish(open, &result)?;
+        Ok(result.outcome)
+    }
+
+    /// What to run for `request`: the configured CLI with the policy's prompt and options, in
+    /// the project, with the `BMAD_HOST_*` environment of `ctx`.
+    fn call_spec(
+        &self,
+        ctx: &StepCtx<'_>,
+        request: &AgentRequest,
+        transcript: PathBuf,
+    ) -> CallSpec {
+        let c = &self.config.claude;
+        let tmp = claude_tmp(self.root);
+        CallSpec {
+            bin: c.bin.value.clone(),
+            prompt: request.prompt.clone(),
+            cwd: self.root.to_path_buf(),
+            env: vec![
+                ("BMAD_HOST_ROLE".into(), ctx.role_name().into()),
+                ("BMAD_HOST_STORY_ID".into(), ctx.story.to_string()),
+                (
+                    "BMAD_HOST_STORY_PATH".into(),
+                    self.root.join(&ctx.entry.path).display().to_string(),
+                ),
+                ("BMAD_HOST_CYCLE".into(), ctx.cycle.to_string()),
+                ("BMAD_HOST_RUN_ID".into(), self.run.to_string()),
+                // The CLI's sockets and cwd files, which a killed CLI leaves behind, go here and
+                // are removed after the call.
+                ("CLAUDE_CODE_TMPDIR".into(), tmp.display().to_string()),
+            ],
+            model: request.model.clone().or_else(|| c.model.value.clone()),
+            permission_mode: c.permission_mode.value.clone(),
+            allowed_tools: request.allowed_tools.clone(),
+            append_system_prompt: request.append_system_prompt.clone(),
+            extra_args: c.extra_args.value.clone(),
+            transcript,
+        }
+    }
+
+    /// The configured limits, with the policy's `max_turns` when it is lower.
+    fn limits(&self, request: &AgentRequest) -> Limits {
+        let c = &self.config.claude;
+        Limits {
+            timeout: c.timeout.value,
+            idle_timeout: c.idle_timeout.value,
+            tool_idle_timeout: c.tool_idle_timeout.value,
+            max_turns: request
+                .max_turns
+                .map_or(c.max_turns.value, |t| t.min(c.max_turns.value)),
+            max_budget_usd: c.max_budget_usd.value,
+            retries: c.retries.value,
+            ..Limits::default()
+        }
+    }
+
+    /// Runs the call under the supervisor: its events go to the policy's `on-event` (which may
+    /// stop it) and the progress display; its start is an `agent_started` event (also when it
+    /// never started).
+    async fn supervise(
+        &mut self,
+        step: &mut RoleStep<'_>,
+        spec: &CallSpec,
+        request: &AgentRequest,
+        attempt: u32,
+    ) -> Supervised {
+        let ctx = step.ctx;
+        let tmp = claude_tmp(self.root);
+        if let Err(e) = std::fs::create_dir_all(&tmp) {
+            tracing::warn!("cannot create {}: {e}", tmp.display());
+        }
+        let limits = self.limits(request);
+        let started_event = |pid| Event::AgentStarted {
+            role: ctx.role_name().into(),
+            story: ctx.story.to_string(),
+            cycle: ctx.cycle,
+            pid,
+            attempt,
+            retry: step.story.retry,
+        };
+        let ui = std::sync::Mutex::new(&mut *self.ui);
+        let mut policy_error = None;
+        let mut started = false;
+        let report = {
+            let (story, session) = (&step.story, &mut step.session);
+            let mut on_event = |event: &claude::Event| {
+                if let Ok(mut ui) = ui.lock() {
+                    ui.agent_progress(matches!(
+                        event,
+                        claude::Event::Text(_) | claude::Event::ToolUse { .. }
+                    ));
+                }
+                match session.on_event(story, &AgentEvent::from(event)) {
+                    Ok(Directive::Continue) => claude::Directive::Continue,
+                    Ok(Directive::Stop) => claude::Directive::Stop,
+                    Err(e) => {
+                        policy_error = Some(e.to_string());
+                        claude::Directive::Stop
+                    }
+                }
+            };
+            let mut on_spawn = |pid: u32| {
+                started = true;
+                if let Ok(mut ui) = ui.lock() {
+                    ui.emit(started_event(Some(pid)));
+                }
+            };
+            claude::run(
+                spec,
+                &limits,
+                &mut on_event,
+                &mut on_spawn,
+                self.interrupts.clone(),
+            )
+            .await
+        };
+        // The call has ended (its whole tree is gone): its temp files are garbage now.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !started {
+            self.ui.emit(started_event(None));
+        }
+        Supervised {
+            report,
+            policy_error,
+        }
+    }
+}
+
+/// Where the CLI's temp files go (`CLAUDE_CODE_TMPDIR`), emptied after each call.
+fn claude_tmp(root: &Path) -> PathBuf {
+    crate::journal::state_dir(root).join("tmp")
+}

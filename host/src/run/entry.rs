@@ -1,0 +1,231 @@
+//! `bmad-host run`: resolves the project, configuration, stories and plugins, opens (or resumes)
+//! the run in the journal, drives each selected story in order, and ends with the summary. Also
+//! the Ctrl-C watcher every supervised process listens to.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use super::halt::Halt;
+use super::reset::until_reset;
+use super::story::Driver;
+use super::summary::Results;
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::error::Error;
+use crate::journal::{Journal, PluginFingerprint, RunFingerprint, RunInfo};
+use crate::plugins::{PluginConfig, PluginSet};
+use crate::policy::Layout;
+use crate::process::Interrupt;
+use crate::project::{Project, StoryEntry};
+use crate::ui::{Event, Ui};
+
+/// `bmad-host run`.
+pub async fn run(args: RunArgs) -> Result<u8, Error> {
+    let root = project_root(&args.common.project)?;
+    let overrides = args.settings.overrides();
+    let mut config = Config::load(&root, &|k| std::env::var(k).ok(), &overrides)?;
+    resolve_bin(&mut config.claude.bin.value);
+    let project = Project::discover(&root)?;
+    let stories = crate::commands::select(&project, args.epic, args.story.as_deref())?;
+    let plugins = PluginSet::load_from(
+        &crate::plugins::PluginSources::embedded_and(args.common.plugins.as_deref()),
+        &plugin_config(&config, &root),
+    )?;
+    let verbosity = crate::commands::verbosity(&args.common);
+    let mut ui = Ui::new(args.common.json, verbosity);
+
+    if args.dry_run {
+        return crate::commands::plan(&project, &stories, &plugins, &config, &mut ui);
+    }
+
+    let mut journal = Journal::open(&root)?;
+    let run = start(&mut journal, &root, &config, &plugins, args.fresh).await?;
+    let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
+    tokio::spawn(watch_ctrl_c(interrupt_tx));
+
+    let started = Instant::now();
+    ui.emit(Event::RunStarted {
+        run_id: run.id.to_string(),
+        project: root.display().to_string(),
+        layout: layout_name(project.layout()).into(),
+        version: project.version().unwrap_or("unknown").to_string(),
+        stories: stories.iter().map(|s| s.id.to_string()).collect(),
+        resumed: run.resumed,
+        dry_run: false,
+    });
+    let mut driver = Driver {
+        root: &root,
+        project: &project,
+        config: &config,
+        plugins: &plugins,
+        journal: &mut journal,
+        run: run.id.clone(),
+        ui: &mut ui,
+        interrupts,
+    };
+    let mut results = driver
+        .drive_all(&stories, config.claude.wait_on_limit.value)
+        .await;
+
+    journal.finish_run(&run.id, results.run_status())?;
+    if let Some(e) = results.take_fatal() {
+        ui.finish();
+        return Err(e);
+    }
+    ui.emit(results.event(run.id.to_string(), stories.len(), started.elapsed()));
+    results.print(&ui, &root, run.id.as_str());
+    Ok(results.exit_code())
+}
+
+/// Starts the run in the journal, or resumes the unfinished one (stopping what its dead host
+/// left running).
+async fn start(
+    journal: &mut Journal,
+    root: &Path,
+    config: &Config,
+    plugins: &PluginSet,
+    fresh: bool,
+) -> Result<RunInfo, Error> {
+    let fingerprint = RunFingerprint {
+        config: serde_json::to_string(config).unwrap_or_default(),
+        plugins: plugins
+            .fingerprints()
+            .into_iter()
+            .map(PluginFingerprint::from)
+            .collect(),
+        args: std::env::args().collect(),
+    };
+    let run = journal.start_run(fresh, &fingerprint)?;
+    // Keep the journal, transcripts and temp files out of the project's git status.
+    let ignore = crate::journal::state_dir(root).join(".gitignore");
+    if !ignore.exists()
+        && let Err(e) = std::fs::write(&ignore, "# bmad-host's journal and transcripts\n*\n")
+    {
+        tracing::warn!("cannot write {}: {e}", ignore.display());
+    }
+    if run.resumed {
+        // A host that died (kill -9, reboot) may have left its agent or gate running: stop
+        // them before their step is redone, so two agents never edit the same files.
+        let marker = format!("BMAD_HOST_RUN_ID={}", run.id);
+        let survivors = crate::process::stop_leftovers(&marker, Duration::from_secs(5)).await;
+        if !survivors.is_empty() {
+            tracing::warn!(
+                ?survivors,
+                "processes of the interrupted run survived SIGKILL"
+            );
+        }
+    }
+    Ok(run)
+}
+
+impl Driver<'_> {
+    /// Drives each story in order until all have ended or the run halts. With `wait_on_limit`,
+    /// a usage limit with a known reset time is waited out and the story driven again.
+    async fn drive_all(&mut self, stories: &[StoryEntry], wait_on_limit: bool) -> Results {
+        let mut results = Results::default();
+        for entry in stories {
+            loop {
+                match self.drive(entry).await {
+                    Ok((result, tally)) => {
+                        results.stories.push((entry.id.to_string(), result, tally));
+                        break;
+                    }
+                    Err(Halt::UsageLimit { message, resets })
+                        if wait_on_limit
+                            && let Some(wait) = resets
+                                .as_deref()
+                                .and_then(|r| until_reset(r, SystemTime::now())) =>
+                    {
+                        // The limited step has no result in the journal: driving the story
+                        // again after the reset redoes it, and the cycle is not charged.
+                        self.ui.say(&format!(
+                            "{message}; waiting {} for the reset (--wait-on-limit)",
+                            humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                        ));
+                        if !self.wait_for_reset(wait).await {
+                            results.halt = Some(Halt::Interrupted);
+                            return results;
+                        }
+                    }
+                    Err(halt) => {
+                        results.halt = Some(halt);
+                        return results;
+                    }
+                }
+            }
+        }
+        results
+    }
+}
+
+fn project_root(dir: &Path) -> Result<PathBuf, Error> {
+    std::fs::canonicalize(dir).map_err(|e| {
+        Error::Usage(format!(
+            "project directory {} cannot be opened: {e}; pass --project DIR",
+            dir.display()
+        ))
+    })
+}
+
+/// What the plugin host needs from the configuration.
+pub(crate) fn plugin_config(config: &Config, root: &Path) -> PluginConfig {
+    PluginConfig {
+        roles: config
+            .roles
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect(),
+        grants: config
+            .plugins
+            .iter()
+            .map(|(k, v)| (k.clone(), v.grant_read.clone()))
+            .collect(),
+        project_root: root.to_path_buf(),
+        ..PluginConfig::default()
+    }
+}
+
+/// A relative CLI path with a directory part (`target/debug/fake-claude`) means relative to
+/// where bmad-host was started, not to the project root the agent runs in; a bare name is
+/// looked up on PATH.
+fn resolve_bin(bin: &mut PathBuf) {
+    if bin.is_relative()
+        && bin.components().count() > 1
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        *bin = cwd.join(&*bin);
+    }
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::V4 => "v4",
+        Layout::V6 => "v6",
+    }
+}
+
+async fn watch_ctrl_c(tx: watch::Sender<Interrupt>) {
+    // One signal stream for the whole run, so a second Ctrl-C is never lost between two waits.
+    let Ok(mut sigint) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    else {
+        tracing::warn!("cannot listen for Ctrl-C; interrupt with SIGTERM or SIGKILL");
+        return;
+    };
+    let mut count = 0;
+    while sigint.recv().await.is_some() {
+        count += 1;
+        let level = if count == 1 {
+            eprintln!(
+                "\ninterrupt: finishing teardown of the current call (Ctrl-C again to kill now)"
+            );
+            Interrupt::Graceful
+        } else {
+            Interrupt::Immediate
+        };
+        if tx.send(level).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The run loop: ties project, plugins, workflow, supervisor and journal together.
+//!
+//! For each selected story, in numeric order: read the story file, have the status plugin parse
+//! it, ask the [`workflow`](crate::workflow) which role runs next, open a fresh policy instance
+//! for that role and carry out its decisions (agent call, gates, state write) until it
+//! completes, sends the story back, fails or escalates. Every step is journaled before and after
+//! it runs, so a crash resumes where it stopped. The host owns all time, processes and
+//! cancellation: Ctrl-C once tears the current call down cleanly and exits 130, twice kills
+//! at once.
+//!
+//! The rooms: `entry` (the command: setup, the run in the journal, the stories in order),
+//! `story` (the per-story driver and a role's step of decisions), `agent` (the agent step),
+//! `steps` (state writes and gates), `journaled` (keying and journaling every step from its
+//! context), `observe` (reading and judging a story's status, shared with `status` and
+//! `--dry-run`), `reset` (waiting out a usage limit), `summary` (totals, exit code, the table).
+
+mod agent;
+mod entry;
+mod halt;
+mod journaled;
+mod observe;
+mod reset;
+mod steps;
+mod story;
+mod summary;
+
+pub(crate) use entry::plugin_config;
+pub use entry::run;
+pub use observe::{StatusProblem, observed};

@@ -1,0 +1,98 @@
+//! The host's own journaled actions in a role step: writing a state into the story file (and
+//! v6 sprint-status), and running the quality gates.
+
+use super::halt::Halt;
+use super::journaled::{Begun, StepCtx};
+use super::story::Driver;
+use super::summary::millis;
+use crate::journal::{GatesIntent, GatesResult, StatusWriteIntent, StatusWriteResult};
+use crate::policy::{GateReport, StoryState};
+use crate::project::SprintSync;
+use crate::ui::Event;
+use crate::workflow;
+
+impl Driver<'_> {
+    /// Writes `state` into the story file (and v6 sprint-status), journaled. An error is the
+    /// reason the step fails.
+    pub(super) fn write_state(
+        &mut self,
+        ctx: &StepCtx<'_>,
+        seq: u32,
+        state: StoryState,
+    ) -> Result<(), String> {
+        let entry = ctx.entry;
+        let seen = self.observe(entry);
+        let intent = StatusWriteIntent {
+            from: seen.raw.clone(),
+            to: state,
+        };
+        let step = match self.begin(ctx, seq, &intent) {
+            Ok(Begun::Done(_)) => return Ok(()),
+            Ok(Begun::Run(step)) => step,
+            Err(e) => return Err(format!("journal: {e}")),
+        };
+        if seen.state == Some(state) {
+            // Already written (e.g. the host died between the rename and the journal commit).
+        } else {
+            let Some(value) = &seen.value else {
+                return Err(format!(
+                    "cannot set {} to {}: its status cannot be read safely ({})",
+                    entry.path.display(),
+                    workflow::state_name(state),
+                    seen.why_unusable()
+                ));
+            };
+            let written = self
+                .project
+                .write_status(entry, value, state)
+                .map_err(|e| e.to_string())?;
+            if let Some(drift) = &written.drift {
+                self.ui.say(&format!("  drift: {drift}"));
+            }
+            if let SprintSync::NotUpdated { reason } = &written.sprint {
+                self.ui
+                    .say(&format!("  sprint-status not updated: {reason}"));
+            }
+        }
+        self.finish(step, &StatusWriteResult { written: state })
+            .map_err(|e| format!("journal: {e}"))
+    }
+
+    /// Runs the configured quality gates, journaled; reports go to the policy.
+    pub(super) async fn gates(
+        &mut self,
+        ctx: &StepCtx<'_>,
+        seq: u32,
+    ) -> Result<Vec<GateReport>, Halt> {
+        let intent = GatesIntent {
+            gates: self.config.active_gates().map(|g| g.name.clone()).collect(),
+        };
+        let step = match self.begin(ctx, seq, &intent)? {
+            Begun::Done(result) => return Ok(result.map(|r| r.reports).unwrap_or_default()),
+            Begun::Run(step) => step,
+        };
+        let mut reports = Vec::new();
+        for gate in self.config.active_gates() {
+            let env = [
+                ("BMAD_HOST_RUN_ID".to_string(), self.run.to_string()),
+                ("BMAD_HOST_STORY_ID".to_string(), ctx.story.to_string()),
+            ];
+            let run = crate::gates::run_gate(gate, self.root, &env, self.interrupts.clone()).await;
+            if run.cancelled {
+                return Err(Halt::Interrupted);
+            }
+            self.ui.emit(Event::GateFinished {
+                story: ctx.story.to_string(),
+                gate: gate.name.clone(),
+                passed: run.report.passed,
+                exit_code: run.report.exit_code,
+                timed_out: run.report.timed_out,
+                duration_ms: millis(run.duration),
+            });
+            reports.push(run.report);
+        }
+        let result = GatesResult { reports };
+        self.finish(step, &result)?;
+        Ok(result.reports)
+    }
+}

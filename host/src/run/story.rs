@@ -1,0 +1,308 @@
+//! The per-story driver: asks the workflow which role runs next, runs that role's step (a fresh
+//! policy instance, then each of its decisions until it completes, sends the story back, fails
+//! or escalates), re-reads the story, and keeps the story's progress in the journal after each
+//! step.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tokio::sync::watch;
+
+use super::halt::Halt;
+use super::journaled::StepCtx;
+use super::observe::Seen;
+use super::summary::{Tally, millis};
+use crate::config::Config;
+use crate::journal::{DecisionIntent, Journal, PolicyCall, RunId, StoryRecord};
+use crate::plugins::{PluginSet, PolicySession};
+use crate::policy::{CallOutcome, Decision, GateReport, Role, StepReport, Story, StoryState};
+use crate::process::Interrupt;
+use crate::project::{Project, StoryEntry};
+use crate::ui::{Event, Ui};
+use crate::workflow::{self, Flow, Next, Settings, StepEnd, StoryResult};
+
+/// Decisions one role step may take before the host calls it a loop.
+const MAX_DECISIONS_PER_STEP: u32 = 16;
+
+/// Drives the run's stories, one at a time, with everything a step needs.
+pub(super) struct Driver<'a> {
+    pub root: &'a Path,
+    pub project: &'a Project,
+    pub config: &'a Config,
+    pub plugins: &'a PluginSet,
+    pub journal: &'a mut Journal,
+    pub run: RunId,
+    pub ui: &'a mut Ui,
+    pub interrupts: watch::Receiver<Interrupt>,
+}
+
+/// One role's step in progress: whose it is, its policy instance, and the story as the policy
+/// sees it.
+pub(super) struct RoleStep<'s> {
+    pub ctx: StepCtx<'s>,
+    pub story: Story,
+    pub session: PolicySession,
+    /// The story's totals, which agent calls add to.
+    pub tally: &'s mut Tally,
+}
+
+impl Driver<'_> {
+    /// Drives one story until it finishes, or the run halts.
+    pub(super) async fn drive(&mut self, entry: &StoryEntry) -> Result<(StoryResult, Tally), Halt> {
+        let story_id = entry.id.to_string();
+        let settings = Settings {
+            max_cycles: self.config.workflow.max_cycles.value,
+            approve_drafts: self.config.workflow.approve_drafts.value,
+        };
+        let mut seen = self.observe(entry);
+        let mut record = self
+            .journal
+            .story(&self.run, &story_id)?
+            .unwrap_or_else(|| {
+                StoryRecord::new(
+                    &story_id,
+                    &entry.title,
+                    seen.state.unwrap_or(StoryState::Backlog),
+                )
+            });
+        // The journal keeps the workflow's whole state (cycle, findings, the step in flight).
+        let mut flow: Flow =
+            serde_json::from_value(record.findings.clone()).unwrap_or_else(|_| Flow::new(settings));
+        flow.set_settings(settings);
+        let mut tally = Tally::resumed(&flow, &record);
+        self.ui.emit(Event::StoryStarted {
+            story: story_id.clone(),
+            title: entry.title.clone(),
+            epic: entry.id.epic,
+            state: seen.state.map(|s| workflow::state_name(s).to_string()),
+        });
+        loop {
+            let next = flow.next(&seen.observed);
+            if let Some(state) = seen.state {
+                record.state = state;
+            }
+            self.save(&mut record, &flow, &tally)?;
+            let (role, cycle, resumed) = match next {
+                Next::Finish(result) => {
+                    self.finish_story(&mut record, &flow, &mut tally, &result)?;
+                    return Ok((result, tally));
+                }
+                Next::Run {
+                    role,
+                    cycle,
+                    resumed,
+                } => (role, cycle, resumed),
+            };
+            let ctx = StepCtx {
+                entry,
+                story: &story_id,
+                cycle,
+                role,
+            };
+            let end = self
+                .role_step(ctx, &seen, &flow, resumed, &mut tally)
+                .await?;
+            flow.step_ended(end);
+            tally.cycles = flow.cycle();
+            let before = seen.state;
+            seen = self.observe(entry);
+            if seen.state != before
+                && let Some(to) = seen.state
+            {
+                self.ui.emit(Event::StateChanged {
+                    story: story_id.clone(),
+                    from: before.map(|s| workflow::state_name(s).to_string()),
+                    to: workflow::state_name(to).to_string(),
+                });
+            }
+        }
+    }
+
+    /// Records how the story ended, in the journal and as an event.
+    fn finish_story(
+        &mut self,
+        record: &mut StoryRecord,
+        flow: &Flow,
+        tally: &mut Tally,
+        result: &StoryResult,
+    ) -> Result<(), Halt> {
+        tally.cycles = flow.cycle();
+        record.result = Some(result.into());
+        record.last_outcome = Some(match result.reason() {
+            Some(r) => format!("{}: {r}", result.word()),
+            None => result.word().to_string(),
+        });
+        self.save(record, flow, tally)?;
+        self.ui.emit(Event::StoryFinished {
+            story: record.story_id.clone(),
+            result: result.word().into(),
+            reason: result.reason().map(str::to_string),
+            cycles: flow.cycle(),
+            duration_ms: millis(tally.duration),
+            cost_usd: tally.cost_usd,
+            turns: tally.turns,
+        });
+        Ok(())
+    }
+
+    fn save(&mut self, record: &mut StoryRecord, flow: &Flow, tally: &Tally) -> Result<(), Halt> {
+        record.findings = serde_json::to_value(flow).unwrap_or_default();
+        record.cycle = flow.cycle();
+        tally.record_into(&mut record.usage);
+        self.journal.save_story(&self.run, record)?;
+        Ok(())
+    }
+
+    /// Runs one role's step: begin, then each decision, until the policy is done with it.
+    async fn role_step(
+        &mut self,
+        ctx: StepCtx<'_>,
+        seen: &Seen,
+        flow: &Flow,
+        resumed: bool,
+        tally: &mut Tally,
+    ) -> Result<StepEnd, Halt> {
+        let story = self.story_record(&ctx, seen, flow, resumed);
+        let session = match self.plugins.begin_step(ctx.role) {
+            Ok(s) => s,
+            Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+        };
+        let mut step = RoleStep {
+            ctx,
+            story,
+            session,
+            tally,
+        };
+        let mut decision = match step.session.begin(&step.story, &seen.text) {
+            Ok(d) => d,
+            Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+        };
+        self.record_decision(&ctx, 0, PolicyCall::Begin, &seen.parse, &decision)?;
+        for seq in 0..MAX_DECISIONS_PER_STEP {
+            let report = match decision {
+                Decision::Complete => return Ok(StepEnd::Completed),
+                Decision::Fail(reason) => return Ok(StepEnd::Failed(reason)),
+                Decision::Escalate(reason) => return Ok(StepEnd::Escalated(reason)),
+                Decision::SetState(state) => {
+                    return Ok(match self.write_state(&ctx, seq, state) {
+                        Ok(()) => StepEnd::Completed,
+                        Err(reason) => StepEnd::Failed(reason),
+                    });
+                }
+                Decision::SendBack(findings) => {
+                    let state = StoryState::ChangesRequested;
+                    return Ok(match self.write_state(&ctx, seq, state) {
+                        Ok(()) => StepEnd::SentBack(findings),
+                        Err(reason) => StepEnd::Failed(reason),
+                    });
+                }
+                Decision::InvokeAgent(request) => {
+                    let gate_before = self.gate_stamp(ctx.entry);
+                    let outcome = self.agent_call(&mut step, seq, request).await?;
+                    let mut report = self.report(ctx.entry, Some(outcome), Vec::new());
+                    // A gate file QA did not rewrite is an earlier cycle's decision, not this one's.
+                    if ctx.role == Role::Qa
+                        && report.qa_gate.is_some()
+                        && gate_before.is_some()
+                        && gate_before == self.gate_stamp(ctx.entry)
+                    {
+                        self.ui.say(&format!(
+                            "  {}: QA did not write a new gate file; the old one is not this review's decision",
+                            ctx.story
+                        ));
+                        report.qa_gate = None;
+                    }
+                    report
+                }
+                Decision::RunGates => {
+                    let gates = self.gates(&ctx, seq).await?;
+                    self.report(ctx.entry, None, gates)
+                }
+            };
+            step.story.retry = false;
+            decision = match step.session.end(&step.story, &report) {
+                Ok(d) => d,
+                Err(e) => return Ok(StepEnd::Failed(e.to_string())),
+            };
+            self.record_decision(&ctx, seq + 1, PolicyCall::End, &report.status, &decision)?;
+        }
+        Ok(StepEnd::Failed(format!(
+            "the {} policy took {MAX_DECISIONS_PER_STEP} decisions in one step without finishing it",
+            ctx.role_name()
+        )))
+    }
+
+    /// Journals a policy decision with the status it was taken on (one commit).
+    fn record_decision(
+        &mut self,
+        ctx: &StepCtx<'_>,
+        seq: u32,
+        call: PolicyCall,
+        status: &crate::policy::ParseOutcome,
+        decision: &Decision,
+    ) -> Result<(), Halt> {
+        let intent = DecisionIntent {
+            call,
+            status: status.clone(),
+        };
+        self.record(ctx, seq, &intent, decision)?;
+        Ok(())
+    }
+
+    /// The story's QA gate file as it is now (path, modification time, length), to tell a
+    /// gate written by this review from an old one.
+    fn gate_stamp(&self, entry: &StoryEntry) -> Option<(PathBuf, SystemTime, u64)> {
+        let gate = self.project.read_qa_gate(entry).ok()??;
+        let meta = std::fs::metadata(self.root.join(&gate.path)).ok()?;
+        Some((gate.path, meta.modified().ok()?, meta.len()))
+    }
+
+    /// The story as the policy sees it.
+    fn story_record(&self, ctx: &StepCtx<'_>, seen: &Seen, flow: &Flow, retry: bool) -> Story {
+        let entry = ctx.entry;
+        let text = |p: Option<&Path>| p.map(|p| p.display().to_string()).unwrap_or_default();
+        Story {
+            id: ctx.story.to_string(),
+            epic: entry.id.epic,
+            title: entry.title.clone(),
+            path: entry.path.display().to_string(),
+            exists: seen.exists,
+            state: seen.state,
+            raw_status: seen.raw.clone(),
+            cycle: ctx.cycle.max(1),
+            max_cycles: flow.settings().max_cycles,
+            retry,
+            layout: self.project.layout(),
+            bmad_version: self.project.version().unwrap_or_default().to_string(),
+            epic_path: text(entry.epic_path.as_deref()),
+            gate_path: text(entry.gate_path.as_deref()),
+            sprint_status_path: text(self.project.sprint_status_path()),
+            previous_findings: flow.findings().to_vec(),
+            findings_history: flow.findings_history().to_vec(),
+        }
+    }
+
+    /// What the policy learns after an agent call or a gate run.
+    fn report(
+        &mut self,
+        entry: &StoryEntry,
+        outcome: Option<CallOutcome>,
+        gates: Vec<GateReport>,
+    ) -> StepReport {
+        let seen = self.observe(entry);
+        let qa_gate = match self.project.read_qa_gate(entry) {
+            Ok(g) => g.map(|g| g.to_policy()),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        };
+        StepReport {
+            outcome,
+            document: seen.text,
+            status: seen.parse,
+            gates,
+            qa_gate,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The integration tests of bmad-host, in one test binary (as nextest and ripgrep do): one link
+//! of wasmtime instead of one per file, and every module's tests run side by side.
+//!
+//! Each module is one area, driving the real `bmad-host` binary (a `[[bin]]` of this crate, found
+//! next to the test binary) or the library against the fake Claude CLI, sample projects and
+//! test components. The helpers they share live in the crate's library (`tests/src`).
+//!
+//! Run one area with `cargo test -p bmad-host-tests --test integration -- MODULE::`, e.g.
+//! `-- gates::` or `-- supervisor_stress::`. Snapshot tests (`cli_snapshots`) are updated with
+//! `INSTA_UPDATE=always cargo test -p bmad-host-tests --test integration -- cli_snapshots::`.
+
+mod cli_snapshots;
+mod embedded;
+mod gates;
+mod journal;
+mod mock_anthropic;
+mod plugins;
+mod project;
+mod project_status_cli;
+mod resume;
+mod run_loop;
+mod supervisor;
+mod supervisor_cli;
+mod supervisor_stress;
+mod team_policy;
+mod terminal;
+mod tidy;
+mod usage_limit;
