@@ -29,22 +29,25 @@ fn journal_step(c: &mut Criterion) {
         "usage": {"input_tokens": 48_211, "output_tokens": 9_120},
     });
     let mut seq = 0u32;
-    c.bench_function("journal step (agent call: begin_step fsynced, finish_step relaxed)", |b| {
-        b.iter(|| {
-            seq += 1;
-            let key = StepKey {
-                run: run.clone(),
-                story: "1.2".to_owned(),
-                cycle: 1,
-                role: "dev".to_owned(),
-                kind: StepKind::AgentCall,
-                seq,
-            };
-            let start = journal.begin_step(&key, &intent).expect("begin_step");
-            let id = start.id().expect("a new step");
-            journal.finish_step(id, &result).expect("finish_step");
-        })
-    });
+    c.bench_function(
+        "journal step (agent call: begin_step fsynced, finish_step relaxed)",
+        |b| {
+            b.iter(|| {
+                seq += 1;
+                let key = StepKey {
+                    run: run.clone(),
+                    story: "1.2".to_owned(),
+                    cycle: 1,
+                    role: "dev".to_owned(),
+                    kind: StepKind::AgentCall,
+                    seq,
+                };
+                let start = journal.begin_step(&key, &intent).expect("begin_step");
+                let id = start.id().expect("a new step");
+                journal.finish_step(id, &result).expect("finish_step");
+            })
+        },
+    );
 }
 
 criterion_group!(benches, journal_step);

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{Common, ConfigArgs, LogArgs, PluginsArgs, StatusArgs, exit};
+use crate::cli::{Common, ConfigArgs, ExportArgs, LogArgs, PluginsArgs, StatusArgs, exit};
 use crate::config::{Config, Overrides};
 use crate::error::Error;
 use crate::journal::Journal;
-use crate::plugins::{PluginConfig, PluginSet};
+use crate::plugins::{PluginConfig, PluginSet, PluginSources};
 use crate::policy::{ParseOutcome, Role};
 use crate::project::{Project, StoryEntry};
 use crate::ui::{Ui, Verbosity};
@@ -50,8 +50,8 @@ pub fn select(
     Ok(chosen)
 }
 
-/// The status parser `status` and `--dry-run` use: the plugin when `--plugins` is given,
-/// else the built-in parser (the same code as `plugins/status`).
+/// The status parser `status` uses: the plugin (the folder's or the embedded one) when
+/// `--plugins` is given, else the built-in parser (the same code as `plugins/status`).
 #[derive(Debug)]
 pub enum Parser {
     Plugin(Box<PluginSet>),
@@ -61,8 +61,8 @@ pub enum Parser {
 impl Parser {
     fn open(common: &Common, config: &Config, root: &Path) -> Result<Parser, Error> {
         Ok(match &common.plugins {
-            Some(dir) => Parser::Plugin(Box::new(PluginSet::load(
-                dir,
+            Some(dir) => Parser::Plugin(Box::new(PluginSet::load_from(
+                &PluginSources::embedded_and(Some(dir)),
                 &plugin_config(config, root),
             )?)),
             None => Parser::Builtin,
@@ -299,11 +299,8 @@ pub fn log(args: &LogArgs) -> Result<u8, Error> {
 pub fn plugins(args: &PluginsArgs, check: bool) -> Result<u8, Error> {
     let root = project_root(&args.common.project).unwrap_or_else(|_| args.common.project.clone());
     let config = load_config(&root, &Overrides::default())?;
-    let dir =
-        args.common.plugins.clone().ok_or_else(|| {
-            Error::Usage("pass --plugins DIR (the folder of plugin folders)".into())
-        })?;
-    let infos = crate::plugins::inspect(&dir, &plugin_config(&config, &root));
+    let sources = PluginSources::embedded_and(args.common.plugins.as_deref());
+    let infos = crate::plugins::inspect_from(&sources, &plugin_config(&config, &root));
     let mut out = std::io::stdout().lock();
     let mut problems = 0;
     for info in &infos {
@@ -329,6 +326,7 @@ pub fn plugins(args: &PluginsArgs, check: bool) -> Result<u8, Error> {
                 load
             )
             .map_err(Error::Output)?;
+            writeln!(out, "             from {}", source_text(info)).map_err(Error::Output)?;
             writeln!(
                 out,
                 "             read requested {:?}, granted {:?}{}",
@@ -353,7 +351,7 @@ pub fn plugins(args: &PluginsArgs, check: bool) -> Result<u8, Error> {
         }
     }
     let cfg = plugin_config(&config, &root);
-    for role in crate::plugins::inspect_roles(&dir, &infos, &cfg) {
+    for role in crate::plugins::inspect_roles_from(&sources, &infos, &cfg) {
         if role.problem.is_some() {
             problems += 1;
         }
@@ -384,6 +382,36 @@ pub fn plugins(args: &PluginsArgs, check: bool) -> Result<u8, Error> {
     if check && problems > 0 {
         eprintln!("{problems} problem(s): these plugins cannot be used as configured");
         return Ok(exit::USAGE);
+    }
+    Ok(exit::OK)
+}
+
+/// Where a plugin of `plugins list` comes from, for people.
+fn source_text(info: &crate::plugins::PluginInfo) -> String {
+    match info.source {
+        crate::plugins::PluginSource::Embedded => "the plugins embedded in bmad-host".to_string(),
+        crate::plugins::PluginSource::Folder => info.dir.display().to_string(),
+    }
+}
+
+/// `bmad-host plugins export DIR`: the embedded plugins, written out as plugin folders.
+pub fn plugins_export(args: &ExportArgs) -> Result<u8, Error> {
+    let written = crate::plugins::export(&args.dir)?;
+    let mut out = std::io::stdout().lock();
+    for plugin in &written {
+        if args.common.json {
+            serde_json::to_writer(&mut out, plugin).map_err(|e| Error::Output(e.into()))?;
+            writeln!(out).map_err(Error::Output)?;
+        } else {
+            writeln!(out, "{:<12} -> {}", plugin.name, plugin.dir.display())
+                .map_err(Error::Output)?;
+        }
+    }
+    if !args.common.json && !args.common.quiet {
+        eprintln!(
+            "use them with --plugins {} (a folder's plugin replaces the embedded one of the same name)",
+            args.dir.display()
+        );
     }
     Ok(exit::OK)
 }

@@ -430,7 +430,9 @@ impl Epic {
     fn slowest(&self, share: f64) -> Vec<&Gap> {
         let mut v: Vec<&Gap> = self.gaps.iter().collect();
         v.sort_by_key(|g| std::cmp::Reverse(g.ns));
-        let k = ((v.len() as f64 * share).ceil() as usize).max(1).min(v.len());
+        let k = ((v.len() as f64 * share).ceil() as usize)
+            .max(1)
+            .min(v.len());
         v.truncate(k);
         v
     }
@@ -482,9 +484,17 @@ fn run_epic_traced(
     let mut cmd = match trace {
         Some(out) => {
             let mut c = Command::new("strace");
-            c.args(["-f", "-qq", "-ttt", "-y", "-e", "trace=fsync,fdatasync", "-o"])
-                .arg(out)
-                .arg(&ctx.bin);
+            c.args([
+                "-f",
+                "-qq",
+                "-ttt",
+                "-y",
+                "-e",
+                "trace=fsync,fdatasync",
+                "-o",
+            ])
+            .arg(out)
+            .arg(&ctx.bin);
             c
         }
         None => Command::new(&ctx.bin),
@@ -1139,11 +1149,7 @@ impl Report<'_> {
             .filter(|e| !e.cpu_ns().is_empty())
             .map(|e| {
                 let all: Vec<&Gap> = e.gaps.iter().collect();
-                format!(
-                    "{}: {}",
-                    e.n,
-                    split(&all)
-                )
+                format!("{}: {}", e.n, split(&all))
             })
             .collect();
         if per.is_empty() {
@@ -1681,7 +1687,11 @@ impl Report<'_> {
                 if cpu.is_empty() {
                     "—".to_owned()
                 } else {
-                    format!("{} / {}", us(percentile(&cpu, 0.5)), us(percentile(&cpu, 0.99)))
+                    format!(
+                        "{} / {}",
+                        us(percentile(&cpu, 0.5)),
+                        us(percentile(&cpu, 0.99))
+                    )
                 },
             );
         }
@@ -1757,14 +1767,11 @@ impl Report<'_> {
     /// The gaps of the largest epic on disk and on tmpfs by kind: how long, and what the host
     /// did in them (CPU), waited for a CPU, or waited for otherwise; and the fsyncs counted.
     fn render_gap_kinds(&self, s: &mut String) {
-        let runs: Vec<&Epic> = [
-            self.largest(),
-            self.in_memory.iter().max_by_key(|e| e.n),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|e| !e.cpu_ns().is_empty())
-        .collect();
+        let runs: Vec<&Epic> = [self.largest(), self.in_memory.iter().max_by_key(|e| e.n)]
+            .into_iter()
+            .flatten()
+            .filter(|e| !e.cpu_ns().is_empty())
+            .collect();
         if runs.is_empty() {
             return;
         }

@@ -11,6 +11,9 @@
 //!    whose `bmad-host.toml` makes it the QA policy, and `bmad-host plugins check --json`: it
 //!    loads without a problem and serves the `qa` role.
 //!
+//! bmad-host itself is built as `cargo test --workspace` builds it (its test binaries depend on
+//! it), so that within `cargo xtask test` nothing is compiled twice.
+//!
 //! The workspace's `Cargo.lock` is copied into DIR so that the crate resolves to the versions
 //! this repository is tested with (and needs no registry access once they are downloaded), and
 //! its target directory is `target/sdk-check/` (kept between runs, outside DIR, so a second run
@@ -30,10 +33,13 @@ const NAME: &str = "sdk-check-qa";
 /// Runs the check.
 pub fn run(root: &Path) -> Result<()> {
     crate::build_plugins(root)?;
+    // The `bmad-host` binary as `cargo test --workspace` builds it: right after that command (in
+    // `cargo xtask test`) this is a no-op, where a narrower `cargo build -p bmad-host` would
+    // resolve other features and compile wasmtime again.
     crate::run(
         crate::cargo()
             .current_dir(root)
-            .args(["build", "-p", "bmad-host"]),
+            .args(["test", "--workspace", "--no-run"]),
     )?;
     let scratch = std::env::temp_dir().join(format!("bmad-sdk-check-{}", std::process::id()));
     ensure!(

@@ -867,9 +867,10 @@ impl Commit {
     fn for_intent(kind: StepKind) -> Commit {
         match kind {
             StepKind::AgentCall => Commit::Durable,
-            StepKind::StatusParse | StepKind::Decision | StepKind::Gates | StepKind::StatusWrite => {
-                Commit::Relaxed
-            }
+            StepKind::StatusParse
+            | StepKind::Decision
+            | StepKind::Gates
+            | StepKind::StatusWrite => Commit::Relaxed,
         }
     }
 }

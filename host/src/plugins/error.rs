@@ -58,6 +58,15 @@ pub enum PluginError {
     #[error("bmad-host.toml [plugins.{plugin}] grant_read: {problem}")]
     Grant { plugin: String, problem: String },
 
+    /// `plugins export` cannot write a plugin folder, or will not overwrite one.
+    #[error("plugins export: {what} {}", path.display())]
+    Export {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The wasmtime engine could not be created.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
@@ -151,6 +160,7 @@ impl PluginError {
             | PluginError::Discarded { plugin, .. } => Some(plugin),
             PluginError::DuplicateName { name, .. } => Some(name),
             PluginError::Directory { .. }
+            | PluginError::Export { .. }
             | PluginError::Manifest { .. }
             | PluginError::Role { .. }
             | PluginError::Engine(_) => None,

@@ -302,10 +302,7 @@ impl GateIndex {
     /// The gate files of story `id` in the folder `dir` (absolute), sorted by name; empty when
     /// the folder does not exist.
     pub(crate) fn files(&self, dir: &Path, id: StoryId) -> Result<Vec<String>, ProjectError> {
-        let mut watched = self
-            .watched
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut watched = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
         let inode = match std::fs::metadata(dir) {
             Ok(meta) if meta.is_dir() => (meta.dev(), meta.ino()),
             Ok(_) => {
@@ -514,7 +511,10 @@ mod tests {
         assert!(first.is_some(), "the folder is watched");
         for i in 1..50 {
             fs::write(dir.join(format!("1.{i}-story.yml")), "gate: PASS\n")?;
-            assert_eq!(index.files(&dir, id(&format!("1.{i}")))?, [format!("1.{i}-story.yml")]);
+            assert_eq!(
+                index.files(&dir, id(&format!("1.{i}")))?,
+                [format!("1.{i}-story.yml")]
+            );
         }
         assert_eq!(watched(&index), first, "the same watch all along");
         Ok(())
@@ -578,7 +578,7 @@ mod tests {
             }
             Change::RemoveFolder => fs::remove_dir_all(dir),
         };
-        if !dir.exists() && k % 2 == 0 {
+        if !dir.exists() && k.is_multiple_of(2) {
             let _ = fs::create_dir(dir);
         }
     }

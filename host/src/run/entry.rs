@@ -29,10 +29,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Error> {
     resolve_bin(&mut config.claude.bin.value);
     let project = Project::discover(&root)?;
     let stories = crate::commands::select(&project, args.epic, args.story.as_deref())?;
-    let plugins_dir = args.common.plugins.clone().ok_or_else(|| {
-        Error::Usage("no plugins: pass --plugins DIR (e.g. --plugins plugins/ after `cargo xtask build-plugins`) or set BMAD_HOST_PLUGINS".into())
-    })?;
-    let plugins = PluginSet::load(&plugins_dir, &plugin_config(&config, &root))?;
+    let plugins = PluginSet::load_from(
+        &crate::plugins::PluginSources::embedded_and(args.common.plugins.as_deref()),
+        &plugin_config(&config, &root),
+    )?;
     let verbosity = crate::commands::verbosity(&args.common);
     let mut ui = Ui::new(args.common.json, verbosity);
 

@@ -247,7 +247,7 @@ fn kill_9_after_a_result_and_before_the_next_intent_redoes_no_finished_call() {
         let status = child.wait().expect("wait");
         assert_eq!(status.code(), None, "round {round}: killed by a signal");
         // The calls that finished in this run, with how many calls the fake had seen by the kill.
-        let calls_so_far = fake_calls(&project).len();
+        let calls_so_far = fake_log::calls(&project).len();
         finished_before_kill.extend(
             events
                 .iter()
@@ -260,7 +260,7 @@ fn kill_9_after_a_result_and_before_the_next_intent_redoes_no_finished_call() {
         !finished_before_kill.is_empty(),
         "some runs were killed after a call finished"
     );
-    let calls = fake_calls(&project);
+    let calls = fake_log::calls(&project);
     for (finished, seen) in &finished_before_kill {
         let again: Vec<&Value> = calls[*seen..]
             .iter()
