@@ -267,7 +267,10 @@ fn test(root: &Path) -> Result<()> {
 
     let t = std::time::Instant::now();
     install_check::run_check(root)?;
-    step("install check (cargo install --path host, the demo with no --plugins)", t);
+    step(
+        "install check (cargo install --path host, the demo with no --plugins)",
+        t,
+    );
     eprintln!(
         "all checks passed in {:.1}s",
         started.elapsed().as_secs_f64()
