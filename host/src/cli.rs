@@ -33,7 +33,8 @@ pub struct Common {
     /// The BMAD project's root.
     #[arg(long, global = true, value_name = "DIR", default_value = ".")]
     pub project: PathBuf,
-    /// The folder of plugin folders (each with plugin.toml and a component).
+    /// A folder of plugin folders (each with plugin.toml and a component), added to the
+    /// plugins embedded in bmad-host; one named like an embedded plugin replaces it.
     #[arg(long, global = true, value_name = "DIR", env = "BMAD_HOST_PLUGINS")]
     pub plugins: Option<PathBuf>,
     /// Machine-readable output: NDJSON events (run) or JSON (other commands) on stdout.
@@ -69,7 +70,7 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
   bmad-host log
   bmad-host log --story 1.2 --json")]
     Log(LogArgs),
-    /// List or check the plugins in --plugins DIR.
+    /// List, check or export the plugins (the embedded ones and those in --plugins DIR).
     #[command(subcommand)]
     Plugins(PluginsCommand),
     /// Print the effective configuration and where each value came from.
@@ -217,6 +218,24 @@ pub enum PluginsCommand {
     /// Load every plugin and report problems; exit 2 if any plugin is unusable.
     #[command(after_help = "Example:\n  bmad-host plugins check --plugins plugins/ --json")]
     Check(PluginsArgs),
+    /// Write the plugins embedded in bmad-host to DIR (one folder each: plugin.toml and the
+    /// component), as a starting point for your own; use them with --plugins DIR.
+    #[command(
+        after_help = "Example:\n  bmad-host plugins export my-plugins/ && bmad-host plugins list --plugins my-plugins/"
+    )]
+    Export(ExportArgs),
+}
+
+/// `bmad-host plugins export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The common flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// The folder to write the plugin folders into (created if missing; existing plugin
+    /// folders are not overwritten).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// `bmad-host plugins list|check`.
@@ -264,6 +283,7 @@ impl Command {
             Command::Status(a) => Some(&a.common),
             Command::Log(a) => Some(&a.common),
             Command::Plugins(PluginsCommand::List(a) | PluginsCommand::Check(a)) => Some(&a.common),
+            Command::Plugins(PluginsCommand::Export(a)) => Some(&a.common),
             Command::Config(a) => Some(&a.common),
             Command::Completions { .. } => None,
         }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Overrides};
 use crate::error::Error;
-use crate::plugins::{PluginConfig, PluginSet};
+use crate::plugins::{PluginConfig, PluginSet, PluginSources};
 use crate::project::{Project, StoryEntry, StoryId};
 use crate::ui::Verbosity;
 
@@ -35,7 +35,8 @@ pub struct Context {
     pub root: PathBuf,
     /// The effective configuration (defaults < file < environment < flags).
     pub config: Config,
-    /// The folder of plugin folders, when one was given.
+    /// The folder of plugin folders, when one was given (its plugins replace the embedded ones
+    /// of the same name).
     pub plugins_dir: Option<PathBuf>,
     /// NDJSON (or JSON) on stdout.
     pub json: bool,
@@ -89,6 +90,11 @@ impl Context {
         }
     }
 
+    /// The plugins to load: the embedded ones, and those of `--plugins DIR` over them.
+    pub fn plugin_sources(&self) -> PluginSources {
+        PluginSources::embedded_and(self.plugins_dir.as_deref())
+    }
+
     /// Finds the BMAD project at the root.
     pub fn project(&self) -> Result<Project, Error> {
         Ok(Project::discover(&self.root)?)
@@ -104,7 +110,7 @@ pub struct Plan {
     pub project: Project,
     /// The selected stories, in numeric order; never empty.
     pub stories: Vec<StoryEntry>,
-    /// The loaded plugins, one per role.
+    /// The loaded plugins, one per role (embedded, or from `--plugins DIR`).
     pub plugins: PluginSet,
 }
 
@@ -118,10 +124,7 @@ impl Plan {
         resolve_bin(&mut context.config.claude.bin.value);
         let project = context.project()?;
         let stories = select(&project, epic, story)?;
-        let dir = context.plugins_dir.clone().ok_or_else(|| {
-            Error::Usage("no plugins: pass --plugins DIR (e.g. --plugins plugins/ after `cargo xtask build-plugins`) or set BMAD_HOST_PLUGINS".into())
-        })?;
-        let plugins = PluginSet::load(&dir, &context.plugin_config())?;
+        let plugins = PluginSet::load_from(&context.plugin_sources(), &context.plugin_config())?;
         Ok(Plan {
             context,
             project,

@@ -30,7 +30,9 @@ const TERM_GRACE: Duration = Duration::from_secs(3);
 /// One gate's run.
 #[derive(Debug, Clone)]
 pub struct GateRun {
+    /// What the policies are told: passed, exit status, the output's tail.
     pub report: GateReport,
+    /// How long it ran, teardown included.
     pub duration: Duration,
     /// The operator interrupted it (the process tree was torn down).
     pub cancelled: bool,

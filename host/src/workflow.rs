@@ -63,8 +63,11 @@ pub enum Observed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", content = "reason", rename_all = "snake_case")]
 pub enum StoryResult {
+    /// The story is done.
     Done,
+    /// It failed, and why.
     Failed(String),
+    /// It needs a person, and why.
     Escalated(String),
 }
 
@@ -104,8 +107,11 @@ pub enum Next {
     /// Run this role's step in this cycle. `resumed` is true when the same step was started
     /// before and never ended (a crash): the policy must be told it is a retry.
     Run {
+        /// Whose step it is.
         role: Role,
+        /// The Dev/QA cycle it belongs to (0 for SM).
         cycle: u32,
+        /// The same step was started before and never ended.
         resumed: bool,
     },
     /// The story is finished.
@@ -129,8 +135,11 @@ pub enum StepEnd {
 /// story back to Dev.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepMark {
+    /// Whose step it was.
     pub role: Role,
+    /// The state it started from, when the story had one.
     pub from: Option<StoryState>,
+    /// Whether it sent the story back to Dev.
     #[serde(default)]
     pub sent_back: bool,
 }

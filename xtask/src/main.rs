@@ -2,10 +2,14 @@
 //!
 //! - `build-plugins`: ensure the `wasm32-wasip2` target, build every plugin crate under
 //!   `plugins/` (and the test components) and copy each component into its plugin folder.
-//! - `test`: build-plugins and the test components, rustfmt, then one build of every target
-//!   linted by clippy, and the whole test suite on it.
+//! - `test`: build-plugins and the test components, `embed --check`, rustfmt, then one build of
+//!   every target linted by clippy, the whole test suite on it, and `install-check`.
+//! - `embed [--check]`: rebuild the default plugins reproducibly into `host/embedded/` (the ones
+//!   compiled into bmad-host), or check that it matches a rebuild (see `embed.rs`).
+//! - `install-check`: `cargo install --path host` into a temp root, then drive the sample
+//!   project to Done with the installed binary and no `--plugins` (see `install_check.rs`).
 //! - `demo`: copy the sample BMAD v4 project to a temp dir and drive it to Done with the fake
-//!   Claude; print where it left the project.
+//!   Claude and the embedded plugins; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
@@ -24,6 +28,8 @@ use anyhow::{Context, Result, bail};
 
 mod bench;
 mod e2e;
+mod embed;
+mod install_check;
 mod js_plugin;
 mod new_plugin;
 mod sdk_check;
@@ -32,7 +38,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build-plugins             build every WASM plugin into its plugin folder
-  test                      build-plugins, then fmt, clippy and the whole test suite
+  test                      WASM components, fmt, one build linted by clippy, every test
+  embed [--check]           rebuild the plugins embedded in bmad-host into host/embedded/
+                            (--check: fail unless it matches; --toolchain V: move the pin)
+  install-check             cargo install --path host, then run the demo with no --plugins
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
@@ -48,6 +57,8 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("build-plugins") => build_plugins(&root),
         Some("test") => test(&root),
+        Some("embed") => embed::run_embed(&root, &embed::Options::parse(&args[1..])?),
+        Some("install-check") => install_check::run_check(&root),
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
@@ -220,6 +231,10 @@ fn test(root: &Path) -> Result<()> {
     step("WASM components", t);
 
     let t = std::time::Instant::now();
+    embed::check_current(root)?;
+    step("embedded plugins rebuilt and compared", t);
+
+    let t = std::time::Instant::now();
     run(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
     step("rustfmt", t);
 
@@ -253,6 +268,13 @@ fn test(root: &Path) -> Result<()> {
     let t = std::time::Instant::now();
     sdk_check::run(root)?;
     step("SDK check (a plugin built outside the workspace)", t);
+
+    let t = std::time::Instant::now();
+    install_check::run_check(root)?;
+    step(
+        "install check (cargo install --path host, the demo with no --plugins)",
+        t,
+    );
     eprintln!(
         "all checks passed in {:.1}s",
         started.elapsed().as_secs_f64()
@@ -295,7 +317,6 @@ fn clippy_driver() -> Result<PathBuf> {
 }
 
 fn demo(root: &Path, v6: bool) -> Result<()> {
-    build_plugins(root)?;
     run(cargo()
         .current_dir(root)
         .args(["build", "-p", "bmad-host-tests", "--bins"]))?;
@@ -310,10 +331,9 @@ fn demo(root: &Path, v6: bool) -> Result<()> {
     copy_dir(&sample, &project)?;
     let bin = target_dir(root).join("debug");
     eprintln!("\ndemo project: {}\n", project.display());
+    // No --plugins: the default plugins embedded in the binary, as after `cargo install`.
     let status = Command::new(bin.join("bmad-host"))
         .arg("run")
-        .arg("--plugins")
-        .arg(root.join("plugins"))
         .arg("--project")
         .arg(&project)
         .arg("--claude-bin")
@@ -322,8 +342,6 @@ fn demo(root: &Path, v6: bool) -> Result<()> {
         .context("cannot run bmad-host")?;
     let _ = Command::new(bin.join("bmad-host"))
         .arg("status")
-        .arg("--plugins")
-        .arg(root.join("plugins"))
         .arg("--project")
         .arg(&project)
         .status();

@@ -91,16 +91,19 @@ impl From<&crate::config::ClaudeConfig> for Limits {
 pub struct CallSpec {
     /// The `claude` executable.
     pub bin: PathBuf,
+    /// The prompt (`-p`).
     pub prompt: String,
     /// Working directory: the project root.
     pub cwd: PathBuf,
     /// Added to the host's environment (e.g. `BMAD_HOST_ROLE`, `BMAD_HOST_STORY_ID`).
     pub env: Vec<(String, String)>,
+    /// `--model`; `None` leaves the CLI's default.
     pub model: Option<String>,
     /// `--permission-mode`.
     pub permission_mode: String,
     /// `--allowedTools` entries; empty means the CLI's default.
     pub allowed_tools: Vec<String>,
+    /// `--append-system-prompt`, when the policy gives one.
     pub append_system_prompt: Option<String>,
     /// Appended after the host's own arguments.
     pub extra_args: Vec<String>,
@@ -111,7 +114,9 @@ pub struct CallSpec {
 /// A policy's answer to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Directive {
+    /// Let the call go on.
     Continue,
+    /// Stop the call: the host tears it down ([`Outcome::StoppedByPolicy`]).
     Stop,
 }
 
@@ -120,17 +125,30 @@ pub enum Directive {
 pub enum Event {
     /// `system/init`: the session started.
     Init {
+        /// The model the CLI runs.
         model: String,
+        /// The CLI's session id.
         session_id: Option<String>,
     },
     /// Assistant text, cut to [`EVENT_TEXT_MAX`] bytes.
     Text(String),
     /// A tool call.
-    ToolUse { name: String },
+    ToolUse {
+        /// The tool's name (`Bash`, `Edit`, ...).
+        name: String,
+    },
     /// A tool result.
-    ToolResult { is_error: bool },
+    ToolResult {
+        /// Whether the tool failed.
+        is_error: bool,
+    },
     /// `system/api_retry`: the CLI is retrying an API call.
-    ApiRetry { attempt: u32, status: Option<u16> },
+    ApiRetry {
+        /// The CLI's attempt number.
+        attempt: u32,
+        /// The HTTP status that made it retry, if any.
+        status: Option<u16>,
+    },
 }
 
 /// How a process exited.
@@ -168,11 +186,16 @@ pub enum Outcome {
     DuringExecution,
     /// `is_error: true` with subtype `success` (the CLI gave up on the API), or an unknown error subtype.
     ApiError {
+        /// The HTTP status, when the CLI gave one.
         status: Option<u16>,
+        /// The CLI's message.
         message: String,
     },
     /// The process ended on its own without a `result` line (crash, signal, early exit).
-    NoResult { exit: ExitInfo },
+    NoResult {
+        /// How the process exited.
+        exit: ExitInfo,
+    },
     /// The host's wall-clock timeout fired.
     TimedOut,
     /// No output line for the idle timeout (or the tool idle timeout while a tool was open).
@@ -183,7 +206,9 @@ pub enum Outcome {
     Cancelled,
     /// A usage-limit or quota message; `resets` is the reset time when the CLI stated it.
     UsageLimit {
+        /// The CLI's message.
         message: String,
+        /// When the limit resets, as the CLI stated it.
         resets: Option<String>,
     },
     /// The process could not be started (or its transcript could not be opened).
@@ -265,13 +290,17 @@ pub struct CallReport {
     pub result_text: Option<String>,
     /// Turns, cost and tokens summed over all attempts. Input tokens include cache reads and writes.
     pub num_turns: u32,
+    /// The API-equivalent cost the CLI reported, in dollars.
     pub cost_usd: f64,
+    /// Input tokens, cache reads and writes included.
     pub input_tokens: u64,
+    /// Output tokens.
     pub output_tokens: u64,
     /// From the first spawn to the end of the last teardown, backoffs included.
     pub duration: Duration,
     /// Processes started (0 when interrupted before the first).
     pub attempts: u32,
+    /// The call's transcript file.
     pub transcript: PathBuf,
     /// How the last attempt's process exited.
     pub exit: Option<ExitInfo>,

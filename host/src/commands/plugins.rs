@@ -1,21 +1,22 @@
-//! `bmad-host plugins list|check`: each plugin with its role, versions, capabilities and load
-//! time, then which plugin serves each role.
+//! `bmad-host plugins list|check|export`: each plugin (embedded, or from `--plugins DIR`) with
+//! its role, versions, capabilities and load time, then which plugin serves each role; or the
+//! embedded plugins written out as folders.
 
 use std::io::Write;
+use std::path::Path;
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::exit;
+use crate::plugins::{PluginInfo, PluginSource};
+use crate::ui::Verbosity;
 
-/// Lists the plugins of `--plugins DIR` and the role each serves; with `check`, exits 2 when
+/// Lists the plugins (embedded, and those of `--plugins DIR`) and the role each serves; with `check`, exits 2 when
 /// any of them cannot be used as configured.
 pub(super) fn print(context: &Context, check: bool) -> Result<u8, Error> {
-    let dir =
-        context.plugins_dir.clone().ok_or_else(|| {
-            Error::Usage("pass --plugins DIR (the folder of plugin folders)".into())
-        })?;
+    let sources = context.plugin_sources();
     let cfg = context.plugin_config();
-    let infos = crate::plugins::inspect(&dir, &cfg);
+    let infos = crate::plugins::inspect_from(&sources, &cfg);
     let mut out = std::io::stdout().lock();
     let mut problems = 0;
     for info in &infos {
@@ -41,6 +42,7 @@ pub(super) fn print(context: &Context, check: bool) -> Result<u8, Error> {
                 load
             )
             .map_err(Error::Output)?;
+            writeln!(out, "             from {}", source_text(info)).map_err(Error::Output)?;
             writeln!(
                 out,
                 "             read requested {:?}, granted {:?}{}",
@@ -64,7 +66,7 @@ pub(super) fn print(context: &Context, check: bool) -> Result<u8, Error> {
             }
         }
     }
-    for role in crate::plugins::inspect_roles(&dir, &infos, &cfg) {
+    for role in crate::plugins::inspect_roles_from(&sources, &infos, &cfg) {
         if role.problem.is_some() {
             problems += 1;
         }
@@ -99,3 +101,33 @@ pub(super) fn print(context: &Context, check: bool) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
+
+/// Where a plugin of `plugins list` comes from, for people.
+fn source_text(info: &PluginInfo) -> String {
+    match info.source {
+        PluginSource::Embedded => "the plugins embedded in bmad-host".to_string(),
+        PluginSource::Folder => info.dir.display().to_string(),
+    }
+}
+
+/// `bmad-host plugins export DIR`: the embedded plugins, written out as plugin folders.
+pub(super) fn export(dir: &Path, json: bool, verbosity: Verbosity) -> Result<u8, Error> {
+    let written = crate::plugins::export(dir)?;
+    let mut out = std::io::stdout().lock();
+    for plugin in &written {
+        if json {
+            serde_json::to_writer(&mut out, plugin)?;
+            writeln!(out).map_err(Error::Output)?;
+        } else {
+            writeln!(out, "{:<12} -> {}", plugin.name, plugin.dir.display())
+                .map_err(Error::Output)?;
+        }
+    }
+    if !json && verbosity != Verbosity::Quiet {
+        eprintln!(
+            "use them with --plugins {} (a folder's plugin replaces the embedded one of the same name)",
+            dir.display()
+        );
+    }
+    Ok(exit::OK)
+}

@@ -15,11 +15,11 @@ use crate::project::{Project, StoryEntry};
 use crate::ui::Verbosity;
 use crate::workflow;
 
-/// The status parser `status` uses: the plugin when `--plugins` is given, else the built-in
-/// parser (the same code as `plugins/status`).
+/// The status parser `status` uses: the plugin (the folder's or the embedded one) when
+/// `--plugins` is given, else the built-in parser (the same code as `plugins/status`).
 #[derive(Debug)]
 enum Parser {
-    /// The status plugin of `--plugins DIR`.
+    /// The status plugin, with `--plugins DIR` given.
     Plugin(Box<PluginSet>),
     /// [`crate::builtin`].
     Builtin,
@@ -28,8 +28,8 @@ enum Parser {
 impl Parser {
     fn open(context: &Context) -> Result<Parser, Error> {
         Ok(match &context.plugins_dir {
-            Some(dir) => Parser::Plugin(Box::new(PluginSet::load(
-                dir,
+            Some(_) => Parser::Plugin(Box::new(PluginSet::load_from(
+                &context.plugin_sources(),
                 &context.plugin_config(),
             )?)),
             None => Parser::Builtin,

@@ -47,8 +47,11 @@ pub enum JournalError {
     /// A file-system operation on the journal's directory or files failed.
     #[error("cannot {action} {}", path.display())]
     Io {
+        /// What was being done (`create`, `open`, `lock`, ...).
         action: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: std::io::Error,
     },
@@ -59,14 +62,24 @@ pub enum JournalError {
         describe_holder(*pid),
         lock.display()
     )]
-    Locked { lock: PathBuf, pid: Option<u32> },
+    Locked {
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder's pid, as it wrote it (information only).
+        pid: Option<u32>,
+    },
     /// The journal file is not a readable bmad-host journal. It was not modified.
     #[error(
         "the journal {} cannot be used: {detail}. It was left untouched; move it aside (for \
          example `mv {0} {0}.bad`) to start a new journal",
         path.display()
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The journal was written by a newer bmad-host. It was not modified.
     #[error(
         "the journal {} has schema version {found}, newer than this bmad-host understands \
@@ -75,8 +88,11 @@ pub enum JournalError {
         path.display()
     )]
     NewerSchema {
+        /// The journal file.
         path: PathBuf,
+        /// Its schema version.
         found: u32,
+        /// The version this host writes.
         supported: u32,
     },
     /// A read-only open found an older schema (a read-write open migrates it).
@@ -86,22 +102,30 @@ pub enum JournalError {
         path.display()
     )]
     OlderSchema {
+        /// The journal file.
         path: PathBuf,
+        /// Its schema version.
         found: u32,
+        /// The version this host reads.
         supported: u32,
     },
     /// SQLite reported an error.
     #[error("journal {}", path.display())]
     Sqlite {
+        /// The journal file.
         path: PathBuf,
+        /// What SQLite said.
         #[source]
         source: rusqlite::Error,
     },
     /// A value could not be encoded for, or decoded from, the journal.
     #[error("journal {}: bad {what}: {detail}", path.display())]
     Data {
+        /// The journal file.
         path: PathBuf,
+        /// Which value (`intent`, `result`, a time, ...).
         what: &'static str,
+        /// What is wrong with it.
         detail: String,
     },
     /// No run with this id in the journal.

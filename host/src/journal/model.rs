@@ -128,7 +128,9 @@ impl RunStatus {
 /// One loaded plugin, as recorded for a run.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct PluginFingerprint {
+    /// The plugin's name.
     pub name: String,
+    /// Its version, from its manifest.
     pub version: String,
     /// The role it serves: `status`, `sm`, `dev`, `qa`.
     pub role: String,
@@ -143,12 +145,14 @@ pub struct RunFingerprint {
     pub config: String,
     /// The command line, for the record (not compared on resume).
     pub args: Vec<String>,
+    /// Every plugin loaded.
     pub plugins: Vec<PluginFingerprint>,
 }
 
 /// What [`super::Journal::start_run`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInfo {
+    /// The run's id.
     pub id: RunId,
     /// True when an unfinished run was resumed rather than a new one started.
     pub resumed: bool,
@@ -162,9 +166,13 @@ pub struct RunInfo {
 /// A run as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
+    /// The run's id.
     pub id: RunId,
+    /// When it first started.
     pub started_at: SystemTime,
+    /// When it last finished, if it did.
     pub finished_at: Option<SystemTime>,
+    /// How it stands.
     pub status: RunStatus,
     /// The configuration fingerprint the run started with.
     pub config: String,
@@ -177,8 +185,11 @@ pub struct RunRecord {
 /// How a story ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoryResult {
+    /// The story is done.
     Done,
+    /// A policy failed it, or the host could not go on with it.
     Failed,
+    /// It needs a person (a status it cannot trust, a review that does not converge, ...).
     Escalated,
 }
 
@@ -207,8 +218,11 @@ impl StoryResult {
 pub struct Usage {
     /// API-equivalent cost in USD, as the CLI reports it (not what a subscription user pays).
     pub cost_usd: f64,
+    /// Input tokens, cache reads and writes included.
     pub input_tokens: u64,
+    /// Output tokens.
     pub output_tokens: u64,
+    /// Agent turns.
     pub turns: u32,
     /// Wall-clock time spent in agent calls and gates.
     pub duration: Duration,
@@ -227,7 +241,9 @@ impl std::ops::AddAssign for Usage {
 /// A story's progress within a run: what the run loop needs to pick it up again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoryRecord {
+    /// The story id (`1.2`).
     pub story_id: String,
+    /// Its title.
     pub title: String,
     /// The last canonical state the host saw or wrote.
     pub state: StoryState,
@@ -235,6 +251,7 @@ pub struct StoryRecord {
     pub cycle: u32,
     /// Set when the story is finished.
     pub result: Option<StoryResult>,
+    /// What its agent calls and gates used.
     pub usage: Usage,
     /// The workflow's findings history (for example QA findings per cycle); opaque to the journal.
     pub findings: Value,
@@ -261,8 +278,11 @@ impl StoryRecord {
 /// One line of `bmad-host status`. Its `Display` is that line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorySummary {
+    /// The run it belongs to.
     pub run: RunId,
+    /// The story's progress.
     pub record: StoryRecord,
+    /// When it was last saved.
     pub updated_at: SystemTime,
 }
 
@@ -310,11 +330,15 @@ impl StepKind {
 /// interrupted steps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StepKey {
+    /// The run.
     pub run: RunId,
+    /// The story id.
     pub story: String,
+    /// The Dev/QA cycle (0 while SM drafts).
     pub cycle: u32,
     /// `status`, `sm`, `dev`, `qa`, `gates`, `host`: whoever the step is for.
     pub role: String,
+    /// What the step does.
     pub kind: StepKind,
     /// Distinguishes steps with the same (story, cycle, role, kind), in order.
     pub seq: u32,
@@ -328,7 +352,12 @@ pub enum StepStart {
     /// An earlier attempt has an intent but no result (the host died during it): run it again and
     /// tell the policy it is a retry (the agent may have changed files half-way). `attempt` counts
     /// from 1, so the first retry is 2.
-    Retry { id: StepId, attempt: u32 },
+    Retry {
+        /// The step to finish.
+        id: StepId,
+        /// The attempt about to run.
+        attempt: u32,
+    },
     /// The step already finished: do not run it again; here is its result.
     Done(Value),
 }
@@ -355,13 +384,17 @@ impl StepStart {
 /// One journaled step, for `bmad-host log`. Its `Display` is the log line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {
+    /// Its row id.
     pub id: StepId,
+    /// Its identity.
     pub key: StepKey,
     /// 1, or more if the step was redone after an interruption.
     pub attempt: u32,
     /// When the latest attempt's intent was committed.
     pub intent_at: SystemTime,
+    /// What the step was about to do (a [`super::payload`] intent, as JSON).
     pub intent: Value,
+    /// When its result was committed.
     pub result_at: Option<SystemTime>,
     /// None: the step is running, or its process died during it.
     pub result: Option<Value>,

@@ -89,6 +89,15 @@ pub enum PluginError {
         problem: String,
     },
 
+    /// `plugins export` cannot write a plugin folder, or will not overwrite one.
+    #[error("plugins export: {what} {}", path.display())]
+    Export {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The wasmtime engine could not be created.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(
@@ -211,6 +220,7 @@ impl PluginError {
             | PluginError::Discarded { plugin, .. } => Some(plugin),
             PluginError::DuplicateName { name, .. } => Some(name),
             PluginError::Directory { .. }
+            | PluginError::Export { .. }
             | PluginError::Manifest { .. }
             | PluginError::Role { .. }
             | PluginError::Engine(_) => None,

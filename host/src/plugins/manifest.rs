@@ -149,15 +149,32 @@ impl Manifest {
 
     /// Parses and validates a manifest's text; `dir` is the folder it belongs to.
     pub fn parse(text: &str, dir: &Path, host: &Limits) -> Result<Manifest, PluginError> {
+        Manifest::parse_with(text, dir, host, &|file| dir.join(file).is_file())
+    }
+
+    /// Parses and validates a manifest's text, asking `has_component` whether the component
+    /// file it names exists: a folder's manifest looks in the folder, an embedded one among
+    /// the files embedded with it. Every other check is the same for both.
+    pub(super) fn parse_with(
+        text: &str,
+        dir: &Path,
+        host: &Limits,
+        has_component: &dyn Fn(&str) -> bool,
+    ) -> Result<Manifest, PluginError> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest {
             dir: dir.to_path_buf(),
             problem: format!("invalid {MANIFEST_FILE}: {}", e.to_string().trim_end()),
         })?;
-        manifest.validate(dir, host)?;
+        manifest.validate(dir, host, has_component)?;
         Ok(manifest)
     }
 
-    fn validate(&self, dir: &Path, host: &Limits) -> Result<(), PluginError> {
+    fn validate(
+        &self,
+        dir: &Path,
+        host: &Limits,
+        has_component: &dyn Fn(&str) -> bool,
+    ) -> Result<(), PluginError> {
         let bad = |problem: String| PluginError::Manifest {
             dir: dir.to_path_buf(),
             problem,
@@ -200,11 +217,10 @@ impl Manifest {
                 self.component
             )));
         }
-        let path = self.component_path(dir);
-        if !path.is_file() {
+        if !has_component(&self.component) {
             return Err(bad(format!(
                 "component file {} does not exist (build it with `cargo xtask build-plugins`)",
-                path.display()
+                self.component_path(dir).display()
             )));
         }
         for glob in &self.capabilities.read {

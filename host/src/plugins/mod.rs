@@ -2,9 +2,11 @@
 //!
 //! A plugin folder holds a `plugin.toml` ([`Manifest`]) and a WebAssembly component built for
 //! one of the `bmad:policy` worlds ([`SUPPORTED_WIT`] lists the versions this host accepts).
-//! [`PluginSet::load`] loads every folder of a plugin directory, refuses any that is broken,
-//! and picks the plugin of each role (the one named like the role unless `[roles]` or
-//! `--policy` says otherwise). Calls run synchronously, each under fuel, a memory cap, a wasm
+//! The default plugins are embedded in the binary ([`EMBEDDED`]) and loaded exactly like
+//! folders; a plugins folder adds to them and overrides them by name ([`PluginSources`]).
+//! [`PluginSet::load_from`] loads every plugin of its sources, refuses any that is broken,
+//! and picks the plugin of each role (the one `[roles]` or `--policy` names, else the one the
+//! top layer offers: see [`PluginSources`]). Calls run synchronously, each under fuel, a memory cap, a wasm
 //! stack cap and an output cap ([`Limits`]); a call that breaks one fails with a
 //! [`PluginError`] naming the plugin, the call and the limit, and its instance is discarded.
 //! Guests can reach nothing but `log` and the `read-file` of paths their manifest requests and
@@ -12,11 +14,13 @@
 
 mod access;
 mod cache;
+mod embedded;
 mod engine;
 mod error;
 mod limits;
 mod manifest;
 mod sandbox;
+mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,17 +32,20 @@ use wasmtime::Store;
 
 pub use access::normalise as normalise_read_path;
 pub use cache::{LoadKind, default_cache_dir};
+pub use embedded::{EMBEDDED, EmbeddedPlugin, Exported, export};
 pub use error::PluginError;
 pub use limits::{
     LOG_MAX_MESSAGE_BYTES, LOG_MAX_PER_CALL, Limits, MAX_WASM_STACK, OUTPUT_ITEM_OVERHEAD,
     READ_MAX_FILE_BYTES, READ_MAX_PER_CALL,
 };
 pub use manifest::{Capabilities, MANIFEST_FILE, Manifest, ManifestLimits, PluginRole};
+pub use source::{PluginSource, PluginSources};
 
 use access::ReadAccess;
 use cache::ComponentCache;
 use engine::Runtime;
 use sandbox::State;
+use source::{Candidate, Known};
 
 use crate::bindings::agent::{AgentPolicy, AgentPolicyPre};
 use crate::bindings::status::{StatusParser, StatusParserPre};
@@ -68,22 +75,28 @@ pub struct PluginConfig {
 /// How long a component took to load, and whether it came from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LoadInfo {
+    /// Compiled now, or loaded from the cache.
     pub kind: LoadKind,
     /// Reading, hashing and compiling or deserializing the component, in microseconds.
     pub micros: u64,
 }
 
-/// One plugin folder as `plugins list|check` shows it.
+/// One plugin as `plugins list|check` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginInfo {
-    /// The folder.
+    /// The folder (`(embedded)/NAME` for an embedded plugin).
     pub dir: PathBuf,
+    /// Whether it is embedded in the binary or comes from the plugins folder.
+    pub source: PluginSource,
     /// The manifest's name (the folder's name when the manifest cannot be read).
     pub name: String,
+    /// The role its manifest declares.
     pub role: Option<PluginRole>,
+    /// Its version, from its manifest.
     pub version: Option<String>,
     /// The `bmad:policy` version its manifest declares.
     pub wit: Option<String>,
+    /// What it does, from its manifest.
     pub description: String,
     /// `[capabilities] read` of the manifest.
     pub requested_read: Vec<String>,
@@ -93,6 +106,7 @@ pub struct PluginInfo {
     pub limits: Option<Limits>,
     /// blake3 of the `.wasm`, hex.
     pub wasm_blake3: Option<String>,
+    /// How its component loaded, when it did.
     pub load: Option<LoadInfo>,
     /// The roles the current configuration gives it.
     pub serves: Vec<PluginRole>,
@@ -103,6 +117,7 @@ pub struct PluginInfo {
 /// Which plugin serves a role, as `plugins list|check` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoleInfo {
+    /// The role.
     pub role: PluginRole,
     /// The plugin name the configuration asks for.
     pub wanted: String,
@@ -117,8 +132,11 @@ pub struct RoleInfo {
 pub struct PluginFingerprint {
     /// The role the plugin serves.
     pub role: PluginRole,
+    /// The plugin's name.
     pub name: String,
+    /// Its version, from its manifest.
     pub version: String,
+    /// The `bmad:policy` version it was built for.
     pub wit: String,
     /// blake3 of the `.wasm`, hex.
     pub wasm_blake3: String,
@@ -193,39 +211,66 @@ fn role_index(role: PluginRole) -> usize {
 }
 
 impl PluginSet {
-    /// Loads every plugin folder under `dir` (folders whose name starts with `.` are skipped)
-    /// and chooses the plugin of each role. Any broken folder, duplicate name, unserved role,
-    /// or bad grant is an error.
+    /// Loads every plugin folder under `dir` (folders whose name starts with `.` are skipped),
+    /// and only those, and chooses the plugin of each role. Any broken folder, duplicate name,
+    /// unserved role, or bad grant is an error.
     pub fn load(dir: &Path, cfg: &PluginConfig) -> Result<PluginSet, PluginError> {
+        PluginSet::load_from(&PluginSources::folder(dir), cfg)
+    }
+
+    /// Loads the plugins of `sources` (the folder's, then the embedded ones the folder does not
+    /// override by name) and chooses the plugin of each role. Any broken plugin, duplicate name
+    /// in the folder, unserved role, or bad grant is an error.
+    pub fn load_from(
+        sources: &PluginSources,
+        cfg: &PluginConfig,
+    ) -> Result<PluginSet, PluginError> {
         let rt = engine::runtime()?;
         let cache = ComponentCache::new(cache_root(cfg).as_deref(), &rt.engine);
-        let mut plugins: Vec<Arc<Plugin>> = Vec::new();
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        for folder in plugin_folders(dir)? {
-            let mut info = PluginInfo::empty(&folder);
-            let plugin = load_folder(rt, &cache, &folder, cfg, &mut info)?;
-            if let Some(i) = plugins.iter().position(|p| p.name == plugin.name) {
-                return Err(PluginError::DuplicateName {
-                    name: plugin.name.to_string(),
-                    first: dirs[i].clone(),
-                    second: folder,
-                });
+        let mut folder: Vec<(Plugin, PathBuf)> = Vec::new();
+        if let Some(dir) = &sources.folder {
+            for path in plugin_folders(dir)? {
+                let mut info = PluginInfo::empty(&path, PluginSource::Folder);
+                let plugin =
+                    load_candidate(rt, &cache, &Candidate::Folder(path.clone()), cfg, &mut info)?;
+                if let Some((_, first)) = folder.iter().find(|(p, _)| p.name == plugin.name) {
+                    return Err(PluginError::DuplicateName {
+                        name: plugin.name.to_string(),
+                        first: first.clone(),
+                        second: path,
+                    });
+                }
+                folder.push((plugin, path));
             }
-            plugins.push(Arc::new(plugin));
-            dirs.push(folder);
         }
+        let taken: Vec<&str> = folder.iter().map(|(p, _)| &*p.name).collect();
+        let mut plugins: Vec<(Arc<Plugin>, PluginSource)> = Vec::new();
+        for candidate in sources.embedded_candidates(&taken) {
+            let mut info = PluginInfo::empty(&candidate.location(), PluginSource::Embedded);
+            let plugin = load_candidate(rt, &cache, &candidate, cfg, &mut info)?;
+            plugins.push((Arc::new(plugin), PluginSource::Embedded));
+        }
+        plugins.extend(
+            folder
+                .into_iter()
+                .map(|(p, _)| (Arc::new(p), PluginSource::Folder)),
+        );
         for name in cfg.grants.keys() {
-            if !plugins.iter().any(|p| &*p.name == name) {
-                tracing::warn!(plugin = %name, dir = %dir.display(), "bmad-host.toml grants read access to a plugin that is not in the plugin directory");
+            if !plugins.iter().any(|(p, _)| &*p.name == name) {
+                tracing::warn!(plugin = %name, plugins = %sources.describe(), "bmad-host.toml grants read access to a plugin that is not among the plugins");
             }
         }
-        let known: Vec<(String, Option<PluginRole>)> = plugins
+        let known: Vec<Known> = plugins
             .iter()
-            .map(|p| (p.name.to_string(), Some(p.manifest.role)))
+            .map(|(p, source)| Known {
+                name: p.name.to_string(),
+                role: Some(p.manifest.role),
+                source: *source,
+            })
             .collect();
         check_role_keys(cfg)?;
         let mut roles = [0usize; 4];
-        for info in resolve_roles(cfg, &known, dir) {
+        for info in resolve_roles(cfg, &known, sources) {
             if let Some(problem) = info.problem {
                 return Err(PluginError::Role {
                     role: info.role.to_string(),
@@ -234,7 +279,7 @@ impl PluginSet {
             }
             let i = known
                 .iter()
-                .position(|(n, _)| *n == info.wanted)
+                .position(|k| k.name == info.wanted)
                 .ok_or_else(|| PluginError::Role {
                     role: info.role.to_string(),
                     problem: format!("no plugin named `{}`", info.wanted),
@@ -242,7 +287,7 @@ impl PluginSet {
             roles[role_index(info.role)] = i;
         }
         Ok(PluginSet {
-            plugins,
+            plugins: plugins.into_iter().map(|(p, _)| p).collect(),
             roles,
             status: Mutex::new(None),
         })
@@ -585,9 +630,10 @@ fn plugin_folders(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
 }
 
 impl PluginInfo {
-    fn empty(dir: &Path) -> PluginInfo {
+    fn empty(dir: &Path, source: PluginSource) -> PluginInfo {
         PluginInfo {
             dir: dir.to_path_buf(),
+            source,
             name: dir.file_name().map_or_else(
                 || dir.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
@@ -607,15 +653,17 @@ impl PluginInfo {
     }
 }
 
-/// Loads one folder, recording what it learns in `info` as it goes.
-fn load_folder(
+/// Loads one plugin (a folder or an embedded one, the same way), recording what it learns in
+/// `info` as it goes.
+fn load_candidate(
     rt: &Runtime,
     cache: &ComponentCache,
-    dir: &Path,
+    candidate: &Candidate,
     cfg: &PluginConfig,
     info: &mut PluginInfo,
 ) -> Result<Plugin, PluginError> {
-    let manifest = Manifest::load(dir, &cfg.limits)?;
+    let dir = &candidate.location();
+    let manifest = candidate.manifest(&cfg.limits)?;
     let name: Arc<str> = manifest.name.as_str().into();
     let limits = manifest.limits(&cfg.limits);
     let granted = cfg.grants.get(&manifest.name).cloned().unwrap_or_default();
@@ -628,14 +676,14 @@ fn load_folder(
     info.granted_read = granted.clone();
     info.limits = Some(limits);
 
-    let path = manifest.component_path(dir);
+    let started = Instant::now();
+    let (path, wasm) = candidate.component(&manifest);
     let component_error = |reason: String| PluginError::Component {
         plugin: name.to_string(),
         path: path.clone(),
         reason,
     };
-    let started = Instant::now();
-    let wasm = std::fs::read(&path).map_err(|e| component_error(e.to_string()))?;
+    let wasm = wasm.map_err(|e| component_error(e.to_string()))?;
     let wasm_hash = blake3::hash(&wasm);
     info.wasm_blake3 = Some(wasm_hash.to_hex().to_string());
     let (component, kind) = cache
@@ -741,20 +789,18 @@ fn check_role_keys(cfg: &PluginConfig) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// Which plugin serves each role, given the plugins found (name, role).
-fn resolve_roles(
-    cfg: &PluginConfig,
-    plugins: &[(String, Option<PluginRole>)],
-    dir: &Path,
-) -> Vec<RoleInfo> {
+/// Which plugin serves each role, given the plugins found (name, role when usable, layer).
+fn resolve_roles(cfg: &PluginConfig, plugins: &[Known], sources: &PluginSources) -> Vec<RoleInfo> {
     PluginRole::ALL
         .into_iter()
         .map(|role| {
             let configured = cfg.roles.get(role.as_str());
-            let wanted = configured.cloned().unwrap_or_else(|| role.as_str().to_string());
-            let problem = match plugins.iter().find(|(n, _)| *n == wanted) {
+            let wanted = configured
+                .cloned()
+                .unwrap_or_else(|| source::default_for_role(role, plugins));
+            let problem = match plugins.iter().find(|k| k.name == wanted).map(|k| (&k.name, k.role)) {
                 None => {
-                    let available: Vec<&str> = plugins.iter().map(|(n, _)| n.as_str()).collect();
+                    let available: Vec<&str> = plugins.iter().map(|k| k.name.as_str()).collect();
                     let how = if configured.is_some() {
                         "[roles] / --policy chose it".to_string()
                     } else {
@@ -762,11 +808,11 @@ fn resolve_roles(
                     };
                     Some(format!(
                         "no plugin named `{wanted}` in {} ({how}; plugins found: {})",
-                        dir.display(),
+                        sources.describe(),
                         if available.is_empty() { "none".to_string() } else { available.join(", ") }
                     ))
                 }
-                Some((_, Some(its))) if *its != role => {
+                Some((_, Some(its))) if its != role => {
                     Some(format!("plugin `{wanted}` plays role `{its}` (its plugin.toml), not `{role}`"))
                 }
                 Some((_, None)) => Some(format!("plugin `{wanted}` cannot be loaded")),
@@ -781,59 +827,49 @@ fn resolve_roles(
 /// `bmad-host plugins list|check`. Each entry's `problem` says why the plugin cannot be used;
 /// [`inspect_roles`] says which plugin serves each role.
 pub fn inspect(dir: &Path, cfg: &PluginConfig) -> Vec<PluginInfo> {
+    inspect_from(&PluginSources::folder(dir), cfg)
+}
+
+/// Reports on every plugin of `sources` (the embedded ones the folder does not override, then
+/// the folder's) without stopping at the first problem.
+pub fn inspect_from(sources: &PluginSources, cfg: &PluginConfig) -> Vec<PluginInfo> {
+    let location = sources
+        .folder
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("(embedded)"));
     let rt = match engine::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            let mut info = PluginInfo::empty(dir);
+            let mut info = PluginInfo::empty(&location, PluginSource::Embedded);
             info.problem = Some(e.to_string());
             return vec![info];
         }
     };
     let cache = ComponentCache::new(cache_root(cfg).as_deref(), &rt.engine);
-    let folders = match plugin_folders(dir) {
-        Ok(f) => f,
-        Err(e) => {
-            let mut info = PluginInfo::empty(dir);
-            info.problem = Some(e.to_string());
-            return vec![info];
-        }
-    };
-    let mut infos: Vec<PluginInfo> = Vec::new();
-    for folder in folders {
-        let mut info = PluginInfo::empty(&folder);
-        match load_folder(rt, &cache, &folder, cfg, &mut info) {
-            Ok(plugin) => {
-                // Instantiate once, so that `check` also catches a component that fails to start.
-                let started = plugin.new_store("instantiate").and_then(|mut store| {
-                    let result = match &plugin.pre {
-                        Pre::Status(pre) => pre.instantiate(&mut store).map(|_| ()),
-                        Pre::Policy(pre) => pre.instantiate(&mut store).map(|_| ()),
-                    };
-                    result.map_err(|e| plugin.instance_error(&store, "instantiate", e))
-                });
-                if let Err(e) = started {
-                    info.problem = Some(e.to_string());
+    let mut folder: Vec<PluginInfo> = Vec::new();
+    if let Some(dir) = &sources.folder {
+        match plugin_folders(dir) {
+            Ok(paths) => {
+                for path in paths {
+                    let candidate = Candidate::Folder(path);
+                    folder.push(inspect_one(rt, &cache, &candidate, cfg, &folder));
                 }
             }
-            Err(e) => info.problem = Some(e.to_string()),
+            Err(e) => {
+                let mut info = PluginInfo::empty(dir, PluginSource::Folder);
+                info.problem = Some(e.to_string());
+                return vec![info];
+            }
         }
-        if info.problem.is_none()
-            && let Some(first) = infos
-                .iter()
-                .find(|i| i.problem.is_none() && i.name == info.name)
-        {
-            info.problem = Some(
-                PluginError::DuplicateName {
-                    name: info.name.clone(),
-                    first: first.dir.clone(),
-                    second: folder.clone(),
-                }
-                .to_string(),
-            );
-        }
+    }
+    let taken: Vec<&str> = folder.iter().map(|i| i.name.as_str()).collect();
+    let mut infos: Vec<PluginInfo> = Vec::new();
+    for candidate in sources.embedded_candidates(&taken) {
+        let info = inspect_one(rt, &cache, &candidate, cfg, &infos);
         infos.push(info);
     }
-    let roles = inspect_roles(dir, &infos, cfg);
+    infos.extend(folder);
+    let roles = inspect_roles_from(sources, &infos, cfg);
     for role in roles.iter().filter(|r| r.problem.is_none()) {
         if let Some(info) = infos
             .iter_mut()
@@ -845,18 +881,68 @@ pub fn inspect(dir: &Path, cfg: &PluginConfig) -> Vec<PluginInfo> {
     infos
 }
 
+/// Loads and instantiates one plugin for `inspect`, noting a name already used in `earlier`.
+fn inspect_one(
+    rt: &Runtime,
+    cache: &ComponentCache,
+    candidate: &Candidate,
+    cfg: &PluginConfig,
+    earlier: &[PluginInfo],
+) -> PluginInfo {
+    let mut info = PluginInfo::empty(&candidate.location(), candidate.source());
+    match load_candidate(rt, cache, candidate, cfg, &mut info) {
+        Ok(plugin) => {
+            // Instantiate once, so that `check` also catches a component that fails to start.
+            let started = plugin.new_store("instantiate").and_then(|mut store| {
+                let result = match &plugin.pre {
+                    Pre::Status(pre) => pre.instantiate(&mut store).map(|_| ()),
+                    Pre::Policy(pre) => pre.instantiate(&mut store).map(|_| ()),
+                };
+                result.map_err(|e| plugin.instance_error(&store, "instantiate", e))
+            });
+            if let Err(e) = started {
+                info.problem = Some(e.to_string());
+            }
+        }
+        Err(e) => info.problem = Some(e.to_string()),
+    }
+    if info.problem.is_none()
+        && let Some(first) = earlier
+            .iter()
+            .find(|i| i.problem.is_none() && i.name == info.name)
+    {
+        info.problem = Some(
+            PluginError::DuplicateName {
+                name: info.name.clone(),
+                first: first.dir.clone(),
+                second: info.dir.clone(),
+            }
+            .to_string(),
+        );
+    }
+    info
+}
+
 /// Which plugin serves each role given `inspect`'s results, and what is wrong if none can.
 pub fn inspect_roles(dir: &Path, infos: &[PluginInfo], cfg: &PluginConfig) -> Vec<RoleInfo> {
-    let known: Vec<(String, Option<PluginRole>)> = infos
+    inspect_roles_from(&PluginSources::folder(dir), infos, cfg)
+}
+
+/// Which plugin serves each role given `inspect_from`'s results for `sources`.
+pub fn inspect_roles_from(
+    sources: &PluginSources,
+    infos: &[PluginInfo],
+    cfg: &PluginConfig,
+) -> Vec<RoleInfo> {
+    let known: Vec<Known> = infos
         .iter()
-        .map(|i| {
-            (
-                i.name.clone(),
-                if i.problem.is_none() { i.role } else { None },
-            )
+        .map(|i| Known {
+            name: i.name.clone(),
+            role: if i.problem.is_none() { i.role } else { None },
+            source: i.source,
         })
         .collect();
-    let mut roles = resolve_roles(cfg, &known, dir);
+    let mut roles = resolve_roles(cfg, &known, sources);
     // An unknown role name in the configuration is reported on the first role's line.
     if let Err(e) = check_role_keys(cfg)
         && let Some(first) = roles.first_mut()

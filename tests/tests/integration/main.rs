@@ -10,6 +10,7 @@
 //! `INSTA_UPDATE=always cargo test -p bmad-host-tests --test integration -- cli_snapshots::`.
 
 mod cli_snapshots;
+mod embedded;
 mod gates;
 mod journal;
 mod mock_anthropic;
