@@ -937,7 +937,7 @@ fn play(role: &str, root: &Path, b: &Behaviour, occurrence: u32, max_turns: u32)
         if let Some(dir) = edit.path.parent() {
             fs::create_dir_all(dir)?;
         }
-        fs::write(&edit.path, &edit.content).with_context(|| format!("writing {path}"))?;
+        write_whole(&edit.path, &edit.content).with_context(|| format!("writing {path}"))?;
         let text = match edit.old {
             None => format!("File created successfully at: {path}"),
             Some(_) => format!("The file {path} has been updated successfully."),
@@ -950,6 +950,19 @@ fn play(role: &str, root: &Path, b: &Behaviour, occurrence: u32, max_turns: u32)
         wait_forever();
     }
     Ok(b.exit_code.unwrap_or(0))
+}
+
+/// Writes `content` to `path` whole (a temp file beside it, renamed over it). A host killed with
+/// `kill -9` leaves its agent running; the tests that then read the project must see the fake's
+/// files before or after an edit, never a truncated one they would blame on the host.
+fn write_whole(path: &Path, content: &str) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.fake-claude-tmp", std::process::id()));
+    fs::write(&tmp, content)?;
+    fs::rename(&tmp, path)
 }
 
 // ---------------------------------------------------------------------------------------------
