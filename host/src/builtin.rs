@@ -1,6 +1,9 @@
 //! The built-in status parser: the same code as the `status` plugin (crate `bmad-status`),
-//! linked natively. `status` and `run --dry-run` use it when no `--plugins` folder is given;
-//! `run` always uses the component.
+//! linked natively. `status` uses it when no `--plugins` folder is given, so that listing
+//! stories needs no WebAssembly engine; `run` (and `run --dry-run`) always use the component,
+//! the embedded one or a folder's. Both give the same outcome for every document (the status
+//! crate's corpus tests run the same code natively; the `embedded` integration tests compare
+//! `status` with and without a plugins folder).
 
 use bmad_status as native;
 

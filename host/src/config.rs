@@ -994,7 +994,10 @@ mod tests {
                     n if n.ends_with("TIMEOUT") => "7m",
                     n if n.ends_with("USD") => "1.5",
                     n if n.ends_with("LIMIT") || n.ends_with("DRAFTS") => "true",
-                    n if n.ends_with("TURNS") || n.ends_with("RETRIES") || n.ends_with("CYCLES") => {
+                    n if n.ends_with("TURNS")
+                        || n.ends_with("RETRIES")
+                        || n.ends_with("CYCLES") =>
+                    {
                         "9"
                     }
                     _ => "x",

@@ -158,7 +158,9 @@ fn modules_use_only_the_layers_below() {
     let mut wrong = Vec::new();
     for (module, used) in top_edges() {
         let Some(from) = rank(&module) else {
-            wrong.push(format!("`{module}` is in no layer: add it to LAYERS in tidy.rs"));
+            wrong.push(format!(
+                "`{module}` is in no layer: add it to LAYERS in tidy.rs"
+            ));
             continue;
         };
         for target in used {
@@ -217,5 +219,8 @@ fn the_reader_finds_grouped_and_plain_paths() {
     let mut edges = BTreeMap::new();
     edges.insert("x".to_string(), BTreeSet::from(["y".to_string()]));
     edges.insert("y".to_string(), BTreeSet::from(["x".to_string()]));
-    assert_eq!(find_cycle(&edges), Some(vec!["x".into(), "y".into(), "x".into()]));
+    assert_eq!(
+        find_cycle(&edges),
+        Some(vec!["x".into(), "y".into(), "x".into()])
+    );
 }

@@ -16,8 +16,6 @@
 //!
 //! [`StoryState`]: crate::types::StoryState
 //! [`Decision`]: crate::types::Decision
-#![allow(unsafe_code)] // wit-bindgen's generated glue (imports, exports, canonical ABI) is unsafe code.
-#![allow(missing_docs)] // generated items carry the WIT's doc comments where the WIT has them.
 
 /// The `agent-policy` world: `begin`, `on-event`, `end`; and the shared `types` and `host`.
 pub mod agent_policy {

@@ -107,7 +107,6 @@ pub fn summary(decision: &Decision) -> String {
 macro_rules! export_policy {
     ($policy:ty) => {
         #[cfg(target_arch = "wasm32")]
-        #[allow(unsafe_code)] // wit-bindgen's export glue
         const _: () = {
             struct BmadPolicyGuest;
 
@@ -154,7 +153,6 @@ macro_rules! export_policy {
 macro_rules! export_status_parser {
     ($parser:ty) => {
         #[cfg(target_arch = "wasm32")]
-        #[allow(unsafe_code)] // wit-bindgen's export glue
         const _: () = {
             struct BmadStatusGuest;
 

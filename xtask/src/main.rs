@@ -284,18 +284,14 @@ fn test(root: &Path) -> Result<()> {
 
 /// Rewrites the generated docs: the docs test, told to write what it would compare.
 fn docs(root: &Path) -> Result<()> {
-    run(cargo()
-        .current_dir(root)
-        .env("UPDATE_EXPECT", "1")
-        .args([
-            "test",
-            "-p",
-            "bmad-host",
-            "--lib",
-            "--",
-            "--exact",
-            "config::tests::configuration_docs_are_current",
-        ]))?;
+    run(cargo().current_dir(root).env("UPDATE_EXPECT", "1").args([
+        "test",
+        "--workspace",
+        "--lib",
+        "--",
+        "--exact",
+        "config::tests::configuration_docs_are_current",
+    ]))?;
     eprintln!("docs/configuration.md is current");
     Ok(())
 }

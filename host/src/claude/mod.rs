@@ -365,7 +365,16 @@ fn backoff_delay(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(factor).min(Duration::from_secs(600))
 }
 
-// What the policies learn of a call, in their vocabulary.
+// What the policies learn of a call, in their vocabulary, and what they answer.
+
+impl From<policy::Directive> for Directive {
+    fn from(directive: policy::Directive) -> Self {
+        match directive {
+            policy::Directive::Continue => Directive::Continue,
+            policy::Directive::Stop => Directive::Stop,
+        }
+    }
+}
 
 impl From<&Event> for AgentEvent {
     fn from(event: &Event) -> Self {

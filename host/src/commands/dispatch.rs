@@ -77,11 +77,9 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             let context = Context::resolve_lenient(args.common.options(), &Overrides::default())?;
             super::plugins::print(&context, true)
         }
-        Command::Plugins(PluginsCommand::Export(args)) => super::plugins::export(
-            &args.dir,
-            args.common.json,
-            args.common.verbosity(),
-        ),
+        Command::Plugins(PluginsCommand::Export(args)) => {
+            super::plugins::export(&args.dir, args.common.json, args.common.verbosity())
+        }
         Command::Run(args) => {
             let context = Context::resolve(args.common.options(), &args.settings.overrides())?;
             super::run::run(

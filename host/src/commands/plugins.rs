@@ -101,7 +101,6 @@ pub(super) fn print(context: &Context, check: bool) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
-
 /// Where a plugin of `plugins list` comes from, for people.
 fn source_text(info: &PluginInfo) -> String {
     match info.source {

@@ -207,4 +207,3 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
     }
     Ok(exit::OK)
 }
-

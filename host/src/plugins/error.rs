@@ -92,8 +92,11 @@ pub enum PluginError {
     /// `plugins export` cannot write a plugin folder, or will not overwrite one.
     #[error("plugins export: {what} {}", path.display())]
     Export {
+        /// The file or folder that could not be written.
         path: PathBuf,
+        /// What went wrong, worded for the message.
         what: &'static str,
+        /// The I/O error behind it.
         #[source]
         source: std::io::Error,
     },

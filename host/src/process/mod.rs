@@ -26,6 +26,7 @@ pub const CALL_MARKER_ENV: &str = "BMAD_HOST_CALL";
 /// An operator interrupt, fed through a watch channel: Ctrl-C once, then twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Interrupt {
+    /// No interrupt yet.
     #[default]
     None,
     /// Tear the call down with the usual graces.

@@ -103,7 +103,15 @@ mod tests {
         std::fs::write(&path, vec![b'x'; 11]).unwrap_or_else(|e| panic!("{e}"));
         let err = read_capped(&path, 10, "a story").expect_err("too large");
         assert!(
-            matches!(err, ProjectError::TooLarge { size: 11, limit: 10, what: "a story", .. }),
+            matches!(
+                err,
+                ProjectError::TooLarge {
+                    size: 11,
+                    limit: 10,
+                    what: "a story",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(read_capped(&path, 11, "a story").ok(), Some(vec![b'x'; 11]));
@@ -113,7 +121,10 @@ mod tests {
     fn a_missing_file_is_none_only_when_asked() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("absent.yaml");
-        assert_eq!(read_capped_if_exists(&path, 10, "a config").ok(), Some(None));
+        assert_eq!(
+            read_capped_if_exists(&path, 10, "a config").ok(),
+            Some(None)
+        );
         assert!(matches!(
             read_capped(&path, 10, "a config"),
             Err(ProjectError::Io { action: "read", .. })

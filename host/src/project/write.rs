@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::discover::{Project, StoryEntry};
 use super::error::{FileLoc, ProjectError};
-use super::id::StoryId;
 use super::fs::{read_capped, write_atomic};
+use super::id::StoryId;
 use super::sprint::{
     MAX_SPRINT_BYTES, SprintEdit, SprintEntry, SprintStatus, plan_edit, sprint_spelling,
 };
@@ -395,8 +395,8 @@ impl Project {
             };
         };
         let result = (|| -> Result<SprintSync, String> {
-            let bytes =
-                read_capped(&abs, MAX_SPRINT_BYTES, "sprint-status.yaml").map_err(|e| e.to_string())?;
+            let bytes = read_capped(&abs, MAX_SPRINT_BYTES, "sprint-status.yaml")
+                .map_err(|e| e.to_string())?;
             let (key, edit) = plan_edit(&abs, &bytes, story.id, value)?;
             match edit {
                 SprintEdit::Same { line, value } => Ok(SprintSync::InStep { key, line, value }),

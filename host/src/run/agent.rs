@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use super::driver::{Driver, RoleStep, StepCtx};
 use super::halt::Halt;
-use super::journaled::{Begun, StepCtx};
-use super::story::{Driver, RoleStep};
+use super::journaled::Begun;
 use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
 use crate::error::Error;
 use crate::journal::{AgentCallIntent, AgentCallResult};
-use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome, Directive};
+use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome};
 use crate::ui::Event;
 
 /// How a supervised call went, besides its report.
@@ -179,8 +179,7 @@ impl Driver<'_> {
                     ));
                 }
                 match session.on_event(story, &AgentEvent::from(event)) {
-                    Ok(Directive::Continue) => claude::Directive::Continue,
-                    Ok(Directive::Stop) => claude::Directive::Stop,
+                    Ok(directive) => claude::Directive::from(directive),
                     Err(e) => {
                         policy_error = Some(e.to_string());
                         claude::Directive::Stop

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use super::driver::Driver;
 use super::halt::Halt;
 use super::reset::until_reset;
-use super::story::Driver;
 use super::summary::Results;
 use crate::config::Config;
 use crate::context::Plan;
@@ -18,7 +18,7 @@ use crate::journal::{Journal, PluginFingerprint, RunFingerprint, RunInfo};
 use crate::plugins::PluginSet;
 use crate::policy::Layout;
 use crate::process::Interrupt;
-use crate::project::{Project, StoryEntry};
+use crate::project::StoryEntry;
 use crate::ui::{Event, Ui};
 
 /// `bmad-host run`: drives the plan's stories in order, resuming an unfinished run unless

@@ -1,34 +1,13 @@
 //! Journaled steps: every host action of a role step (a policy decision, an agent call, a gate
 //! run, a status write) is keyed from a [`StepCtx`] and committed to the journal as a typed
-//! intent before it runs and a typed result after ([`crate::journal::payload`]). Opening a step
+//! intent before it runs and a typed result after ([`StepIntent`]). Opening a step
 //! that already finished gives its recorded result back instead, so a resumed run never does a
 //! step twice.
 
 use std::marker::PhantomData;
 
-use super::story::Driver;
+use super::driver::{Driver, StepCtx};
 use crate::journal::{JournalError, StepId, StepIntent, StepKey, StepStart};
-use crate::policy::Role;
-use crate::project::StoryEntry;
-use crate::workflow;
-
-/// Whose step it is: the story, its cycle and the role running it. Every journaled step of one
-/// role step has the key this context gives with the decision's sequence number.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct StepCtx<'a> {
-    pub entry: &'a StoryEntry,
-    /// The story's id as text (`1.2`).
-    pub story: &'a str,
-    pub cycle: u32,
-    pub role: Role,
-}
-
-impl StepCtx<'_> {
-    /// The role's name, as in the journal, the events and `BMAD_HOST_ROLE`.
-    pub fn role_name(&self) -> &'static str {
-        workflow::role_name(self.role)
-    }
-}
 
 /// What opening a journaled step found.
 #[derive(Debug)]

@@ -9,12 +9,14 @@
 //! at once.
 //!
 //! The rooms: `entry` (the command: setup, the run in the journal, the stories in order),
+//! `driver` (the state a story is driven with, and a role step's context),
 //! `story` (the per-story driver and a role's step of decisions), `agent` (the agent step),
 //! `steps` (state writes and gates), `journaled` (keying and journaling every step from its
 //! context), `observe` (reading and judging a story's status, shared with `status` and
 //! `--dry-run`), `reset` (waiting out a usage limit), `summary` (totals, exit code, the table).
 
 mod agent;
+mod driver;
 mod entry;
 mod halt;
 mod journaled;

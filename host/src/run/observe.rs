@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
-use super::story::Driver;
+use super::driver::Driver;
 use crate::policy::{MissingReason, ParseOutcome, StatusValue, StoryState};
 use crate::project::StoryEntry;
 use crate::workflow::{self, Observed};

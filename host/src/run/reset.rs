@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::story::Driver;
+use super::driver::Driver;
 use crate::process::Interrupt;
 
 /// How long until a usage limit resets, from the reset time the CLI stated: an RFC 3339 time

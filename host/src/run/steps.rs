@@ -1,12 +1,12 @@
 //! The host's own journaled actions in a role step: writing a state into the story file (and
 //! v6 sprint-status), and running the quality gates.
 
+use super::driver::{Driver, StepCtx};
 use super::halt::Halt;
-use super::journaled::{Begun, StepCtx};
-use super::story::Driver;
+use super::journaled::Begun;
 use super::summary::millis;
-use crate::journal::{GatesIntent, GatesResult, StatusWriteIntent, StatusWriteResult};
 use crate::error::Report;
+use crate::journal::{GatesIntent, GatesResult, StatusWriteIntent, StatusWriteResult};
 use crate::policy::{GateReport, StoryState};
 use crate::project::SprintSync;
 use crate::ui::Event;

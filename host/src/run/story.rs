@@ -6,45 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use tokio::sync::watch;
-
+use super::driver::{Driver, RoleStep, StepCtx};
 use super::halt::Halt;
-use super::journaled::StepCtx;
 use super::observe::Seen;
 use super::summary::{Tally, millis};
-use crate::config::Config;
-use crate::journal::{DecisionIntent, Journal, PolicyCall, RunId, StoryRecord};
-use crate::plugins::{PluginSet, PolicySession};
+use crate::journal::{DecisionIntent, PolicyCall, StoryRecord};
 use crate::policy::{CallOutcome, Decision, GateReport, Role, StepReport, Story, StoryState};
-use crate::process::Interrupt;
-use crate::project::{Project, StoryEntry};
-use crate::ui::{Event, Ui};
+use crate::project::StoryEntry;
+use crate::ui::Event;
 use crate::workflow::{self, Flow, Next, Settings, StepEnd, StoryResult};
 
 /// Decisions one role step may take before the host calls it a loop.
 const MAX_DECISIONS_PER_STEP: u32 = 16;
-
-/// Drives the run's stories, one at a time, with everything a step needs.
-pub(super) struct Driver<'a> {
-    pub root: &'a Path,
-    pub project: &'a Project,
-    pub config: &'a Config,
-    pub plugins: &'a PluginSet,
-    pub journal: &'a mut Journal,
-    pub run: RunId,
-    pub ui: &'a mut Ui,
-    pub interrupts: watch::Receiver<Interrupt>,
-}
-
-/// One role's step in progress: whose it is, its policy instance, and the story as the policy
-/// sees it.
-pub(super) struct RoleStep<'s> {
-    pub ctx: StepCtx<'s>,
-    pub story: Story,
-    pub session: PolicySession,
-    /// The story's totals, which agent calls add to.
-    pub tally: &'s mut Tally,
-}
 
 impl Driver<'_> {
     /// Drives one story until it finishes, or the run halts.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::halt::Halt;
 use crate::claude::CallReport;
-use crate::exit;
 use crate::error::{Error, Report};
+use crate::exit;
 use crate::journal::{RunStatus, StoryRecord, Usage};
 use crate::ui::{Event, Ui};
 use crate::workflow::{Flow, StoryResult};

@@ -289,3 +289,47 @@ fn plugins_export_writes_folders_that_load_and_refuses_to_overwrite() {
         again.stderr()
     );
 }
+
+/// The `status --json` lines of `project` (nothing has run there: no journal progress).
+fn status_lines(project: &Project, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["status", "--json", "--project", path_str(project.path())];
+    args.extend_from_slice(extra);
+    let run = Run::bmad_host(&args, &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(!run.events.is_empty(), "no status lines");
+    run.events
+}
+
+#[test]
+fn status_reads_the_same_with_the_native_parser_and_the_status_component() {
+    let plugins = exported();
+    let folder = path_str(plugins.path());
+    let v4 = Project::fixture("v4-sample");
+    // One standard status, one that is not standard, one with the value missing, one not drafted.
+    let story = v4.read("docs/stories/1.2.story.md");
+    v4.write(
+        "docs/stories/1.2.story.md",
+        &story.replacen("## Status\n\nDraft", "## Status\n\nReady for Reviewish", 1),
+    );
+    let story = v4.read("docs/stories/1.1.story.md");
+    v4.write(
+        "docs/stories/1.1.story.md",
+        &story.replacen("## Status\n\nApproved", "## Status\n\n", 1),
+    );
+    let v6 = Project::fixture("v6-sample");
+    for project in [&v4, &v6] {
+        let native = status_lines(project, &[]);
+        let component = status_lines(project, &["--plugins", folder]);
+        assert_eq!(native, component, "{}", project.path().display());
+    }
+    let v4_native = status_lines(&v4, &[]);
+    let problems: Vec<&Value> = v4_native
+        .iter()
+        .filter(|s| !s["problem"].is_null())
+        .collect();
+    assert_eq!(
+        problems.len(),
+        2,
+        "the doubtful and the missing status: {v4_native:?}"
+    );
+}

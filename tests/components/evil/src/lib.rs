@@ -31,7 +31,6 @@
 //! It speaks the raw generated bindings of the policy SDK (`bmad_policy::bindings`, the
 //! wit-bindgen `Guest` traits and `export!` macros) rather than `export_policy!`: what crosses the
 //! boundary is exactly what the commands build, with no SDK glue (and no debug log) around it.
-#![allow(unsafe_code)] // wit-bindgen's export glue (the `export!` expansions) is unsafe code.
 
 use std::hint::black_box;
 use std::io::Write as _;

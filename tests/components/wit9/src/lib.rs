@@ -1,4 +1,4 @@
-//! A test component built against `bmad:policy@9.0.0` (a copy of the WIT in `wit/` with another
+//! A test component built against `bmad:policy@9.0.0` (a copy of the SDK's WIT, `sdk/wit/`, with another
 //! version), so the plugin host's tests can prove it refuses a WIT version it does not support.
 #![allow(unsafe_code)] // wit-bindgen's generated glue (exports, canonical ABI) is unsafe code.
 
