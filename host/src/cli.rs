@@ -126,6 +126,9 @@ pub struct SettingArgs {
     /// Limit on silence between agent output lines (paused while a tool runs).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
+    /// Limit on silence while a tool call is open (at least --idle-timeout).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub tool_idle_timeout: Option<Duration>,
     /// Max agent turns per call.
     #[arg(long, value_name = "N")]
     pub max_turns: Option<u32>,
@@ -151,6 +154,7 @@ impl SettingArgs {
                 bin: self.claude_bin.clone(),
                 timeout: self.timeout,
                 idle_timeout: self.idle_timeout,
+                tool_idle_timeout: self.tool_idle_timeout,
                 max_turns: self.max_turns,
                 wait_on_limit: self.wait_on_limit.then_some(true),
             },

@@ -101,6 +101,14 @@ pub enum ConfigError {
         /// The nearest known key, when one is close.
         suggestion: Option<String>,
     },
+    /// Two settings that contradict each other.
+    #[error("{problem}; {fix}")]
+    Conflict {
+        /// What contradicts what, naming both keys and where each value came from.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
     /// A value of the wrong type or out of range.
     #[error("{origin}: `{key}` {problem}")]
     Invalid {
@@ -443,7 +451,8 @@ settings! {
             flag "--idle-timeout";
             help "limit on silence between output lines; paused while a tool call is open";
         tool_idle_timeout: Duration = Duration::from_secs(30 * 60);
-            help "limit on silence while a tool call is open (a long Bash command)";
+            flag "--tool-idle-timeout";
+            help "limit on silence while a tool call is open (a long Bash command); at least `idle_timeout`";
         max_turns: u32 = 200;
             flag "--max-turns";
             help "`--max-turns` given to the CLI (a policy may ask for fewer)";
@@ -472,6 +481,8 @@ settings! {
             help "Dev+QA rounds per story before it is escalated";
         approve_drafts: bool = true;
             help "a `Draft` story goes straight to Dev; `false` escalates it for a person to approve";
+        require_review: bool = true;
+            help "a `done` story counts only when QA completed it in this run or it was already done the first time the project's journal saw it; any other `done` (a Dev agent that wrote it) goes to QA. `false` takes every `done` as it is";
     }
 }
 
@@ -555,7 +566,29 @@ impl Config {
         }
         config.apply_env(env)?;
         config.apply_overrides(overrides);
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks the settings against each other once every layer is applied.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.claude;
+        if c.tool_idle_timeout.value < c.idle_timeout.value {
+            return Err(ConfigError::Conflict {
+                problem: format!(
+                    "`claude.tool_idle_timeout` ({}, {}) is shorter than `claude.idle_timeout` \
+                     ({}, {}): a tool call would be cut off sooner than plain silence",
+                    humantime::format_duration(c.tool_idle_timeout.value),
+                    c.tool_idle_timeout.source,
+                    humantime::format_duration(c.idle_timeout.value),
+                    c.idle_timeout.source,
+                ),
+                fix: "raise `claude.tool_idle_timeout` (--tool-idle-timeout) to at least \
+                      `claude.idle_timeout`, or lower `claude.idle_timeout`"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// The plugin serving `role`, if overridden.
@@ -993,7 +1026,9 @@ mod tests {
                 let value = match name.as_str() {
                     n if n.ends_with("TIMEOUT") => "7m",
                     n if n.ends_with("USD") => "1.5",
-                    n if n.ends_with("LIMIT") || n.ends_with("DRAFTS") => "true",
+                    n if n.ends_with("LIMIT") || n.ends_with("DRAFTS") || n.ends_with("REVIEW") => {
+                        "true"
+                    }
                     n if n.ends_with("TURNS")
                         || n.ends_with("RETRIES")
                         || n.ends_with("CYCLES") =>

@@ -9,17 +9,19 @@ use tokio::sync::watch;
 
 use super::driver::Driver;
 use super::halt::Halt;
+use super::journaled::{check_step, step_name};
 use super::reset::until_reset;
 use super::summary::Results;
 use crate::config::Config;
 use crate::context::Plan;
 use crate::error::Error;
-use crate::journal::{Journal, PluginFingerprint, RunFingerprint, RunInfo};
+use crate::journal::{Journal, JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo};
 use crate::plugins::PluginSet;
 use crate::policy::Layout;
 use crate::process::Interrupt;
 use crate::project::StoryEntry;
 use crate::ui::{Event, Ui};
+use crate::workflow::Flow;
 
 /// `bmad-host run`: drives the plan's stories in order, resuming an unfinished run unless
 /// `fresh`. Returns the exit code (see [`crate::exit`]).
@@ -33,6 +35,7 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     let (root, config) = (context.root, context.config);
 
     let mut journal = Journal::open(&root)?;
+    check_journal(&journal, &stories, fresh)?;
     let run = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
     tokio::spawn(watch_ctrl_c(interrupt_tx));
@@ -69,6 +72,65 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     ui.emit(results.event(run.id.to_string(), stories.len(), started.elapsed()));
     results.print(&ui, &root, run.id.as_str());
     Ok(results.exit_code())
+}
+
+/// The journal fails closed: before the run writes anything, every entry it will read (the
+/// stories' sightings and, when it resumes a run, that run's workflow states and steps) must
+/// decode. One that does not stops the run with [`JournalError::Undecodable`], the journal left
+/// byte for byte as it was.
+fn check_journal(
+    journal: &Journal,
+    stories: &[StoryEntry],
+    fresh: bool,
+) -> Result<(), JournalError> {
+    let runs = journal.runs()?;
+    let latest = runs.last().map(|r| r.id.clone());
+    let undecodable =
+        |run: &RunId, story: &str, step: String, detail: String| JournalError::Undecodable {
+            path: journal.path().to_owned(),
+            run: run.clone(),
+            story: story.to_owned(),
+            step,
+            detail,
+        };
+    // Sightings are written by runs: a journal without runs has none.
+    if let Some(latest) = &latest {
+        for entry in stories {
+            let story = entry.id.to_string();
+            if let Err(e) = journal.sighting(&story) {
+                let detail = crate::error::Report(&e).to_string();
+                return Err(undecodable(latest, &story, "first sighting".into(), detail));
+            }
+        }
+    }
+    let resumed = match runs.last() {
+        Some(run) if !fresh && run.status.is_unfinished() => run.id.clone(),
+        _ => return Ok(()),
+    };
+    for summary in journal.story_summaries(Some(&resumed))? {
+        let findings = &summary.record.findings;
+        if *findings != serde_json::Value::Array(Vec::new())
+            && let Err(e) = serde_json::from_value::<Flow>(findings.clone())
+        {
+            return Err(undecodable(
+                &resumed,
+                &summary.record.story_id,
+                "workflow state".into(),
+                e.to_string(),
+            ));
+        }
+    }
+    for step in journal.steps(Some(&resumed), None)? {
+        if let Err((part, detail)) = check_step(step.key.kind, &step.intent, step.result.as_ref()) {
+            return Err(undecodable(
+                &resumed,
+                &step.key.story,
+                step_name(&step.key, part),
+                detail,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Starts the run in the journal, or resumes the unfinished one (stopping what its dead host
