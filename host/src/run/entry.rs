@@ -75,7 +75,7 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
 }
 
 /// The journal fails closed: before the run writes anything, every entry it will read (the
-/// stories' sightings and, when it resumes a run, that run's workflow states and steps) must
+/// planned stories' sightings and, when it resumes a run, their workflow states and steps) must
 /// decode. One that does not stops the run with [`JournalError::Undecodable`], the journal left
 /// byte for byte as it was.
 fn check_journal(
@@ -107,7 +107,13 @@ fn check_journal(
         Some(run) if !fresh && run.status.is_unfinished() => run.id.clone(),
         _ => return Ok(()),
     };
+    // Only the plan's stories are read by this run.
+    let planned: std::collections::HashSet<String> =
+        stories.iter().map(|s| s.id.to_string()).collect();
     for summary in journal.story_summaries(Some(&resumed))? {
+        if !planned.contains(&summary.record.story_id) {
+            continue;
+        }
         let findings = &summary.record.findings;
         if *findings != serde_json::Value::Array(Vec::new())
             && let Err(e) = serde_json::from_value::<Flow>(findings.clone())
@@ -121,6 +127,9 @@ fn check_journal(
         }
     }
     for step in journal.steps(Some(&resumed), None)? {
+        if !planned.contains(&step.key.story) {
+            continue;
+        }
         if let Err((part, detail)) = check_step(step.key.kind, &step.intent, step.result.as_ref()) {
             return Err(undecodable(
                 &resumed,

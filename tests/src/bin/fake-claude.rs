@@ -65,7 +65,10 @@
 //! SIGKILL ends it); `grandchild: true` (first spawns `setsid sleep 3600`, which inherits stdout
 //! and stderr, in its own session, and is never waited for); `result_text` (the success text);
 //! `exit_code` (after a success, default 0); `linger: true` (after a success result, keep running
-//! instead of exiting).
+//! instead of exiting); `set_status` (as dev: the status value written instead of `Ready for
+//! Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status` (as
+//! dev on v6: the sprint-status value, default `set_status`, else `review`); `cost_usd` (the
+//! `total_cost_usd` of every result line).
 //!
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,
@@ -161,6 +164,12 @@ struct Behaviour {
     exit_code: Option<u8>,
     #[serde(default)]
     linger: bool,
+    /// `play` as dev: the story status value to write instead of `Ready for Review` / `review`.
+    set_status: Option<String>,
+    /// `play` as dev (v6): the sprint-status value to write (default: `set_status`, else `review`).
+    sprint_status: Option<String>,
+    /// `total_cost_usd` of every result line.
+    cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,6 +255,8 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 /// The id of the tool call in progress (for SIGINT during a tool).
 static IN_TOOL: Mutex<Option<String>> = Mutex::new(None);
 static TURNS: AtomicU32 = AtomicU32::new(0);
+/// The behaviour's `cost_usd`, when it sets one.
+static COST: OnceLock<f64> = OnceLock::new();
 
 fn uuid() -> String {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -342,7 +353,7 @@ fn result_base(subtype: &str, is_error: bool) -> Value {
     json!({
         "subtype": subtype, "is_error": is_error, "api_error_status": null,
         "duration_ms": elapsed_ms(), "duration_api_ms": elapsed_ms() / 2, "num_turns": turns,
-        "stop_reason": "end_turn", "total_cost_usd": 0.01 * f64::from(turns),
+        "stop_reason": "end_turn", "total_cost_usd": COST.get().copied().unwrap_or(0.01 * f64::from(turns)),
         "usage": {"input_tokens": 1200 * turns, "output_tokens": 50 * turns, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         "modelUsage": {}, "permission_denials": [], "terminal_reason": "completed",
         "type": "result",
@@ -381,7 +392,7 @@ fn emit_api_error(status: u16, text: &str) {
     r["result"] = Value::from(text);
     r["terminal_reason"] = Value::from("api_error");
     r["stop_reason"] = Value::from("stop_sequence");
-    r["total_cost_usd"] = Value::from(0);
+    r["total_cost_usd"] = Value::from(COST.get().copied().unwrap_or(0.0));
     emit(r);
 }
 
@@ -640,6 +651,12 @@ fn set_status(text: &str, layout: Layout, value: &str) -> String {
         Layout::V6 => {
             if let Some(l) = lines.iter_mut().find(|l| l.starts_with("Status:")) {
                 *l = format!("Status: {value}");
+            } else if lines.first().is_some_and(|l| l.trim() == "---")
+                && let Some(end) = (1..lines.len()).find(|&i| lines[i].trim() == "---")
+                && let Some(l) = lines[1..end].iter_mut().find(|l| l.starts_with("status:"))
+            {
+                // A 6.12 spec: `status:` in the YAML frontmatter.
+                *l = format!("status: {value}");
             }
         }
     }
@@ -828,10 +845,10 @@ fn plan_edits(
                 "### Completion Notes List",
                 &format!("- Implemented every task (fake-claude dev, cycle {cycle})."),
             );
-            let value = if layout == Layout::V4 {
-                "Ready for Review"
-            } else {
-                "review"
+            let value = match &b.set_status {
+                Some(v) => v.as_str(),
+                None if layout == Layout::V4 => "Ready for Review",
+                None => "review",
             };
             let content = set_status(&noted, layout, value);
             edits.push(FileEdit {
@@ -840,7 +857,12 @@ fn plan_edits(
                 old: Some(text),
             });
             if layout == Layout::V6 {
-                edits.extend(sprint_status_edit(root, &story, "review"));
+                let sprint = b
+                    .sprint_status
+                    .as_deref()
+                    .or(b.set_status.as_deref())
+                    .unwrap_or("review");
+                edits.extend(sprint_status_edit(root, &story, sprint));
             }
             summary = format!("Implemented story {}; ready for review.", story.id);
         }
@@ -1050,6 +1072,9 @@ fn run() -> Result<u8> {
     let role = std::env::var("BMAD_HOST_ROLE").unwrap_or_default();
     let story = std::env::var("BMAD_HOST_STORY_ID").unwrap_or_default();
     let (b, occurrence) = choose_behaviour(&role, &story)?;
+    if let Some(cost) = b.cost_usd {
+        let _ = COST.set(cost);
+    }
     let action = b.action.clone().unwrap_or_else(|| "play".into());
     let grandchild = if b.grandchild {
         spawn_grandchild()
