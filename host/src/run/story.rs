@@ -170,6 +170,9 @@ impl Driver<'_> {
         resumed: bool,
         tally: &mut Tally,
     ) -> Result<StepEnd, Halt> {
+        if let Some(end) = self.outside_project(ctx.entry) {
+            return Ok(end);
+        }
         let story = self.story_record(&ctx, seen, flow, resumed);
         let session = match self.plugins.begin_step(ctx.role) {
             Ok(s) => s,
@@ -223,6 +226,11 @@ impl Driver<'_> {
                     self.report(ctx.entry, None, gates)
                 }
             };
+            // The agent or a gate may have replaced a file of the story with a link out of the
+            // project: nothing more is read or written for it.
+            if let Some(end) = self.outside_project(ctx.entry) {
+                return Ok(end);
+            }
             step.story.retry = false;
             decision = match step.session.end(&step.story, &report) {
                 Ok(d) => d,
@@ -234,6 +242,15 @@ impl Driver<'_> {
             "the {} policy took {MAX_DECISIONS_PER_STEP} decisions in one step without finishing it",
             ctx.role_name()
         )))
+    }
+
+    /// The story escalated, when one of its files (story, QA gate, sprint-status) leads outside
+    /// the project.
+    fn outside_project(&self, entry: &StoryEntry) -> Option<StepEnd> {
+        self.project
+            .check_story_files(entry)
+            .err()
+            .map(|e| StepEnd::Escalated(e.to_string()))
     }
 
     /// Journals a policy decision with the status it was taken on (one commit).

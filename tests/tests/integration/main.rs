@@ -12,6 +12,7 @@
 mod cli_snapshots;
 mod embedded;
 mod gates;
+mod hostile_paths;
 mod hostile_review;
 mod journal;
 mod mock_anthropic;
