@@ -121,6 +121,10 @@ fn a_done_that_appeared_between_runs_is_reviewed() {
     assert_eq!(first.code(), 1, "{}", first.stderr());
     let rel = "docs/stories/1.1.story.md";
     project.write(rel, &project.read(rel).replace("\nApproved\n", "\nDone\n"));
+    // The dry run says so too.
+    let plan = Run::project(&project, &["--story", "1.1", "--dry-run"], &[]);
+    assert_eq!(plan.code(), 0, "{}", plan.stderr());
+    assert_eq!(plan.events_named("plan")[0]["next"], "qa (cycle 1)");
     let log = fake_log::env_value(&project);
     let second = Run::project(
         &project,
