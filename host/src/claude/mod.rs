@@ -330,7 +330,14 @@ pub async fn run(
             return totals.report(Outcome::Cancelled, spec, attempts, started, true);
         }
         let attempt_limits = Limits {
-            max_budget_usd: limits.max_budget_usd.map(|b| remaining_budget(b, spent)),
+            // The first attempt gets the budget as configured.
+            max_budget_usd: limits.max_budget_usd.map(|b| {
+                if attempts == 0 {
+                    b
+                } else {
+                    remaining_budget(b, spent)
+                }
+            }),
             ..limits.clone()
         };
         attempts += 1;
