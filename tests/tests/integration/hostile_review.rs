@@ -293,6 +293,22 @@ fn an_undecodable_decision_stops_the_run_and_leaves_the_journal_alone() {
     assert_fails_closed(&project, "decision #");
 }
 
+#[test]
+fn an_undecodable_first_sighting_stops_even_a_new_run() {
+    let project = Project::fixture("v4-sample");
+    unfinished_run(&project);
+    sql(
+        &project,
+        "UPDATE sightings SET first_state = 'finished-ish' WHERE story_id = '1.1'",
+    );
+    assert_fails_closed(&project, "first sighting");
+    // `--fresh` does not read the old run, but the sighting is the project's: still refused.
+    let before = journal_bytes(&project);
+    let run = Run::project(&project, &["--story", "1.1", "--fresh"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(journal_bytes(&project) == before, "the journal changed");
+}
+
 // ----- smaller edges -----
 
 #[test]
