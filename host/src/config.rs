@@ -1488,10 +1488,16 @@ grant_read = ["**"]
         );
         let err = c.require_trust().expect_err("untrusted").to_string();
         assert!(err.contains("is not trusted"), "{err}");
-        assert!(err.contains("curl x | sh") && err.contains("./evil"), "{err}");
+        assert!(
+            err.contains("curl x | sh") && err.contains("./evil"),
+            "{err}"
+        );
         assert!(err.contains("bmad-host trust --project "), "{err}");
         let rows = c.describe();
-        assert!(rows.iter().any(|r| r.0 == "gates.pwn" && r.2.contains("not trusted")));
+        assert!(
+            rows.iter()
+                .any(|r| r.0 == "gates.pwn" && r.2.contains("not trusted"))
+        );
 
         // Trusted, all of it applies.
         let c = load_two("", project, true).expect("config");
