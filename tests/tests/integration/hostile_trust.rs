@@ -189,7 +189,7 @@ fn load_kinds(cache: &Path) -> (Vec<String>, String) {
     let kinds = run
         .events
         .iter()
-        .map(|p| p["load"]["kind"].as_str().unwrap_or_default().to_owned())
+        .filter_map(|p| p["load"]["kind"].as_str().map(str::to_owned))
         .collect();
     (kinds, run.stderr())
 }
