@@ -78,8 +78,11 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
   bmad-host config --project ~/src/shop
   BMAD_HOST_CLAUDE_TIMEOUT=2h bmad-host config --json")]
     Config(ConfigArgs),
-    /// Trust the project's bmad-host.toml as it is now: its commands (claude.bin, extra_args,
-    /// gates) and grants (allowed_tools, allowed_models, permission_mode, grant_read) take effect.
+    /// Trust the project's bmad-host.toml as it is now, so its commands and grants take effect.
+    ///
+    /// Until then, `run` refuses a project file that sets claude.bin, extra_args, allowed_tools,
+    /// allowed_models or permission_mode, [[gates]], or [plugins.NAME] grant_read or
+    /// allowed_tools.
     #[command(after_help = "Examples:
   bmad-host trust                        # the project in the current directory
   bmad-host trust --project ~/src/shop
