@@ -1,4 +1,8 @@
-//! Configuration: defaults < `bmad-host.toml` < `BMAD_HOST_*` environment < flags, with provenance.
+//! Configuration: defaults < the user's `config.toml` < the project's `bmad-host.toml` <
+//! `BMAD_HOST_*` environment < flags, with provenance. What a project's file runs or grants
+//! ([`TRUSTED_CLAUDE_KEYS`], `[[gates]]`, `[plugins.NAME]`) applies only once the operator
+//! trusted its content ([`ProjectTrust`]; the store is [`crate::trust`]'s, asked through
+//! [`Layers::trusted`]).
 //!
 //! Every effective value remembers where it came from ([`Source`]) so `bmad-host config` can
 //! show it. Unknown keys in `bmad-host.toml` are errors that suggest the nearest known key.

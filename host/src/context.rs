@@ -36,7 +36,8 @@ pub struct Options {
 pub struct Context {
     /// The project root, canonical.
     pub root: PathBuf,
-    /// The effective configuration (defaults < file < environment < flags).
+    /// The effective configuration (defaults < user file < project file < environment <
+    /// flags), the project file's restricted settings only when trusted.
     pub config: Config,
     /// The folder of plugin folders, when one was given (its plugins replace the embedded ones
     /// of the same name).
