@@ -204,6 +204,13 @@ impl Driver<'_> {
                     return Ok(refused.unwrap_or(StepEnd::SentBack(findings)));
                 }
                 Decision::InvokeAgent(request) => {
+                    // Only what the operator granted reaches the agent's command line.
+                    let plugin = step.session.plugin();
+                    if let Err(refused) =
+                        super::grant::check(self.config, plugin, ctx.role_name(), &request)
+                    {
+                        return Ok(StepEnd::Failed(refused));
+                    }
                     let gate_before = self.gate_stamp(ctx.entry);
                     let outcome = self.agent_call(&mut step, seq, request).await?;
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());

@@ -134,9 +134,10 @@ fn a_sprint_status_that_is_a_symlink_out_of_the_project_is_refused() {
     assert_eq!(std::fs::read(&outside).expect("read"), before);
 }
 
-/// Runs story 1.1 of `project` and returns the run and its escalation reason.
+/// Runs story 1.1 of `project` (its `bmad-host.toml` trusted) and returns the run and its
+/// escalation reason.
 fn escalated(project: &Project, env: &[(&str, &str)]) -> (Run, String) {
-    let run = Run::project(project, &["--story", "1.1"], env);
+    let run = Run::project(project, &["--trust", "--story", "1.1"], env);
     assert_eq!(run.code(), 1, "{}", run.stderr());
     let result = run.story_result("1.1").clone();
     assert_eq!(result["result"], "escalated", "{result}");

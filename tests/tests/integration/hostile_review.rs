@@ -222,9 +222,10 @@ fn unfinished_run(project: &Project) {
     );
     let script = project.script(&json!({"calls": [{"role": "qa", "do": "usage_limit"}]}));
     let script = script.to_str().expect("utf-8").to_string();
+    // The gate is a command in the project's file: trusted for this test.
     let run = Run::project(
         project,
-        &["--story", "1.1"],
+        &["--trust", "--story", "1.1"],
         &[("FAKE_CLAUDE_SCRIPT", &script)],
     );
     assert_ne!(run.code(), 0, "{}", run.stderr());
@@ -246,7 +247,11 @@ fn assert_fails_closed(project: &Project, what: &str) {
     let before = journal_bytes(project);
     assert!(!before.is_empty());
     let log = fake_log::env_value(project);
-    let run = Run::project(project, &["--story", "1.1"], &[("FAKE_CLAUDE_LOG", &log)]);
+    let run = Run::project(
+        project,
+        &["--trust", "--story", "1.1"],
+        &[("FAKE_CLAUDE_LOG", &log)],
+    );
     assert_eq!(run.code(), 2, "{what}: {}", run.stderr());
     let message = run.stderr();
     for needed in ["run ", "story 1.1", what, "--fresh"] {
@@ -304,7 +309,7 @@ fn an_undecodable_first_sighting_stops_even_a_new_run() {
     assert_fails_closed(&project, "first sighting");
     // `--fresh` does not read the old run, but the sighting is the project's: still refused.
     let before = journal_bytes(&project);
-    let run = Run::project(&project, &["--story", "1.1", "--fresh"], &[]);
+    let run = Run::project(&project, &["--trust", "--story", "1.1", "--fresh"], &[]);
     assert_eq!(run.code(), 2, "{}", run.stderr());
     assert!(journal_bytes(&project) == before, "the journal changed");
 }

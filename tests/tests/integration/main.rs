@@ -12,8 +12,10 @@
 mod cli_snapshots;
 mod embedded;
 mod gates;
+mod hostile_grants;
 mod hostile_paths;
 mod hostile_review;
+mod hostile_trust;
 mod journal;
 mod mock_anthropic;
 mod plugins;
