@@ -305,9 +305,13 @@ pub struct CallReport {
     /// How the last attempt's process exited.
     pub exit: Option<ExitInfo>,
     /// True when the end was proven: process reaped, no descendant alive, output at EOF. False
-    /// only when something survived SIGKILL (or an unknown process kept the output open) within
-    /// the graces; the transcript says what.
+    /// only when something survived SIGKILL (or a process kept the output open) within the
+    /// graces; `survivors` and the transcript say what. A call whose end is not proven is never
+    /// retried: nothing starts after it.
     pub clean: bool,
+    /// The processes that keep the end from being proven (empty when `clean`; possibly empty
+    /// when the output is held open by a process the host may not inspect).
+    pub survivors: Vec<crate::process::Survivor>,
 }
 
 /// Runs one agent call, with retries of transient failures, and returns when it has ended (see
@@ -330,7 +334,8 @@ pub async fn run(
         attempts += 1;
         let result =
             attempt::run_attempt(spec, limits, attempts, on_event, on_spawn, &mut interrupts).await;
-        let retry = result.outcome.is_transient() && attempts <= limits.retries;
+        // An attempt whose end is not proven is never followed by another.
+        let retry = result.outcome.is_transient() && attempts <= limits.retries && result.clean;
         totals.add(&result);
         if !retry {
             let clean = result.clean;

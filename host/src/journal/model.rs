@@ -299,6 +299,9 @@ pub enum StepKind {
     Gates,
     /// The host writing a status into the story file / sprint-status.
     StatusWrite,
+    /// A teardown whose end could not be proven: the processes that survived it, which a later
+    /// run checks before it starts anything.
+    Teardown,
 }
 
 impl StepKind {
@@ -310,6 +313,7 @@ impl StepKind {
             StepKind::AgentCall => "agent-call",
             StepKind::Gates => "gates",
             StepKind::StatusWrite => "status-write",
+            StepKind::Teardown => "teardown",
         }
     }
 
@@ -320,6 +324,7 @@ impl StepKind {
             "agent-call" => StepKind::AgentCall,
             "gates" => StepKind::Gates,
             "status-write" => StepKind::StatusWrite,
+            "teardown" => StepKind::Teardown,
             _ => return None,
         })
     }

@@ -1,5 +1,6 @@
 //! Why the run stops before every selected story is driven to its end.
 
+use super::ends::Unproven;
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -13,6 +14,9 @@ pub(super) enum Halt {
         message: String,
         resets: Option<String>,
     },
+    /// The end of a call or gate (this run's, or an earlier run's) could not be proven: nothing
+    /// more starts while its survivors live.
+    Unproven(Unproven),
     /// The journal failed: without it nothing is durable, so the run stops.
     Fatal(Error),
 }

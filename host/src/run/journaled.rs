@@ -178,7 +178,7 @@ mod tests {
                     let decision = done::<DecisionIntent>(again);
                     assert_eq!(serde_json::to_value(decision).expect("encodes"), *result);
                 }
-                StepKind::StatusParse => unreachable!(),
+                StepKind::StatusParse | StepKind::Teardown => unreachable!(),
             }
         }
     }
