@@ -461,7 +461,11 @@ impl State<'_> {
                 tracing::error!(what, "giving up on the teardown");
                 if self.exited.is_none() {
                     let pid = i32::try_from(self.pid).unwrap_or(i32::MAX);
-                    self.add_survivors(Survivor::find(pid, SurvivorKind::Alive).into_iter().collect());
+                    self.add_survivors(
+                        Survivor::find(pid, SurvivorKind::Alive)
+                            .into_iter()
+                            .collect(),
+                    );
                 } else {
                     self.add_survivors(pipe_holders(&self.pipes));
                 }

@@ -10,8 +10,7 @@ use std::time::Duration;
 use super::driver::{Driver, StepCtx};
 use super::halt::Halt;
 use crate::journal::{
-    Journal, JournalError, RunId, StepKey, StepKind, SurvivorRecord, TeardownIntent,
-    TeardownResult,
+    Journal, JournalError, RunId, StepKey, StepKind, SurvivorRecord, TeardownIntent, TeardownResult,
 };
 use crate::process::{Survivor, SurvivorKind};
 

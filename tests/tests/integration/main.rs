@@ -12,6 +12,7 @@
 mod cli_snapshots;
 mod embedded;
 mod gates;
+mod hostile_ends;
 mod journal;
 mod mock_anthropic;
 mod plugins;
