@@ -377,14 +377,14 @@ fn a_grandchild_that_drops_the_marker_and_is_adopted_by_the_host_is_killed_with_
     assert_ne!(orphan["ppid"], call["pid"], "{orphan}");
 
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    for e in run.events_named("agent_finished") {
-        assert_eq!(e["clean"], true, "{e}");
-    }
     assert!(
         dead(pid),
         "the env -i setsid grandchild {pid} outlived its call (state {:?})",
         process_state(pid)
     );
+    for e in run.events_named("agent_finished") {
+        assert_eq!(e["clean"], true, "{e}");
+    }
     assert_eq!(processes_with_env("ENDS_TAG", &tag), Vec::<u32>::new());
 }
 
@@ -406,13 +406,13 @@ fn a_gate_that_times_out_gets_sigint_first() {
     let gates = run.events_named("gate_finished");
     assert_eq!(gates.len(), 1);
     assert_eq!(gates[0]["timed_out"], true);
-    assert_eq!(gates[0]["clean"], true, "{}", gates[0]);
     let signals = project.read(".gate-signals");
     assert_eq!(
         signals.lines().next(),
         Some("INT"),
         "the gate's first signal: {signals:?}"
     );
+    assert_eq!(gates[0]["clean"], true, "{}", gates[0]);
     assert_eq!(processes_with_env("ENDS_TAG", &tag), Vec::<u32>::new());
 }
 
