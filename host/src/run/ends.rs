@@ -4,11 +4,10 @@
 //! `--fresh`, first stops what a dead host left running and checks those processes again, and
 //! stops again while any of them lives.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::driver::{Driver, StepCtx};
-use super::halt::Halt;
+use super::halt::{Halt, Unproven};
 use crate::journal::{
     Journal, JournalError, RunId, StepKey, StepKind, SurvivorRecord, TeardownIntent, TeardownResult,
 };
@@ -16,34 +15,6 @@ use crate::process::{Survivor, SurvivorKind};
 
 /// How long the processes a dead host left behind get to die after SIGKILL.
 const LEFTOVER_GRACE: Duration = Duration::from_secs(5);
-
-/// An end that could not be proven: what ended, and the processes that keep it from being
-/// proven.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Unproven {
-    /// What ended, in words.
-    pub what: String,
-    /// Who survived (empty when the output is held by a process the host may not inspect).
-    pub survivors: Vec<Survivor>,
-}
-
-/// `the end of the dev call of story 1.1 (cycle 1) cannot be proven: pid 7 (`sleep 3600`) holds
-/// the output open; stop ... then run `bmad-host run` again`
-impl fmt::Display for Unproven {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the end of {} cannot be proven: ", self.what)?;
-        if self.survivors.is_empty() {
-            f.write_str("its output is held open by a process the host may not inspect")?;
-        } else {
-            let list: Vec<String> = self.survivors.iter().map(ToString::to_string).collect();
-            f.write_str(&list.join("; "))?;
-        }
-        f.write_str(
-            ". Nothing more runs while they live: stop them (as their owner, or as root), then \
-             run `bmad-host run` again, which checks them first",
-        )
-    }
-}
 
 impl Driver<'_> {
     /// The end of `what` (in `ctx`'s step) could not be proven: records its survivors in the

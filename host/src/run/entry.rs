@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::driver::Driver;
-use super::ends::{Unproven, check_at_start};
-use super::halt::Halt;
+use super::ends::check_at_start;
+use super::halt::{Halt, Unproven};
 use super::reset::until_reset;
 use super::summary::Results;
 use crate::config::Config;
