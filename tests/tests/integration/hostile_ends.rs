@@ -135,6 +135,8 @@ impl Drop for KillOnDrop {
 /// pipe.
 struct Holder {
     child: Child,
+    /// The pipe it holds (`pipe:[123]`).
+    pipe: String,
 }
 
 impl Holder {
@@ -146,7 +148,7 @@ impl Holder {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "exec 3>/proc/{pid}/fd/1 && echo holding && {signal}exec sleep 3600"
+                "exec 3>/proc/{pid}/fd/1 && echo holding $(readlink /proc/$$/fd/3) && {signal}exec sleep 3600"
             ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -157,15 +159,24 @@ impl Holder {
         BufReader::new(child.stdout.as_mut().expect("holder stdout"))
             .read_line(&mut line)
             .expect("read the holder");
-        assert_eq!(
-            line, "holding\n",
-            "the holder could not open the pipe of {pid}"
+        assert!(
+            line.starts_with("holding pipe:["),
+            "the holder could not open the stdout pipe of {pid}: {line:?}"
         );
-        Holder { child }
+        Holder {
+            child,
+            pipe: line["holding ".len()..].trim().to_string(),
+        }
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether it still runs and holds its pipe.
+    fn holds(&self) -> bool {
+        std::fs::read_link(format!("/proc/{}/fd/3", self.pid()))
+            .is_ok_and(|target| target.as_os_str() == self.pipe.as_str())
     }
 
     /// Ends the holder (and with it its hold on the pipe), waiting for its exit.
@@ -223,7 +234,21 @@ fn an_agent_whose_output_is_held_open_stops_the_run_until_the_holder_is_gone() {
     let holder = Holder::start(fake, Some(&go));
     let (events, code, stderr) = finish(child);
 
-    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        holder.holds(),
+        "the holder {} let go of {} (state {:?})",
+        holder.pid(),
+        holder.pipe,
+        process_state(holder.pid())
+    );
+    assert_eq!(
+        code,
+        Some(1),
+        "{stderr}\nholder {} on {}\nevents: {events:?}\ncalls: {:?}",
+        holder.pid(),
+        holder.pipe,
+        fake_log::calls(&project)
+    );
     let finished = named(&events, "agent_finished");
     assert_eq!(
         finished.len(),
@@ -312,7 +337,13 @@ fn a_gate_whose_output_is_held_open_stops_the_run_and_runs_again_once_it_is_gone
     let holder = Holder::start(gate, Some(&go));
     let (events, code, stderr) = finish(child);
 
-    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        holder.holds(),
+        "the holder {} let go of {}",
+        holder.pid(),
+        holder.pipe
+    );
+    assert_eq!(code, Some(1), "{stderr}\nevents: {events:?}");
     let gates = named(&events, "gate_finished");
     assert_eq!(gates.len(), 1, "{events:?}");
     assert_eq!(gates[0]["clean"], false, "{}", gates[0]);
