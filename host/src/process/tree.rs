@@ -548,6 +548,37 @@ mod tests {
     }
 
     #[test]
+    fn a_process_holding_a_pipe_is_named_with_its_command_line() {
+        // Close-on-exec: no process another test starts meanwhile inherits it.
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let inode = pipe_inode(&read_end).expect("the pipe's inode");
+        let mut holder = std::process::Command::new("sleep")
+            .arg("3600")
+            .stdout(std::process::Stdio::from(write_end))
+            .spawn()
+            .expect("spawn sleep");
+        let pid = i32::try_from(holder.id()).expect("pid");
+        let held = pipe_holders(&[inode]);
+        assert_eq!(
+            held.iter().map(|s| s.pid).collect::<Vec<_>>(),
+            [pid],
+            "{held:?}"
+        );
+        assert_eq!(held[0].command, "sleep 3600");
+        assert_eq!(held[0].kind, SurvivorKind::HoldsOutput);
+        assert!(held[0].is_alive());
+        assert_eq!(
+            held[0].to_string(),
+            format!("pid {pid} (`sleep 3600`) holds the output open")
+        );
+        holder.kill().expect("kill");
+        holder.wait().expect("wait");
+        assert!(!held[0].is_alive());
+        assert!(pipe_holders(&[inode]).is_empty());
+        assert!(Survivor::find(pid, SurvivorKind::Alive).is_none());
+    }
+
+    #[test]
     fn own_stat_and_children() {
         let me = i32::try_from(std::process::id()).expect("pid fits");
         let st = read_stat(me).expect("own stat");

@@ -45,7 +45,10 @@ impl fmt::Display for Unproven {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "the end of {} cannot be proven: ", self.what)?;
         if self.survivors.is_empty() {
-            f.write_str("its output is held open by a process the host may not inspect")?;
+            f.write_str(
+                "no process could be named (its output is held open by a process the host may \
+                 not inspect, or one ended just as the host gave up)",
+            )?;
         } else {
             let list: Vec<String> = self.survivors.iter().map(ToString::to_string).collect();
             f.write_str(&list.join("; "))?;
