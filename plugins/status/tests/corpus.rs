@@ -492,6 +492,23 @@ fn apply(mut doc: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
     doc
 }
 
+/// `text` with each HTML comment (`<!--` up to the next `-->` after it, or the end) replaced by
+/// as many spaces as it has bytes: what the scanner reads of a line.
+fn blank_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("<!--") {
+        out.push_str(&rest[..open]);
+        let end = rest[open + 4..]
+            .find("-->")
+            .map_or(rest.len(), |i| open + 4 + i + 3);
+        out.extend(std::iter::repeat_n(' ', end - open));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Invariants of every outcome: values point at their own text in the parsed document.
 fn check_invariants(text: &str, got: &Parse) -> Result<(), TestCaseError> {
     let values: Vec<&StatusValue> = match got {
@@ -510,8 +527,9 @@ fn check_invariants(text: &str, got: &Parse) -> Result<(), TestCaseError> {
             )));
         };
         prop_assert!(!v.raw.is_empty() && v.line >= 1);
+        // `raw` is the value without its HTML comments: those read as spaces, byte for byte.
         prop_assert!(
-            at == v.raw || v.raw.ends_with('…'),
+            blank_comments(at) == v.raw || v.raw.ends_with('…'),
             "span {at:?} vs raw {:?}",
             v.raw
         );
