@@ -324,13 +324,15 @@ impl Ui {
                 duration_ms,
                 turns,
                 cost_usd,
+                clean,
                 ..
             } => {
                 self.call_started = None;
                 if self.verbosity != Verbosity::Quiet {
                     self.say(&format!(
-                        "  {story} {role} (cycle {cycle}): {outcome} in {}, {turns} turns, ${cost_usd:.2} API-equivalent",
-                        clock(Duration::from_millis(*duration_ms))
+                        "  {story} {role} (cycle {cycle}): {outcome} in {}, {turns} turns, ${cost_usd:.2} API-equivalent{}",
+                        clock(Duration::from_millis(*duration_ms)),
+                        unproven(*clean)
                     ));
                 }
             }
@@ -338,11 +340,13 @@ impl Ui {
                 story,
                 gate,
                 passed,
+                clean,
                 ..
             } => {
                 self.say(&format!(
-                    "  {story} gate {gate}: {}",
-                    if *passed { "passed" } else { "FAILED" }
+                    "  {story} gate {gate}: {}{}",
+                    if *passed { "passed" } else { "FAILED" },
+                    unproven(*clean)
                 ));
             }
             Event::StateChanged { story, from, to } => {
@@ -367,6 +371,15 @@ impl Ui {
             }
             Event::RunFinished { .. } => self.finish(),
         }
+    }
+}
+
+/// What people read after a call or gate whose end was not proven.
+fn unproven(clean: bool) -> &'static str {
+    if clean {
+        ""
+    } else {
+        " (its end is not proven)"
     }
 }
 
