@@ -69,9 +69,9 @@
 //! session, with stdin, stdout and stderr away from the call's, re-parented to the nearest
 //! subreaper; the fake waits until it runs without environment and its shell is gone);
 //! `wait_for: PATH` (before its first line, opens the FIFO at PATH for reading, which blocks until
-//! a writer opens it: a test's go signal); `result_text` (the success text); `exit_code` (after a
-//! success, default 0); `linger: true` (after a success result, keep running instead of
-//! exiting).
+//! a writer opens it, and closes it at once: a test's go signal); `result_text` (the success
+//! text); `exit_code` (after a success, default 0); `linger: true` (after a success result, keep
+//! running instead of exiting).
 //!
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,

@@ -130,9 +130,9 @@ impl Drop for KillOnDrop {
 }
 
 /// A process outside bmad-host's tree that opens `/proc/<pid>/fd/1` (the stdout pipe of the
-/// call or gate `pid`) for writing and then runs `sleep 3600`, holding it, after writing `go`
-/// into `go` (a FIFO, which unblocks whoever waits on it) if given. Returns once it holds the
-/// pipe.
+/// call or gate `pid`) for writing and then runs `sleep 3600`, holding it, after opening `go` (a
+/// FIFO, which unblocks whoever waits to open it for reading) if given. Returns once it holds
+/// the pipe.
 struct Holder {
     child: Child,
     /// The pipe it holds (`pipe:[123]`).
@@ -142,7 +142,9 @@ struct Holder {
 impl Holder {
     fn start(pid: u32, go: Option<&Path>) -> Holder {
         let signal = match go {
-            Some(fifo) => format!("echo go > '{}'; ", fifo.display()),
+            // Only opened, never written: whoever waits on it opens it and closes it at once, so
+            // a write could meet no reader (and SIGPIPE the holder).
+            Some(fifo) => format!("exec 4>'{}' && ", fifo.display()),
             None => String::new(),
         };
         let mut child = Command::new("sh")
@@ -321,11 +323,11 @@ fn a_gate_whose_output_is_held_open_stops_the_run_and_runs_again_once_it_is_gone
     let tag = unique("ends-gate-held");
     let pid_fifo = fifo(&project, ".gate-pid");
     let go = fifo(&project, ".gate-go");
-    // The first time, the gate hands its pid over, waits for the go, and passes; its stdout is
-    // held open by then. The second time it just passes.
+    // The first time, the gate hands its pid over, waits for the go (the holder opening the
+    // FIFO), and passes; its stdout is held open by then. The second time it just passes.
     project.write(
         "bmad-host.toml",
-        "[[gates]]\nname = \"held\"\ncommand = \"if [ -e .gate-seen ]; then exit 0; fi; touch .gate-seen; echo $$ > .gate-pid; read go < .gate-go; echo passed\"\n",
+        "[[gates]]\nname = \"held\"\ncommand = \"if [ -e .gate-seen ]; then exit 0; fi; touch .gate-seen; echo $$ > .gate-pid; : < .gate-go; echo passed\"\n",
     );
     let child = spawn_run(&project, &tag, &["--story", "1.1"], &[]);
     let mut gate_pid = String::new();
