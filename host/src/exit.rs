@@ -5,7 +5,8 @@
 /// Every selected story is done (or, for the other commands, success).
 pub const OK: u8 = 0;
 
-/// A story failed or was escalated, or the run stopped at a usage limit.
+/// A story failed or was escalated, or the run stopped at a usage limit, or on an unproven end
+/// (a call or gate whose end the host could not prove, this run's or an earlier one's).
 pub const STORY_FAILED: u8 = 1;
 
 /// Bad usage, configuration, project, plugin or journal. Also what clap uses for a command line

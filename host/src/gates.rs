@@ -1,9 +1,12 @@
 //! Quality gates: the project's own check commands (`cargo test`, `npm test`, `ruff check`),
 //! run by the host after Dev with the same process-tree supervision as agent calls. Each gate is
 //! `sh -c COMMAND` at the project root, in its own process group, under its timeout; on timeout
-//! or Ctrl-C the group gets SIGTERM, then SIGKILL, then every escaped descendant is killed and
-//! reaped ([`crate::process`], as for agent calls). The result (pass/fail, exit status, a bounded
-//! tail of the output) goes to the Dev and QA policies.
+//! or Ctrl-C the group gets the teardown of an agent call (SIGINT, a grace, SIGTERM, a grace,
+//! SIGKILL; Ctrl-C twice: SIGKILL at once), then every escaped descendant is killed and reaped
+//! ([`crate::process`]). Its output readers are joined, or aborted and awaited: none is left
+//! behind. The result (pass/fail, exit status, a bounded tail of the output) goes to the Dev and
+//! QA policies; a gate whose end cannot be proven (a process alive after SIGKILL, its output
+//! held open) says so ([`GateRun::clean`]), and the run stops.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -19,12 +22,20 @@ use tokio::time::Instant;
 
 use crate::config::GateConfig;
 use crate::policy::GateReport;
-use crate::process::{self, CALL_MARKER_ENV, Interrupt, Tracker, ensure_subreaper};
+use crate::process::{
+    self, CALL_MARKER_ENV, Interrupt, Survivor, SurvivorKind, Tracker, ensure_subreaper,
+    pipe_holders, pipe_inode,
+};
 
 /// Longest output tail kept per gate, in bytes.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
 
-/// How long a gate may take to exit after SIGTERM before SIGKILL.
+/// How long a gate may take to exit after SIGINT before SIGTERM (as an agent call).
+const INTERRUPT_GRACE: Duration = Duration::from_secs(3);
+
+/// How long a gate may take to exit after SIGTERM before SIGKILL, and after SIGKILL (with its
+/// descendants) before its end is given up as unproven; also how long its output may take to
+/// reach EOF once every writer is dead.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 
 /// One gate's run.
@@ -36,6 +47,11 @@ pub struct GateRun {
     pub duration: Duration,
     /// The operator interrupted it (the process tree was torn down).
     pub cancelled: bool,
+    /// True when its end was proven: its process reaped, no descendant alive, its output at
+    /// EOF. False when something survived SIGKILL or held its output open: `survivors` says who.
+    pub clean: bool,
+    /// The processes that keep its end from being proven (empty when `clean`).
+    pub survivors: Vec<Survivor>,
 }
 
 /// Runs one gate to its end: exit, timeout (then teardown) or interrupt. The gate has ended
@@ -83,21 +99,20 @@ pub async fn run_gate(
     let pid = child.id().unwrap_or_default();
     let mut tracker = Tracker::new(pid, format!("{CALL_MARKER_ENV}={marker}"), subreaper);
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_TAIL_BYTES)));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(keep_tail(s, tail.clone()))),
-        child
-            .stderr
-            .take()
-            .map(|s| tokio::spawn(keep_tail(s, tail.clone()))),
-    ];
+    let mut pipes = Vec::new();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        pipes.extend(pipe_inode(&out));
+        readers.push(tokio::spawn(keep_tail(out, tail.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        pipes.extend(pipe_inode(&err));
+        readers.push(tokio::spawn(keep_tail(err, tail.clone())));
+    }
 
     let deadline = started + gate.timeout;
     let mut timed_out = false;
     let mut cancelled = false;
-    let mut immediate = false;
     let mut interrupts_open = true;
     let status = loop {
         tokio::select! {
@@ -109,7 +124,6 @@ pub async fn run_gate(
             changed = interrupts.changed(), if interrupts_open => match changed {
                 Ok(()) if *interrupts.borrow() != Interrupt::None => {
                     cancelled = true;
-                    immediate = *interrupts.borrow() == Interrupt::Immediate;
                     break None;
                 }
                 Ok(()) => {}
@@ -117,26 +131,59 @@ pub async fn run_gate(
             },
         }
     };
+    let mut survivors = Vec::new();
     let status = match status {
         Some(status) => Some(status),
-        // Teardown: SIGTERM the group, give it a grace (none on a second Ctrl-C), then SIGKILL.
+        // Teardown as for an agent call: SIGINT, SIGTERM, SIGKILL, each after its grace (none
+        // on a second Ctrl-C).
         None => {
-            let first = if immediate {
-                Signal::SIGKILL
-            } else {
-                Signal::SIGTERM
-            };
-            process::terminate(&mut child, &mut tracker, first, TERM_GRACE).await
+            let ended = process::terminate(
+                &mut child,
+                &mut tracker,
+                &[
+                    (Signal::SIGINT, INTERRUPT_GRACE),
+                    (Signal::SIGTERM, TERM_GRACE),
+                ],
+                TERM_GRACE,
+                &mut interrupts,
+            )
+            .await;
+            if !ended.reaped {
+                survivors.extend(Survivor::find(
+                    i32::try_from(pid).unwrap_or(i32::MAX),
+                    SurvivorKind::Alive,
+                ));
+            }
+            ended.status
         }
     };
-    tracker.root_reaped();
-    let survivors = tracker
-        .kill_all((Instant::now() + TERM_GRACE).into_std())
-        .await;
-    for reader in readers.into_iter().flatten() {
-        // Every writer of the pipes is dead, so the readers are at EOF (or end at the bound).
-        let _ = tokio::time::timeout(TERM_GRACE, reader).await;
+    if survivors.is_empty() {
+        tracker.root_reaped();
     }
+    survivors.extend(
+        tracker
+            .kill_all((Instant::now() + TERM_GRACE).into_std())
+            .await,
+    );
+    // Every writer of the pipes is dead, so the readers reach EOF, unless a process outside the
+    // tree holds a pipe open: then they are aborted (and awaited), and the holder is named.
+    let eof_deadline = Instant::now() + TERM_GRACE;
+    let mut at_eof = true;
+    for mut reader in readers {
+        if tokio::time::timeout_at(eof_deadline, &mut reader)
+            .await
+            .is_err()
+        {
+            at_eof = false;
+            reader.abort();
+            let _ = reader.await;
+        }
+    }
+    if !at_eof {
+        let holders = pipe_holders(&pipes);
+        survivors.extend(holders);
+    }
+    let clean = at_eof && survivors.is_empty();
     let mut text = {
         let buf = tail
             .lock()
@@ -150,17 +197,21 @@ pub async fn run_gate(
             humantime::format_duration(gate.timeout)
         ));
     }
-    if !survivors.is_empty() {
-        tracing::warn!(gate = %gate.name, ?survivors, "processes of the gate survived SIGKILL");
+    if !clean {
+        tracing::error!(gate = %gate.name, ?survivors, "the end of the gate cannot be proven");
     }
-    finish(
-        gate,
-        started,
-        status.and_then(|s| s.code()),
-        timed_out,
-        cancelled,
-        text,
-    )
+    GateRun {
+        clean,
+        survivors,
+        ..finish(
+            gate,
+            started,
+            status.and_then(|s| s.code()),
+            timed_out,
+            cancelled,
+            text,
+        )
+    }
 }
 
 fn finish(
@@ -181,6 +232,8 @@ fn finish(
         },
         duration: started.elapsed(),
         cancelled,
+        clean: true,
+        survivors: Vec::new(),
     }
 }
 

@@ -58,7 +58,8 @@ pub enum Event {
         /// Whether this attempt retries a transient failure.
         retry: bool,
     },
-    /// An agent call ended (after the host proved its process tree gone).
+    /// An agent call ended (after the host proved its process tree gone, or gave up proving it:
+    /// then `clean` is false and the run stops).
     AgentFinished {
         /// `sm`, `dev` or `qa`.
         role: String,
@@ -78,6 +79,11 @@ pub enum Event {
         cost_usd: f64,
         /// The transcript file.
         transcript: String,
+        /// Whether its end was proven: process reaped, no descendant alive, output at EOF.
+        clean: bool,
+        /// When not `clean`: the processes that keep its end from being proven.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        survivors: Vec<SurvivorInfo>,
     },
     /// A quality gate ran.
     GateFinished {
@@ -93,6 +99,11 @@ pub enum Event {
         timed_out: bool,
         /// How long it ran.
         duration_ms: u64,
+        /// Whether its end was proven: process reaped, no descendant alive, output at EOF.
+        clean: bool,
+        /// When not `clean`: the processes that keep its end from being proven.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        survivors: Vec<SurvivorInfo>,
     },
     /// A story's parsed state changed.
     StateChanged {
@@ -142,7 +153,32 @@ pub enum Event {
         cost_usd: f64,
         /// The exit code the process ends with.
         exit_code: i32,
+        /// When the run stopped because the end of a call or gate (this run's or an earlier
+        /// one's) could not be proven: the processes still alive.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        survivors: Vec<SurvivorInfo>,
     },
+}
+
+/// A process that keeps the end of a call or gate from being proven, as the events show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SurvivorInfo {
+    /// Its pid.
+    pub pid: i32,
+    /// Its command line.
+    pub command: String,
+    /// True when it holds the output open; false when it is alive after SIGKILL.
+    pub holds_output: bool,
+}
+
+impl From<&crate::process::Survivor> for SurvivorInfo {
+    fn from(s: &crate::process::Survivor) -> Self {
+        SurvivorInfo {
+            pid: s.pid,
+            command: s.command.clone(),
+            holds_output: s.kind == crate::process::SurvivorKind::HoldsOutput,
+        }
+    }
 }
 
 /// How much people see.
@@ -288,13 +324,15 @@ impl Ui {
                 duration_ms,
                 turns,
                 cost_usd,
+                clean,
                 ..
             } => {
                 self.call_started = None;
                 if self.verbosity != Verbosity::Quiet {
                     self.say(&format!(
-                        "  {story} {role} (cycle {cycle}): {outcome} in {}, {turns} turns, ${cost_usd:.2} API-equivalent",
-                        clock(Duration::from_millis(*duration_ms))
+                        "  {story} {role} (cycle {cycle}): {outcome} in {}, {turns} turns, ${cost_usd:.2} API-equivalent{}",
+                        clock(Duration::from_millis(*duration_ms)),
+                        unproven(*clean)
                     ));
                 }
             }
@@ -302,11 +340,13 @@ impl Ui {
                 story,
                 gate,
                 passed,
+                clean,
                 ..
             } => {
                 self.say(&format!(
-                    "  {story} gate {gate}: {}",
-                    if *passed { "passed" } else { "FAILED" }
+                    "  {story} gate {gate}: {}{}",
+                    if *passed { "passed" } else { "FAILED" },
+                    unproven(*clean)
                 ));
             }
             Event::StateChanged { story, from, to } => {
@@ -331,6 +371,15 @@ impl Ui {
             }
             Event::RunFinished { .. } => self.finish(),
         }
+    }
+}
+
+/// What people read after a call or gate whose end was not proven.
+fn unproven(clean: bool) -> &'static str {
+    if clean {
+        ""
+    } else {
+        " (its end is not proven)"
     }
 }
 

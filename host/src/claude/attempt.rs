@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::watch;
 
-use crate::process::{self, Tracker};
+use crate::process::{self, Survivor, SurvivorKind, Tracker, pipe_holders, pipe_inode};
 
 use super::judge::{judge_result, usage_limit};
 use super::reader::{LineReader, Read};
@@ -38,6 +38,7 @@ pub(crate) struct AttemptResult {
     pub output_tokens: u64,
     pub exit: Option<ExitInfo>,
     pub clean: bool,
+    pub survivors: Vec<Survivor>,
 }
 
 impl AttemptResult {
@@ -53,6 +54,7 @@ impl AttemptResult {
             output_tokens: 0,
             exit: None,
             clean: true,
+            survivors: Vec::new(),
         }
     }
 }
@@ -84,6 +86,10 @@ impl Totals {
         clean: bool,
     ) -> CallReport {
         let last = self.last;
+        let survivors = last
+            .as_ref()
+            .map(|l| l.survivors.clone())
+            .unwrap_or_default();
         CallReport {
             outcome,
             pid: last.as_ref().and_then(|l| l.pid),
@@ -98,6 +104,7 @@ impl Totals {
             transcript: spec.transcript.clone(),
             exit: last.as_ref().and_then(|l| l.exit),
             clean,
+            survivors,
         }
     }
 }
@@ -225,6 +232,12 @@ struct State<'a> {
     teardown: Option<Teardown>,
     clean: bool,
     gave_up: bool,
+    /// The started process's pid.
+    pid: u32,
+    /// The inodes of the stdout and stderr pipes, to name who holds them open.
+    pipes: Vec<u64>,
+    /// What keeps the end from being proven.
+    survivors: Vec<Survivor>,
 }
 
 pub(crate) async fn run_attempt(
@@ -285,6 +298,13 @@ pub(crate) async fn run_attempt(
     tracing::debug!(pid, attempt, "claude started");
     transcript.note("spawned", json!({ "pid": pid }));
     on_spawn(pid);
+    let pipes = [
+        child.stdout.as_ref().and_then(pipe_inode),
+        child.stderr.as_ref().and_then(pipe_inode),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let mut io = Io {
         out: child
             .stdout
@@ -315,6 +335,9 @@ pub(crate) async fn run_attempt(
         teardown: None,
         clean: true,
         gave_up: false,
+        pid,
+        pipes,
+        survivors: Vec::new(),
     };
     st.supervise(&mut io, interrupts).await;
     st.finish(pid).await
@@ -437,8 +460,20 @@ impl State<'_> {
                     "the output did not reach EOF"
                 };
                 tracing::error!(what, "giving up on the teardown");
-                self.transcript
-                    .note("teardown_incomplete", json!({ "what": what }));
+                if self.exited.is_none() {
+                    let pid = i32::try_from(self.pid).unwrap_or(i32::MAX);
+                    self.add_survivors(
+                        Survivor::find(pid, SurvivorKind::Alive)
+                            .into_iter()
+                            .collect(),
+                    );
+                } else {
+                    self.add_survivors(pipe_holders(&self.pipes));
+                }
+                self.transcript.note(
+                    "teardown_incomplete",
+                    json!({ "what": what, "survivors": survivors_json(&self.survivors) }),
+                );
                 self.clean = false;
                 self.gave_up = true;
             }
@@ -509,9 +544,25 @@ impl State<'_> {
             .await;
         if !survivors.is_empty() {
             tracing::error!(?survivors, "descendants survived SIGKILL");
-            self.transcript
-                .note("survivors", json!({ "pids": survivors }));
+            self.transcript.note(
+                "survivors",
+                json!({ "pids": survivors.iter().map(|s| s.pid).collect::<Vec<_>>(), "survivors": survivors_json(&survivors) }),
+            );
+            self.add_survivors(survivors);
             self.clean = false;
+        }
+    }
+
+    /// Remembers processes that keep the end from being proven (each once).
+    fn add_survivors(&mut self, found: Vec<Survivor>) {
+        for s in found {
+            if !self
+                .survivors
+                .iter()
+                .any(|k| k.pid == s.pid && k.start == s.start)
+            {
+                self.survivors.push(s);
+            }
         }
     }
 
@@ -660,8 +711,17 @@ impl State<'_> {
             output_tokens: r.output_tokens,
             exit: self.exited,
             clean: self.clean,
+            survivors: self.survivors,
         }
     }
+}
+
+/// Survivors as the transcript notes them.
+fn survivors_json(survivors: &[Survivor]) -> serde_json::Value {
+    survivors
+        .iter()
+        .map(|s| json!({ "pid": s.pid, "command": s.command, "holds_output": s.kind == SurvivorKind::HoldsOutput }))
+        .collect()
 }
 
 /// The next line of an optional reader; pending forever once the reader is gone (the branch is

@@ -305,9 +305,13 @@ pub struct CallReport {
     /// How the last attempt's process exited.
     pub exit: Option<ExitInfo>,
     /// True when the end was proven: process reaped, no descendant alive, output at EOF. False
-    /// only when something survived SIGKILL (or an unknown process kept the output open) within
-    /// the graces; the transcript says what.
+    /// only when something survived SIGKILL (or a process kept the output open) within the
+    /// graces; `survivors` and the transcript say what. A call whose end is not proven is never
+    /// retried: nothing starts after it.
     pub clean: bool,
+    /// The processes that keep the end from being proven (empty when `clean`; possibly empty
+    /// when the output is held open by a process the host may not inspect).
+    pub survivors: Vec<crate::process::Survivor>,
 }
 
 /// Runs one agent call, with retries of transient failures, and returns when it has ended (see
@@ -354,7 +358,8 @@ pub async fn run(
         let budget_left = limits
             .max_budget_usd
             .is_none_or(|b| remaining_budget(b, spent) > 0.0);
-        let transient = result.outcome.is_transient() && attempts <= limits.retries;
+        // An attempt whose end is not proven is never followed by another.
+        let transient = result.outcome.is_transient() && attempts <= limits.retries && result.clean;
         totals.add(&result);
         if transient && !budget_left {
             // A retry would start with nothing to spend: the call ends on its budget.

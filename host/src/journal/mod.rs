@@ -36,7 +36,8 @@ pub use paths::{
 };
 pub use payload::{
     AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, PolicyCall,
-    StatusWriteIntent, StatusWriteResult, StepIntent,
+    StatusWriteIntent, StatusWriteResult, StepIntent, SurvivorRecord, TeardownIntent,
+    TeardownResult,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{Journal, JournalReader};

@@ -316,6 +316,9 @@ pub enum StepKind {
     Gates,
     /// The host writing a status into the story file / sprint-status.
     StatusWrite,
+    /// A teardown whose end could not be proven: the processes that survived it, which a later
+    /// run checks before it starts anything.
+    Teardown,
 }
 
 impl StepKind {
@@ -327,6 +330,7 @@ impl StepKind {
             StepKind::AgentCall => "agent-call",
             StepKind::Gates => "gates",
             StepKind::StatusWrite => "status-write",
+            StepKind::Teardown => "teardown",
         }
     }
 
@@ -337,6 +341,7 @@ impl StepKind {
             "agent-call" => StepKind::AgentCall,
             "gates" => StepKind::Gates,
             "status-write" => StepKind::StatusWrite,
+            "teardown" => StepKind::Teardown,
             _ => return None,
         })
     }

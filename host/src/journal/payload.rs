@@ -111,6 +111,43 @@ pub struct GatesResult {
     pub reports: Vec<GateReport>,
 }
 
+/// The intent of a `teardown` record: whose end could not be proven.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeardownIntent {
+    /// What ended unproven, in words (`the dev call of story 1.1 (cycle 1)`, `gate unit`).
+    pub what: String,
+}
+
+impl StepIntent for TeardownIntent {
+    const KIND: StepKind = StepKind::Teardown;
+    type Result = TeardownResult;
+}
+
+/// The result of a `teardown` record: the processes that kept the end from being proven. A
+/// later run checks each one (same pid, same start time) before it starts anything, and stops
+/// while any is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeardownResult {
+    /// The processes, as they were when the teardown gave up.
+    #[serde(default)]
+    pub survivors: Vec<SurvivorRecord>,
+}
+
+/// One process that kept the end of a call or gate from being proven.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivorRecord {
+    /// Its command line.
+    pub command: String,
+    /// True when it held the output open; false when it was alive after SIGKILL.
+    #[serde(default)]
+    pub holds_output: bool,
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat`), which tells it from a
+    /// later process with the same pid.
+    pub start: u64,
+}
+
 /// Which policy call a `decision` step records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

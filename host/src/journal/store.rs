@@ -963,7 +963,8 @@ impl Commit {
             StepKind::StatusParse
             | StepKind::Decision
             | StepKind::Gates
-            | StepKind::StatusWrite => Commit::Relaxed,
+            | StepKind::StatusWrite
+            | StepKind::Teardown => Commit::Relaxed,
         }
     }
 }

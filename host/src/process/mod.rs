@@ -6,8 +6,8 @@
 //! descendant whose parent dies is re-parented to the host and recognised by that marker. A
 //! [`Tracker`] finds every descendant (Bash tools run in their own sessions, out of the group's
 //! reach), kills them through pidfds after checking their start time (a recycled pid is never
-//! signalled) and reaps the orphans. A process has ended only when it is reaped and no
-//! descendant is alive.
+//! signalled) and reaps the orphans. A process has ended only when it is reaped, no descendant
+//! is alive and its output is at EOF; what keeps an end from being proven is a [`Survivor`].
 
 mod tree;
 
@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio::process::Child;
+use tokio::sync::watch;
 
-pub(crate) use tree::{Tracker, ensure_subreaper};
+pub use tree::{Survivor, SurvivorKind, claim_adopted_orphans};
+pub(crate) use tree::{Tracker, ensure_subreaper, pipe_holders, pipe_inode};
 
 /// Environment variable set on every process the host starts (agent calls and gates), with a
 /// value unique to the call.
@@ -35,35 +37,71 @@ pub enum Interrupt {
     Immediate,
 }
 
-/// Tears a process group the host started down: `first` to the group (SIGTERM, or SIGKILL when
-/// the operator asked for it now), then SIGKILL when `child` has not exited after `grace`.
-/// Returns how `child` exited (None if waiting failed). Its descendants outside the group are the
-/// caller's to finish with [`Tracker::kill_all`] once `child` is reaped.
+/// How [`terminate`] ended.
+#[derive(Debug)]
+pub(crate) struct Terminated {
+    /// How the process exited; None when it was not reaped (or waiting failed).
+    pub status: Option<ExitStatus>,
+    /// False when the process was still alive after SIGKILL and `grace`.
+    pub reaped: bool,
+}
+
+/// Tears a process group the host started down like an agent call: each of `signals` in turn to
+/// the group (SIGINT, then SIGTERM), each followed by its grace for `child` to exit, then
+/// SIGKILL and one more `kill_grace`. An [`Interrupt::Immediate`] on `interrupts` skips the
+/// remaining graces. Its descendants outside the group are the caller's to finish with
+/// [`Tracker::kill_all`] once `child` is reaped.
 pub(crate) async fn terminate(
     child: &mut Child,
     tracker: &mut Tracker,
-    first: Signal,
-    grace: Duration,
-) -> Option<ExitStatus> {
-    tracker.scan();
-    tracker.signal_group(first);
-    let deadline = tokio::time::sleep(grace); // a deadline, raced with the exit
-    tokio::pin!(deadline);
-    tokio::select! {
-        status = child.wait() => status.ok(),
-        () = &mut deadline => {
-            tracker.signal_group(Signal::SIGKILL);
-            child.wait().await.ok()
+    signals: &[(Signal, Duration)],
+    kill_grace: Duration,
+    interrupts: &mut watch::Receiver<Interrupt>,
+) -> Terminated {
+    let mut interrupts_open = true;
+    'graces: for &(signal, grace) in signals {
+        if *interrupts.borrow() == Interrupt::Immediate {
+            break;
         }
+        tracker.scan();
+        tracing::debug!(pgid = child.id(), %signal, "teardown");
+        tracker.signal_group(signal);
+        let deadline = tokio::time::sleep(grace); // a deadline, raced with the exit
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    return Terminated { status: status.ok(), reaped: true };
+                }
+                () = &mut deadline => continue 'graces,
+                changed = interrupts.changed(), if interrupts_open => match changed {
+                    Ok(()) if *interrupts.borrow() == Interrupt::Immediate => break 'graces,
+                    Ok(()) => {}
+                    Err(_) => interrupts_open = false,
+                },
+            }
+        }
+    }
+    tracker.scan();
+    tracker.signal_group(Signal::SIGKILL);
+    match tokio::time::timeout(kill_grace, child.wait()).await {
+        Ok(status) => Terminated {
+            status: status.ok(),
+            reaped: true,
+        },
+        Err(_) => Terminated {
+            status: None,
+            reaped: false,
+        },
     }
 }
 
 /// Kills every live process whose environment holds `marker` (`KEY=value`), with its
 /// descendants, and waits (up to `grace`) until they are gone. The run loop calls it when it
-/// resumes a run whose host died (`kill -9`, a reboot): that host's agent or gate processes
-/// carry the run's `BMAD_HOST_RUN_ID` and must not keep editing files while their step is
-/// redone. Returns the pids that survived.
-pub async fn stop_leftovers(marker: &str, grace: Duration) -> Vec<i32> {
+/// starts after a run whose host died (`kill -9`, a reboot), resumed or not (`--fresh`): that
+/// host's agent or gate processes carry the run's `BMAD_HOST_RUN_ID` and must not keep editing
+/// files while the next step runs. Returns the processes that survived.
+pub async fn stop_leftovers(marker: &str, grace: Duration) -> Vec<Survivor> {
     let mut tracker = Tracker::new(0, marker.to_string(), false);
     tracker.root_reaped();
     tracker.kill_all(Instant::now() + grace).await

@@ -5,13 +5,21 @@
 //!
 //! The host makes itself a child subreaper, so a descendant whose parent dies is re-parented to
 //! the host rather than to init; it is then recognised by the call's marker in its environment
-//! (or because it was seen in the tree before). Each pid is remembered with its start time, so a
-//! recycled pid is never signalled or reaped by mistake. The host only ever waits on specific
-//! pids it proved to be its own re-parented orphans; the started process itself is tokio's.
+//! (or because it was seen in the tree before). A descendant that dropped the marker (`env -i`,
+//! a setuid helper) is recognised too once the process claims its adopted orphans
+//! ([`claim_adopted_orphans`]): then anything the host adopts while a call runs belongs to that
+//! call. Each pid is remembered with its start time, so a recycled pid is never signalled or
+//! reaped by mistake. The host only ever waits on specific pids it proved to be its own
+//! re-parented orphans; the started process itself is tokio's.
+//!
+//! What cannot be proven gone is reported as a [`Survivor`]: a process alive after SIGKILL, or
+//! one holding the call's output pipe open ([`pipe_holders`]).
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::OwnedFd;
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
@@ -97,6 +105,134 @@ fn environ_has(pid: i32, entry: &[u8]) -> bool {
         .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == entry))
 }
 
+/// The command line of `pid` as one line (arguments joined by spaces), or `[comm]` for a process
+/// without one (a kernel thread, a zombie); empty when it is gone.
+pub(crate) fn command_line(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if !args.is_empty() {
+        return args.join(" ");
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| format!("[{}]", c.trim_end()))
+        .unwrap_or_default()
+}
+
+/// Why a process keeps the end of a call or gate from being proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SurvivorKind {
+    /// A process of the call (or the call's process itself) still alive after SIGKILL.
+    Alive,
+    /// A process that holds the call's stdout or stderr pipe open, so its output never reaches
+    /// EOF (it may be outside the call's tree: the pipe was passed to it, or it opened it
+    /// through `/proc`).
+    HoldsOutput,
+}
+
+/// A process that keeps the end of a call or gate from being proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survivor {
+    /// Its pid.
+    pub pid: i32,
+    /// Its start time (clock ticks since boot): with the pid, identifies the process, so a
+    /// recycled pid is never taken for it.
+    pub start: u64,
+    /// Its command line, as `/proc/<pid>/cmdline` gives it.
+    pub command: String,
+    /// Why it counts.
+    pub kind: SurvivorKind,
+}
+
+impl Survivor {
+    /// The process `st` describes, with its command line read now.
+    pub(crate) fn of(st: &Stat, kind: SurvivorKind) -> Self {
+        Survivor {
+            pid: st.pid,
+            start: st.start,
+            command: command_line(st.pid),
+            kind,
+        }
+    }
+
+    /// The process `pid` as it is now, if it is alive.
+    pub fn find(pid: i32, kind: SurvivorKind) -> Option<Self> {
+        read_stat(pid)
+            .filter(Stat::alive)
+            .map(|st| Survivor::of(&st, kind))
+    }
+
+    /// Whether this very process (same pid, same start time) is still alive.
+    pub fn is_alive(&self) -> bool {
+        read_stat(self.pid).is_some_and(|st| st.alive() && st.start == self.start)
+    }
+}
+
+/// `pid 123 (sleep 3600) is alive after SIGKILL`, `pid 7 (tmux) holds the output open`.
+impl fmt::Display for Survivor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "pid {} (`{}`) {}",
+            self.pid,
+            self.command,
+            match self.kind {
+                SurvivorKind::Alive => "is alive after SIGKILL",
+                SurvivorKind::HoldsOutput => "holds the output open",
+            }
+        )
+    }
+}
+
+/// The identity (inode) of a pipe, as `/proc/<pid>/fd/<n>` links name it (`pipe:[123]`).
+pub(crate) fn pipe_inode(fd: impl AsFd) -> Option<u64> {
+    nix::sys::stat::fstat(fd).ok().map(|st| st.st_ino)
+}
+
+/// Every live process but the host that has one of the pipes `inodes` open (see
+/// [`pipe_inode`]): who keeps a call's output from reaching EOF. Processes whose file
+/// descriptors the host may not read are not seen.
+pub(crate) fn pipe_holders(inodes: &[u64]) -> Vec<Survivor> {
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    let names: Vec<String> = inodes.iter().map(|i| format!("pipe:[{i}]")).collect();
+    let mut out = Vec::new();
+    for pid in all_pids() {
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| names.iter().any(|n| target.as_os_str() == n.as_str()))
+        });
+        if holds && let Some(st) = read_stat(pid).filter(Stat::alive) {
+            out.push(Survivor::of(&st, SurvivorKind::HoldsOutput));
+        }
+    }
+    out
+}
+
+/// Set by [`claim_adopted_orphans`].
+static CLAIM_ADOPTED: AtomicBool = AtomicBool::new(false);
+
+/// Declares that this process runs one call or gate at a time and starts no other child
+/// processes (the `run` command): from now on every orphan the host adopts as a child subreaper
+/// while a call or gate runs belongs to that call or gate, with or without its marker (a
+/// descendant that ran `env -i` or a setuid helper has none). A library user that supervises
+/// several calls at once, or starts processes of its own, does not call it: there, only the
+/// marker and the parent links tell whose a process is.
+pub fn claim_adopted_orphans() {
+    CLAIM_ADOPTED.store(true, Ordering::Relaxed);
+}
+
 /// Makes the host a child subreaper (once per process); false when the kernel refused.
 pub(crate) fn ensure_subreaper() -> bool {
     static DONE: OnceLock<bool> = OnceLock::new();
@@ -121,6 +257,9 @@ pub(crate) struct Tracker {
     known: HashMap<i32, u64>,
     /// False once the root has been reaped: its pid may then be recycled.
     root_unreaped: bool,
+    /// Every orphan adopted since the root started belongs to this call
+    /// ([`claim_adopted_orphans`]).
+    claim: bool,
 }
 
 impl Tracker {
@@ -135,7 +274,17 @@ impl Tracker {
             subreaper,
             known: HashMap::new(),
             root_unreaped: true,
+            claim: subreaper && root > 0 && CLAIM_ADOPTED.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether `st`, a child of the host, is an orphan of this call: it carries the marker, was
+    /// seen in the tree before, or (when the host claims its adopted orphans) started after the
+    /// call did.
+    fn adopted(&self, st: &Stat) -> bool {
+        self.known.get(&st.pid) == Some(&st.start)
+            || (self.claim && st.ppid == self.me && st.start >= self.root_start)
+            || environ_has(st.pid, &self.marker)
     }
 
     /// The Claude process has been reaped: stop signalling its pid or group.
@@ -172,7 +321,7 @@ impl Tracker {
                 continue;
             }
             let Some(st) = read_stat(pid) else { continue };
-            if self.known.get(&pid) == Some(&st.start) || environ_has(pid, &self.marker) {
+            if self.adopted(&st) {
                 seen.insert(pid);
                 found.push(st);
                 stack.push(pid);
@@ -208,7 +357,7 @@ impl Tracker {
             }
             if let Some(st) = read_stat(pid)
                 && st.alive()
-                && environ_has(pid, &self.marker)
+                && self.adopted(&st)
             {
                 self.known.insert(pid, st.start);
             }
@@ -230,7 +379,8 @@ impl Tracker {
             let Some(st) = read_stat(pid) else { continue };
             let in_root_group =
                 self.root > 0 && st.pgid == self.root && st.start >= self.root_start;
-            let ours = self.known.get(&pid) == Some(&st.start) || in_root_group;
+            let claimed = self.claim && st.start >= self.root_start;
+            let ours = self.known.get(&pid) == Some(&st.start) || in_root_group || claimed;
             if st.state == b'Z' && st.ppid == self.me && ours {
                 match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
                     Ok(status) => tracing::debug!(pid, ?status, "reaped an orphan of the call"),
@@ -242,8 +392,8 @@ impl Tracker {
 
     /// SIGKILLs every live process of the call (except the Claude process, which the caller
     /// handles), waits for their death until `deadline`, reaps the orphans, and repeats until a
-    /// scan finds nobody. Returns the pids still alive at the deadline (empty: proven gone).
-    pub(crate) async fn kill_all(&mut self, deadline: Instant) -> Vec<i32> {
+    /// scan finds nobody. Returns the processes still alive at the deadline (empty: proven gone).
+    pub(crate) async fn kill_all(&mut self, deadline: Instant) -> Vec<Survivor> {
         loop {
             let live: Vec<Stat> = self.scan().into_iter().filter(Stat::alive).collect();
             if live.is_empty() {
@@ -251,7 +401,10 @@ impl Tracker {
                 return Vec::new();
             }
             if Instant::now() >= deadline {
-                return live.iter().map(|s| s.pid).collect();
+                return live
+                    .iter()
+                    .map(|st| Survivor::of(st, SurvivorKind::Alive))
+                    .collect();
             }
             let mut fds = Vec::new();
             for st in &live {
@@ -265,11 +418,9 @@ impl Tracker {
                     fds.push((st.pid, fd));
                 }
             }
-            let survivors = wait_exit(fds, deadline).await;
+            // Until every one is dead or the deadline passed; the next scan says which.
+            wait_exit(fds, deadline).await;
             self.reap_zombies();
-            if !survivors.is_empty() {
-                return survivors;
-            }
         }
     }
 }
@@ -394,6 +545,37 @@ mod tests {
         assert_eq!(read_stat(orphan).map(|s| s.state), Some(b'Z'));
         tracker.reap_zombies();
         assert_eq!(read_stat(orphan), None, "the zombie was reaped");
+    }
+
+    #[test]
+    fn a_process_holding_a_pipe_is_named_with_its_command_line() {
+        // Close-on-exec: no process another test starts meanwhile inherits it.
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let inode = pipe_inode(&read_end).expect("the pipe's inode");
+        let mut holder = std::process::Command::new("sleep")
+            .arg("3600")
+            .stdout(std::process::Stdio::from(write_end))
+            .spawn()
+            .expect("spawn sleep");
+        let pid = i32::try_from(holder.id()).expect("pid");
+        let held = pipe_holders(&[inode]);
+        assert_eq!(
+            held.iter().map(|s| s.pid).collect::<Vec<_>>(),
+            [pid],
+            "{held:?}"
+        );
+        assert_eq!(held[0].command, "sleep 3600");
+        assert_eq!(held[0].kind, SurvivorKind::HoldsOutput);
+        assert!(held[0].is_alive());
+        assert_eq!(
+            held[0].to_string(),
+            format!("pid {pid} (`sleep 3600`) holds the output open")
+        );
+        holder.kill().expect("kill");
+        holder.wait().expect("wait");
+        assert!(!held[0].is_alive());
+        assert!(pipe_holders(&[inode]).is_empty());
+        assert!(Survivor::find(pid, SurvivorKind::Alive).is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::journaled::Begun;
 use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
 use crate::journal::{AgentCallIntent, AgentCallResult};
 use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome};
-use crate::ui::Event;
+use crate::ui::{Event, SurvivorInfo};
 
 /// How a supervised call went, besides its report.
 struct Supervised {
@@ -65,7 +65,26 @@ impl Driver<'_> {
             turns: report.num_turns,
             cost_usd: report.cost_usd,
             transcript: spec.transcript.display().to_string(),
+            clean: report.clean,
+            survivors: report.survivors.iter().map(SurvivorInfo::from).collect(),
         });
+        let unproven = (!report.clean).then(|| {
+            format!(
+                "the {} call of story {} (cycle {})",
+                ctx.role_name(),
+                ctx.story,
+                ctx.cycle
+            )
+        });
+        if matches!(
+            report.outcome,
+            Outcome::Cancelled | Outcome::UsageLimit { .. }
+        ) && let Some(what) = &unproven
+        {
+            // Interrupted or limited: no result is journaled (the step is redone), but an
+            // unproven end stops the run first.
+            return Err(self.unproven(&ctx, what.clone(), report.survivors));
+        }
         match &report.outcome {
             Outcome::Cancelled => return Err(Halt::Interrupted),
             Outcome::UsageLimit { resets, .. } => {
@@ -84,6 +103,11 @@ impl Driver<'_> {
             transcript: spec.transcript.display().to_string(),
         };
         self.finish(open, &result)?;
+        // The call's result is journaled (a resume does not run it again); nothing more starts
+        // while its end is unproven.
+        if let Some(what) = unproven {
+            return Err(self.unproven(&ctx, what, report.survivors));
+        }
         Ok(result.outcome)
     }
 

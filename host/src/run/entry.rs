@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::driver::Driver;
-use super::halt::Halt;
+use super::ends::check_at_start;
+use super::halt::{Halt, Unproven};
 use super::journaled::{check_step, step_name};
 use super::reset::until_reset;
 use super::summary::Results;
@@ -36,7 +37,10 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
 
     let mut journal = Journal::open(&root)?;
     check_journal(&journal, &stories, fresh)?;
-    let run = start(&mut journal, &root, &config, &plugins, fresh).await?;
+    // This process runs one call or gate at a time and starts nothing else: every orphan it
+    // adopts while one runs is that one's, marker or not (`env -i`, a setuid helper).
+    crate::process::claim_adopted_orphans();
+    let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
     tokio::spawn(watch_ctrl_c(interrupt_tx));
 
@@ -60,9 +64,18 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
         ui: &mut ui,
         interrupts,
     };
-    let mut results = driver
-        .drive_all(&stories, config.claude.wait_on_limit.value)
-        .await;
+    let mut results = match unproven {
+        // An earlier end is still unproven: nothing starts.
+        Some(unproven) => Results {
+            halt: Some(Halt::Unproven(unproven)),
+            ..Results::default()
+        },
+        None => {
+            driver
+                .drive_all(&stories, config.claude.wait_on_limit.value)
+                .await
+        }
+    };
 
     journal.finish_run(&run.id, results.run_status())?;
     if let Some(e) = results.take_fatal() {
@@ -142,15 +155,16 @@ fn check_journal(
     Ok(())
 }
 
-/// Starts the run in the journal, or resumes the unfinished one (stopping what its dead host
-/// left running).
+/// Starts the run in the journal, or resumes the unfinished one; either way first stops what a
+/// dead host of an unfinished run left running, and checks the survivors of earlier unproven
+/// ends (returned when some still live: then nothing may start).
 async fn start(
     journal: &mut Journal,
     root: &Path,
     config: &Config,
     plugins: &PluginSet,
     fresh: bool,
-) -> Result<RunInfo, Error> {
+) -> Result<(RunInfo, Option<Unproven>), Error> {
     let fingerprint = RunFingerprint {
         config: serde_json::to_string(config).unwrap_or_default(),
         plugins: plugins
@@ -160,6 +174,14 @@ async fn start(
             .collect(),
         args: std::env::args().collect(),
     };
+    // The unfinished runs (the one resumed, or those `--fresh` abandons): their host may have
+    // died with an agent or gate running.
+    let earlier: Vec<RunId> = journal
+        .runs()?
+        .into_iter()
+        .filter(|r| r.status.is_unfinished())
+        .map(|r| r.id)
+        .collect();
     let run = journal.start_run(fresh, &fingerprint)?;
     // Keep the journal, transcripts and temp files out of the project's git status.
     let ignore = crate::journal::state_dir(root).join(".gitignore");
@@ -168,19 +190,8 @@ async fn start(
     {
         tracing::warn!("cannot write {}: {e}", ignore.display());
     }
-    if run.resumed {
-        // A host that died (kill -9, reboot) may have left its agent or gate running: stop
-        // them before their step is redone, so two agents never edit the same files.
-        let marker = format!("BMAD_HOST_RUN_ID={}", run.id);
-        let survivors = crate::process::stop_leftovers(&marker, Duration::from_secs(5)).await;
-        if !survivors.is_empty() {
-            tracing::warn!(
-                ?survivors,
-                "processes of the interrupted run survived SIGKILL"
-            );
-        }
-    }
-    Ok(run)
+    let unproven = check_at_start(journal, &run.id, &earlier).await?;
+    Ok((run, unproven))
 }
 
 impl Driver<'_> {

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use super::driver::{Driver, StepCtx};
 use crate::journal::{
     AgentCallIntent, DecisionIntent, GatesIntent, JournalError, StatusWriteIntent, StepId,
-    StepIntent, StepKey, StepKind, StepStart,
+    StepIntent, StepKey, StepKind, StepStart, TeardownIntent,
 };
 
 /// What opening a journaled step found.
@@ -123,6 +123,7 @@ pub(super) fn check_step(
         StepKind::Decision => check::<DecisionIntent>(intent, result),
         StepKind::Gates => check::<GatesIntent>(intent, result),
         StepKind::StatusWrite => check::<StatusWriteIntent>(intent, result),
+        StepKind::Teardown => check::<TeardownIntent>(intent, result),
         // Not written by this host's run loop.
         StepKind::StatusParse => Ok(()),
     }
@@ -229,7 +230,7 @@ mod tests {
                     let decision = done::<DecisionIntent>(again);
                     assert_eq!(serde_json::to_value(decision).expect("encodes"), *result);
                 }
-                StepKind::StatusParse => unreachable!(),
+                StepKind::StatusParse | StepKind::Teardown => unreachable!(),
             }
         }
     }

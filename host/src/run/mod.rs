@@ -12,11 +12,13 @@
 //! `driver` (the state a story is driven with, and a role step's context),
 //! `story` (the per-story driver and a role's step of decisions), `agent` (the agent step),
 //! `steps` (state writes and gates), `journaled` (keying and journaling every step from its
-//! context), `observe` (reading and judging a story's status, shared with `status` and
+//! context), `ends` (stopping on an end that cannot be proven, and checking it again at the
+//! next start), `observe` (reading and judging a story's status, shared with `status` and
 //! `--dry-run`), `reset` (waiting out a usage limit), `summary` (totals, exit code, the table).
 
 mod agent;
 mod driver;
+mod ends;
 mod entry;
 mod grant;
 mod halt;

@@ -9,7 +9,7 @@ use crate::error::Report;
 use crate::journal::{GatesIntent, GatesResult, StatusWriteIntent, StatusWriteResult};
 use crate::policy::{GateReport, StoryState};
 use crate::project::{ProjectError, SprintSync};
-use crate::ui::Event;
+use crate::ui::{Event, SurvivorInfo};
 use crate::workflow::{self, StepEnd};
 
 impl Driver<'_> {
@@ -83,7 +83,7 @@ impl Driver<'_> {
                 ("BMAD_HOST_STORY_ID".to_string(), ctx.story.to_string()),
             ];
             let run = crate::gates::run_gate(gate, self.root, &env, self.interrupts.clone()).await;
-            if run.cancelled {
+            if run.cancelled && run.clean {
                 return Err(Halt::Interrupted);
             }
             self.ui.emit(Event::GateFinished {
@@ -93,7 +93,15 @@ impl Driver<'_> {
                 exit_code: run.report.exit_code,
                 timed_out: run.report.timed_out,
                 duration_ms: millis(run.duration),
+                clean: run.clean,
+                survivors: run.survivors.iter().map(SurvivorInfo::from).collect(),
             });
+            if !run.clean {
+                // The gates step keeps no result: a resumed run runs the gates again, once the
+                // survivors are gone.
+                let what = format!("gate `{}` of story {}", gate.name, ctx.story);
+                return Err(self.unproven(ctx, what, run.survivors));
+            }
             reports.push(run.report);
         }
         let result = GatesResult { reports };

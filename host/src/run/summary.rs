@@ -9,7 +9,7 @@ use crate::claude::CallReport;
 use crate::error::{Error, Report};
 use crate::exit;
 use crate::journal::{RunStatus, StoryRecord, Usage};
-use crate::ui::{Event, Ui};
+use crate::ui::{Event, SurvivorInfo, Ui};
 use crate::workflow::{Flow, StoryResult};
 
 /// A story's totals, for its `story_finished` event, the journal and the summary.
@@ -67,7 +67,7 @@ impl Results {
     pub fn exit_code(&self) -> u8 {
         match &self.halt {
             Some(Halt::Interrupted) => exit::INTERRUPTED,
-            Some(Halt::UsageLimit { .. }) => exit::STORY_FAILED,
+            Some(Halt::UsageLimit { .. } | Halt::Unproven(_)) => exit::STORY_FAILED,
             Some(Halt::Fatal(_)) => exit::USAGE,
             None if self.count("failed") + self.count("escalated") > 0 => exit::STORY_FAILED,
             None => exit::OK,
@@ -107,6 +107,10 @@ impl Results {
             duration_ms: millis(duration),
             cost_usd: self.stories.iter().map(|(_, _, t)| t.cost_usd).sum(),
             exit_code: i32::from(self.exit_code()),
+            survivors: match &self.halt {
+                Some(Halt::Unproven(u)) => u.survivors.iter().map(SurvivorInfo::from).collect(),
+                _ => Vec::new(),
+            },
         }
     }
 
@@ -137,6 +141,7 @@ impl Results {
             Some(Halt::UsageLimit { message: msg, .. }) => ui.say(&format!(
                 "stopped: {msg}. Run again after the reset (the run resumes; the cycle was not charged), or use --wait-on-limit"
             )),
+            Some(Halt::Unproven(unproven)) => ui.say(&format!("stopped: {unproven}")),
             Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {}", Report(e))),
             None => {}
         }

@@ -66,20 +66,26 @@
 //!
 //! Modifiers on any behaviour: `ignore_signals: true` (SIGINT and SIGTERM are blocked, so only
 //! SIGKILL ends it); `grandchild: true` (first spawns `setsid sleep 3600`, which inherits stdout
-//! and stderr, in its own session, and is never waited for); `result_text` (the success text);
-//! `exit_code` (after a success, default 0); `linger: true` (after a success result, keep running
-//! instead of exiting); `set_status` (as dev: the status value written instead of `Ready for
-//! Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status` (as
-//! dev on v6: the sprint-status value, default `set_status`, else `review`); `cost_usd` (the
+//! and stderr, in its own session, and is never waited for); `orphan: true` (first leaves behind
+//! a grandchild that runs `env -i setsid sh -c 'echo $$; exec sleep 3600'` in the background of
+//! a shell that exits at once: without the call's environment, so without its marker, in its own
+//! session, with stdin, stdout and stderr away from the call's, re-parented to the nearest
+//! subreaper; the fake waits until it runs without environment and its shell is gone);
+//! `wait_for: PATH` (before its first line, opens the FIFO at PATH for reading, which blocks until
+//! a writer opens it, and closes it at once: a test's go signal); `result_text` (the success
+//! text); `exit_code` (after a success, default 0); `linger: true` (after a success result, keep
+//! running instead of exiting); `set_status` (as dev: the status value written instead of `Ready
+//! for Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status`
+//! (as dev on v6: the sprint-status value, default `set_status`, else `review`); `cost_usd` (the
 //! `total_cost_usd` of every result line).
 //!
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,
 //!   `sid`, `role`, `story`, `occurrence`, `do`, `argv`, `env` (every `BMAD_HOST_*` variable and
 //!   `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`), `cwd`, `stdin` (what fd 0 is), `grandchild`,
-//!   and the command line as the real CLI would read it: `prompt`, `append_system_prompt`,
-//!   `model`, `allowed_tools`, `permission_mode`, `dangerously_skip_permissions`,
-//!   `unknown_options`.
+//!   `orphan` (`{pid, ppid, marked}` once its shell is gone, or null), and the command line as
+//!   the real CLI would read it: `prompt`, `append_system_prompt`, `model`, `allowed_tools`,
+//!   `permission_mode`, `dangerously_skip_permissions`, `unknown_options`.
 //! - `FAKE_CLAUDE_SESSION`: the `session_id` to print (default: a fresh uuid-like id).
 
 use std::collections::BTreeMap;
@@ -224,6 +230,9 @@ struct Behaviour {
     sprint_status: Option<String>,
     /// `total_cost_usd` of every result line.
     cost_usd: Option<f64>,
+    #[serde(default)]
+    orphan: bool,
+    wait_for: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -528,6 +537,44 @@ fn spawn_grandchild() -> Option<u32> {
         .spawn()
         .ok()
         .map(|c| c.id())
+}
+
+/// The `orphan` modifier: a grandchild that drops the environment (`env -i`) and the session
+/// (`setsid`), orphaned at once. Returns `{pid, ppid, marked}` as it is once its shell has exited
+/// (its parent is then the nearest subreaper; `marked`: whether its environment still holds the
+/// host's `BMAD_HOST_CALL`).
+fn spawn_orphan() -> Option<Value> {
+    use std::io::BufRead as _;
+    let mut shell = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "env -i setsid sh -c 'echo $$; exec sleep 3600' </dev/null 2>/dev/null &",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    // The grandchild prints its pid once it runs without environment, in its own session.
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(shell.stdout.take()?);
+    out.read_line(&mut line).ok()?;
+    drop(out);
+    shell.wait().ok()?;
+    let pid: i32 = line.trim().parse().ok()?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ppid: i32 = stat
+        .rsplit_once(')')?
+        .1
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let marked = fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+        env.split(|&b| b == 0)
+            .any(|e| e.starts_with(b"BMAD_HOST_CALL="))
+    });
+    Some(json!({ "pid": pid, "ppid": ppid, "marked": marked }))
 }
 
 fn signal_by_name(name: &str) -> Signal {
@@ -1091,6 +1138,7 @@ fn log_call(
     occurrence: u32,
     action: &str,
     grandchild: Option<u32>,
+    orphan: Option<&Value>,
 ) -> Result<()> {
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| {
@@ -1109,6 +1157,7 @@ fn log_call(
         "cwd": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
         "stdin": fs::read_link("/proc/self/fd/0").map(|p| p.display().to_string()).unwrap_or_default(),
         "grandchild": grandchild,
+        "orphan": orphan,
         "session_id": session(),
         "prompt": args.prompt,
         "append_system_prompt": args.append_system_prompt,
@@ -1143,6 +1192,7 @@ fn run() -> Result<u8> {
     } else {
         None
     };
+    let orphan = if b.orphan { spawn_orphan() } else { None };
     setup_signals(b.ignore_signals)?;
     if let Some(log) = std::env::var_os("FAKE_CLAUDE_LOG") {
         log_call(
@@ -1153,7 +1203,11 @@ fn run() -> Result<u8> {
             occurrence,
             &action,
             grandchild,
+            orphan.as_ref(),
         )?;
+    }
+    if let Some(fifo) = &b.wait_for {
+        File::open(fifo).with_context(|| format!("opening {}", fifo.display()))?;
     }
     let cwd = std::env::current_dir()?;
     let max_turns = args.max_turns.unwrap_or(u32::MAX);

@@ -12,6 +12,7 @@
 mod cli_snapshots;
 mod embedded;
 mod gates;
+mod hostile_ends;
 mod hostile_grants;
 mod hostile_paths;
 mod hostile_review;
