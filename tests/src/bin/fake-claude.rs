@@ -1130,6 +1130,14 @@ fn close_output() {
     }
 }
 
+/// What a call left behind on purpose before it logged itself.
+struct Leftovers<'a> {
+    /// The `setsid sleep` grandchild's pid (`grandchild: true`).
+    grandchild: Option<u32>,
+    /// The marker-less orphan (`orphan: true`).
+    orphan: Option<&'a Value>,
+}
+
 fn log_call(
     log: &Path,
     args: &Args,
@@ -1137,9 +1145,9 @@ fn log_call(
     story: &str,
     occurrence: u32,
     action: &str,
-    grandchild: Option<u32>,
-    orphan: Option<&Value>,
+    left: Leftovers<'_>,
 ) -> Result<()> {
+    let Leftovers { grandchild, orphan } = left;
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("BMAD_HOST_") || k == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
@@ -1202,8 +1210,10 @@ fn run() -> Result<u8> {
             &story,
             occurrence,
             &action,
-            grandchild,
-            orphan.as_ref(),
+            Leftovers {
+                grandchild,
+                orphan: orphan.as_ref(),
+            },
         )?;
     }
     if let Some(fifo) = &b.wait_for {
