@@ -11,6 +11,11 @@
 //! - `drafted` → Dev when `approve_drafts` (the default), else escalate; `ready-for-dev`,
 //!   `in-progress`, `changes-requested` → Dev; `review` → QA; `done` → finished; `blocked`
 //!   → escalated. A status that is missing, doubtful or in conflict is escalated, never guessed.
+//! - Review is never skipped (`require_review`, the default): `done` finishes the story only
+//!   when QA's step completed it in this run ([`Flow::step_ended`]) or the host accepted it as
+//!   done before ([`Flow::accept_done`]: it was already done the first time the project's
+//!   journal saw it). A `done` that appeared any other way (a Dev agent that wrote `Done`
+//!   itself) is treated as `review`: QA runs.
 //! - One Dev + QA round is a cycle. The first Dev (or QA) step opens cycle 1; a Dev step that
 //!   follows a QA step opens the next cycle; opening a cycle beyond `max_cycles` escalates.
 //! - A step that leaves the story where it found it (same role would run again on the same
@@ -30,6 +35,13 @@ pub struct Settings {
     pub max_cycles: u32,
     /// Whether a `Draft` story goes straight to Dev.
     pub approve_drafts: bool,
+    /// Whether `done` needs QA's completion (or an earlier acceptance) to finish a story.
+    #[serde(default = "yes")]
+    pub require_review: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The configuration's defaults (`[workflow]` in [`crate::config`]).
@@ -44,6 +56,7 @@ impl From<&crate::config::WorkflowConfig> for Settings {
         Settings {
             max_cycles: w.max_cycles.value,
             approve_drafts: w.approve_drafts.value,
+            require_review: w.require_review.value,
         }
     }
 }
@@ -160,6 +173,10 @@ pub struct Flow {
     findings_history: Vec<u32>,
     /// The final result, once known.
     result: Option<StoryResult>,
+    /// Whether a `done` status finishes the story: QA's step completed it in this run, or the
+    /// host accepted it as done before ([`Flow::accept_done`]).
+    #[serde(default)]
+    reviewed: bool,
 }
 
 impl Flow {
@@ -173,7 +190,25 @@ impl Flow {
             findings: Vec::new(),
             findings_history: Vec::new(),
             result: None,
+            reviewed: false,
         }
+    }
+
+    /// Accepts a `done` status as the story's end without a review in this run: the host
+    /// found the story already done the first time its journal saw it (or QA completed it in
+    /// an earlier run and nobody moved it since).
+    pub fn accept_done(&mut self) {
+        self.reviewed = true;
+    }
+
+    /// Whether the story's `done` was reviewed (QA completed it) or accepted before.
+    pub fn reviewed(&self) -> bool {
+        self.reviewed
+    }
+
+    /// Whether a `done` status finishes the story now (see [`Flow::accept_done`]).
+    pub fn done_accepted(&self) -> bool {
+        self.reviewed || !self.settings.require_review
     }
 
     /// The current cycle (0 before the first Dev or QA step).
@@ -261,6 +296,10 @@ impl Flow {
             }
             self.cycle += 1;
         }
+        if role != Role::Qa {
+            // Anything but a review reopens the story: its next `done` needs a review again.
+            self.reviewed = false;
+        }
         self.in_flight = Some(StepMark {
             role,
             from,
@@ -280,8 +319,14 @@ impl Flow {
             self.last = mark;
         }
         match end {
-            StepEnd::Completed => {}
+            StepEnd::Completed => {
+                if mark.is_some_and(|m| m.role == Role::Qa) {
+                    // QA's policy completed the story: its `done` is a reviewed one.
+                    self.reviewed = true;
+                }
+            }
             StepEnd::SentBack(findings) => {
+                self.reviewed = false;
                 self.findings_history
                     .push(u32::try_from(findings.len()).unwrap_or(u32::MAX));
                 self.findings = findings;
@@ -311,7 +356,9 @@ impl Flow {
                     Ok(Role::Dev)
                 }
                 StoryState::Review => Ok(Role::Qa),
-                StoryState::Done => Err(StoryResult::Done),
+                StoryState::Done if self.done_accepted() => Err(StoryResult::Done),
+                // A `done` nobody reviewed (a Dev agent wrote it): treated as `review`.
+                StoryState::Done => Ok(Role::Qa),
                 StoryState::Blocked => Err(StoryResult::Escalated(
                     "the story is Blocked: a person must unblock it".into(),
                 )),
@@ -356,14 +403,84 @@ mod tests {
                 | StoryState::ReadyForDev
                 | StoryState::InProgress
                 | StoryState::ChangesRequested => run(Role::Dev, 1),
-                StoryState::Review => run(Role::Qa, 1),
-                StoryState::Done => Next::Finish(StoryResult::Done),
+                // Nobody reviewed this `done`: QA runs.
+                StoryState::Review | StoryState::Done => run(Role::Qa, 1),
                 StoryState::Blocked => Next::Finish(StoryResult::Escalated(
                     "the story is Blocked: a person must unblock it".into(),
                 )),
             };
             assert_eq!(next, expected, "state {}", state_name(state));
         }
+    }
+
+    #[test]
+    fn done_finishes_only_once_reviewed_or_accepted() {
+        // Accepted (done at the journal's first sighting): finished, no QA.
+        let mut f = flow();
+        f.accept_done();
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+        // Without require_review, today's behaviour: done is done.
+        let mut f = Flow::new(Settings {
+            require_review: false,
+            ..Settings::default()
+        });
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+    }
+
+    #[test]
+    fn a_dev_that_writes_done_gets_reviewed() {
+        let mut f = flow();
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 1));
+        f.step_ended(StepEnd::Completed);
+        // Dev wrote Done itself: QA runs, in the same cycle.
+        assert_eq!(f.next(&st(StoryState::Done)), run(Role::Qa, 1));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+    }
+
+    #[test]
+    fn a_review_sent_back_needs_a_new_review() {
+        let mut f = flow();
+        f.next(&st(StoryState::Done));
+        f.step_ended(StepEnd::SentBack(vec!["x".into()]));
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 2));
+        f.step_ended(StepEnd::Completed);
+        // Dev wrote Done again: another review.
+        assert_eq!(f.next(&st(StoryState::Done)), run(Role::Qa, 2));
+        // A QA step that fails or stalls on an unreviewed done never finishes it as done.
+        f.step_ended(StepEnd::Failed("f".into()));
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Failed("f".into()))
+        );
+    }
+
+    #[test]
+    fn a_dev_step_reopens_an_accepted_story() {
+        let mut f = flow();
+        f.accept_done();
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 1));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(f.next(&st(StoryState::Done)), run(Role::Qa, 1));
+        // QA that leaves an unreviewed done unreviewed again is a stall, not a done.
+        let mut g = flow();
+        g.next(&st(StoryState::Done));
+        g.step_ended(StepEnd::SentBack(vec![]));
+        g.next(&st(StoryState::Done));
+        g.step_ended(StepEnd::Escalated("e".into()));
+        assert!(matches!(
+            g.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Escalated(_))
+        ));
     }
 
     #[test]
@@ -447,6 +564,7 @@ mod tests {
         let mut f = Flow::new(Settings {
             max_cycles: 2,
             approve_drafts: true,
+            require_review: true,
         });
         for cycle in 1..=2 {
             assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, cycle));
@@ -468,6 +586,7 @@ mod tests {
         let mut f = Flow::new(Settings {
             max_cycles: 0,
             approve_drafts: true,
+            require_review: true,
         });
         assert!(matches!(
             f.next(&st(StoryState::ReadyForDev)),
@@ -559,18 +678,43 @@ mod tests {
             .map(|s| st(*s))
             .chain([Observed::NotDrafted, Observed::Unusable("u".into())])
             .collect();
-        for max_cycles in 0..4 {
+        for (max_cycles, require_review, accepted) in
+            (0..4).flat_map(|m| [(m, true, false), (m, true, true), (m, false, false)])
+        {
             let settings = Settings {
                 max_cycles,
                 approve_drafts: true,
+                require_review,
             };
             for obs in &observations {
                 for end in &ends {
                     let mut f = Flow::new(settings);
+                    if accepted {
+                        f.accept_done();
+                    }
                     let mut steps = 0;
+                    let mut qa_completed = false;
                     loop {
                         match f.next(obs) {
-                            Next::Finish(_) => break,
+                            Next::Finish(result) => {
+                                // Done only when allowed: accepted, reviewed, or not required.
+                                if result == StoryResult::Done {
+                                    assert!(
+                                        !require_review || accepted || qa_completed,
+                                        "{obs:?} {end:?}: done without a review"
+                                    );
+                                }
+                                break;
+                            }
+                            Next::Run {
+                                role: Role::Qa,
+                                cycle,
+                                ..
+                            } => {
+                                assert!(cycle <= max_cycles.max(1));
+                                qa_completed |= *end == StepEnd::Completed;
+                                f.step_ended(end.clone());
+                            }
                             Next::Run { cycle, .. } => {
                                 assert!(cycle <= max_cycles.max(1));
                                 f.step_ended(end.clone());

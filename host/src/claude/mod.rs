@@ -91,7 +91,7 @@ impl From<&crate::config::ClaudeConfig> for Limits {
 pub struct CallSpec {
     /// The `claude` executable.
     pub bin: PathBuf,
-    /// The prompt (`-p`).
+    /// The prompt: the last argument, after `--`.
     pub prompt: String,
     /// Working directory: the project root.
     pub cwd: PathBuf,
@@ -327,16 +327,55 @@ pub async fn run(
     let started = Instant::now();
     let mut totals = attempt::Totals::default();
     let mut attempts = 0u32;
+    // `max_budget_usd` is the call's, not each attempt's: a retry gets what is left of it.
+    let mut spent = 0.0_f64;
     loop {
         if *interrupts.borrow_and_update() != Interrupt::None {
             return totals.report(Outcome::Cancelled, spec, attempts, started, true);
         }
+        let attempt_limits = Limits {
+            // The first attempt gets the budget as configured.
+            max_budget_usd: limits.max_budget_usd.map(|b| {
+                if attempts == 0 {
+                    b
+                } else {
+                    remaining_budget(b, spent)
+                }
+            }),
+            ..limits.clone()
+        };
         attempts += 1;
-        let result =
-            attempt::run_attempt(spec, limits, attempts, on_event, on_spawn, &mut interrupts).await;
+        let result = attempt::run_attempt(
+            spec,
+            &attempt_limits,
+            attempts,
+            on_event,
+            on_spawn,
+            &mut interrupts,
+        )
+        .await;
+        spent += result.cost_usd;
+        let budget_left = limits
+            .max_budget_usd
+            .is_none_or(|b| remaining_budget(b, spent) > 0.0);
         // An attempt whose end is not proven is never followed by another.
-        let retry = result.outcome.is_transient() && attempts <= limits.retries && result.clean;
+        let transient = result.outcome.is_transient() && attempts <= limits.retries && result.clean;
         totals.add(&result);
+        if transient && !budget_left {
+            // A retry would start with nothing to spend: the call ends on its budget.
+            tracing::info!(attempt = attempts, outcome = %result.outcome, spent, "transient failure, but the call's budget is spent; not retrying");
+            let clean = result.clean;
+            let mut last = result;
+            last.result_text = Some(format!(
+                "the call's budget of ${} (max_budget_usd) is spent: ${spent:.2} over {attempts} \
+                 attempt(s); the last ended with {}, and a retry would have nothing left",
+                limits.max_budget_usd.unwrap_or_default(),
+                last.outcome
+            ));
+            totals.last = Some(last);
+            return totals.report(Outcome::MaxBudget, spec, attempts, started, clean);
+        }
+        let retry = transient;
         if !retry {
             let clean = result.clean;
             let outcome = result.outcome.clone();
@@ -361,6 +400,17 @@ pub async fn run(
                 },
             }
         }
+    }
+}
+
+/// What is left of a call's `budget` once its attempts spent `spent` (never negative; cents
+/// below a thousandth of a dollar count as nothing).
+fn remaining_budget(budget: f64, spent: f64) -> f64 {
+    let left = budget - spent;
+    if left < 0.001 {
+        0.0
+    } else {
+        (left * 1e6).round() / 1e6
     }
 }
 
@@ -433,6 +483,14 @@ impl From<&CallReport> for CallOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_left_never_goes_negative() {
+        assert!((remaining_budget(1.0, 0.25) - 0.75).abs() < 1e-9);
+        assert_eq!(remaining_budget(1.0, 1.0), 0.0);
+        assert_eq!(remaining_budget(1.0, 3.0), 0.0);
+        assert_eq!(remaining_budget(0.5, 0.4995), 0.0);
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

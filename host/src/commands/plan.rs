@@ -24,6 +24,12 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
         "{} (dry run: nothing is changed)",
         project.describe()
     ));
+    // Whether a `done` counts (see `workflow`): the journal's sightings, when it has them. A
+    // dry run reads the journal only if it can; without one, a story done now is done at its
+    // first sighting.
+    let journal = crate::journal::Journal::open_read_only(&context.root)
+        .ok()
+        .flatten();
     for entry in stories {
         let observed = if !entry.exists {
             Observed::NotDrafted
@@ -38,7 +44,16 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
             Observed::State(s) => workflow::state_name(*s).to_string(),
             Observed::Unusable(_) => "unreadable".to_string(),
         };
-        let next = match Flow::new(settings).next(&observed) {
+        let mut flow = Flow::new(settings);
+        if observed == Observed::State(crate::policy::StoryState::Done) {
+            let sighting = journal.as_ref().map(|j| j.sighting(&entry.id.to_string()));
+            match sighting {
+                None | Some(Ok(None)) => flow.accept_done(),
+                Some(Ok(Some(s))) if s.done_run.is_some() => flow.accept_done(),
+                Some(_) => {}
+            }
+        }
+        let next = match flow.next(&observed) {
             Next::Run { role: Role::Sm, .. } => "sm (draft the story)".to_string(),
             Next::Run { role, cycle, .. } => {
                 format!("{} (cycle {cycle})", workflow::role_name(role))

@@ -28,8 +28,8 @@ use std::path::PathBuf;
 
 pub use bench::bench_step_cost;
 pub use model::{
-    PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId, StepKey,
-    StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
+    PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, Sighting, StepId,
+    StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
 };
 pub use paths::{
     JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
@@ -126,6 +126,27 @@ pub enum JournalError {
         path: PathBuf,
         /// Which value (`intent`, `result`, a time, ...).
         what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// An entry the run reads (a story's workflow state, a step's intent or result, a
+    /// sighting) cannot be decoded. The journal fails closed: the run stops before it writes
+    /// anything, and the journal is left as it was.
+    #[error(
+        "the journal {} has an entry bmad-host cannot read: run {run}, story {story}, {step}: \
+         {detail}. The journal was left untouched; run again with --fresh to start a new run \
+         (the old one stays in the journal), or move the journal aside",
+        path.display()
+    )]
+    Undecodable {
+        /// The journal file.
+        path: PathBuf,
+        /// The run the entry belongs to.
+        run: RunId,
+        /// The story.
+        story: String,
+        /// Which entry: the step (`cycle 1 dev gates #2 result`) or `workflow state`.
+        step: String,
         /// What is wrong with it.
         detail: String,
     },

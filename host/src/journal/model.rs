@@ -238,6 +238,23 @@ impl std::ops::AddAssign for Usage {
     }
 }
 
+/// What the project's journal knows of a story across runs: how it first saw it, and whether its
+/// `done` was accepted (it was done at that first sighting, or QA completed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// The story id (`1.2`).
+    pub story_id: String,
+    /// Its state the first time the journal saw it; `None` when it had no readable state (no
+    /// file yet, or a status that could not be trusted).
+    pub first_state: Option<StoryState>,
+    /// The run that first saw it.
+    pub first_run: RunId,
+    /// When.
+    pub first_at: SystemTime,
+    /// The run that accepted its `done`, while it stays done.
+    pub done_run: Option<RunId>,
+}
+
 /// A story's progress within a run: what the run loop needs to pick it up again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoryRecord {

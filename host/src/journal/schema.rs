@@ -70,6 +70,17 @@ CREATE TABLE steps (
     UNIQUE (run_id, story_id, cycle, role, kind, seq)
 ) STRICT;
 "#,
+    // 2: the project's ledger of stories: the state each had when the journal first saw it, and
+    // the run that accepted its `done` (done at that first sighting, or completed by QA).
+    r#"
+CREATE TABLE sightings (
+    story_id    TEXT PRIMARY KEY,
+    first_state TEXT,
+    first_run   TEXT NOT NULL,
+    first_at    INTEGER NOT NULL,
+    done_run    TEXT
+) STRICT;
+"#,
 ];
 
 /// The schema version this build writes (`PRAGMA user_version`).

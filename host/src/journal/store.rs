@@ -14,10 +14,11 @@ use super::model::{from_ms, story_order, to_ms};
 use super::paths::{LOCK_FILE, journal_path, state_dir};
 use super::schema::{self, Access};
 use super::{
-    JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, StepId,
-    StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
+    JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus,
+    Sighting, StepId, StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult,
+    StorySummary, Usage,
 };
-use crate::policy::{parse_state, state_name};
+use crate::policy::{StoryState, parse_state, state_name};
 
 /// Read access to a journal: every query. Obtained with [`Journal::open_read_only`], or through a
 /// [`Journal`] (which dereferences to its reader).
@@ -251,6 +252,65 @@ impl Journal {
             })
             .map_err(sql_err(path))?;
         Ok(())
+    }
+
+    /// Records the first sighting of a story by this project's journal (`state`: its state then,
+    /// `None` when it had none readable), unless one is recorded already; a story first seen
+    /// `done` is accepted as done. Returns the sighting as recorded.
+    pub fn sight_story(
+        &mut self,
+        run: &RunId,
+        story: &str,
+        state: Option<StoryState>,
+    ) -> Result<Sighting, JournalError> {
+        if let Some(seen) = self.sighting(story)? {
+            return Ok(seen);
+        }
+        let path = self.reader.path.clone();
+        let done_run = (state == Some(StoryState::Done)).then(|| run.clone());
+        let now = to_ms(SystemTime::now());
+        self.relaxed(|journal| {
+            journal
+                .reader
+                .conn
+                .prepare_cached(
+                    "INSERT INTO sightings (story_id, first_state, first_run, first_at, done_run)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        story,
+                        state.map(state_name),
+                        run.as_str(),
+                        now,
+                        done_run.as_ref().map(RunId::as_str)
+                    ])
+                })
+                .map(drop)
+                .map_err(sql_err(&path))
+        })?;
+        Ok(Sighting {
+            story_id: story.to_owned(),
+            first_state: state,
+            first_run: run.clone(),
+            first_at: from_ms(now),
+            done_run,
+        })
+    }
+
+    /// Records that `run` accepted the story's `done` (QA completed it), or with `None` that the
+    /// story is no longer done, so its next `done` needs a review again.
+    pub fn set_done_run(&mut self, story: &str, run: Option<&RunId>) -> Result<(), JournalError> {
+        let path = self.reader.path.clone();
+        self.relaxed(|journal| {
+            journal
+                .reader
+                .conn
+                .prepare_cached("UPDATE sightings SET done_run = ?2 WHERE story_id = ?1")
+                .and_then(|mut s| s.execute(params![story, run.map(RunId::as_str)]))
+                .map(drop)
+                .map_err(sql_err(&path))
+        })
     }
 
     /// Journals the intent of the step `key` before it runs, or reports that it already ran:
@@ -529,6 +589,39 @@ impl JournalReader {
             .map_err(sql_err(&self.path))?;
         row.map(|r| r.decode(&self.path).map(|(rec, _)| rec))
             .transpose()
+    }
+
+    /// What the journal knows of a story across runs, if it saw it before. A row that does not
+    /// decode is an error (the journal fails closed).
+    pub fn sighting(&self, story: &str) -> Result<Option<Sighting>, JournalError> {
+        type Raw = (Option<String>, String, i64, Option<String>);
+        let row: Option<Raw> = self
+            .conn
+            .prepare_cached(
+                "SELECT first_state, first_run, first_at, done_run FROM sightings
+                 WHERE story_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![story], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            })
+            .map_err(sql_err(&self.path))?;
+        let Some((first_state, first_run, first_at, done_run)) = row else {
+            return Ok(None);
+        };
+        let first_state = match first_state {
+            None => None,
+            Some(s) => Some(parse_state(&s).ok_or_else(|| bad(&self.path, "sighting state"))?),
+        };
+        Ok(Some(Sighting {
+            story_id: story.to_owned(),
+            first_state,
+            first_run: first_run.parse()?,
+            first_at: from_ms(first_at),
+            done_run: done_run.map(|r| r.parse()).transpose()?,
+        }))
     }
 
     /// For `bmad-host status`: every story of `run` (default: the latest run), in story order

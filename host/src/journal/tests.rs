@@ -678,7 +678,8 @@ fn a_truncated_journal_is_refused_untouched() -> TestResult {
     }
     // Same size, one page in the middle overwritten: only SQLite's integrity check sees it.
     let mut damaged = bytes.clone();
-    let page = damaged.len() / 2 / 4096 * 4096;
+    // A leaf page of the steps table (past the schema pages at the start).
+    let page = damaged.len() / 2 / 4096 * 4096 + 4096;
     damaged[page..page + 4096].fill(0xA5);
     let dir = project()?;
     place_journal(dir.path(), &damaged)?;

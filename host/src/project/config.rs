@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::{Mapping, Value};
 
 use super::error::{ProjectError, Warning};
-use super::fs::read_capped_if_exists;
+use super::fs::{outside, read_capped_if_exists};
 use super::text::{numbered_lines, yaml_key_line};
 
 /// The v4 config file, relative to the root.
@@ -102,6 +102,23 @@ impl<'a> Keys<'a> {
         ProjectError::key(self.path, self.line(key), &self.dotted(key), problem, fix)
     }
 
+    /// `path`, the value of the location `key`, when it stays inside the project at `root`
+    /// (after `..` and symlinks); an error naming the file and the key when it leads outside.
+    fn inside(&self, root: &Path, key: &str, path: PathBuf) -> Result<PathBuf, ProjectError> {
+        match outside(root, &path) {
+            None => Ok(path),
+            Some(target) => Err(self.err(
+                key,
+                format!(
+                    "leads outside the project root (`{}` is {}); bmad-host reads and writes nothing outside the project",
+                    path.display(),
+                    target.display()
+                ),
+                "use a folder inside the project, relative to its root",
+            )),
+        }
+    }
+
     fn get(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key)
     }
@@ -191,7 +208,7 @@ pub(crate) fn read_v4(root: &Path, warnings: &mut Vec<Warning>) -> Result<V4Conf
     };
 
     let story_dir = match top.string("devStoryLocation", "docs/stories")? {
-        Some(dir) => PathBuf::from(dir),
+        Some(dir) => top.inside(root, "devStoryLocation", PathBuf::from(dir))?,
         None => {
             return Err(top.err(
                 "devStoryLocation",
@@ -216,20 +233,23 @@ pub(crate) fn read_v4(root: &Path, warnings: &mut Vec<Warning>) -> Result<V4Conf
             .string("epicFilePattern", "epic-{n}*.md")?
             .unwrap_or_else(|| "epic-{n}*.md".to_owned());
         PrdSource::Sharded {
-            dir: PathBuf::from(dir),
+            dir: prd_keys.inside(root, "prdShardedLocation", PathBuf::from(dir))?,
             pattern,
         }
     } else {
         PrdSource::Monolithic {
-            file: PathBuf::from(prd_file),
+            file: prd_keys.inside(root, "prdFile", PathBuf::from(prd_file))?,
         }
     };
 
     let qa_dir = match top.mapping("qa", "qaLocation: docs/qa")? {
-        Some(qa) => qa
-            .string("qaLocation", "docs/qa")?
-            .unwrap_or_else(|| "docs/qa".to_owned()),
-        None => "docs/qa".to_owned(),
+        Some(qa) => {
+            let dir = qa
+                .string("qaLocation", "docs/qa")?
+                .unwrap_or_else(|| "docs/qa".to_owned());
+            qa.inside(root, "qaLocation", PathBuf::from(dir))?
+        }
+        None => PathBuf::from("docs/qa"),
     };
 
     let version = v4_version(root, warnings);
@@ -237,7 +257,7 @@ pub(crate) fn read_v4(root: &Path, warnings: &mut Vec<Warning>) -> Result<V4Conf
         version,
         story_dir,
         prd,
-        qa_dir: PathBuf::from(qa_dir),
+        qa_dir,
     })
 }
 
@@ -315,6 +335,8 @@ pub(crate) fn read_v6(root: &Path, warnings: &mut Vec<Warning>) -> Result<V6Conf
         },
     };
     let version = v6_version(root, &text, warnings);
+    let implementation = top.inside(root, implementation_key, implementation)?;
+    let planning = top.inside(root, "planning_artifacts", planning)?;
     Ok(V6Config {
         version,
         planning,

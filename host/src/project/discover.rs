@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::{self, PrdSource, V4Config, V6Config};
 use super::error::{ProjectError, Warning};
-use super::fs::read_capped;
+use super::fs::{inside, read_inside};
 use super::gate::{GateIndex, QaGate, read_gate};
 use super::headings::{EpicDoc, parse_epic_doc};
 use super::id::StoryId;
@@ -565,7 +565,7 @@ impl Plan {
 impl Project {
     fn read_epic_doc(&mut self, plan: &mut Plan, rel: &Path) -> Result<(), ProjectError> {
         let abs = self.abs(rel);
-        let bytes = read_capped(&abs, MAX_EPIC_DOC_BYTES, "an epic document")?;
+        let bytes = read_inside(&self.root, &abs, MAX_EPIC_DOC_BYTES, "an epic document")?;
         let doc = parse_epic_doc(&String::from_utf8_lossy(&bytes));
         plan.add_doc(rel, &abs, doc, &mut self.warnings);
         self.epic_files.push(rel.to_owned());
@@ -787,6 +787,8 @@ impl Project {
         let sprint_abs = self.abs(&sprint_rel);
         self.sprint_path = Some(sprint_rel);
         if sprint_abs.is_file() {
+            // Read only when it stays inside the project (the same check as any project read).
+            inside(&self.root, &sprint_abs)?;
             let sprint = SprintStatus::load(&sprint_abs)?;
             self.warnings.extend(sprint.warnings().iter().cloned());
             for e in sprint.entries() {

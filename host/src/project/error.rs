@@ -103,6 +103,21 @@ pub enum ProjectError {
         fix: String,
     },
 
+    /// A file the host reads or writes for the project leads outside the project root (a
+    /// symlink, or `..`): bmad-host never reads or writes through it.
+    #[error(
+        "{} leads outside the project root {} (to {}): bmad-host does not read or write files outside the project; replace the link with a file inside the project",
+        .path.display(), .root.display(), .target.display()
+    )]
+    OutsideProject {
+        /// The file, as the project names it.
+        path: PathBuf,
+        /// Where it really is.
+        target: PathBuf,
+        /// The project root.
+        root: PathBuf,
+    },
+
     /// A file is larger than the host reads.
     #[error("{} is {size} bytes, over the {limit}-byte limit for {what}: shorten the file", .path.display())]
     TooLarge {

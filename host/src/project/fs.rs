@@ -4,10 +4,15 @@
 //! which refuses a file over its kind's size limit before reading a byte of it, so a stray
 //! multi-gigabyte file is an error naming the file and never an allocation. Every write goes
 //! through [`write_atomic`]: the host never leaves a half-written story or sprint-status behind,
-//! whatever kills it.
+//! whatever kills it, and never loses a change someone else made meanwhile.
+//!
+//! Nothing is read or written outside the project: [`outside`] resolves a path (`..` and
+//! symlinks) against the project root; the files the host reads for a story ([`read_inside`])
+//! and every file it writes ([`write_atomic`]) are refused with
+//! [`ProjectError::OutsideProject`] when they lead out of it.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::io::{Read as _, Write as _};
+use std::path::{Component, Path, PathBuf};
 
 use super::error::{FileLoc, ProjectError};
 
@@ -46,11 +51,111 @@ pub(crate) fn read_capped_if_exists(
     }
 }
 
-/// Replaces `path` with `bytes` atomically: a temp file in the same directory, written and
-/// fsynced, given the old file's permissions, renamed over it, then the directory fsynced.
-/// Refuses when the file no longer holds `expected` (someone wrote it meanwhile).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], expected: &[u8]) -> Result<(), ProjectError> {
-    // Write through a symlink to its target rather than replacing the link.
+/// Where `path` (relative to `root`, or absolute) really leads when that is outside `root`:
+/// `..` components and symlinks (of the path and of its existing ancestors) resolved, compared
+/// with the resolved root. `None` when it stays inside. A path that does not exist yet is judged
+/// by its deepest existing ancestor.
+pub(crate) fn outside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| lexical(root));
+    let joined = lexical(&root.join(path));
+    // The deepest ancestor that exists, resolved; the rest appended as written.
+    let mut existing = joined.as_path();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            break rest.iter().rev().fold(real, |p: PathBuf, c| p.join(c));
+        }
+        if let Ok(link) = std::fs::read_link(existing) {
+            // A dangling symlink: judged by where it points.
+            let parent = existing.parent().unwrap_or(Path::new("/"));
+            let target = lexical(&parent.join(link));
+            break rest.iter().rev().fold(target, |p: PathBuf, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => break joined.clone(),
+        }
+    };
+    (!resolved.starts_with(&root)).then_some(resolved)
+}
+
+/// `path` with `.` dropped and `..` applied to the components before it (never above `/`).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The error for `path`, which leads to `target` outside `root`.
+fn outside_error(root: &Path, path: &Path, target: PathBuf) -> ProjectError {
+    ProjectError::OutsideProject {
+        path: path.to_owned(),
+        target,
+        root: root.to_owned(),
+    }
+}
+
+/// Refuses `path` with [`ProjectError::OutsideProject`] when it leads outside `root`.
+pub(crate) fn inside(root: &Path, path: &Path) -> Result<(), ProjectError> {
+    match outside(root, path) {
+        None => Ok(()),
+        Some(target) => Err(outside_error(root, path, target)),
+    }
+}
+
+/// [`read_capped`] of a project file that must lead nowhere outside `root`.
+pub(crate) fn read_inside(
+    root: &Path,
+    path: &Path,
+    limit: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, ProjectError> {
+    inside(root, path)?;
+    read_capped(path, limit, what)
+}
+
+/// Replaces `path` (a file inside `root`) with `bytes` atomically: a temp file in the same
+/// directory, written and fsynced, given the old file's permissions, swapped in for it, then the
+/// directory fsynced. A symlink inside the project is written through to its target; one that
+/// leads outside the project is refused ([`ProjectError::OutsideProject`]), whatever it points
+/// to.
+///
+/// Refuses when the file no longer holds `expected` (someone wrote it meanwhile). The compare and
+/// the replacement cannot race: the new file is exchanged with the old one in one step
+/// (`renameat2(RENAME_EXCHANGE)`), and what the exchange took out is compared again; if someone
+/// changed the file between the first compare and the exchange, it is exchanged back, so their
+/// version is the one left in place, and the write is refused.
+pub(crate) fn write_atomic(
+    root: &Path,
+    path: &Path,
+    bytes: &[u8],
+    expected: &[u8],
+) -> Result<(), ProjectError> {
+    replace(root, path, bytes, expected, &mut || {})
+}
+
+/// [`write_atomic`], with `between` run after the first compare and before the exchange (the
+/// window a concurrent writer could use; tests put one there).
+fn replace(
+    root: &Path,
+    path: &Path,
+    bytes: &[u8],
+    expected: &[u8],
+    between: &mut dyn FnMut(),
+) -> Result<(), ProjectError> {
+    inside(root, path)?;
+    // Write through a symlink (inside the project) to its target rather than replacing the link.
     let target = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => {
             std::fs::canonicalize(path).map_err(|e| ProjectError::io("resolve", path, e))?
@@ -77,19 +182,63 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], expected: &[u8]) -> Result
     tmp.as_file()
         .sync_all()
         .map_err(|e| ProjectError::io("sync", tmp.path(), e))?;
+    let changed = || {
+        ProjectError::StatusNotWritable {
+        at: FileLoc::new(&target, None),
+        problem: "the file was changed by someone else while bmad-host was writing it; re-read it and decide again".to_owned(),
+    }
+    };
     let now = std::fs::read(&target).map_err(|e| ProjectError::io("read", &target, e))?;
     if now != expected {
-        return Err(ProjectError::StatusNotWritable {
-            at: FileLoc::new(&target, None),
-            problem: "the file was changed by someone else while bmad-host was writing it; re-read it and decide again".to_owned(),
-        });
+        return Err(changed());
     }
-    tmp.persist(&target)
-        .map_err(|e| ProjectError::io("replace", &target, e.error))?;
+    between();
+    match exchange(tmp.path(), &target) {
+        Ok(()) => {
+            // `tmp` now names the file that was in place at the exchange: it must be the one
+            // compared above, else someone wrote in the window and theirs goes back in place.
+            let mut taken_out = Vec::with_capacity(expected.len());
+            std::fs::File::open(tmp.path())
+                .and_then(|mut f| f.read_to_end(&mut taken_out))
+                .map_err(|e| ProjectError::io("read", tmp.path(), e))?;
+            if taken_out != expected {
+                exchange(tmp.path(), &target)
+                    .map_err(|e| ProjectError::io("restore", &target, e))?;
+                return Err(changed());
+            }
+            // The old file (still named by the temp file) is removed when `tmp` drops.
+        }
+        Err(e) if exchange_unsupported(&e) => {
+            // A file system without RENAME_EXCHANGE: compare, then rename, as close as it gets.
+            tmp.persist(&target)
+                .map_err(|e| ProjectError::io("replace", &target, e.error))?;
+        }
+        Err(e) => return Err(ProjectError::io("replace", &target, e)),
+    }
     let d = std::fs::File::open(&dir).map_err(|e| ProjectError::io("open", &dir, e))?;
     d.sync_all()
         .map_err(|e| ProjectError::io("sync", &dir, e))?;
     Ok(())
+}
+
+/// Swaps the files at `a` and `b` in one step.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(std::io::Error::from)
+}
+
+/// Swaps the files at `a` and `b` in one step (not available here).
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Whether the file system (or the platform) cannot exchange two files.
+fn exchange_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+        || e.raw_os_error() == Some(nix::libc::EINVAL)
+        || e.raw_os_error() == Some(nix::libc::ENOSYS)
 }
 
 #[cfg(test)]
@@ -136,9 +285,77 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.md");
         std::fs::write(&path, b"old").unwrap_or_else(|e| panic!("{e}"));
-        assert!(write_atomic(&path, b"new", b"other").is_err());
+        assert!(write_atomic(dir.path(), &path, b"new", b"other").is_err());
         assert_eq!(std::fs::read(&path).ok(), Some(b"old".to_vec()));
-        write_atomic(&path, b"new", b"old").unwrap_or_else(|e| panic!("{e}"));
+        write_atomic(dir.path(), &path, b"new", b"old").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(std::fs::read(&path).ok(), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn a_change_between_the_compare_and_the_swap_is_kept_and_the_write_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.md");
+        // Another writer replaces the file atomically in the window.
+        std::fs::write(&path, b"old").unwrap_or_else(|e| panic!("{e}"));
+        let err = replace(dir.path(), &path, b"ours", b"old", &mut || {
+            let other = dir.path().join("other.tmp");
+            std::fs::write(&other, b"theirs").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::rename(&other, &path).unwrap_or_else(|e| panic!("{e}"));
+        })
+        .expect_err("refused");
+        assert!(err.to_string().contains("changed by someone else"), "{err}");
+        assert_eq!(std::fs::read(&path).ok(), Some(b"theirs".to_vec()));
+        // Another writer rewrites the file in place in the window.
+        std::fs::write(&path, b"old").unwrap_or_else(|e| panic!("{e}"));
+        let err = replace(dir.path(), &path, b"ours", b"old", &mut || {
+            std::fs::write(&path, b"in place").unwrap_or_else(|e| panic!("{e}"));
+        })
+        .expect_err("refused");
+        assert!(err.to_string().contains("changed by someone else"), "{err}");
+        assert_eq!(std::fs::read(&path).ok(), Some(b"in place".to_vec()));
+        // No temp file is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from("s.md")]);
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_symlink_that_leads_outside() {
+        let project = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let elsewhere = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, b"old").unwrap_or_else(|e| panic!("{e}"));
+        let link = project.path().join("s.md");
+        std::os::unix::fs::symlink(&victim, &link).unwrap_or_else(|e| panic!("{e}"));
+        let err = write_atomic(project.path(), &link, b"new", b"old").expect_err("refused");
+        assert!(matches!(err, ProjectError::OutsideProject { .. }), "{err}");
+        assert_eq!(std::fs::read(&victim).ok(), Some(b"old".to_vec()));
+        assert!(read_inside(project.path(), &link, 100, "a story").is_err());
+        // A symlink inside the project is written through.
+        let inner = project.path().join("inner.md");
+        std::fs::write(&inner, b"old").unwrap_or_else(|e| panic!("{e}"));
+        let link2 = project.path().join("t.md");
+        std::os::unix::fs::symlink(&inner, &link2).unwrap_or_else(|e| panic!("{e}"));
+        write_atomic(project.path(), &link2, b"new", b"old").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read(&inner).ok(), Some(b"new".to_vec()));
+    }
+
+    #[test]
+    fn outside_resolves_dots_and_links() {
+        let project = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = project.path();
+        std::fs::create_dir_all(root.join("docs")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outside(root, Path::new("docs/stories")), None);
+        assert_eq!(outside(root, Path::new("docs/../docs/x/y")), None);
+        assert!(outside(root, Path::new("../elsewhere")).is_some());
+        assert!(outside(root, Path::new("/etc")).is_some());
+        std::os::unix::fs::symlink("/tmp", root.join("docs/out")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(outside(root, Path::new("docs/out/stories")).is_some());
+        std::os::unix::fs::symlink("/nonexistent-bmad", root.join("dangling"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(outside(root, Path::new("dangling/x")).is_some());
     }
 }

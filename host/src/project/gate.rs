@@ -16,7 +16,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent};
 use serde_yaml_ng::Value;
 
 use super::error::{ProjectError, Warning};
-use super::fs::read_capped;
+use super::fs::read_inside;
 use super::id::StoryId;
 use super::text::{numbered_lines, yaml_key_line};
 
@@ -95,7 +95,7 @@ impl QaGate {
 /// Reads and checks the gate file at `root/rel`.
 pub(crate) fn read_gate(root: &Path, rel: &Path) -> Result<QaGate, ProjectError> {
     let path = root.join(rel);
-    let bytes = read_capped(&path, MAX_GATE_BYTES, "a QA gate")?;
+    let bytes = read_inside(root, &path, MAX_GATE_BYTES, "a QA gate")?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let (gate, warnings) = parse_gate(&path, &text);
     let verdict = GateVerdict::exact(&gate.to_ascii_uppercase());

@@ -216,6 +216,17 @@ impl SprintStatus {
             } else {
                 None
             };
+            // A story's key names its file (`{implementation_artifacts}/{key}.md`): a key that
+            // could name a path elsewhere is refused outright.
+            if key.contains(['/', '\\']) || key.contains("..") {
+                return Err(ProjectError::SprintStatus {
+                    at: FileLoc::new(path, line),
+                    problem: format!(
+                        "key `{key}` contains a path separator or `..`, which could make bmad-host read or write a file outside the story folder"
+                    ),
+                    fix: "name the story `{epic}-{story}-{slug}` with letters, digits and dashes only".to_owned(),
+                });
+            }
             let kind = SprintKey::classify(&key);
             let value = match value {
                 Some(v) => v,
@@ -757,6 +768,18 @@ mod tests {
 
     fn warnings(s: &SprintStatus) -> Vec<String> {
         s.warnings().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn keys_that_could_be_paths_are_refused() {
+        for key in ["1-1-../../x", "1-1-a/b", "1-1-a\\b", "../1-1", "epic-1/.."] {
+            let e = err(&format!("development_status:\n  {key}: done\n"));
+            assert!(
+                e.contains(&format!("key `{key}` contains a path separator or `..`"))
+                    && e.starts_with("sprint-status.yaml:2:"),
+                "{key}: {e}"
+            );
+        }
     }
 
     #[test]

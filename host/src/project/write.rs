@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::discover::{Project, StoryEntry};
 use super::error::{FileLoc, ProjectError};
-use super::fs::{read_capped, write_atomic};
+use super::fs::{inside, read_inside, write_atomic};
 use super::id::StoryId;
 use super::sprint::{
     MAX_SPRINT_BYTES, SprintEdit, SprintEntry, SprintStatus, plan_edit, sprint_spelling,
@@ -269,7 +269,7 @@ impl Project {
                 id: story.id,
                 path: self.abs(&story.path),
             })?;
-        let bytes = read_capped(&self.abs(&rel), limit, "a story")?;
+        let bytes = read_inside(self.root(), &self.abs(&rel), limit, "a story")?;
         let (text, lossy) = match String::from_utf8_lossy(&bytes) {
             std::borrow::Cow::Borrowed(s) => (s.to_owned(), false),
             std::borrow::Cow::Owned(s) => (s, true),
@@ -304,7 +304,13 @@ impl Project {
                 path: self.abs(&story.path),
             })?;
         let abs = self.abs(&rel);
-        let bytes = read_capped(&abs, MAX_STORY_BYTES, "a story")?;
+        // Nothing is written unless every file the write touches stays inside the project: a
+        // sprint-status that leads outside refuses the story's write too.
+        self.check_inside(&abs)?;
+        if let Some(sprint) = self.sprint_status_path() {
+            self.check_inside(&self.abs(sprint))?;
+        }
+        let bytes = read_inside(self.root(), &abs, MAX_STORY_BYTES, "a story")?;
         let (start, end) = locate(&abs, &bytes, current.line, &current.raw)?;
         let token = wrap_like(
             &current.raw,
@@ -317,7 +323,7 @@ impl Project {
             out.extend_from_slice(&bytes[..start]);
             out.extend_from_slice(token.as_bytes());
             out.extend_from_slice(&bytes[end..]);
-            write_atomic(&abs, &out, &bytes)?;
+            write_atomic(self.root(), &abs, &out, &bytes)?;
             tracing::debug!(story = %story.id, path = %rel.display(), from = %current.raw, to = %token, "status written");
         }
         let sprint = self.sync_sprint_state(story, new);
@@ -369,6 +375,31 @@ impl Project {
         )
     }
 
+    /// Refuses a project file (absolute) that leads outside the project root.
+    fn check_inside(&self, abs: &Path) -> Result<(), ProjectError> {
+        inside(self.root(), abs)
+    }
+
+    /// Checks that the files the host reads and writes for `story` (its story file, its QA gate
+    /// file, the v6 sprint-status) lead nowhere outside the project: an agent or a gate may have
+    /// replaced one with a symlink. The first that does is the error.
+    pub fn check_story_files(&self, story: &StoryEntry) -> Result<(), ProjectError> {
+        if let Some(rel) = self.locate_story_file(story) {
+            self.check_inside(&self.abs(&rel))?;
+        }
+        if let Some(gate) = &story.gate_path {
+            self.check_inside(&self.abs(gate))?;
+        }
+        // The gate file QA actually wrote (any `{epic}.{story}-*.yml`).
+        if let Err(e @ ProjectError::OutsideProject { .. }) = self.read_qa_gate(story) {
+            return Err(e);
+        }
+        if let Some(sprint) = self.sprint_status_path() {
+            self.check_inside(&self.abs(sprint))?;
+        }
+        Ok(())
+    }
+
     /// Drift computed against the sprint-status file as it is now.
     fn fresh_drift(&self, story: &StoryEntry, side: FileSide<'_>) -> Option<Drift> {
         let rel = self.sprint_status_path()?;
@@ -395,7 +426,7 @@ impl Project {
             };
         };
         let result = (|| -> Result<SprintSync, String> {
-            let bytes = read_capped(&abs, MAX_SPRINT_BYTES, "sprint-status.yaml")
+            let bytes = read_inside(self.root(), &abs, MAX_SPRINT_BYTES, "sprint-status.yaml")
                 .map_err(|e| e.to_string())?;
             let (key, edit) = plan_edit(&abs, &bytes, story.id, value)?;
             match edit {
@@ -405,7 +436,7 @@ impl Project {
                     from,
                     bytes: out,
                 } => {
-                    write_atomic(&abs, &out, &bytes).map_err(|e| e.to_string())?;
+                    write_atomic(self.root(), &abs, &out, &bytes).map_err(|e| e.to_string())?;
                     tracing::debug!(story = %story.id, key = %key, from = %from, to = %value, "sprint-status updated");
                     Ok(SprintSync::Updated {
                         key,

@@ -7,7 +7,6 @@ use super::driver::{Driver, RoleStep, StepCtx};
 use super::halt::Halt;
 use super::journaled::Begun;
 use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
-use crate::error::Error;
 use crate::journal::{AgentCallIntent, AgentCallResult};
 use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome};
 use crate::ui::{Event, SurvivorInfo};
@@ -32,14 +31,7 @@ impl Driver<'_> {
         let ctx = step.ctx;
         let open = match self.begin(&ctx, seq, &AgentCallIntent::from(&request))? {
             // Finished before a crash: never run an agent twice.
-            Begun::Done(Some(done)) => return Ok(done.outcome),
-            Begun::Done(None) => {
-                return Err(Halt::Fatal(Error::Usage(format!(
-                    "journal step for story {} {} has an unreadable result; move .bmad-host/journal.sqlite aside or run with --fresh",
-                    ctx.story,
-                    ctx.role_name()
-                ))));
-            }
+            Begun::Done(done) => return Ok(done.outcome),
             Begun::Run(open) => open,
         };
         let transcript = crate::journal::transcript_path(

@@ -10,17 +10,19 @@ use tokio::sync::watch;
 use super::driver::Driver;
 use super::ends::check_at_start;
 use super::halt::{Halt, Unproven};
+use super::journaled::{check_step, step_name};
 use super::reset::until_reset;
 use super::summary::Results;
 use crate::config::Config;
 use crate::context::Plan;
 use crate::error::Error;
-use crate::journal::{Journal, PluginFingerprint, RunFingerprint, RunId, RunInfo};
+use crate::journal::{Journal, JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo};
 use crate::plugins::PluginSet;
 use crate::policy::Layout;
 use crate::process::Interrupt;
 use crate::project::StoryEntry;
 use crate::ui::{Event, Ui};
+use crate::workflow::Flow;
 
 /// `bmad-host run`: drives the plan's stories in order, resuming an unfinished run unless
 /// `fresh`. Returns the exit code (see [`crate::exit`]).
@@ -34,6 +36,7 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     let (root, config) = (context.root, context.config);
 
     let mut journal = Journal::open(&root)?;
+    check_journal(&journal, &stories, fresh)?;
     // This process runs one call or gate at a time and starts nothing else: every orphan it
     // adopts while one runs is that one's, marker or not (`env -i`, a setuid helper).
     crate::process::claim_adopted_orphans();
@@ -82,6 +85,74 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     ui.emit(results.event(run.id.to_string(), stories.len(), started.elapsed()));
     results.print(&ui, &root, run.id.as_str());
     Ok(results.exit_code())
+}
+
+/// The journal fails closed: before the run writes anything, every entry it will read (the
+/// planned stories' sightings and, when it resumes a run, their workflow states and steps) must
+/// decode. One that does not stops the run with [`JournalError::Undecodable`], the journal left
+/// byte for byte as it was.
+fn check_journal(
+    journal: &Journal,
+    stories: &[StoryEntry],
+    fresh: bool,
+) -> Result<(), JournalError> {
+    let runs = journal.runs()?;
+    let latest = runs.last().map(|r| r.id.clone());
+    let undecodable =
+        |run: &RunId, story: &str, step: String, detail: String| JournalError::Undecodable {
+            path: journal.path().to_owned(),
+            run: run.clone(),
+            story: story.to_owned(),
+            step,
+            detail,
+        };
+    // Sightings are written by runs: a journal without runs has none.
+    if let Some(latest) = &latest {
+        for entry in stories {
+            let story = entry.id.to_string();
+            if let Err(e) = journal.sighting(&story) {
+                let detail = crate::error::Report(&e).to_string();
+                return Err(undecodable(latest, &story, "first sighting".into(), detail));
+            }
+        }
+    }
+    let resumed = match runs.last() {
+        Some(run) if !fresh && run.status.is_unfinished() => run.id.clone(),
+        _ => return Ok(()),
+    };
+    // Only the plan's stories are read by this run.
+    let planned: std::collections::HashSet<String> =
+        stories.iter().map(|s| s.id.to_string()).collect();
+    for summary in journal.story_summaries(Some(&resumed))? {
+        if !planned.contains(&summary.record.story_id) {
+            continue;
+        }
+        let findings = &summary.record.findings;
+        if *findings != serde_json::Value::Array(Vec::new())
+            && let Err(e) = serde_json::from_value::<Flow>(findings.clone())
+        {
+            return Err(undecodable(
+                &resumed,
+                &summary.record.story_id,
+                "workflow state".into(),
+                e.to_string(),
+            ));
+        }
+    }
+    for step in journal.steps(Some(&resumed), None)? {
+        if !planned.contains(&step.key.story) {
+            continue;
+        }
+        if let Err((part, detail)) = check_step(step.key.kind, &step.intent, step.result.as_ref()) {
+            return Err(undecodable(
+                &resumed,
+                &step.key.story,
+                step_name(&step.key, part),
+                detail,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Starts the run in the journal, or resumes the unfinished one; either way first stops what a

@@ -7,14 +7,16 @@
 use std::marker::PhantomData;
 
 use super::driver::{Driver, StepCtx};
-use crate::journal::{JournalError, StepId, StepIntent, StepKey, StepStart};
+use crate::journal::{
+    AgentCallIntent, DecisionIntent, GatesIntent, JournalError, StatusWriteIntent, StepId,
+    StepIntent, StepKey, StepKind, StepStart, TeardownIntent,
+};
 
 /// What opening a journaled step found.
 #[derive(Debug)]
 pub(super) enum Begun<I: StepIntent> {
-    /// The step finished before (in the run being resumed): its result, `None` when the
-    /// journal's copy cannot be read as one.
-    Done(Option<I::Result>),
+    /// The step finished before (in the run being resumed): its result.
+    Done(I::Result),
     /// The step is to run now; finish it with its result.
     Run(Open<I>),
 }
@@ -41,7 +43,9 @@ impl Driver<'_> {
         }
     }
 
-    /// Commits `intent` for `ctx`'s step at `seq`, or finds that it already finished.
+    /// Commits `intent` for `ctx`'s step at `seq`, or finds that it already finished. A
+    /// recorded result that does not decode is [`JournalError::Undecodable`]: the journal fails
+    /// closed, never reading it as "nothing happened".
     pub(super) fn begin<I: StepIntent>(
         &mut self,
         ctx: &StepCtx<'_>,
@@ -49,7 +53,15 @@ impl Driver<'_> {
         intent: &I,
     ) -> Result<Begun<I>, JournalError> {
         let key = self.step_key::<I>(ctx, seq);
-        Ok(begun(self.journal.begin_step(&key, &to_json(intent))?))
+        begun(self.journal.begin_step(&key, &to_json(intent))?).map_err(|detail| {
+            JournalError::Undecodable {
+                path: self.journal.path().to_owned(),
+                run: key.run.clone(),
+                story: key.story.clone(),
+                step: step_name(&key, "result"),
+                detail,
+            }
+        })
     }
 
     /// Commits the result of a step opened with [`Driver::begin`].
@@ -77,10 +89,53 @@ impl Driver<'_> {
     }
 }
 
-/// What the journal found for a step of kind `I`, typed.
-fn begun<I: StepIntent>(start: StepStart) -> Begun<I> {
-    match start {
-        StepStart::Done(result) => Begun::Done(serde_json::from_value(result).ok()),
+/// How an error names a journaled step: `cycle 1 dev gates #2 result`.
+pub(super) fn step_name(key: &StepKey, part: &str) -> String {
+    format!(
+        "cycle {} {} {} #{} {part}",
+        key.cycle,
+        key.role,
+        key.kind.as_str(),
+        key.seq
+    )
+}
+
+/// Whether a stored step's intent and result decode as the payloads of its kind: the check a
+/// resumed run makes of every step before it writes anything. The error says what is wrong.
+pub(super) fn check_step(
+    kind: StepKind,
+    intent: &serde_json::Value,
+    result: Option<&serde_json::Value>,
+) -> Result<(), (&'static str, String)> {
+    fn check<I: StepIntent + serde::de::DeserializeOwned>(
+        intent: &serde_json::Value,
+        result: Option<&serde_json::Value>,
+    ) -> Result<(), (&'static str, String)> {
+        serde_json::from_value::<I>(intent.clone()).map_err(|e| ("intent", e.to_string()))?;
+        if let Some(r) = result {
+            serde_json::from_value::<I::Result>(r.clone())
+                .map_err(|e| ("result", e.to_string()))?;
+        }
+        Ok(())
+    }
+    match kind {
+        StepKind::AgentCall => check::<AgentCallIntent>(intent, result),
+        StepKind::Decision => check::<DecisionIntent>(intent, result),
+        StepKind::Gates => check::<GatesIntent>(intent, result),
+        StepKind::StatusWrite => check::<StatusWriteIntent>(intent, result),
+        StepKind::Teardown => check::<TeardownIntent>(intent, result),
+        // Not written by this host's run loop.
+        StepKind::StatusParse => Ok(()),
+    }
+}
+
+/// What the journal found for a step of kind `I`, typed; the decoding error when its recorded
+/// result is not one.
+fn begun<I: StepIntent>(start: StepStart) -> Result<Begun<I>, String> {
+    Ok(match start {
+        StepStart::Done(result) => {
+            Begun::Done(serde_json::from_value(result).map_err(|e| e.to_string())?)
+        }
         StepStart::Fresh(id) => Begun::Run(Open {
             id,
             attempt: 1,
@@ -91,7 +146,7 @@ fn begun<I: StepIntent>(start: StepStart) -> Begun<I> {
             attempt,
             intent: PhantomData,
         }),
-    }
+    })
 }
 
 /// A payload as the journal stores it. The payloads are plain records, strings and numbers:
@@ -105,19 +160,16 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::journal::{
-        AgentCallIntent, DecisionIntent, GatesIntent, Journal, RunFingerprint, StatusWriteIntent,
-        StepKind,
-    };
+    use crate::journal::{Journal, RunFingerprint};
 
     /// `bmad-host log --json` of a run by bmad-host 0.1.0, which wrote its payloads with `json!`.
     const OLD_LOG: &str = include_str!("../journal/testdata/log-0.1.0.ndjson");
 
     fn done<I: StepIntent>(start: StepStart) -> I::Result {
         match begun::<I>(start) {
-            Begun::Done(Some(result)) => result,
-            Begun::Done(None) => panic!("the old result does not decode"),
-            Begun::Run(_) => panic!("a finished step is to run again"),
+            Ok(Begun::Done(result)) => result,
+            Err(e) => panic!("the old result does not decode: {e}"),
+            Ok(Begun::Run(_)) => panic!("a finished step is to run again"),
         }
     }
 

@@ -20,6 +20,7 @@ mod agent;
 mod driver;
 mod ends;
 mod entry;
+mod grant;
 mod halt;
 mod journaled;
 mod observe;

@@ -8,45 +8,49 @@ use super::summary::millis;
 use crate::error::Report;
 use crate::journal::{GatesIntent, GatesResult, StatusWriteIntent, StatusWriteResult};
 use crate::policy::{GateReport, StoryState};
-use crate::project::SprintSync;
+use crate::project::{ProjectError, SprintSync};
 use crate::ui::{Event, SurvivorInfo};
-use crate::workflow;
+use crate::workflow::{self, StepEnd};
 
 impl Driver<'_> {
-    /// Writes `state` into the story file (and v6 sprint-status), journaled. An error is the
-    /// reason the step fails.
+    /// Writes `state` into the story file (and v6 sprint-status), journaled. `Ok(None)` when
+    /// it is written; otherwise how the step ends: failed with the reason, or escalated when
+    /// the file leads outside the project (a person must look at it). A journal that fails is
+    /// a halt.
     pub(super) fn write_state(
         &mut self,
         ctx: &StepCtx<'_>,
         seq: u32,
         state: StoryState,
-    ) -> Result<(), String> {
+    ) -> Result<Option<StepEnd>, Halt> {
         let entry = ctx.entry;
         let seen = self.observe(entry);
         let intent = StatusWriteIntent {
             from: seen.raw.clone(),
             to: state,
         };
-        let step = match self.begin(ctx, seq, &intent) {
-            Ok(Begun::Done(_)) => return Ok(()),
-            Ok(Begun::Run(step)) => step,
-            Err(e) => return Err(format!("journal: {}", Report(&e))),
+        let step = match self.begin(ctx, seq, &intent)? {
+            Begun::Done(_) => return Ok(None),
+            Begun::Run(step) => step,
         };
         if seen.state == Some(state) {
             // Already written (e.g. the host died between the rename and the journal commit).
         } else {
             let Some(value) = &seen.value else {
-                return Err(format!(
+                return Ok(Some(StepEnd::Failed(format!(
                     "cannot set {} to {}: its status cannot be read safely ({})",
                     entry.path.display(),
                     workflow::state_name(state),
                     seen.why_unusable()
-                ));
+                ))));
             };
-            let written = self
-                .project
-                .write_status(entry, value, state)
-                .map_err(|e| e.to_string())?;
+            let written = match self.project.write_status(entry, value, state) {
+                Ok(w) => w,
+                Err(e @ ProjectError::OutsideProject { .. }) => {
+                    return Ok(Some(StepEnd::Escalated(Report(&e).to_string())));
+                }
+                Err(e) => return Ok(Some(StepEnd::Failed(e.to_string()))),
+            };
             if let Some(drift) = &written.drift {
                 self.ui.say(&format!("  drift: {drift}"));
             }
@@ -55,8 +59,8 @@ impl Driver<'_> {
                     .say(&format!("  sprint-status not updated: {reason}"));
             }
         }
-        self.finish(step, &StatusWriteResult { written: state })
-            .map_err(|e| format!("journal: {}", Report(&e)))
+        self.finish(step, &StatusWriteResult { written: state })?;
+        Ok(None)
     }
 
     /// Runs the configured quality gates, journaled; reports go to the policy.
@@ -69,7 +73,7 @@ impl Driver<'_> {
             gates: self.config.active_gates().map(|g| g.name.clone()).collect(),
         };
         let step = match self.begin(ctx, seq, &intent)? {
-            Begun::Done(result) => return Ok(result.map(|r| r.reports).unwrap_or_default()),
+            Begun::Done(result) => return Ok(result.reports),
             Begun::Run(step) => step,
         };
         let mut reports = Vec::new();

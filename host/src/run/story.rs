@@ -35,10 +35,21 @@ impl Driver<'_> {
                     seen.state.unwrap_or(StoryState::Backlog),
                 )
             });
-        // The journal keeps the workflow's whole state (cycle, findings, the step in flight).
-        let mut flow: Flow =
-            serde_json::from_value(record.findings.clone()).unwrap_or_else(|_| Flow::new(settings));
+        // The journal keeps the workflow's whole state (cycle, findings, the step in flight). One
+        // that does not decode stops the run: starting the story over would reset its cycles.
+        let mut flow = self.journaled_flow(&story_id, &record, settings)?;
         flow.set_settings(settings);
+        // The project's ledger: the story's first sighting, and whether its `done` was accepted
+        // (done at that first sighting, or completed by QA in an earlier run).
+        let sighting = self.journal.sight_story(&self.run, &story_id, seen.state)?;
+        if sighting.done_run.is_some() {
+            if seen.state == Some(StoryState::Done) {
+                flow.accept_done();
+            } else if seen.state.is_some() {
+                // Moved on since: its next `done` needs a review again.
+                self.journal.set_done_run(&story_id, None)?;
+            }
+        }
         let mut tally = Tally::resumed(&flow, &record);
         self.ui.emit(Event::StoryStarted {
             story: story_id.clone(),
@@ -97,6 +108,10 @@ impl Driver<'_> {
         result: &StoryResult,
     ) -> Result<(), Halt> {
         tally.cycles = flow.cycle();
+        if *result == StoryResult::Done && flow.reviewed() {
+            self.journal
+                .set_done_run(&record.story_id, Some(&self.run))?;
+        }
         record.result = Some(result.into());
         record.last_outcome = Some(match result.reason() {
             Some(r) => format!("{}: {r}", result.word()),
@@ -113,6 +128,29 @@ impl Driver<'_> {
             turns: tally.turns,
         });
         Ok(())
+    }
+
+    /// The story's workflow state as the journal kept it: a new one for a story the run has not
+    /// driven yet (its record's findings are still the empty list it starts with); one that
+    /// does not decode is [`crate::journal::JournalError::Undecodable`].
+    fn journaled_flow(
+        &self,
+        story: &str,
+        record: &StoryRecord,
+        settings: Settings,
+    ) -> Result<Flow, Halt> {
+        if record.findings == serde_json::Value::Array(Vec::new()) {
+            return Ok(Flow::new(settings));
+        }
+        serde_json::from_value(record.findings.clone()).map_err(|e| {
+            Halt::from(crate::journal::JournalError::Undecodable {
+                path: self.journal.path().to_owned(),
+                run: self.run.clone(),
+                story: story.to_owned(),
+                step: "workflow state".to_owned(),
+                detail: e.to_string(),
+            })
+        })
     }
 
     fn save(&mut self, record: &mut StoryRecord, flow: &Flow, tally: &Tally) -> Result<(), Halt> {
@@ -132,6 +170,9 @@ impl Driver<'_> {
         resumed: bool,
         tally: &mut Tally,
     ) -> Result<StepEnd, Halt> {
+        if let Some(end) = self.outside_project(ctx.entry) {
+            return Ok(end);
+        }
         let story = self.story_record(&ctx, seen, flow, resumed);
         let session = match self.plugins.begin_step(ctx.role) {
             Ok(s) => s,
@@ -154,19 +195,22 @@ impl Driver<'_> {
                 Decision::Fail(reason) => return Ok(StepEnd::Failed(reason)),
                 Decision::Escalate(reason) => return Ok(StepEnd::Escalated(reason)),
                 Decision::SetState(state) => {
-                    return Ok(match self.write_state(&ctx, seq, state) {
-                        Ok(()) => StepEnd::Completed,
-                        Err(reason) => StepEnd::Failed(reason),
-                    });
+                    let refused = self.write_state(&ctx, seq, state)?;
+                    return Ok(refused.unwrap_or(StepEnd::Completed));
                 }
                 Decision::SendBack(findings) => {
                     let state = StoryState::ChangesRequested;
-                    return Ok(match self.write_state(&ctx, seq, state) {
-                        Ok(()) => StepEnd::SentBack(findings),
-                        Err(reason) => StepEnd::Failed(reason),
-                    });
+                    let refused = self.write_state(&ctx, seq, state)?;
+                    return Ok(refused.unwrap_or(StepEnd::SentBack(findings)));
                 }
                 Decision::InvokeAgent(request) => {
+                    // Only what the operator granted reaches the agent's command line.
+                    let plugin = step.session.plugin();
+                    if let Err(refused) =
+                        super::grant::check(self.config, plugin, ctx.role_name(), &request)
+                    {
+                        return Ok(StepEnd::Failed(refused));
+                    }
                     let gate_before = self.gate_stamp(ctx.entry);
                     let outcome = self.agent_call(&mut step, seq, request).await?;
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());
@@ -189,6 +233,11 @@ impl Driver<'_> {
                     self.report(ctx.entry, None, gates)
                 }
             };
+            // The agent or a gate may have replaced a file of the story with a link out of the
+            // project: nothing more is read or written for it.
+            if let Some(end) = self.outside_project(ctx.entry) {
+                return Ok(end);
+            }
             step.story.retry = false;
             decision = match step.session.end(&step.story, &report) {
                 Ok(d) => d,
@@ -200,6 +249,15 @@ impl Driver<'_> {
             "the {} policy took {MAX_DECISIONS_PER_STEP} decisions in one step without finishing it",
             ctx.role_name()
         )))
+    }
+
+    /// The story escalated, when one of its files (story, QA gate, sprint-status) leads outside
+    /// the project.
+    fn outside_project(&self, entry: &StoryEntry) -> Option<StepEnd> {
+        self.project
+            .check_story_files(entry)
+            .err()
+            .map(|e| StepEnd::Escalated(e.to_string()))
     }
 
     /// Journals a policy decision with the status it was taken on (one commit).

@@ -1,5 +1,8 @@
 //! fake-claude: a stand-in for the Claude Code CLI (`claude -p ... --output-format stream-json
-//! --verbose`), for tests. It accepts the real CLI's flags (unknown flags are ignored), prints the
+//! --verbose -- PROMPT`), for tests. It parses its arguments as the real CLI (commander.js) does:
+//! an option's value is the next argument whatever it starts with, `--allowedTools` takes every
+//! following argument up to one starting with `-`, `--` ends the options and the first positional
+//! argument is the prompt (unknown options are ignored and logged). It prints the
 //! real CLI's stream-json lines (`system/init`, `assistant` text and `tool_use`, `user`
 //! `tool_result`, `result` with `subtype`, `is_error`, `num_turns`, `total_cost_usd`, `usage`,
 //! `session_id`, `duration_ms`, ...), and handles signals like the real CLI: SIGINT while waiting
@@ -71,13 +74,18 @@
 //! `wait_for: PATH` (before its first line, opens the FIFO at PATH for reading, which blocks until
 //! a writer opens it, and closes it at once: a test's go signal); `result_text` (the success
 //! text); `exit_code` (after a success, default 0); `linger: true` (after a success result, keep
-//! running instead of exiting).
+//! running instead of exiting); `set_status` (as dev: the status value written instead of `Ready
+//! for Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status`
+//! (as dev on v6: the sprint-status value, default `set_status`, else `review`); `cost_usd` (the
+//! `total_cost_usd` of every result line).
 //!
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,
 //!   `sid`, `role`, `story`, `occurrence`, `do`, `argv`, `env` (every `BMAD_HOST_*` variable and
 //!   `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`), `cwd`, `stdin` (what fd 0 is), `grandchild`,
-//!   `orphan` (`{pid, ppid, marked}` once its shell is gone, or null).
+//!   `orphan` (`{pid, ppid, marked}` once its shell is gone, or null), and the command line as the
+//!   real CLI would read it: `prompt`, `append_system_prompt`, `model`, `allowed_tools`,
+//!   `permission_mode`, `dangerously_skip_permissions`, `unknown_options`.
 //! - `FAKE_CLAUDE_SESSION`: the `session_id` to print (default: a fresh uuid-like id).
 
 use std::collections::BTreeMap;
@@ -108,40 +116,88 @@ struct Args {
     allowed_tools: Vec<String>,
     append_system_prompt: Option<String>,
     max_budget_usd: Option<f64>,
+    dangerously_skip_permissions: bool,
+    /// Options this fake does not know (the real CLI would refuse them); kept for the log.
+    unknown_options: Vec<String>,
 }
 
+/// The real CLI's options that take a value (commander.js: `--name <value>` takes the next
+/// argument whatever it starts with, `--name=value` too).
+const VALUE_OPTIONS: &[&str] = &[
+    "--output-format",
+    "--input-format",
+    "--max-turns",
+    "--permission-mode",
+    "--model",
+    "--append-system-prompt",
+    "--system-prompt",
+    "--max-budget-usd",
+    "--resume",
+    "--session-id",
+    "--settings",
+    "--fallback-model",
+];
+
+/// Parses argv like the real CLI (commander.js): options and their values, the variadic
+/// `--allowedTools <tools...>` (every following argument up to the next one starting with `-`),
+/// `--` ending the options, and the first positional argument as the prompt.
 fn parse_args(argv: &[String]) -> Args {
     let mut a = Args::default();
     let mut i = 0;
-    let value = |i: &mut usize| -> Option<String> {
-        *i += 1;
-        argv.get(*i).cloned()
-    };
+    let mut positional: Vec<String> = Vec::new();
     while i < argv.len() {
-        match argv[i].as_str() {
+        let arg = argv[i].as_str();
+        if arg == "--" {
+            positional.extend(argv[i + 1..].iter().cloned());
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            positional.push(arg.to_owned());
+            i += 1;
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        let mut value = || -> Option<String> {
+            if inline.is_some() {
+                return inline.clone();
+            }
+            i += 1;
+            argv.get(i).cloned()
+        };
+        match name {
             "-p" | "--print" => {}
             "--verbose" => a.verbose = true,
-            "--output-format" => a.output_format = value(&mut i),
-            "--max-turns" => a.max_turns = value(&mut i).and_then(|v| v.parse().ok()),
-            "--permission-mode" => a.permission_mode = value(&mut i),
-            "--model" => a.model = value(&mut i),
-            "--append-system-prompt" => a.append_system_prompt = value(&mut i),
-            "--max-budget-usd" => a.max_budget_usd = value(&mut i).and_then(|v| v.parse().ok()),
+            "--dangerously-skip-permissions" => a.dangerously_skip_permissions = true,
             "--allowedTools" | "--allowed-tools" => {
-                while let Some(next) = argv.get(i + 1).filter(|n| !n.starts_with("--")) {
-                    a.allowed_tools.extend(next.split(',').map(str::to_owned));
-                    i += 1;
+                if let Some(v) = &inline {
+                    a.allowed_tools.extend(v.split(',').map(str::to_owned));
+                } else {
+                    while let Some(next) = argv.get(i + 1).filter(|n| !n.starts_with('-')) {
+                        a.allowed_tools.extend(next.split(',').map(str::to_owned));
+                        i += 1;
+                    }
                 }
             }
-            flag if flag.starts_with('-') => {}
-            positional => {
-                if a.prompt.is_none() {
-                    a.prompt = Some(positional.to_owned());
+            n if VALUE_OPTIONS.contains(&n) => {
+                let v = value();
+                match n {
+                    "--output-format" => a.output_format = v,
+                    "--max-turns" => a.max_turns = v.and_then(|v| v.parse().ok()),
+                    "--permission-mode" => a.permission_mode = v,
+                    "--model" => a.model = v,
+                    "--append-system-prompt" => a.append_system_prompt = v,
+                    "--max-budget-usd" => a.max_budget_usd = v.and_then(|v| v.parse().ok()),
+                    _ => {}
                 }
             }
+            other => a.unknown_options.push(other.to_owned()),
         }
         i += 1;
     }
+    a.prompt = positional.into_iter().next();
     a
 }
 
@@ -171,6 +227,12 @@ struct Behaviour {
     #[serde(default)]
     orphan: bool,
     wait_for: Option<PathBuf>,
+    /// `play` as dev: the story status value to write instead of `Ready for Review` / `review`.
+    set_status: Option<String>,
+    /// `play` as dev (v6): the sprint-status value to write (default: `set_status`, else `review`).
+    sprint_status: Option<String>,
+    /// `total_cost_usd` of every result line.
+    cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,6 +318,8 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 /// The id of the tool call in progress (for SIGINT during a tool).
 static IN_TOOL: Mutex<Option<String>> = Mutex::new(None);
 static TURNS: AtomicU32 = AtomicU32::new(0);
+/// The behaviour's `cost_usd`, when it sets one.
+static COST: OnceLock<f64> = OnceLock::new();
 
 fn uuid() -> String {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -352,7 +416,7 @@ fn result_base(subtype: &str, is_error: bool) -> Value {
     json!({
         "subtype": subtype, "is_error": is_error, "api_error_status": null,
         "duration_ms": elapsed_ms(), "duration_api_ms": elapsed_ms() / 2, "num_turns": turns,
-        "stop_reason": "end_turn", "total_cost_usd": 0.01 * f64::from(turns),
+        "stop_reason": "end_turn", "total_cost_usd": COST.get().copied().unwrap_or(0.01 * f64::from(turns)),
         "usage": {"input_tokens": 1200 * turns, "output_tokens": 50 * turns, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         "modelUsage": {}, "permission_denials": [], "terminal_reason": "completed",
         "type": "result",
@@ -391,7 +455,7 @@ fn emit_api_error(status: u16, text: &str) {
     r["result"] = Value::from(text);
     r["terminal_reason"] = Value::from("api_error");
     r["stop_reason"] = Value::from("stop_sequence");
-    r["total_cost_usd"] = Value::from(0);
+    r["total_cost_usd"] = Value::from(COST.get().copied().unwrap_or(0.0));
     emit(r);
 }
 
@@ -688,6 +752,12 @@ fn set_status(text: &str, layout: Layout, value: &str) -> String {
         Layout::V6 => {
             if let Some(l) = lines.iter_mut().find(|l| l.starts_with("Status:")) {
                 *l = format!("Status: {value}");
+            } else if lines.first().is_some_and(|l| l.trim() == "---")
+                && let Some(end) = (1..lines.len()).find(|&i| lines[i].trim() == "---")
+                && let Some(l) = lines[1..end].iter_mut().find(|l| l.starts_with("status:"))
+            {
+                // A 6.12 spec: `status:` in the YAML frontmatter.
+                *l = format!("status: {value}");
             }
         }
     }
@@ -876,10 +946,10 @@ fn plan_edits(
                 "### Completion Notes List",
                 &format!("- Implemented every task (fake-claude dev, cycle {cycle})."),
             );
-            let value = if layout == Layout::V4 {
-                "Ready for Review"
-            } else {
-                "review"
+            let value = match &b.set_status {
+                Some(v) => v.as_str(),
+                None if layout == Layout::V4 => "Ready for Review",
+                None => "review",
             };
             let content = set_status(&noted, layout, value);
             edits.push(FileEdit {
@@ -888,7 +958,12 @@ fn plan_edits(
                 old: Some(text),
             });
             if layout == Layout::V6 {
-                edits.extend(sprint_status_edit(root, &story, "review"));
+                let sprint = b
+                    .sprint_status
+                    .as_deref()
+                    .or(b.set_status.as_deref())
+                    .unwrap_or("review");
+                edits.extend(sprint_status_edit(root, &story, sprint));
             }
             summary = format!("Implemented story {}; ready for review.", story.id);
         }
@@ -1057,6 +1132,7 @@ fn close_output() {
 
 fn log_call(
     log: &Path,
+    args: &Args,
     role: &str,
     story: &str,
     occurrence: u32,
@@ -1083,6 +1159,13 @@ fn log_call(
         "grandchild": grandchild,
         "orphan": orphan,
         "session_id": session(),
+        "prompt": args.prompt,
+        "append_system_prompt": args.append_system_prompt,
+        "model": args.model,
+        "allowed_tools": args.allowed_tools,
+        "permission_mode": args.permission_mode,
+        "dangerously_skip_permissions": args.dangerously_skip_permissions,
+        "unknown_options": args.unknown_options,
     });
     let mut f = OpenOptions::new().create(true).append(true).open(log)?;
     f.write_all(format!("{line}\n").as_bytes())?;
@@ -1100,6 +1183,9 @@ fn run() -> Result<u8> {
     let role = std::env::var("BMAD_HOST_ROLE").unwrap_or_default();
     let story = std::env::var("BMAD_HOST_STORY_ID").unwrap_or_default();
     let (b, occurrence) = choose_behaviour(&role, &story)?;
+    if let Some(cost) = b.cost_usd {
+        let _ = COST.set(cost);
+    }
     let action = b.action.clone().unwrap_or_else(|| "play".into());
     let grandchild = if b.grandchild {
         spawn_grandchild()
@@ -1111,6 +1197,7 @@ fn run() -> Result<u8> {
     if let Some(log) = std::env::var_os("FAKE_CLAUDE_LOG") {
         log_call(
             Path::new(&log),
+            &args,
             &role,
             &story,
             occurrence,
@@ -1279,6 +1366,45 @@ mod tests {
         assert_eq!(a.max_turns, Some(3));
         assert_eq!(a.allowed_tools, ["Read", "Edit"]);
         assert_eq!(a.model.as_deref(), Some("opus"));
+        assert_eq!(a.unknown_options, ["--unknown-flag"]);
+    }
+
+    #[test]
+    fn a_prompt_after_the_double_dash_is_never_an_option() {
+        let parse =
+            |args: &[&str]| parse_args(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        // Before `--`, a prompt that looks like an option is one.
+        let a = parse(&["-p", "--dangerously-skip-permissions", "--verbose"]);
+        assert!(a.dangerously_skip_permissions);
+        assert_eq!(a.prompt, None);
+        // After it, it is the prompt.
+        let a = parse(&[
+            "-p",
+            "--allowedTools",
+            "Read",
+            "--",
+            "--dangerously-skip-permissions",
+        ]);
+        assert!(!a.dangerously_skip_permissions);
+        assert_eq!(a.allowed_tools, ["Read"]);
+        assert_eq!(a.prompt.as_deref(), Some("--dangerously-skip-permissions"));
+        // An option's value is taken whatever it starts with.
+        let a = parse(&[
+            "--append-system-prompt",
+            "--dangerously-skip-permissions",
+            "-p",
+            "x",
+        ]);
+        assert!(!a.dangerously_skip_permissions);
+        assert_eq!(
+            a.append_system_prompt.as_deref(),
+            Some("--dangerously-skip-permissions")
+        );
+        assert_eq!(a.prompt.as_deref(), Some("x"));
+        // The variadic option swallows a prompt that follows it without `--`.
+        let a = parse(&["-p", "--allowedTools", "Read", "do it"]);
+        assert_eq!(a.prompt, None);
+        assert_eq!(a.allowed_tools, ["Read", "do it"]);
     }
 
     #[test]
