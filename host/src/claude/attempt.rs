@@ -23,6 +23,7 @@ use super::stream::{self, Block, Line, ResultLine};
 use super::transcript::Transcript;
 use super::{
     CALL_MARKER_ENV, CallReport, CallSpec, Directive, Event, ExitInfo, Interrupt, Limits, Outcome,
+    RateLimit,
 };
 
 /// What one attempt produced.
@@ -38,6 +39,8 @@ pub(crate) struct AttemptResult {
     pub output_tokens: u64,
     pub exit: Option<ExitInfo>,
     pub clean: bool,
+    /// The last `rate_limit_event` that rejected a request.
+    pub rejected_by: Option<RateLimit>,
 }
 
 impl AttemptResult {
@@ -53,6 +56,7 @@ impl AttemptResult {
             output_tokens: 0,
             exit: None,
             clean: true,
+            rejected_by: None,
         }
     }
 }
@@ -98,6 +102,7 @@ impl Totals {
             transcript: spec.transcript.clone(),
             exit: last.as_ref().and_then(|l| l.exit),
             clean,
+            rejected_by: last.and_then(|l| l.rejected_by),
         }
     }
 }
@@ -220,6 +225,7 @@ struct State<'a> {
     result_first: bool,
     session_id: Option<String>,
     usage_hint: Option<Outcome>,
+    rejected_by: Option<RateLimit>,
     exited: Option<ExitInfo>,
     teardown: Option<Teardown>,
     clean: bool,
@@ -310,6 +316,7 @@ pub(crate) async fn run_attempt(
         result_first: false,
         session_id: None,
         usage_hint: None,
+        rejected_by: None,
         exited: None,
         teardown: None,
         clean: true,
@@ -583,7 +590,8 @@ impl State<'_> {
                     self.result_first = self.teardown.is_none();
                 }
             }
-            Line::Init { .. } | Line::ApiRetry { .. } | Line::Other => {}
+            Line::RateLimit(info) if info.is_rejected() => self.rejected_by = Some(info.clone()),
+            Line::Init { .. } | Line::ApiRetry { .. } | Line::RateLimit(_) | Line::Other => {}
         }
         if self.session_id.is_none() {
             self.session_id = line.session_id().map(str::to_owned);
@@ -659,6 +667,7 @@ impl State<'_> {
             output_tokens: r.output_tokens,
             exit: self.exited,
             clean: self.clean,
+            rejected_by: self.rejected_by.clone(),
         }
     }
 }

@@ -9,7 +9,7 @@ use super::journaled::Begun;
 use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
 use crate::error::Error;
 use crate::journal::{AgentCallIntent, AgentCallResult};
-use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome};
+use crate::policy::{self, AgentRequest, CallOutcome};
 use crate::ui::Event;
 
 /// How a supervised call went, besides its report.
@@ -77,9 +77,16 @@ impl Driver<'_> {
         match &report.outcome {
             Outcome::Cancelled => return Err(Halt::Interrupted),
             Outcome::UsageLimit { resets, .. } => {
+                let reset = super::reset::Reset::find(
+                    report.rejected_by.as_ref().and_then(|r| r.resets_at),
+                    resets.as_deref(),
+                    jiff::Timestamp::now(),
+                );
                 return Err(Halt::UsageLimit {
+                    story: ctx.story.to_string(),
+                    role: ctx.role_name(),
                     message: report.outcome.to_string(),
-                    resets: resets.clone(),
+                    reset,
                 });
             }
             _ => {}
@@ -177,8 +184,16 @@ impl Driver<'_> {
                         event,
                         claude::Event::Text(_) | claude::Event::ToolUse { .. }
                     ));
+                    if let claude::Event::RateLimit(info) = event
+                        && info.status != "allowed"
+                    {
+                        ui.emit(rate_limit_event(&ctx, info));
+                    }
                 }
-                match session.on_event(story, &AgentEvent::from(event)) {
+                let Some(event) = event.for_policy() else {
+                    return claude::Directive::Continue;
+                };
+                match session.on_event(story, &event) {
                     Ok(directive) => claude::Directive::from(directive),
                     Err(e) => {
                         policy_error = Some(e.to_string());
@@ -210,6 +225,18 @@ impl Driver<'_> {
             report,
             policy_error,
         }
+    }
+}
+
+/// The `rate_limit` event of a rate-limit report during `ctx`'s call.
+fn rate_limit_event(ctx: &StepCtx<'_>, info: &claude::RateLimit) -> Event {
+    Event::RateLimit {
+        story: ctx.story.to_string(),
+        role: ctx.role_name().into(),
+        status: info.status.clone(),
+        kind: info.kind.clone(),
+        utilization: info.utilization,
+        resets_at: info.resets_at.map(|t| t.to_string()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Why the run stops before every selected story is driven to its end.
 
+use super::reset::Reset;
 use crate::error::Error;
 use crate::journal::JournalError;
 
@@ -8,10 +9,16 @@ use crate::journal::JournalError;
 pub(super) enum Halt {
     /// The operator pressed Ctrl-C; the call was torn down.
     Interrupted,
-    /// The account's usage limit was hit; the run stops without charging the cycle.
+    /// The account's usage limit was hit; the run stops without charging the cycle (or waits
+    /// for the reset, then redoes the step).
     UsageLimit {
+        /// The story and role whose step was limited.
+        story: String,
+        role: &'static str,
+        /// The outcome, in words (with the CLI's message).
         message: String,
-        resets: Option<String>,
+        /// When the limit resets, when known.
+        reset: Option<Reset>,
     },
     /// The journal failed: without it nothing is durable, so the run stops.
     Fatal(Error),
