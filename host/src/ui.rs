@@ -399,14 +399,12 @@ impl Ui {
                         || "the reset time is unknown".to_owned(),
                         |at| format!("it resets {}", local_and_utc(at)),
                     );
-                let then = if *wait {
-                    "waiting for it (--wait-on-limit; Ctrl-C to stop)"
-                } else {
-                    "stopping"
-                };
-                self.say(&format!(
-                    "  {story} {role}: usage limit: {message}; {resets}; {then}"
-                ));
+                // Without the wait, the run's end says it (with what to do).
+                if *wait {
+                    self.say(&format!(
+                        "  {story} {role}: usage limit: {message}; {resets}; waiting for it (--wait-on-limit; Ctrl-C to stop)"
+                    ));
+                }
             }
             Event::WaitingForReset { .. } => {
                 self.limit_note = None;

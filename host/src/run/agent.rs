@@ -76,7 +76,7 @@ impl Driver<'_> {
         });
         match &report.outcome {
             Outcome::Cancelled => return Err(Halt::Interrupted),
-            Outcome::UsageLimit { resets, .. } => {
+            Outcome::UsageLimit { resets, message } => {
                 let reset = super::reset::Reset::find(
                     report.rejected_by.as_ref().and_then(|r| r.resets_at),
                     resets.as_deref(),
@@ -85,7 +85,7 @@ impl Driver<'_> {
                 return Err(Halt::UsageLimit {
                     story: ctx.story.to_string(),
                     role: ctx.role_name(),
-                    message: report.outcome.to_string(),
+                    message: message.clone(),
                     reset,
                 });
             }

@@ -15,7 +15,7 @@ pub(super) enum Halt {
         /// The story and role whose step was limited.
         story: String,
         role: &'static str,
-        /// The outcome, in words (with the CLI's message).
+        /// The CLI's message.
         message: String,
         /// When the limit resets, when known.
         reset: Option<Reset>,

@@ -140,7 +140,7 @@ impl Results {
                     None => "the CLI did not say when the limit resets".to_owned(),
                 };
                 ui.say(&format!(
-                    "stopped: {message}.\n{when}: run again after that (the run resumes; the cycle was not charged), or use --wait-on-limit"
+                    "stopped: usage limit reached: {message}\n{when}: run again after that (the run resumes; the cycle was not charged), or use --wait-on-limit"
                 ));
             }
             Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {}", Report(e))),

@@ -26,3 +26,4 @@ mod team_policy;
 mod terminal;
 mod tidy;
 mod usage_limit;
+mod usage_limit_captures;
