@@ -17,6 +17,7 @@ mod mock_anthropic;
 mod plugins;
 mod project;
 mod project_status_cli;
+mod qa_gate_slug;
 mod resume;
 mod run_loop;
 mod supervisor;
