@@ -502,8 +502,10 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
     }
     if case.subscriber {
         // A dummy subscriber token (never leaves the machine: the base URL is the mock's).
-        cmd.env_remove("ANTHROPIC_API_KEY")
-            .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-mock-not-a-real-token");
+        cmd.env_remove("ANTHROPIC_API_KEY").env(
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "sk-ant-oat01-mock-not-a-real-token",
+        );
     } else {
         cmd.env("ANTHROPIC_API_KEY", "sk-ant-mock-not-a-real-key");
     }
@@ -1074,10 +1076,9 @@ fn check_usage_limit_wait(o: &Outcome, v: &mut Verdict) {
         "QA's allowed_warning was not reported as a rate_limit event".into()
     });
     let dev = o.agents("agent_started", "dev");
-    v.check(
-        dev.len() == 2 && dev[1]["retry"] == true,
-        || format!("expected the Dev step redone once (a retry), got {dev:?}"),
-    );
+    v.check(dev.len() == 2 && dev[1]["retry"] == true, || {
+        format!("expected the Dev step redone once (a retry), got {dev:?}")
+    });
     let outcomes: Vec<&str> = o
         .agents("agent_finished", "dev")
         .iter()
@@ -1098,10 +1099,9 @@ fn check_usage_limit_wait(o: &Outcome, v: &mut Verdict) {
         .find(|t| t.contains("limit"))
         .cloned()
         .unwrap_or_default();
-    v.check(
-        stated.contains("(America/New_York)"),
-        || format!("the CLI's limit text is not in New York time: {texts:?}"),
-    );
+    v.check(stated.contains("(America/New_York)"), || {
+        format!("the CLI's limit text is not in New York time: {texts:?}")
+    });
     let limited = o
         .requests("dev", 1)
         .iter()

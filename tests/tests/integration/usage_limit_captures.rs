@@ -315,10 +315,7 @@ fn check_capture(name: &str, judged: Judged, reports: &[Report]) -> Vec<String> 
                 first.as_deref() == Some("success"),
                 format!("first outcome {first:?}"),
             );
-            expect(
-                run.story_result("1.1")["result"] == "done",
-                "story not done".into(),
-            );
+            expect(done(&run), "story not done".into());
         }
         Judged::Success => {
             expect(
@@ -327,13 +324,17 @@ fn check_capture(name: &str, judged: Judged, reports: &[Report]) -> Vec<String> 
             );
             expect(limits.is_empty(), format!("usage_limit events {limits:?}"));
             expect(dev_started == 1, format!("{dev_started} dev calls"));
-            expect(
-                run.story_result("1.1")["result"] == "done",
-                "story not done".into(),
-            );
+            expect(done(&run), "story not done".into());
         }
     }
     bad
+}
+
+/// Whether story 1.1 finished done.
+fn done(run: &Run) -> bool {
+    run.events_named("story_finished")
+        .iter()
+        .any(|e| e["story"] == "1.1" && e["result"] == "done")
 }
 
 #[test]
@@ -373,12 +374,17 @@ fn every_capture_is_judged_with_its_reset_instant_and_warnings() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A capture with `1796191200` (its reset) replaced by `epoch` everywhere, in `project`.
+/// A capture with its reset `from` replaced by `epoch` everywhere, in `project`. The text keeps
+/// the old time (in another zone than UTC, so a host that read the text instead of `resetsAt`
+/// would stop or wait hours, not pass).
 fn shifted(project: &Project, capture: &str, from: i64, epoch: i64) -> PathBuf {
     let text =
         std::fs::read_to_string(captures().join(capture).join("stdout.jsonl")).expect("capture");
     let path = project.path().join(".shifted.jsonl");
-    std::fs::write(&path, text.replace(&from.to_string(), &epoch.to_string())).expect("write");
+    let text = text
+        .replace(&from.to_string(), &epoch.to_string())
+        .replace("6am (UTC)", "1am (America/New_York)");
+    std::fs::write(&path, text).expect("write");
     path
 }
 
@@ -523,6 +529,13 @@ fn ctrl_c_ends_the_wait_and_the_next_run_redoes_the_step() {
     let mut child = cmd.spawn().expect("spawn bmad-host");
     let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     let stdout = child.stdout.take().expect("stdout");
+    // A host that waits without saying so would wait an hour: end it after a minute.
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+    });
     let mut events = Vec::new();
     let mut sent = None;
     for line in BufReader::new(stdout).lines() {
@@ -539,6 +552,7 @@ fn ctrl_c_ends_the_wait_and_the_next_run_redoes_the_step() {
         events.push(event);
     }
     let status = child.wait().expect("wait bmad-host");
+    let _ = done.send(());
     let sent = sent.unwrap_or_else(|| panic!("no wait: {events:?}"));
     assert!(
         sent.elapsed() < Duration::from_secs(10),
