@@ -78,6 +78,18 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
   bmad-host config --project ~/src/shop
   BMAD_HOST_CLAUDE_TIMEOUT=2h bmad-host config --json")]
     Config(ConfigArgs),
+    /// Trust the project's bmad-host.toml as it is now, so its commands and grants take effect.
+    ///
+    /// Until then, `run` refuses a project file that sets claude.bin, extra_args, allowed_tools,
+    /// allowed_models or permission_mode, [[gates]], or [plugins.NAME] grant_read or
+    /// allowed_tools.
+    #[command(after_help = "Examples:
+  bmad-host trust                        # the project in the current directory
+  bmad-host trust --project ~/src/shop
+
+The trust is for this exact content at this path: after any edit, trust the file again.
+It is stored in $XDG_CONFIG_HOME/bmad-host/trusted/ (else ~/.config/bmad-host/trusted/).")]
+    Trust(TrustArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   bmad-host completions bash > ~/.local/share/bash-completion/completions/bmad-host
@@ -141,6 +153,10 @@ pub struct SettingArgs {
     /// On a usage limit, wait for the reset time instead of stopping.
     #[arg(long)]
     pub wait_on_limit: bool,
+    /// Trust the project's bmad-host.toml for this command only (for CI and scripts; see
+    /// `bmad-host trust`).
+    #[arg(long, env = "BMAD_HOST_TRUST", value_parser = clap::builder::FalseyValueParser::new())]
+    pub trust: bool,
 }
 
 impl SettingArgs {
@@ -172,6 +188,7 @@ impl Common {
             plugins: self.plugins.clone(),
             json: self.json,
             verbosity: self.verbosity(),
+            trust: env_trust(),
         }
     }
 
@@ -246,6 +263,14 @@ pub struct PluginsArgs {
     pub common: Common,
 }
 
+/// `bmad-host trust`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The common flags.
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `bmad-host config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -255,6 +280,15 @@ pub struct ConfigArgs {
     /// The configuration as `run` would see it with these flags.
     #[command(flatten)]
     pub settings: SettingArgs,
+}
+
+/// `BMAD_HOST_TRUST` set to anything but a false word (`0`, `false`, `no`, `off`, `n`, `f`),
+/// as the `--trust` flag reads it.
+fn env_trust() -> bool {
+    std::env::var("BMAD_HOST_TRUST").is_ok_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !v.is_empty() && !["0", "false", "no", "off", "n", "f"].contains(&v.as_str())
+    })
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -285,6 +319,7 @@ impl Command {
             Command::Plugins(PluginsCommand::List(a) | PluginsCommand::Check(a)) => Some(&a.common),
             Command::Plugins(PluginsCommand::Export(a)) => Some(&a.common),
             Command::Config(a) => Some(&a.common),
+            Command::Trust(a) => Some(&a.common),
             Command::Completions { .. } => None,
         }
     }

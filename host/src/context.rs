@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Layers, Overrides};
 use crate::error::Error;
 use crate::plugins::{PluginConfig, PluginSet, PluginSources};
 use crate::project::{Project, StoryEntry, StoryId};
@@ -26,6 +26,9 @@ pub struct Options {
     pub json: bool,
     /// `-q` / `-v`.
     pub verbosity: Verbosity,
+    /// `--trust` / `BMAD_HOST_TRUST=1`: the project's `bmad-host.toml` is trusted for this
+    /// command, whatever the user's trust store says.
+    pub trust: bool,
 }
 
 /// What every command works from: where the project is, its configuration, where output goes.
@@ -33,7 +36,8 @@ pub struct Options {
 pub struct Context {
     /// The project root, canonical.
     pub root: PathBuf,
-    /// The effective configuration (defaults < file < environment < flags).
+    /// The effective configuration (defaults < user file < project file < environment <
+    /// flags), the project file's restricted settings only when trusted.
     pub config: Config,
     /// The folder of plugin folders, when one was given (its plugins replace the embedded ones
     /// of the same name).
@@ -60,7 +64,18 @@ impl Context {
     }
 
     fn with_root(root: PathBuf, options: Options, overrides: &Overrides) -> Result<Context, Error> {
-        let config = Config::load(&root, &|k| std::env::var(k).ok(), overrides)?;
+        let user_file = crate::trust::user_file();
+        let store = crate::trust::TrustStore::user();
+        let trusted = |path: &Path, text: &str| {
+            options.trust || store.as_ref().is_some_and(|s| s.is_trusted(path, text))
+        };
+        let config = Config::load_layers(&Layers {
+            user_file: user_file.as_deref(),
+            root: &root,
+            env: &|k| std::env::var(k).ok(),
+            overrides,
+            trusted: &trusted,
+        })?;
         Ok(Context {
             root,
             config,
@@ -68,6 +83,27 @@ impl Context {
             json: options.json,
             verbosity: options.verbosity,
         })
+    }
+
+    /// Warns (on stderr) when the project's file has settings that need trust and is not
+    /// trusted: they are not in force. For the commands that run nothing (`status`, `config`,
+    /// `plugins`); `run` refuses instead ([`Config::require_trust`]).
+    pub fn warn_untrusted(&self) {
+        if let (Some(path), true) = (&self.config.file, self.config.trust.blocked()) {
+            let keys: Vec<&str> = self
+                .config
+                .trust
+                .restricted
+                .iter()
+                .map(|r| r.key.as_str())
+                .collect();
+            tracing::warn!(
+                "{} is not trusted: {} not in force (`bmad-host trust --project {}` trusts it)",
+                path.display(),
+                keys.join(", "),
+                self.root.display()
+            );
+        }
     }
 
     /// What the plugin host needs from the configuration.

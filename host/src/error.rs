@@ -23,6 +23,9 @@ pub enum Error {
     /// The journal cannot be opened or written.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// The user's trust store cannot be written (`bmad-host trust`).
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
     /// Bad usage the command line parser could not catch (a story that does not exist, ...).
     #[error("{0}")]
     Usage(String),
@@ -52,6 +55,7 @@ impl Error {
             | Error::Project(_)
             | Error::Plugin(_)
             | Error::Journal(_)
+            | Error::Trust(_)
             | Error::Usage(_)
             | Error::ProjectDir { .. }
             | Error::Runtime(_)

@@ -13,8 +13,9 @@
 //! - the run loop: [`run`];
 //! - the engines: [`gates`], [`claude`] (the supervisor), [`plugins`], [`project`],
 //!   [`workflow`], [`ui`], [`builtin`], then [`journal`] and [`process`];
-//! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`], and
-//!   [`error`], which gathers the engines' errors for the entry.
+//! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`],
+//!   [`trust`] (the user's directory and the project files they trust), and [`error`], which
+//!   gathers the engines' errors for the entry.
 
 // `missing_docs` is set here, not in `[workspace.lints]`: Cargo cannot add a lint to one crate
 // that takes the workspace's, and the plugins' and tests' crates are not documented libraries.
@@ -36,6 +37,7 @@ pub mod policy;
 pub mod process;
 pub mod project;
 pub mod run;
+pub mod trust;
 pub mod ui;
 pub mod workflow;
 

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["builtin", "claude", "plugins", "project", "ui", "workflow"],
     &["journal", "process"],
     &["policy"],
-    &["bindings", "config", "exit"],
+    &["bindings", "config", "exit", "trust"],
 ];
 
 fn src() -> PathBuf {

@@ -46,9 +46,8 @@ pub fn argv(call: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// A logged call's prompt: the argument after `-p` (empty when there is none).
+/// A logged call's prompt, as the fake read its command line like the real CLI (empty when
+/// there is none).
 pub fn prompt(call: &Value) -> String {
-    let argv = argv(call);
-    let at = argv.iter().position(|a| *a == "-p").map_or(0, |i| i + 1);
-    argv.get(at).map(|p| (*p).to_owned()).unwrap_or_default()
+    call["prompt"].as_str().unwrap_or_default().to_owned()
 }

@@ -173,9 +173,19 @@ pub fn cache_dir() -> PathBuf {
     target_dir().join("bmad-host-test-cache")
 }
 
+/// The home (`HOME`, `XDG_CONFIG_HOME`) of the tests' `bmad-host`: an empty folder of the
+/// target dir, so that neither the user's `config.toml` nor their trust store leaks into a
+/// test. Tests that need a user configuration or a trust store of their own set
+/// `XDG_CONFIG_HOME` to a temp dir.
+pub fn test_home() -> PathBuf {
+    let dir = target_dir().join("bmad-host-test-home");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
 /// `bmad-host` with a hermetic environment: no `BMAD_HOST_*` or `FAKE_CLAUDE_*` variable
-/// inherited from the test's environment, the shared [`cache_dir`], stdin from /dev/null.
-/// Every test that runs the binary starts here.
+/// inherited from the test's environment, `HOME` and `XDG_CONFIG_HOME` in [`test_home`], the
+/// shared [`cache_dir`], stdin from /dev/null. Every test that runs the binary starts here.
 pub fn command() -> Command {
     let mut cmd = Command::new(bmad_host());
     cmd.stdin(Stdio::null());
@@ -185,6 +195,9 @@ pub fn command() -> Command {
             cmd.env_remove(&key);
         }
     }
+    let home = test_home();
+    cmd.env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"));
     cmd.env("BMAD_HOST_CACHE_DIR", cache_dir());
     cmd
 }

@@ -488,6 +488,8 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
         .arg(&project)
         .arg("--claude-bin")
         .arg(&env.claude)
+        // PROJECT_TOML sets extra_args and a gate: trusted for this run, as CI would.
+        .arg("--trust")
         .args(case.args);
     if !case.args.contains(&"--timeout") {
         cmd.args(["--timeout", DEFAULT_CALL_TIMEOUT]);

@@ -107,11 +107,11 @@ impl Totals {
     }
 }
 
-/// The command line for one call.
+/// The command line for one call: the options, then `--` and the prompt, so that no prompt
+/// (one starting with `--dangerously-skip-permissions`, say) can be read as an option.
 pub(crate) fn build_args(spec: &CallSpec, limits: &Limits) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "-p".into(),
-        spec.prompt.clone(),
         "--output-format".into(),
         "stream-json".into(),
         "--verbose".into(),
@@ -134,6 +134,7 @@ pub(crate) fn build_args(spec: &CallSpec, limits: &Limits) -> Vec<String> {
         args.extend(["--max-budget-usd".into(), usd.to_string()]);
     }
     args.extend(spec.extra_args.iter().cloned());
+    args.extend(["--".into(), spec.prompt.clone()]);
     args
 }
 
@@ -715,7 +716,6 @@ mod tests {
             build_args(&spec, &limits),
             [
                 "-p",
-                "do it",
                 "--output-format",
                 "stream-json",
                 "--verbose",
@@ -731,7 +731,9 @@ mod tests {
                 "be brief",
                 "--max-budget-usd",
                 "1.5",
-                "--debug"
+                "--debug",
+                "--",
+                "do it"
             ]
         );
     }

@@ -91,7 +91,7 @@ impl From<&crate::config::ClaudeConfig> for Limits {
 pub struct CallSpec {
     /// The `claude` executable.
     pub bin: PathBuf,
-    /// The prompt (`-p`).
+    /// The prompt: the last argument, after `--`.
     pub prompt: String,
     /// Working directory: the project root.
     pub cwd: PathBuf,

@@ -57,13 +57,19 @@ fn dispatch(command: Command) -> Result<u8, Error> {
     match command {
         Command::Completions { shell } => super::completions::print(shell),
         Command::Config(args) => {
-            let context = Context::resolve(args.common.options(), &args.settings.overrides())?;
+            let context = Context::resolve(
+                trusting(args.common.options(), args.settings.trust),
+                &args.settings.overrides(),
+            )?;
+            context.warn_untrusted();
             super::config::print(&context)
         }
         Command::Status(args) => {
             let context = Context::resolve(args.common.options(), &Overrides::default())?;
+            context.warn_untrusted();
             super::status::print(&context, args.epic)
         }
+        Command::Trust(args) => super::trust::trust(args.common.options()),
         Command::Log(args) => {
             // `log` reads only the journal: a broken configuration does not hide it.
             let root = crate::context::project_root(&args.common.project)?;
@@ -71,17 +77,24 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         }
         Command::Plugins(PluginsCommand::List(args)) => {
             let context = Context::resolve_lenient(args.common.options(), &Overrides::default())?;
+            context.warn_untrusted();
             super::plugins::print(&context, false)
         }
         Command::Plugins(PluginsCommand::Check(args)) => {
             let context = Context::resolve_lenient(args.common.options(), &Overrides::default())?;
+            context.warn_untrusted();
             super::plugins::print(&context, true)
         }
         Command::Plugins(PluginsCommand::Export(args)) => {
             super::plugins::export(&args.dir, args.common.json, args.common.verbosity())
         }
         Command::Run(args) => {
-            let context = Context::resolve(args.common.options(), &args.settings.overrides())?;
+            let context = Context::resolve(
+                trusting(args.common.options(), args.settings.trust),
+                &args.settings.overrides(),
+            )?;
+            // What the project's file would run or grant is in force only once it is trusted.
+            context.config.require_trust()?;
             super::run::run(
                 context,
                 args.epic,
@@ -91,4 +104,10 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             )
         }
     }
+}
+
+/// `options` with `--trust` added.
+fn trusting(mut options: crate::context::Options, trust: bool) -> crate::context::Options {
+    options.trust |= trust;
+    options
 }

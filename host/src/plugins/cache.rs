@@ -8,6 +8,13 @@
 //! before the bytes reach wasmtime. Entries are written atomically (a temporary file renamed into
 //! place). A missing, truncated, corrupt or incompatible entry is a miss: the component is
 //! compiled again and the entry rewritten. A cache that cannot be written is only a warning.
+//!
+//! Compiled code is trusted as machine code, so the cache is used only from a directory no one
+//! else can write: the cache directory and its engine folder are created readable by the user
+//! alone (0700), and each must be owned by the effective user and not group- or
+//! world-writable, else the cache is bypassed (every component compiled, nothing read or
+//! written) with a warning that names the directory and the fix. An entry file owned by another
+//! user is a miss.
 
 use std::hash::{Hash as _, Hasher};
 use std::io::Write as _;
@@ -76,11 +83,23 @@ pub fn engine_key(engine: &Engine) -> String {
 }
 
 impl ComponentCache {
-    /// A cache under `root` (if any) for `engine`.
+    /// A cache under `root` (if any) for `engine`; off, with a warning, when `root` or its
+    /// engine folder cannot be made private to this user (see the module's docs).
     pub fn new(root: Option<&Path>, engine: &Engine) -> ComponentCache {
-        ComponentCache {
-            dir: root.map(|r| r.join(engine_key(engine))),
-        }
+        let dir = root.and_then(|r| {
+            let dir = r.join(engine_key(engine));
+            match private_dir(r).and_then(|()| private_dir(&dir)) {
+                Ok(()) => Some(dir),
+                Err(reason) => {
+                    tracing::warn!(
+                        "not using the component cache: {reason}; components are compiled on every \
+                         start (use a directory of your own: BMAD_HOST_CACHE_DIR, or fix its owner and mode)"
+                    );
+                    None
+                }
+            }
+        });
+        ComponentCache { dir }
     }
 
     /// The entry's path for a `.wasm` with this hash.
@@ -118,13 +137,58 @@ impl ComponentCache {
     }
 }
 
+/// Creates `dir` (and missing parents) as 0700 if it is missing, then checks that it is a
+/// directory owned by the effective user and writable by no one else (after symlinks).
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "{} is owned by uid {}, not by this user (uid {me})",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is writable by its group or by everyone (mode {:o})",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// `Ok(None)`: no entry. `Err`: an entry that cannot be used (a miss, with the reason).
 fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("unreadable: {e}")),
     };
+    let owner = file
+        .metadata()
+        .map_err(|e| format!("unreadable: {e}"))?
+        .uid();
+    if owner != rustix::process::geteuid().as_raw() {
+        return Err(format!("owned by uid {owner}, not by this user"));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| format!("unreadable: {e}"))?;
     let code = verified_code(&bytes)?;
     deserialize(engine, code)
         .map(Some)
@@ -167,7 +231,6 @@ fn write_entry(component: &Component, path: &Path) -> std::io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| std::io::Error::other("cache entry has no directory"))?;
-    std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(&code)?;
     tmp.write_all(blake3::hash(&code).as_bytes())?;
@@ -277,6 +340,28 @@ mod tests {
         let cache = ComponentCache::new(Some(&file), &engine);
         assert_eq!(load_kind(&engine, &cache, &wasm, &hash), LoadKind::Cold);
         assert_eq!(load_kind(&engine, &cache, &wasm, &hash), LoadKind::Cold);
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_bypassed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (engine, dir, _cache, wasm, hash) = setup();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let cache = ComponentCache::new(Some(&shared), &engine);
+        assert_eq!(cache.entry_path(&hash), None, "bypassed");
+        assert_eq!(load_kind(&engine, &cache, &wasm, &hash), LoadKind::Cold);
+        assert_eq!(load_kind(&engine, &cache, &wasm, &hash), LoadKind::Cold);
+        // A new cache directory is the user's alone.
+        let fresh = dir.path().join("a/b");
+        let cache = ComponentCache::new(Some(&fresh), &engine);
+        assert!(cache.entry_path(&hash).is_some());
+        let mode = std::fs::metadata(&fresh)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

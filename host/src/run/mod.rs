@@ -18,6 +18,7 @@
 mod agent;
 mod driver;
 mod entry;
+mod grant;
 mod halt;
 mod journaled;
 mod observe;

@@ -172,6 +172,13 @@ impl Driver<'_> {
                     });
                 }
                 Decision::InvokeAgent(request) => {
+                    // Only what the operator granted reaches the agent's command line.
+                    let plugin = step.session.plugin();
+                    if let Err(refused) =
+                        super::grant::check(self.config, plugin, ctx.role_name(), &request)
+                    {
+                        return Ok(StepEnd::Failed(refused));
+                    }
                     let gates_before = self.gate_stamps(ctx.entry);
                     let outcome = self.agent_call(&mut step, seq, request).await?;
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());

@@ -1,5 +1,8 @@
 //! fake-claude: a stand-in for the Claude Code CLI (`claude -p ... --output-format stream-json
-//! --verbose`), for tests. It accepts the real CLI's flags (unknown flags are ignored), prints the
+//! --verbose -- PROMPT`), for tests. It parses its arguments as the real CLI (commander.js) does:
+//! an option's value is the next argument whatever it starts with, `--allowedTools` takes every
+//! following argument up to one starting with `-`, `--` ends the options and the first positional
+//! argument is the prompt (unknown options are ignored and logged). It prints the
 //! real CLI's stream-json lines (`system/init`, `assistant` text and `tool_use`, `user`
 //! `tool_result`, `result` with `subtype`, `is_error`, `num_turns`, `total_cost_usd`, `usage`,
 //! `session_id`, `duration_ms`, ...), and handles signals like the real CLI: SIGINT while waiting
@@ -76,7 +79,10 @@
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,
 //!   `sid`, `role`, `story`, `occurrence`, `do`, `argv`, `env` (every `BMAD_HOST_*` variable and
-//!   `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`), `cwd`, `stdin` (what fd 0 is), `grandchild`.
+//!   `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC`), `cwd`, `stdin` (what fd 0 is), `grandchild`,
+//!   and the command line as the real CLI would read it: `prompt`, `append_system_prompt`,
+//!   `model`, `allowed_tools`, `permission_mode`, `dangerously_skip_permissions`,
+//!   `unknown_options`.
 //! - `FAKE_CLAUDE_SESSION`: the `session_id` to print (default: a fresh uuid-like id).
 
 use std::collections::BTreeMap;
@@ -107,40 +113,88 @@ struct Args {
     allowed_tools: Vec<String>,
     append_system_prompt: Option<String>,
     max_budget_usd: Option<f64>,
+    dangerously_skip_permissions: bool,
+    /// Options this fake does not know (the real CLI would refuse them); kept for the log.
+    unknown_options: Vec<String>,
 }
 
+/// The real CLI's options that take a value (commander.js: `--name <value>` takes the next
+/// argument whatever it starts with, `--name=value` too).
+const VALUE_OPTIONS: &[&str] = &[
+    "--output-format",
+    "--input-format",
+    "--max-turns",
+    "--permission-mode",
+    "--model",
+    "--append-system-prompt",
+    "--system-prompt",
+    "--max-budget-usd",
+    "--resume",
+    "--session-id",
+    "--settings",
+    "--fallback-model",
+];
+
+/// Parses argv like the real CLI (commander.js): options and their values, the variadic
+/// `--allowedTools <tools...>` (every following argument up to the next one starting with `-`),
+/// `--` ending the options, and the first positional argument as the prompt.
 fn parse_args(argv: &[String]) -> Args {
     let mut a = Args::default();
     let mut i = 0;
-    let value = |i: &mut usize| -> Option<String> {
-        *i += 1;
-        argv.get(*i).cloned()
-    };
+    let mut positional: Vec<String> = Vec::new();
     while i < argv.len() {
-        match argv[i].as_str() {
+        let arg = argv[i].as_str();
+        if arg == "--" {
+            positional.extend(argv[i + 1..].iter().cloned());
+            break;
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            positional.push(arg.to_owned());
+            i += 1;
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (arg, None),
+        };
+        let mut value = || -> Option<String> {
+            if inline.is_some() {
+                return inline.clone();
+            }
+            i += 1;
+            argv.get(i).cloned()
+        };
+        match name {
             "-p" | "--print" => {}
             "--verbose" => a.verbose = true,
-            "--output-format" => a.output_format = value(&mut i),
-            "--max-turns" => a.max_turns = value(&mut i).and_then(|v| v.parse().ok()),
-            "--permission-mode" => a.permission_mode = value(&mut i),
-            "--model" => a.model = value(&mut i),
-            "--append-system-prompt" => a.append_system_prompt = value(&mut i),
-            "--max-budget-usd" => a.max_budget_usd = value(&mut i).and_then(|v| v.parse().ok()),
+            "--dangerously-skip-permissions" => a.dangerously_skip_permissions = true,
             "--allowedTools" | "--allowed-tools" => {
-                while let Some(next) = argv.get(i + 1).filter(|n| !n.starts_with("--")) {
-                    a.allowed_tools.extend(next.split(',').map(str::to_owned));
-                    i += 1;
+                if let Some(v) = &inline {
+                    a.allowed_tools.extend(v.split(',').map(str::to_owned));
+                } else {
+                    while let Some(next) = argv.get(i + 1).filter(|n| !n.starts_with('-')) {
+                        a.allowed_tools.extend(next.split(',').map(str::to_owned));
+                        i += 1;
+                    }
                 }
             }
-            flag if flag.starts_with('-') => {}
-            positional => {
-                if a.prompt.is_none() {
-                    a.prompt = Some(positional.to_owned());
+            n if VALUE_OPTIONS.contains(&n) => {
+                let v = value();
+                match n {
+                    "--output-format" => a.output_format = v,
+                    "--max-turns" => a.max_turns = v.and_then(|v| v.parse().ok()),
+                    "--permission-mode" => a.permission_mode = v,
+                    "--model" => a.model = v,
+                    "--append-system-prompt" => a.append_system_prompt = v,
+                    "--max-budget-usd" => a.max_budget_usd = v.and_then(|v| v.parse().ok()),
+                    _ => {}
                 }
             }
+            other => a.unknown_options.push(other.to_owned()),
         }
         i += 1;
     }
+    a.prompt = positional.into_iter().next();
     a
 }
 
@@ -1017,6 +1071,7 @@ fn close_output() {
 
 fn log_call(
     log: &Path,
+    args: &Args,
     role: &str,
     story: &str,
     occurrence: u32,
@@ -1041,6 +1096,13 @@ fn log_call(
         "stdin": fs::read_link("/proc/self/fd/0").map(|p| p.display().to_string()).unwrap_or_default(),
         "grandchild": grandchild,
         "session_id": session(),
+        "prompt": args.prompt,
+        "append_system_prompt": args.append_system_prompt,
+        "model": args.model,
+        "allowed_tools": args.allowed_tools,
+        "permission_mode": args.permission_mode,
+        "dangerously_skip_permissions": args.dangerously_skip_permissions,
+        "unknown_options": args.unknown_options,
     });
     let mut f = OpenOptions::new().create(true).append(true).open(log)?;
     f.write_all(format!("{line}\n").as_bytes())?;
@@ -1068,6 +1130,7 @@ fn run() -> Result<u8> {
     if let Some(log) = std::env::var_os("FAKE_CLAUDE_LOG") {
         log_call(
             Path::new(&log),
+            &args,
             &role,
             &story,
             occurrence,
@@ -1268,6 +1331,45 @@ mod tests {
         assert_eq!(a.max_turns, Some(3));
         assert_eq!(a.allowed_tools, ["Read", "Edit"]);
         assert_eq!(a.model.as_deref(), Some("opus"));
+        assert_eq!(a.unknown_options, ["--unknown-flag"]);
+    }
+
+    #[test]
+    fn a_prompt_after_the_double_dash_is_never_an_option() {
+        let parse =
+            |args: &[&str]| parse_args(&args.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        // Before `--`, a prompt that looks like an option is one.
+        let a = parse(&["-p", "--dangerously-skip-permissions", "--verbose"]);
+        assert!(a.dangerously_skip_permissions);
+        assert_eq!(a.prompt, None);
+        // After it, it is the prompt.
+        let a = parse(&[
+            "-p",
+            "--allowedTools",
+            "Read",
+            "--",
+            "--dangerously-skip-permissions",
+        ]);
+        assert!(!a.dangerously_skip_permissions);
+        assert_eq!(a.allowed_tools, ["Read"]);
+        assert_eq!(a.prompt.as_deref(), Some("--dangerously-skip-permissions"));
+        // An option's value is taken whatever it starts with.
+        let a = parse(&[
+            "--append-system-prompt",
+            "--dangerously-skip-permissions",
+            "-p",
+            "x",
+        ]);
+        assert!(!a.dangerously_skip_permissions);
+        assert_eq!(
+            a.append_system_prompt.as_deref(),
+            Some("--dangerously-skip-permissions")
+        );
+        assert_eq!(a.prompt.as_deref(), Some("x"));
+        // The variadic option swallows a prompt that follows it without `--`.
+        let a = parse(&["-p", "--allowedTools", "Read", "do it"]);
+        assert_eq!(a.prompt, None);
+        assert_eq!(a.allowed_tools, ["Read", "do it"]);
     }
 
     #[test]

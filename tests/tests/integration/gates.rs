@@ -1,6 +1,7 @@
 //! Quality gates through the real binary: a passing gate, a gate that fails once and is fixed
 //! in the next cycle (its output reaching the Dev prompt), a gate that never passes (escalation),
 //! a gate that times out with a `setsid` grandchild (the whole tree torn down), `--skip-gates`.
+//! The project files set gates, so every run passes `--trust`.
 
 use bmad_host_tests::fake_log;
 use bmad_host_tests::harness::{Project, Run};
@@ -37,7 +38,7 @@ fn passing_gates_let_the_story_through() {
         &project,
         "[[gates]]\nname = \"unit\"\ncommand = \"echo all good\"\n\n[[gates]]\nname = \"lint\"\ncommand = \"true\"\n",
     );
-    let run = Run::project(&project, &["--story", "1.1"], &[]);
+    let run = Run::project(&project, &["--trust", "--story", "1.1"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(
         gate_results(&run),
@@ -54,7 +55,11 @@ fn a_failing_gate_sends_the_story_back_with_its_output_and_is_fixed_next_cycle()
         "[[gates]]\nname = \"unit\"\ncommand = \"test -f .gate-ok || { touch .gate-ok; echo 'FAILED: 2 tests (test_greet, test_name)'; exit 1; }\"\n",
     );
     let log = fake_log::env_value(&project);
-    let run = Run::project(&project, &["--story", "1.1"], &[("FAKE_CLAUDE_LOG", &log)]);
+    let run = Run::project(
+        &project,
+        &["--trust", "--story", "1.1"],
+        &[("FAKE_CLAUDE_LOG", &log)],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(
         gate_results(&run),
@@ -82,7 +87,11 @@ fn a_gate_that_never_passes_escalates_at_the_cycle_limit() {
         &project,
         "[[gates]]\nname = \"unit\"\ncommand = \"echo broken; exit 3\"\n",
     );
-    let run = Run::project(&project, &["--story", "1.1", "--max-cycles", "2"], &[]);
+    let run = Run::project(
+        &project,
+        &["--trust", "--story", "1.1", "--max-cycles", "2"],
+        &[],
+    );
     assert_eq!(run.code(), 1, "{}", run.stderr());
     assert_eq!(run.story_result("1.1")["result"], "escalated");
     assert_eq!(
@@ -107,7 +116,7 @@ fn a_gate_that_times_out_is_torn_down_with_its_escaped_grandchild() {
     let tag = format!("gate-timeout-{}", std::process::id());
     let run = Run::project(
         &project,
-        &["--story", "1.1", "--max-cycles", "1"],
+        &["--trust", "--story", "1.1", "--max-cycles", "1"],
         &[("GATE_TEST_TAG", &tag)],
     );
     assert_eq!(run.code(), 1, "{}", run.stderr());
@@ -130,7 +139,11 @@ fn skip_gates_runs_none() {
         &project,
         "[[gates]]\nname = \"unit\"\ncommand = \"exit 1\"\n",
     );
-    let run = Run::project(&project, &["--story", "1.1", "--skip-gates"], &[]);
+    let run = Run::project(
+        &project,
+        &["--trust", "--story", "1.1", "--skip-gates"],
+        &[],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert!(gate_results(&run).is_empty());
     assert_eq!(run.story_result("1.1")["result"], "done");

@@ -12,6 +12,8 @@
 mod cli_snapshots;
 mod embedded;
 mod gates;
+mod hostile_grants;
+mod hostile_trust;
 mod journal;
 mod mock_anthropic;
 mod plugins;

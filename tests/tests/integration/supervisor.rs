@@ -129,7 +129,6 @@ async fn plays_sm_and_passes_everything_the_cli_needs() {
         argv[1..],
         [
             "-p",
-            "act as sm",
             "--output-format",
             "stream-json",
             "--verbose",
@@ -140,9 +139,13 @@ async fn plays_sm_and_passes_everything_the_cli_needs() {
             "--model",
             "claude-test",
             "--allowedTools",
-            "Read,Edit"
+            "Read,Edit",
+            "--",
+            "act as sm"
         ]
     );
+    // Read as the real CLI reads it: the prompt after `--`.
+    assert_eq!(fake_log::prompt(l), "act as sm");
     // The transcript holds every stdout line and the host's notes.
     let t = call.transcript();
     assert!(t.contains(r#""subtype":"init""#) && t.contains(r#""type":"result""#));
