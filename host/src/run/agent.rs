@@ -77,7 +77,7 @@ impl Driver<'_> {
         match &report.outcome {
             Outcome::Cancelled => return Err(Halt::Interrupted),
             Outcome::UsageLimit { resets, message } => {
-                let reset = super::reset::Reset::find(
+                let reset = super::limit::Reset::find(
                     report.rejected_by.as_ref().and_then(|r| r.resets_at),
                     resets.as_deref(),
                     jiff::Timestamp::now(),

@@ -1,6 +1,6 @@
 //! Why the run stops before every selected story is driven to its end.
 
-use super::reset::Reset;
+use super::limit::Reset;
 use crate::error::Error;
 use crate::journal::JournalError;
 

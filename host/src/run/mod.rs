@@ -13,7 +13,7 @@
 //! `story` (the per-story driver and a role's step of decisions), `agent` (the agent step),
 //! `steps` (state writes and gates), `journaled` (keying and journaling every step from its
 //! context), `observe` (reading and judging a story's status, shared with `status` and
-//! `--dry-run`), `reset` (waiting out a usage limit), `summary` (totals, exit code, the table).
+//! `--dry-run`), `limit` (when a usage limit resets), `reset` (waiting it out), `summary` (totals, exit code, the table).
 
 mod agent;
 mod driver;
@@ -21,6 +21,7 @@ mod entry;
 mod grant;
 mod halt;
 mod journaled;
+mod limit;
 mod observe;
 mod reset;
 mod steps;
