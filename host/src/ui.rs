@@ -85,6 +85,49 @@ pub enum Event {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         survivors: Vec<SurvivorInfo>,
     },
+    /// The CLI reported the account close to or over one of its usage limits (its
+    /// `rate_limit_event` with a status other than `allowed`). `allowed_warning` never stops
+    /// anything; a `rejected` one comes with a `usage_limit` outcome or a retried rate limit.
+    RateLimit {
+        /// The story id.
+        story: String,
+        /// `sm`, `dev` or `qa`.
+        role: String,
+        /// `allowed_warning` or `rejected`.
+        status: String,
+        /// The limit (`five_hour`, `seven_day`, `seven_day_opus`, `seven_day_sonnet`,
+        /// `overage`), when the CLI named it.
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        /// The share of the limit used, 0 to 1, when stated.
+        utilization: Option<f64>,
+        /// When the limit resets (RFC 3339, UTC), when stated.
+        resets_at: Option<String>,
+    },
+    /// A usage limit stopped a story's step: the step is not charged, and the run stops, or
+    /// waits for the reset (`--wait-on-limit`) and redoes the step.
+    UsageLimit {
+        /// The story id.
+        story: String,
+        /// `sm`, `dev` or `qa`.
+        role: String,
+        /// The CLI's message.
+        message: String,
+        /// When the limit resets (RFC 3339, UTC), when known.
+        resets_at: Option<String>,
+        /// Whether the run waits for the reset.
+        wait: bool,
+    },
+    /// Waiting for a usage limit to reset (`--wait-on-limit`): at the start of the wait, then
+    /// once a minute.
+    WaitingForReset {
+        /// The story whose step is redone after the reset.
+        story: String,
+        /// When the limit resets (RFC 3339, UTC).
+        resets_at: String,
+        /// How long is left to wait.
+        remaining_ms: u64,
+    },
     /// A quality gate ran.
     GateFinished {
         /// The story id.
@@ -201,6 +244,8 @@ pub struct Ui {
     call_started: Option<Instant>,
     context: String,
     turns: u32,
+    /// A usage-limit warning to show on the progress line.
+    limit_note: Option<String>,
 }
 
 impl Ui {
@@ -222,6 +267,7 @@ impl Ui {
             call_started: None,
             context: String::new(),
             turns: 0,
+            limit_note: None,
         }
     }
 
@@ -271,10 +317,26 @@ impl Ui {
             .map(|t| format!(" · {}", clock(t.elapsed())))
             .unwrap_or_default();
         let cost = cost.map(|c| format!(" · ${c:.2}")).unwrap_or_default();
+        let note = self
+            .limit_note
+            .as_deref()
+            .map(|n| format!(" · {n}"))
+            .unwrap_or_default();
         bar.set_message(format!(
-            "{}{elapsed} · {} msgs{cost}",
+            "{}{elapsed} · {} msgs{cost}{note}",
             self.context, self.turns
         ));
+    }
+
+    /// While waiting for a usage limit to reset: the time left on the progress line.
+    pub fn wait_progress(&self, story: &str, resets_at: jiff::Timestamp, remaining: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "story {story} · usage limit · resets {} · {} left (Ctrl-C to stop)",
+                local_and_utc(resets_at),
+                clock(Duration::from_secs(remaining.as_secs()))
+            ));
+        }
     }
 
     fn show(&mut self, event: &Event) {
@@ -335,6 +397,55 @@ impl Ui {
                         unproven(*clean)
                     ));
                 }
+            }
+            Event::RateLimit {
+                story,
+                role,
+                status,
+                kind,
+                utilization,
+                resets_at,
+            } => {
+                let limit = limit_name(kind.as_deref());
+                let used = utilization
+                    .map(|u| format!(" {:.0}% used", u * 100.0))
+                    .unwrap_or_default();
+                let resets = resets_at
+                    .as_deref()
+                    .and_then(|r| r.parse::<jiff::Timestamp>().ok())
+                    .map(|at| format!(", resets {}", local_and_utc(at)))
+                    .unwrap_or_default();
+                if status == "allowed_warning" {
+                    self.limit_note = Some(format!("{limit}{used}"));
+                    self.refresh(None);
+                }
+                self.say(&format!(
+                    "  {story} {role}: {limit}{used} ({status}{resets})"
+                ));
+            }
+            Event::UsageLimit {
+                story,
+                role,
+                message,
+                resets_at,
+                wait,
+            } => {
+                let resets = resets_at
+                    .as_deref()
+                    .and_then(|r| r.parse::<jiff::Timestamp>().ok())
+                    .map_or_else(
+                        || "the reset time is unknown".to_owned(),
+                        |at| format!("it resets {}", local_and_utc(at)),
+                    );
+                // Without the wait, the run's end says it (with what to do).
+                if *wait {
+                    self.say(&format!(
+                        "  {story} {role}: usage limit: {message}; {resets}; waiting for it (--wait-on-limit; Ctrl-C to stop)"
+                    ));
+                }
+            }
+            Event::WaitingForReset { .. } => {
+                self.limit_note = None;
             }
             Event::GateFinished {
                 story,
@@ -399,6 +510,41 @@ fn write_json_line(event: &Event) {
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn timestamp() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// An instant for people: in the operator's local time zone (the `TZ` variable, else the
+/// system's) and in UTC, e.g. `2026-12-02 01:00 EST (06:00 UTC)`; once when the local zone is
+/// UTC.
+pub fn local_and_utc(at: jiff::Timestamp) -> String {
+    let utc = at.to_zoned(jiff::tz::TimeZone::UTC);
+    let local = at.to_zoned(jiff::tz::TimeZone::system());
+    let utc_text = utc.strftime("%Y-%m-%d %H:%M UTC").to_string();
+    if local.offset() == utc.offset() && local.strftime("%Z").to_string() == "UTC" {
+        return utc_text;
+    }
+    let same_day = local.date() == utc.date();
+    format!(
+        "{} ({})",
+        local.strftime("%Y-%m-%d %H:%M %Z"),
+        if same_day {
+            utc.strftime("%H:%M UTC").to_string()
+        } else {
+            utc_text
+        }
+    )
+}
+
+/// A limit's name for people, from the CLI's `rateLimitType`.
+fn limit_name(kind: Option<&str>) -> String {
+    match kind {
+        Some("five_hour") => "5-hour limit".into(),
+        Some("seven_day") => "weekly limit".into(),
+        Some("seven_day_opus") => "weekly Opus limit".into(),
+        Some("seven_day_sonnet") => "weekly Sonnet limit".into(),
+        Some("overage") => "usage credits".into(),
+        Some(other) => format!("{other} limit"),
+        None => "usage limit".into(),
+    }
 }
 
 /// `1m05s`-style duration for people.

@@ -66,6 +66,11 @@ struct Case {
     scenario: &'static str,
     /// Extra `bmad-host run` arguments.
     args: &'static [&'static str],
+    /// A subscriber login (`CLAUDE_CODE_OAUTH_TOKEN`, no API key): the only one for which the
+    /// CLI reads the `anthropic-ratelimit-unified-*` headers.
+    subscriber: bool,
+    /// `TZ` for bmad-host and the CLI (default: inherited).
+    tz: Option<&'static str>,
     check: fn(&Outcome, &mut Verdict),
 }
 
@@ -76,6 +81,8 @@ fn cases() -> Vec<Case> {
             what: "epic 1 to Done with real tool calls (SM, Dev, QA; a FAIL review and a fix)",
             scenario: "full-epic.json",
             args: &[],
+            subscriber: false,
+            tz: None,
             check: check_full_epic,
         },
         Case {
@@ -83,6 +90,8 @@ fn cases() -> Vec<Case> {
             what: "the API hangs mid-call: --timeout 8s, clean teardown",
             scenario: "hang-timeout.json",
             args: &["--story", "1.1", "--timeout", "8s"],
+            subscriber: false,
+            tz: None,
             check: check_hang_timeout,
         },
         Case {
@@ -90,6 +99,8 @@ fn cases() -> Vec<Case> {
             what: "the stream stalls mid-response: --idle-timeout 4s, clean teardown",
             scenario: "stall-idle.json",
             args: &["--story", "1.1", "--idle-timeout", "4s"],
+            subscriber: false,
+            tz: None,
             check: check_stall_idle,
         },
         Case {
@@ -97,6 +108,8 @@ fn cases() -> Vec<Case> {
             what: "HTTP 529: retried by the CLI, then by bmad-host, then done",
             scenario: "overload-retry.json",
             args: &["--story", "1.1"],
+            subscriber: false,
+            tz: None,
             check: check_overload_retry,
         },
         Case {
@@ -104,7 +117,18 @@ fn cases() -> Vec<Case> {
             what: "TCP resets mid-stream: CLI retry, resume, non-streaming fallback",
             scenario: "dropped-stream.json",
             args: &["--story", "1.1"],
+            subscriber: false,
+            tz: None,
             check: check_dropped_stream,
+        },
+        Case {
+            name: "usage-limit-wait",
+            what: "a subscriber hits the 5-hour limit mid-story in New York time: --wait-on-limit waits for the reset and carries the story to Done",
+            scenario: "usage-limit-wait.json",
+            args: &["--story", "1.1", "--wait-on-limit"],
+            subscriber: true,
+            tz: Some("America/New_York"),
+            check: check_usage_limit_wait,
         },
     ]
 }
@@ -478,8 +502,19 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
     for k in UNSET {
         cmd.env_remove(k);
     }
+    if case.subscriber {
+        // A dummy subscriber token (never leaves the machine: the base URL is the mock's).
+        cmd.env_remove("ANTHROPIC_API_KEY").env(
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "sk-ant-oat01-mock-not-a-real-token",
+        );
+    } else {
+        cmd.env("ANTHROPIC_API_KEY", "sk-ant-mock-not-a-real-key");
+    }
+    if let Some(tz) = case.tz {
+        cmd.env("TZ", tz);
+    }
     cmd.env("ANTHROPIC_BASE_URL", &mock.url)
-        .env("ANTHROPIC_API_KEY", "sk-ant-mock-not-a-real-key")
         .env("CLAUDE_CONFIG_DIR", dir.join("config"))
         .env("CLAUDE_CODE_TMPDIR", dir.join("tmp"))
         .env("HOME", dir.join("home"))
@@ -1002,6 +1037,83 @@ fn check_overload_retry(o: &Outcome, v: &mut Verdict) {
         "{} × HTTP 529: CLI retried {} times, bmad-host retried the Dev call once; Done",
         dev_529 + qa_529,
         dev_retries + qa_retries
+    ));
+}
+
+fn check_usage_limit_wait(o: &Outcome, v: &mut Verdict) {
+    v.check(o.exit == Some(0), || {
+        format!("exit code {:?}, expected 0\n{}", o.exit, o.stderr_tail)
+    });
+    check_done(o, v, "1.1", 1);
+    let limits = o.events("usage_limit");
+    v.check(
+        limits.len() == 1 && limits[0]["wait"] == true && limits[0]["role"] == "dev",
+        || format!("expected one usage_limit event of Dev, waited for, got {limits:?}"),
+    );
+    let waits = o.events("waiting_for_reset");
+    v.check(!waits.is_empty(), || "no waiting_for_reset event".into());
+    // The instant is the CLI's resetsAt (the mock's {{now+6}}), not the text's minute.
+    let reset = limits
+        .first()
+        .and_then(|e| e["resets_at"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let rejected: Vec<&Value> = o
+        .events("rate_limit")
+        .into_iter()
+        .filter(|e| e["status"] == "rejected")
+        .collect();
+    v.check(
+        rejected.len() == 1
+            && rejected[0]["type"] == "five_hour"
+            && rejected[0]["resets_at"] == reset.as_str(),
+        || format!("expected one rejected five_hour rate_limit event at {reset}, got {rejected:?}"),
+    );
+    let warned = o
+        .events("rate_limit")
+        .into_iter()
+        .filter(|e| e["status"] == "allowed_warning" && e["role"] == "qa")
+        .count();
+    v.check(warned >= 1, || {
+        "QA's allowed_warning was not reported as a rate_limit event".into()
+    });
+    let dev = o.agents("agent_started", "dev");
+    v.check(dev.len() == 2 && dev[1]["retry"] == true, || {
+        format!("expected the Dev step redone once (a retry), got {dev:?}")
+    });
+    let outcomes: Vec<&str> = o
+        .agents("agent_finished", "dev")
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    v.check(outcomes == ["usage_limit", "success"], || {
+        format!("Dev outcomes {outcomes:?}, expected usage_limit then success")
+    });
+    // The CLI stated the reset in the process's zone.
+    let texts: Vec<String> = o
+        .transcript_lines(Some("dev"))
+        .iter()
+        .filter(|l| l["type"] == "result")
+        .filter_map(|l| l["result"].as_str().map(str::to_owned))
+        .collect();
+    let stated = texts
+        .iter()
+        .find(|t| t.contains("limit"))
+        .cloned()
+        .unwrap_or_default();
+    v.check(stated.contains("(America/New_York)"), || {
+        format!("the CLI's limit text is not in New York time: {texts:?}")
+    });
+    let limited = o
+        .requests("dev", 1)
+        .iter()
+        .filter(|e| e["fault"] == "error 429")
+        .count();
+    v.check(limited == 1, || {
+        format!("expected one 429 from the mock, got {limited}")
+    });
+    v.note(format!(
+        "\"{stated}\"; waited for {reset} (New York), redid Dev; Done"
     ));
 }
 

@@ -23,6 +23,7 @@ use super::stream::{self, Block, Line, ResultLine};
 use super::transcript::Transcript;
 use super::{
     CALL_MARKER_ENV, CallReport, CallSpec, Directive, Event, ExitInfo, Interrupt, Limits, Outcome,
+    RateLimit,
 };
 
 /// What one attempt produced.
@@ -39,6 +40,8 @@ pub(crate) struct AttemptResult {
     pub exit: Option<ExitInfo>,
     pub clean: bool,
     pub survivors: Vec<Survivor>,
+    /// The last `rate_limit_event` that rejected a request.
+    pub rejected_by: Option<RateLimit>,
 }
 
 impl AttemptResult {
@@ -55,6 +58,7 @@ impl AttemptResult {
             exit: None,
             clean: true,
             survivors: Vec::new(),
+            rejected_by: None,
         }
     }
 }
@@ -105,6 +109,7 @@ impl Totals {
             exit: last.as_ref().and_then(|l| l.exit),
             clean,
             survivors,
+            rejected_by: last.and_then(|l| l.rejected_by),
         }
     }
 }
@@ -228,6 +233,7 @@ struct State<'a> {
     result_first: bool,
     session_id: Option<String>,
     usage_hint: Option<Outcome>,
+    rejected_by: Option<RateLimit>,
     exited: Option<ExitInfo>,
     teardown: Option<Teardown>,
     clean: bool,
@@ -331,6 +337,7 @@ pub(crate) async fn run_attempt(
         result_first: false,
         session_id: None,
         usage_hint: None,
+        rejected_by: None,
         exited: None,
         teardown: None,
         clean: true,
@@ -635,7 +642,8 @@ impl State<'_> {
                     self.result_first = self.teardown.is_none();
                 }
             }
-            Line::Init { .. } | Line::ApiRetry { .. } | Line::Other => {}
+            Line::RateLimit(info) if info.is_rejected() => self.rejected_by = Some(info.clone()),
+            Line::Init { .. } | Line::ApiRetry { .. } | Line::RateLimit(_) | Line::Other => {}
         }
         if self.session_id.is_none() {
             self.session_id = line.session_id().map(str::to_owned);
@@ -712,6 +720,7 @@ impl State<'_> {
             exit: self.exited,
             clean: self.clean,
             survivors: self.survivors,
+            rejected_by: self.rejected_by.clone(),
         }
     }
 }

@@ -9,6 +9,18 @@ use super::stream::ResultLine;
 /// The outcome a `result` line states on its own terms.
 pub(crate) fn judge_result(r: &ResultLine) -> Outcome {
     let text = r.text.as_deref().unwrap_or("");
+    // The CLI names the error itself (2.1.330 and later): its text may be any wording.
+    if r.is_error && r.api_error.as_deref() == Some(USAGE_LIMIT_REACHED) {
+        let message = first_line(text);
+        return Outcome::UsageLimit {
+            resets: reset_time(text),
+            message: if message.is_empty() {
+                USAGE_LIMIT_REACHED.to_owned()
+            } else {
+                message
+            },
+        };
+    }
     if let Some(limit) = usage_limit(text).filter(|_| r.is_error || looks_like_bare_limit(text)) {
         return limit;
     }
@@ -41,6 +53,14 @@ pub(crate) fn judge_result(r: &ResultLine) -> Outcome {
     }
 }
 
+/// The `api_error` of a `result` (and of the synthetic assistant message) when the account's
+/// usage limit refused the request.
+const USAGE_LIMIT_REACHED: &str = "usage_limit_reached";
+
+fn first_line(text: &str) -> String {
+    text.trim().lines().next().unwrap_or("").trim().to_owned()
+}
+
 /// A usage-limit message that stands alone as the whole result (some CLI versions report it with
 /// `is_error: false`).
 fn looks_like_bare_limit(text: &str) -> bool {
@@ -52,11 +72,19 @@ fn looks_like_bare_limit(text: &str) -> bool {
 /// Recognises a usage-limit or quota message and extracts the reset time when it is stated:
 /// `You've hit your session limit · resets 3pm (Europe/Paris)`, `Session limit reached ∙ resets
 /// 10am`, `Claude AI usage limit reached|1750000000` (epoch seconds, given back as RFC 3339),
-/// `... usage limit ... reset at 5pm`, `Your credit balance is too low ...`. Rate limits that a
-/// retry fixes (`Request rejected (429) · ... rate limit`) are not usage limits.
+/// `... usage limit ... reset at 5pm`, `Your credit balance is too low ...`, and the texts of
+/// Claude Code 2.1.330+: `You've hit your 5-hour limit · resets 6am (UTC)`, `You've hit your
+/// weekly limit · resets Dec 5, 9am (UTC)`, `You're out of usage credits · resets 6am (UTC)`,
+/// `You've hit your individual spend limit · ... · your 5-hour limit resets 6am (UTC)`. Rate
+/// limits that a retry fixes (`Request rejected (429) · ... rate limit`, `Server is temporarily
+/// limiting requests (not your usage limit)`) are not usage limits.
 pub fn usage_limit(text: &str) -> Option<Outcome> {
     let lower = text.to_lowercase();
+    if lower.contains("not your usage limit") || lower.contains("temporarily limiting requests") {
+        return None;
+    }
     let is_limit = lower.contains("usage limit")
+        || lower.contains("out of usage credits")
         || lower.contains("session limit")
         || lower.contains("weekly limit")
         || lower.contains("hour limit")
@@ -67,10 +95,9 @@ pub fn usage_limit(text: &str) -> Option<Outcome> {
     if !is_limit {
         return None;
     }
-    let message = text.trim().lines().next().unwrap_or("").trim().to_owned();
     Some(Outcome::UsageLimit {
         resets: reset_time(text),
-        message,
+        message: first_line(text),
     })
 }
 

@@ -149,6 +149,32 @@ pub enum Event {
         /// The HTTP status that made it retry, if any.
         status: Option<u16>,
     },
+    /// `rate_limit_event`: where the account stands against its usage limits (the CLI reports
+    /// it for a subscriber login). Not passed to policies: the WIT has no word for it.
+    RateLimit(RateLimit),
+}
+
+/// A `rate_limit_event` of the CLI (`rate_limit_info`): the account's use of its limits, from
+/// the API's `anthropic-ratelimit-unified-*` headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    /// `allowed`, `allowed_warning` (close to a limit; never a stop) or `rejected`.
+    pub status: String,
+    /// The limit it is about (`rateLimitType`): `five_hour`, `seven_day`, `seven_day_opus`,
+    /// `seven_day_sonnet`, `overage`; `None` when not stated.
+    pub kind: Option<String>,
+    /// The share of the limit used, 0 to 1, when stated (`utilization`, or the limit's window in
+    /// `unifiedWindows`).
+    pub utilization: Option<f64>,
+    /// When the limit resets (`resetsAt`): the authority for the reset instant.
+    pub resets_at: Option<jiff::Timestamp>,
+}
+
+impl RateLimit {
+    /// Whether the API refused the request on this limit.
+    pub fn is_rejected(&self) -> bool {
+        self.status == "rejected"
+    }
 }
 
 /// How a process exited.
@@ -312,6 +338,9 @@ pub struct CallReport {
     /// The processes that keep the end from being proven (empty when `clean`; possibly empty
     /// when the output is held open by a process the host may not inspect).
     pub survivors: Vec<crate::process::Survivor>,
+    /// The last `rate_limit_event` of the last attempt that rejected a request: for a
+    /// [`Outcome::UsageLimit`], when the limit resets (the authority over the message's text).
+    pub rejected_by: Option<RateLimit>,
 }
 
 /// Runs one agent call, with retries of transient failures, and returns when it has ended (see
@@ -431,15 +460,18 @@ impl From<policy::Directive> for Directive {
     }
 }
 
-impl From<&Event> for AgentEvent {
-    fn from(event: &Event) -> Self {
-        match event {
+impl Event {
+    /// The event in the policies' vocabulary; `None` for what the WIT has no word for (a
+    /// rate-limit report, which the host shows to people and scripts itself).
+    pub fn for_policy(&self) -> Option<AgentEvent> {
+        Some(match self {
             Event::Init { model, .. } => AgentEvent::Init(model.clone()),
             Event::Text(t) => AgentEvent::Text(t.clone()),
             Event::ToolUse { name } => AgentEvent::ToolUse(name.clone()),
             Event::ToolResult { is_error } => AgentEvent::ToolResult(*is_error),
             Event::ApiRetry { attempt, .. } => AgentEvent::ApiRetry(*attempt),
-        }
+            Event::RateLimit(_) => return None,
+        })
     }
 }
 

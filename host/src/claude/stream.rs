@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{EVENT_TEXT_MAX, Event};
+use super::{EVENT_TEXT_MAX, Event, RateLimit};
 
 /// One content block of an `assistant` line that matters to the supervisor.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +21,8 @@ pub(crate) struct ResultLine {
     pub text: Option<String>,
     pub errors: Vec<String>,
     pub api_error_status: Option<u16>,
+    /// The CLI's name for the API error (`usage_limit_reached` when the account's limit was hit).
+    pub api_error: Option<String>,
     pub num_turns: u32,
     pub cost_usd: f64,
     pub input_tokens: u64,
@@ -56,6 +58,8 @@ pub(crate) enum Line {
     TaskEnded {
         tool_use_id: Option<String>,
     },
+    /// `rate_limit_event`.
+    RateLimit(RateLimit),
     Result(ResultLine),
     /// A known-shaped line of no interest, or an unknown type.
     Other,
@@ -107,6 +111,10 @@ pub(crate) fn parse(line: &[u8]) -> Line {
         },
         ("system", "task_notification") => Line::TaskEnded {
             tool_use_id: str_of(&m, "tool_use_id"),
+        },
+        ("rate_limit_event", _) => match m.get("rate_limit_info").and_then(Value::as_object) {
+            Some(info) => Line::RateLimit(rate_limit(info)),
+            None => Line::Other,
         },
         ("assistant", _) => {
             let blocks = content_blocks(&m)
@@ -164,6 +172,7 @@ pub(crate) fn parse(line: &[u8]) -> Line {
                     })
                     .unwrap_or_default(),
                 api_error_status: u16_of(&m, "api_error_status"),
+                api_error: str_of(&m, "api_error"),
                 num_turns: u32_of(&m, "num_turns").unwrap_or(0),
                 cost_usd: m
                     .get("total_cost_usd")
@@ -177,6 +186,39 @@ pub(crate) fn parse(line: &[u8]) -> Line {
             })
         }
         _ => Line::Other,
+    }
+}
+
+/// A `rate_limit_info` object. `utilization` comes from the limit's own window in
+/// `unifiedWindows` when the top level does not state it (a rejection states it only there).
+fn rate_limit(info: &Map<String, Value>) -> RateLimit {
+    let kind = str_of(info, "rateLimitType");
+    let window = kind.as_deref().and_then(|k| {
+        info.get("unifiedWindows")
+            .and_then(Value::as_object)
+            .and_then(|w| w.get(k))
+            .and_then(Value::as_object)
+    });
+    let utilization = info.get("utilization").and_then(Value::as_f64).or_else(|| {
+        window
+            .and_then(|w| w.get("utilization"))
+            .and_then(Value::as_f64)
+    });
+    RateLimit {
+        status: str_of(info, "status").unwrap_or_default(),
+        kind,
+        utilization,
+        resets_at: info.get("resetsAt").and_then(epoch),
+    }
+}
+
+/// An instant given as epoch seconds (or milliseconds, when the number is that large).
+fn epoch(v: &Value) -> Option<jiff::Timestamp> {
+    let n = v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))?;
+    if n.unsigned_abs() >= 100_000_000_000 {
+        jiff::Timestamp::from_millisecond(n).ok()
+    } else {
+        jiff::Timestamp::from_second(n).ok()
     }
 }
 
@@ -221,6 +263,7 @@ impl Line {
                     status: *status,
                 }]
             }
+            Line::RateLimit(info) => vec![Event::RateLimit(info.clone())],
             _ => Vec::new(),
         }
     }

@@ -329,6 +329,25 @@ impl Project {
         }
     }
 
+    /// Every gate file of the story (v4: `{qaLocation}/gates/{epic}.{story}-*.yml`, whatever
+    /// the slug), relative to the root, sorted by name; empty for v6. A QA agent may write its
+    /// gate under another slug than the story's, or next to an old one: the caller picks the one
+    /// written by the review it ran ([`Project::read_qa_gate_file`]).
+    pub fn qa_gate_files(&self, story: &StoryEntry) -> Result<Vec<PathBuf>, ProjectError> {
+        let LayoutConfig::V4(c) = &self.config else {
+            return Ok(Vec::new());
+        };
+        let gates_rel = c.qa_dir.join("gates");
+        let names = self.gates.files(&self.abs(&gates_rel), story.id)?;
+        Ok(names.into_iter().map(|n| gates_rel.join(n)).collect())
+    }
+
+    /// Reads the gate file at `rel` (relative to the root), tolerantly, like
+    /// [`Project::read_qa_gate`].
+    pub fn read_qa_gate_file(&self, rel: &Path) -> Result<QaGate, ProjectError> {
+        read_gate(&self.root, rel)
+    }
+
     /// `rel` made absolute (joined to the root).
     pub fn abs(&self, rel: &Path) -> PathBuf {
         self.root.join(rel)

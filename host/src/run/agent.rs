@@ -8,7 +8,7 @@ use super::halt::Halt;
 use super::journaled::Begun;
 use crate::claude::{self, CallReport, CallSpec, Limits, Outcome};
 use crate::journal::{AgentCallIntent, AgentCallResult};
-use crate::policy::{self, AgentEvent, AgentRequest, CallOutcome};
+use crate::policy::{self, AgentRequest, CallOutcome};
 use crate::ui::{Event, SurvivorInfo};
 
 /// How a supervised call went, besides its report.
@@ -87,10 +87,17 @@ impl Driver<'_> {
         }
         match &report.outcome {
             Outcome::Cancelled => return Err(Halt::Interrupted),
-            Outcome::UsageLimit { resets, .. } => {
+            Outcome::UsageLimit { resets, message } => {
+                let reset = super::limit::Reset::find(
+                    report.rejected_by.as_ref().and_then(|r| r.resets_at),
+                    resets.as_deref(),
+                    jiff::Timestamp::now(),
+                );
                 return Err(Halt::UsageLimit {
-                    message: report.outcome.to_string(),
-                    resets: resets.clone(),
+                    story: ctx.story.to_string(),
+                    role: ctx.role_name(),
+                    message: message.clone(),
+                    reset,
                 });
             }
             _ => {}
@@ -193,8 +200,16 @@ impl Driver<'_> {
                         event,
                         claude::Event::Text(_) | claude::Event::ToolUse { .. }
                     ));
+                    if let claude::Event::RateLimit(info) = event
+                        && info.status != "allowed"
+                    {
+                        ui.emit(rate_limit_event(&ctx, info));
+                    }
                 }
-                match session.on_event(story, &AgentEvent::from(event)) {
+                let Some(event) = event.for_policy() else {
+                    return claude::Directive::Continue;
+                };
+                match session.on_event(story, &event) {
                     Ok(directive) => claude::Directive::from(directive),
                     Err(e) => {
                         policy_error = Some(e.to_string());
@@ -226,6 +241,18 @@ impl Driver<'_> {
             report,
             policy_error,
         }
+    }
+}
+
+/// The `rate_limit` event of a rate-limit report during `ctx`'s call.
+fn rate_limit_event(ctx: &StepCtx<'_>, info: &claude::RateLimit) -> Event {
+    Event::RateLimit {
+        story: ctx.story.to_string(),
+        role: ctx.role_name().into(),
+        status: info.status.clone(),
+        kind: info.kind.clone(),
+        utilization: info.utilization,
+        resets_at: info.resets_at.map(|t| t.to_string()),
     }
 }
 

@@ -3,7 +3,9 @@
 //! the summary. Also the Ctrl-C watcher every supervised process listens to.
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
 
 use tokio::sync::watch;
 
@@ -11,7 +13,6 @@ use super::driver::Driver;
 use super::ends::check_at_start;
 use super::halt::{Halt, Unproven};
 use super::journaled::{check_step, step_name};
-use super::reset::until_reset;
 use super::summary::Results;
 use crate::config::Config;
 use crate::context::Plan;
@@ -196,9 +197,11 @@ async fn start(
 
 impl Driver<'_> {
     /// Drives each story in order until all have ended or the run halts. With `wait_on_limit`,
-    /// a usage limit with a known reset time is waited out and the story driven again.
+    /// a usage limit with a known reset time is waited out and the story driven again (once per
+    /// reset: a limit that still refuses after its stated reset stops the run).
     async fn drive_all(&mut self, stories: &[StoryEntry], wait_on_limit: bool) -> Results {
         let mut results = Results::default();
+        let mut waited: Option<Timestamp> = None;
         for entry in stories {
             loop {
                 match self.drive(entry).await {
@@ -206,19 +209,46 @@ impl Driver<'_> {
                         results.stories.push((entry.id.to_string(), result, tally));
                         break;
                     }
-                    Err(Halt::UsageLimit { message, resets })
-                        if wait_on_limit
-                            && let Some(wait) = resets
-                                .as_deref()
-                                .and_then(|r| until_reset(r, SystemTime::now())) =>
-                    {
+                    Err(Halt::UsageLimit {
+                        story,
+                        role,
+                        message,
+                        reset,
+                    }) => {
+                        let wait = reset
+                            .filter(|r| wait_on_limit && waited.is_none_or(|before| r.at > before));
+                        self.ui.emit(Event::UsageLimit {
+                            story: story.clone(),
+                            role: role.into(),
+                            message: message.clone(),
+                            resets_at: reset.map(|r| r.at.to_string()),
+                            wait: wait.is_some(),
+                        });
+                        let Some(reset) = wait else {
+                            if wait_on_limit {
+                                self.ui.say(&match reset {
+                                    None => "  --wait-on-limit: the CLI did not say when the limit resets".to_owned(),
+                                    Some(_) => "  --wait-on-limit: the limit still refuses after the reset it stated".to_owned(),
+                                });
+                            }
+                            results.halt = Some(Halt::UsageLimit {
+                                story,
+                                role,
+                                message,
+                                reset,
+                            });
+                            return results;
+                        };
                         // The limited step has no result in the journal: driving the story
                         // again after the reset redoes it, and the cycle is not charged.
                         self.ui.say(&format!(
-                            "{message}; waiting {} for the reset (--wait-on-limit)",
-                            humantime::format_duration(Duration::from_secs(wait.as_secs()))
+                            "  waiting {} for the reset (--wait-on-limit)",
+                            humantime::format_duration(Duration::from_secs(
+                                reset.wait_from(Timestamp::now()).as_secs()
+                            ))
                         ));
-                        if !self.wait_for_reset(wait).await {
+                        waited = Some(reset.at);
+                        if !self.wait_for_reset(&story, reset).await {
                             results.halt = Some(Halt::Interrupted);
                             return results;
                         }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use super::limit::Reset;
 use crate::error::Error;
 use crate::journal::JournalError;
 use crate::process::Survivor;
@@ -11,10 +12,16 @@ use crate::process::Survivor;
 pub(super) enum Halt {
     /// The operator pressed Ctrl-C; the call was torn down.
     Interrupted,
-    /// The account's usage limit was hit; the run stops without charging the cycle.
+    /// The account's usage limit was hit; the run stops without charging the cycle (or waits
+    /// for the reset, then redoes the step).
     UsageLimit {
+        /// The story and role whose step was limited.
+        story: String,
+        role: &'static str,
+        /// The CLI's message.
         message: String,
-        resets: Option<String>,
+        /// When the limit resets, when known.
+        reset: Option<Reset>,
     },
     /// The end of a call or gate (this run's, or an earlier run's) could not be proven: nothing
     /// more starts while its survivors live.

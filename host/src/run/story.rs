@@ -3,6 +3,8 @@
 //! or escalates), re-reads the story, and keeps the story's progress in the journal after each
 //! step.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,6 +17,9 @@ use crate::policy::{CallOutcome, Decision, GateReport, Role, StepReport, Story, 
 use crate::project::StoryEntry;
 use crate::ui::Event;
 use crate::workflow::{self, Flow, Next, Settings, StepEnd, StoryResult};
+
+/// A gate file's modification time, length and inode.
+type GateStamp = (SystemTime, u64, u64);
 
 /// Decisions one role step may take before the host calls it a loop.
 const MAX_DECISIONS_PER_STEP: u32 = 16;
@@ -211,20 +216,12 @@ impl Driver<'_> {
                     {
                         return Ok(StepEnd::Failed(refused));
                     }
-                    let gate_before = self.gate_stamp(ctx.entry);
+                    let gates_before = self.gate_stamps(ctx.entry);
                     let outcome = self.agent_call(&mut step, seq, request).await?;
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());
-                    // A gate file QA did not rewrite is an earlier cycle's decision, not this one's.
-                    if ctx.role == Role::Qa
-                        && report.qa_gate.is_some()
-                        && gate_before.is_some()
-                        && gate_before == self.gate_stamp(ctx.entry)
-                    {
-                        self.ui.say(&format!(
-                            "  {}: QA did not write a new gate file; the old one is not this review's decision",
-                            ctx.story
-                        ));
-                        report.qa_gate = None;
+                    if ctx.role == Role::Qa {
+                        report.qa_gate =
+                            self.this_reviews_gate(&ctx, &gates_before, report.qa_gate.take());
                     }
                     report
                 }
@@ -277,12 +274,81 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// The story's QA gate file as it is now (path, modification time, length), to tell a
-    /// gate written by this review from an old one.
-    fn gate_stamp(&self, entry: &StoryEntry) -> Option<(PathBuf, SystemTime, u64)> {
-        let gate = self.project.read_qa_gate(entry).ok()??;
-        let meta = std::fs::metadata(self.root.join(&gate.path)).ok()?;
-        Some((gate.path, meta.modified().ok()?, meta.len()))
+    /// Every QA gate file of the story as it is now (modification time, length, inode), to
+    /// tell the gate a review writes from the old ones.
+    fn gate_stamps(&self, entry: &StoryEntry) -> BTreeMap<PathBuf, GateStamp> {
+        let files = match self.project.qa_gate_files(entry) {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!("{e}");
+                Vec::new()
+            }
+        };
+        files
+            .into_iter()
+            .filter_map(|rel| {
+                let meta = std::fs::metadata(self.root.join(&rel)).ok()?;
+                Some((rel, (meta.modified().ok()?, meta.len(), meta.ino())))
+            })
+            .collect()
+    }
+
+    /// The gate file of the review that just ran: the one QA wrote during the step (the newest
+    /// when it wrote several), even under another name than the host's choice `found` (a slug
+    /// of its own, a new file next to the old one), with a warning naming both; `None` when QA
+    /// wrote none, as an older file is an earlier review's decision.
+    fn this_reviews_gate(
+        &self,
+        ctx: &StepCtx<'_>,
+        before: &BTreeMap<PathBuf, GateStamp>,
+        found: Option<crate::policy::QaGate>,
+    ) -> Option<crate::policy::QaGate> {
+        let after = self.gate_stamps(ctx.entry);
+        let written = after
+            .iter()
+            .filter(|(rel, stamp)| before.get(*rel) != Some(stamp))
+            .max_by(|(a_rel, a), (b_rel, b)| a.0.cmp(&b.0).then_with(|| a_rel.cmp(b_rel)))
+            .map(|(rel, _)| rel.clone());
+        let Some(written) = written else {
+            if found.is_some() {
+                self.ui.say(&format!(
+                    "  {}: QA did not write a new gate file; the old one is not this review's decision",
+                    ctx.story
+                ));
+            }
+            return None;
+        };
+        if found
+            .as_ref()
+            .is_some_and(|g| Path::new(&g.path) == written.as_path())
+        {
+            return found;
+        }
+        let gate = match self.project.read_qa_gate_file(&written) {
+            Ok(gate) => gate,
+            Err(e) => {
+                tracing::warn!("{e}");
+                return None;
+            }
+        };
+        let expected = found.as_ref().map_or_else(
+            || {
+                ctx.entry
+                    .gate_path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            },
+            |g| g.path.clone(),
+        );
+        let warning = format!(
+            "  {}: QA wrote its gate to {}, not {expected}: the gate written during this review is its decision",
+            ctx.story,
+            written.display()
+        );
+        tracing::warn!("{}", warning.trim());
+        self.ui.say(&warning);
+        Some(gate.to_policy())
     }
 
     /// The story as the policy sees it.

@@ -138,9 +138,15 @@ impl Results {
         ui.say("* API-equivalent cost reported by the CLI");
         match &self.halt {
             Some(Halt::Interrupted) => ui.say("interrupted: run `bmad-host run` again to resume"),
-            Some(Halt::UsageLimit { message: msg, .. }) => ui.say(&format!(
-                "stopped: {msg}. Run again after the reset (the run resumes; the cycle was not charged), or use --wait-on-limit"
-            )),
+            Some(Halt::UsageLimit { message, reset, .. }) => {
+                let when = match reset {
+                    Some(r) => format!("the limit resets {}", crate::ui::local_and_utc(r.at)),
+                    None => "the CLI did not say when the limit resets".to_owned(),
+                };
+                ui.say(&format!(
+                    "stopped: usage limit reached: {message}\n{when}: run again after that (the run resumes; the cycle was not charged), or use --wait-on-limit"
+                ));
+            }
             Some(Halt::Unproven(unproven)) => ui.say(&format!("stopped: {unproven}")),
             Some(Halt::Fatal(e)) => ui.say(&format!("stopped: {}", Report(e))),
             None => {}

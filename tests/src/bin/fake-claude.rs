@@ -63,6 +63,11 @@
 //! - `max_turns`, `max_budget`, `during_execution`: a tool call, then the matching `error_*`
 //!   result; exit 1.
 //! - `close_stdout`: `system/init` and a text line, then closes stdout and stderr and waits forever.
+//! - `replay`: prints the lines of the stream-json file `file` as they are (a capture of the real
+//!   CLI, e.g. `tests/fixtures/claude-captures/*/stdout.jsonl`: no `system/init` of its own) and
+//!   exits with `exit_code` (default 0). With `play: true` it prints the capture's lines but its
+//!   `system/init` and `result` after its own `system/init`, then plays the role (the capture's
+//!   rate-limit reports in a call that does the work).
 //!
 //! Modifiers on any behaviour: `ignore_signals: true` (SIGINT and SIGTERM are blocked, so only
 //! SIGKILL ends it); `grandchild: true` (first spawns `setsid sleep 3600`, which inherits stdout
@@ -77,7 +82,9 @@
 //! running instead of exiting); `set_status` (as dev: the status value written instead of `Ready
 //! for Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status`
 //! (as dev on v6: the sprint-status value, default `set_status`, else `review`); `cost_usd` (the
-//! `total_cost_usd` of every result line).
+//! `total_cost_usd` of every result line); `gate_slug` (v4 QA: the gate file is
+//! `<epic>.<story>-<gate_slug>.yml` instead of the slug of the story's title, as a QA agent that
+//! picks its own name does).
 //!
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,
@@ -233,6 +240,10 @@ struct Behaviour {
     #[serde(default)]
     orphan: bool,
     wait_for: Option<PathBuf>,
+    file: Option<PathBuf>,
+    #[serde(default)]
+    play: bool,
+    gate_slug: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -984,12 +995,10 @@ fn plan_edits(
             let mut content = text.clone();
             match layout {
                 Layout::V4 => {
-                    let gate = qa_location(root).join("gates").join(format!(
-                        "{}.{}-{}.yml",
-                        story.epic,
-                        story.num,
-                        slug(&title)
-                    ));
+                    let gate_slug = b.gate_slug.clone().unwrap_or_else(|| slug(&title));
+                    let gate = qa_location(root)
+                        .join("gates")
+                        .join(format!("{}.{}-{gate_slug}.yml", story.epic, story.num,));
                     let old_gate = fs::read_to_string(&gate).ok();
                     let history = old_gate.as_deref().map(gate_history).unwrap_or_default();
                     body.push_str(&format!(
@@ -1222,6 +1231,9 @@ fn run() -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let max_turns = args.max_turns.unwrap_or(u32::MAX);
     let delay = b.delay_ms.unwrap_or(100);
+    if action == "replay" {
+        return replay(&b, &role, &cwd, occurrence, max_turns, &args);
+    }
     emit_init(&args, &cwd);
     match action.as_str() {
         "play" => return play(&role, &cwd, &b, occurrence, max_turns),
@@ -1331,6 +1343,39 @@ fn run() -> Result<u8> {
     emit_success(&text);
     if b.linger {
         wait_forever();
+    }
+    Ok(b.exit_code.unwrap_or(0))
+}
+
+/// `replay`: a captured stream, verbatim (or, with `play`, inside a played call).
+fn replay(
+    b: &Behaviour,
+    role: &str,
+    cwd: &Path,
+    occurrence: u32,
+    max_turns: u32,
+    args: &Args,
+) -> Result<u8> {
+    let file = b.file.as_deref().context("`replay` needs a `file`")?;
+    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    if b.play {
+        emit_init(args, cwd);
+    }
+    let mut out = std::io::stdout().lock();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if b.play {
+            let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+            let kind = (v["type"].as_str(), v["subtype"].as_str());
+            if matches!(kind, (Some("system"), Some("init")) | (Some("result"), _)) {
+                continue;
+            }
+        }
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+    drop(out);
+    if b.play {
+        return play(role, cwd, b, occurrence, max_turns);
     }
     Ok(b.exit_code.unwrap_or(0))
 }

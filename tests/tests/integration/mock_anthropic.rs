@@ -237,6 +237,75 @@ fn answers_without_streaming_and_refuses_unknown_prompts() {
 }
 
 #[test]
+fn the_unified_rate_limit_headers_of_the_captures_are_sent() {
+    // The captured scenarios (what the real CLI was answered) run as they are.
+    let captures =
+        bmad_host_tests::components::workspace_root().join("tests/fixtures/claude-captures");
+    let read = |name: &str| -> Value {
+        let text = std::fs::read_to_string(captures.join(name).join("scenario.json"))
+            .expect("scenario.json");
+        serde_json::from_str(&text).expect("JSON")
+    };
+    let b = body("say hi", true);
+    let warn = mock(&read("330-oauth-warn-5h"));
+    let reply = messages(&warn, "a", &b);
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .head
+            .contains("anthropic-ratelimit-unified-status: allowed_warning"),
+        "{}",
+        reply.head
+    );
+    assert!(
+        reply
+            .head
+            .contains("anthropic-ratelimit-unified-5h-utilization: 0.92"),
+        "{}",
+        reply.head
+    );
+    let rejected = mock(&read("330-oauth-rej-5h"));
+    let reply = messages(&rejected, "a", &b);
+    assert_eq!(reply.status, 429);
+    assert!(
+        reply
+            .head
+            .contains("anthropic-ratelimit-unified-representative-claim: five_hour"),
+        "{}",
+        reply.head
+    );
+    let err: Value = serde_json::from_str(&reply.body).expect("error body");
+    assert_eq!(err["error"]["type"], "rate_limit_error");
+
+    // A reset relative to the request: `{{now+N}}`.
+    let relative = mock(&json!({"turns": [{"text": "ok", "error": {
+        "status": 429, "type": "rate_limit_error", "message": "limited", "times": 1,
+        "headers": {"anthropic-ratelimit-unified-status": "rejected", "anthropic-ratelimit-unified-reset": "{{now+5}}"}
+    }}]}));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let reply = messages(&relative, "a", &b);
+    assert_eq!(reply.status, 429);
+    let reset: u64 = reply
+        .head
+        .lines()
+        .find_map(|l| l.strip_prefix("anthropic-ratelimit-unified-reset: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no reset header: {}", reply.head));
+    assert!(
+        (before + 5..=before + 7).contains(&reset),
+        "{reset} vs {before}"
+    );
+    assert_eq!(
+        messages(&relative, "a", &b).status,
+        200,
+        "only the first attempt"
+    );
+}
+
+#[test]
 fn overload_hits_the_first_attempts_of_each_session() {
     let m = mock(&json!({"turns": [{"text": "ok", "error": {"status": 529, "times": 2}}]}));
     let b = body("hi", false);

@@ -253,6 +253,17 @@ fn every_ndjson_line_of_a_full_run_follows_the_schema() {
             "state_changed" => &["story", "from", "to"],
             "story_finished" => &["story", "result", "cycles"],
             "run_finished" => &["total", "done", "failed", "escalated", "exit_code"],
+            // Usage limits (not in this run; `usage_limit_captures` checks them).
+            "rate_limit" => &[
+                "story",
+                "role",
+                "status",
+                "type",
+                "utilization",
+                "resets_at",
+            ],
+            "usage_limit" => &["story", "role", "message", "resets_at", "wait"],
+            "waiting_for_reset" => &["story", "resets_at", "remaining_ms"],
             other => panic!("unknown event {other}: {line}"),
         };
         for key in required {

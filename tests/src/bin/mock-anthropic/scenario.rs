@@ -294,10 +294,14 @@ impl Script {
     }
 }
 
-static PLACEHOLDER: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(\|\s*abs\s*)?\}\}").ok());
+static PLACEHOLDER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:([+-])\s*([0-9]+)\s*)?(\|\s*abs\s*)?\}\}")
+        .ok()
+});
 
-/// Replaces `{{name}}` and `{{name|abs}}` in every string of `value`; unknown names stay.
+/// Replaces `{{name}}`, `{{name|abs}}` and, for a number, `{{name+N}}` / `{{name-N}}` (e.g.
+/// `{{now+5}}`, epoch seconds 5 s after the request) in every string of `value`; unknown names
+/// stay.
 pub fn substitute(value: &Value, vars: &BTreeMap<String, String>) -> Value {
     match value {
         Value::String(s) => Value::String(substitute_str(s, vars)),
@@ -319,7 +323,18 @@ fn substitute_str(s: &str, vars: &BTreeMap<String, String>) -> String {
         let Some(v) = vars.get(&c[1]) else {
             return c[0].to_owned();
         };
-        if c.get(2).is_some() && !v.is_empty() && !v.starts_with('/') {
+        if let (Some(sign), Some(n)) = (c.get(2), c.get(3)) {
+            let (Ok(base), Ok(n)) = (v.parse::<i64>(), n.as_str().parse::<i64>()) else {
+                return c[0].to_owned();
+            };
+            let sum = if sign.as_str() == "-" {
+                base.saturating_sub(n)
+            } else {
+                base.saturating_add(n)
+            };
+            return sum.to_string();
+        }
+        if c.get(4).is_some() && !v.is_empty() && !v.starts_with('/') {
             let cwd = vars.get("cwd").map_or("", String::as_str);
             format!("{}/{v}", cwd.trim_end_matches('/'))
         } else {
@@ -368,6 +383,26 @@ pub struct Turn {
     pub sse_error_after: Option<Value>,
     #[serde(default)]
     pub sse_error: Option<Value>,
+    /// Response headers of a successful answer, e.g. the `anthropic-ratelimit-unified-*` ones
+    /// (an `error` carries its own). Values may use `{{now+N}}`.
+    #[serde(default)]
+    pub headers: Option<serde_json::Map<String, Value>>,
+}
+
+impl Turn {
+    /// [`Turn::headers`] as header pairs (non-string values written as JSON).
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
+            .collect()
+    }
 }
 
 /// Which attempts a fault's `times` counts.
@@ -586,6 +621,41 @@ mod tests {
         );
         vars.insert("story".into(), "/abs/s.md".into());
         assert_eq!(substitute_str("{{ story | abs }}", &vars), "/abs/s.md");
+    }
+
+    #[test]
+    fn time_relative_headers() {
+        let vars = BTreeMap::from([("now".to_owned(), "1796191200".to_owned())]);
+        assert_eq!(substitute_str("{{now+5}}", &vars), "1796191205");
+        assert_eq!(substitute_str("{{ now - 60 }}", &vars), "1796191140");
+        assert_eq!(substitute_str("{{story+5}}", &vars), "{{story+5}}");
+        // A capture's scenario.json turn, as the real CLI was answered.
+        let t: Turn = serde_json::from_value(substitute(
+            &json!({"text": "Hello from the mock.", "headers": {
+                "anthropic-ratelimit-unified-status": "allowed_warning",
+                "anthropic-ratelimit-unified-reset": "{{now+3600}}",
+                "anthropic-ratelimit-unified-5h-utilization": 0.92
+            }}),
+            &vars,
+        ))
+        .expect("a turn");
+        assert_eq!(
+            t.header_pairs(),
+            [
+                (
+                    "anthropic-ratelimit-unified-5h-utilization".to_owned(),
+                    "0.92".to_owned()
+                ),
+                (
+                    "anthropic-ratelimit-unified-reset".to_owned(),
+                    "1796194800".to_owned()
+                ),
+                (
+                    "anthropic-ratelimit-unified-status".to_owned(),
+                    "allowed_warning".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]

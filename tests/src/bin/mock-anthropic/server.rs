@@ -434,6 +434,7 @@ async fn messages(
         ("script", script_name.clone()),
         ("last_tool_result", facts.last_tool_result.clone()),
         ("last_user", facts.last_user.clone()),
+        ("now", epoch_now().to_string()),
     ] {
         vars.entry(k.to_owned()).or_insert(v);
     }
@@ -571,8 +572,10 @@ async fn messages(
             .unwrap_or((call.raw.len() as u64 / 4).max(1)),
         turn.output_tokens.unwrap_or((content_len / 4).max(1)),
     );
+    let extra = turn.header_pairs();
+    let extra: Vec<(&str, String)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     if !facts.stream {
-        return json_response(shared, 200, &message, &[]);
+        return json_response(shared, 200, &message, &extra);
     }
     let events = response::events(&message, turn.chunk_chars.unwrap_or(40));
     let at = |f: &Option<Fault>| hits_of(f, attempts).map(Fault::index);
@@ -612,12 +615,20 @@ async fn messages(
             }
         }
     });
-    let headers = [
+    let mut headers = vec![
         ("content-type", "text/event-stream".to_owned()),
         ("cache-control", "no-cache".to_owned()),
         ("request-id", shared.new_id("req_mock_")),
     ];
+    headers.extend(extra);
     respond(200, &headers, ChannelBody(rx).boxed())
+}
+
+/// Now, in epoch seconds (`{{now}}` in a scenario).
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn clip(s: &str, max: usize) -> String {
