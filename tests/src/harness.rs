@@ -287,3 +287,34 @@ impl Run {
             .unwrap_or_else(|| panic!("no story_finished for {story}:\n{}", self.stderr()))
     }
 }
+
+/// Reads `child`'s NDJSON events from its stdout until `until` says stop (returns the events
+/// read, the last one included), or to EOF. Lines that are not JSON are skipped.
+pub fn read_events_until(
+    child: &mut std::process::Child,
+    mut until: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    use std::io::{BufRead as _, BufReader};
+    let stdout = child.stdout.as_mut().expect("the child's stdout is piped");
+    let mut reader = BufReader::new(stdout);
+    let mut events = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader
+            .read_line(&mut line)
+            .expect("read the child's stdout")
+            == 0
+        {
+            return events;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let stop = until(&event);
+        events.push(event);
+        if stop {
+            return events;
+        }
+    }
+}

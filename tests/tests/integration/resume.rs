@@ -5,11 +5,10 @@
 //! half-written).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
 use bmad_host_tests::fake_log;
-use bmad_host_tests::harness::{Project, Run, run_command};
+use bmad_host_tests::harness::{Project, Run, read_events_until as read_until, run_command};
 use bmad_host_tests::procs::processes_with_env;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -27,28 +26,6 @@ fn spawn_run(project: &Project, tag: &str, env: &[(&str, &str)]) -> Child {
         cmd.env(k, v);
     }
     cmd.spawn().expect("spawn bmad-host")
-}
-
-/// Reads the child's NDJSON events until `until` says stop (returns the events read), or EOF.
-fn read_until(child: &mut Child, mut until: impl FnMut(&Value) -> bool) -> Vec<Value> {
-    let stdout = child.stdout.as_mut().expect("stdout");
-    let mut reader = BufReader::new(stdout);
-    let mut events = Vec::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).expect("read stdout") == 0 {
-            return events;
-        }
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        let stop = until(&event);
-        events.push(event);
-        if stop {
-            return events;
-        }
-    }
 }
 
 fn signal(child: &Child, sig: Signal) {
