@@ -12,21 +12,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use bmad_host_tests::fake::unique_tag as unique;
 use bmad_host_tests::fake_log;
 use bmad_host_tests::harness::{Project, Run, read_events_until as read_until, run_command};
 use bmad_host_tests::procs::{process_state, processes_with_env};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-
-/// A tag unique to this test process and thread.
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )
-}
 
 /// `bmad-host run --json` on `project`, every process it starts carrying `ENDS_TAG=tag`, the
 /// fake's call log on; `BMAD_HOST_TRUST=1` so that a project file with gates runs as is.

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 
+use bmad_host_tests::fake::unique_tag as unique;
 use bmad_host_tests::fake_log;
 use bmad_host_tests::harness::{Project, Run, read_events_until as read_until, run_command};
 use bmad_host_tests::procs::processes_with_env;
@@ -31,14 +32,6 @@ fn spawn_run(project: &Project, tag: &str, env: &[(&str, &str)]) -> Child {
 fn signal(child: &Child, sig: Signal) {
     let pid = i32::try_from(child.id()).expect("pid");
     kill(Pid::from_raw(pid), sig).expect("signal bmad-host");
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )
 }
 
 #[test]
