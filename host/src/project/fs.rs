@@ -56,6 +56,9 @@ pub(crate) fn read_capped_if_exists(
 /// with the resolved root. `None` when it stays inside. A path that does not exist yet is judged
 /// by its deepest existing ancestor.
 pub(crate) fn outside(root: &Path, path: &Path) -> Option<PathBuf> {
+    if resolves_beneath(root, path) {
+        return None;
+    }
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| lexical(root));
     let joined = lexical(&root.join(path));
     // The deepest ancestor that exists, resolved; the rest appended as written.
@@ -80,6 +83,37 @@ pub(crate) fn outside(root: &Path, path: &Path) -> Option<PathBuf> {
         }
     };
     (!resolved.starts_with(&root)).then_some(resolved)
+}
+
+/// The fast proof that `path` stays inside `root`, in two path walks instead of one `readlink`
+/// per component of each: the path, made relative to `root` with `.` and `..` applied as
+/// [`outside`] applies them, opens (`openat2`, `RESOLVE_BENEATH`) from the root folder
+/// without any step of its resolution (a `..`, a symlink, its target) leaving the folder. False
+/// when that cannot be shown this way (the path does not exist yet, a symlink is absolute or
+/// dangling, the kernel has no `openat2`): [`outside`] then resolves it the long way. True
+/// implies what the long way finds: what is reached only through the folder's descendants
+/// resolves to a path under the root's.
+fn resolves_beneath(root: &Path, path: &Path) -> bool {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    let joined = lexical(&root.join(path));
+    let Ok(rel) = joined.strip_prefix(lexical(root)) else {
+        return false;
+    };
+    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return false;
+    }
+    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let Ok(dir) = open(
+        root,
+        flags | OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return false;
+    };
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_BENEATH);
+    openat2(&dir, rel, how).is_ok()
 }
 
 /// `path` with `.` dropped and `..` applied to the components before it (never above `/`).
@@ -357,5 +391,52 @@ mod tests {
         std::os::unix::fs::symlink("/nonexistent-bmad", root.join("dangling"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(outside(root, Path::new("dangling/x")).is_some());
+    }
+
+    #[test]
+    fn the_fast_proof_agrees_with_the_long_way() {
+        let project = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = project.path();
+        let ok = |r: std::io::Result<()>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(std::fs::create_dir_all(root.join("docs/stories")));
+        ok(std::fs::write(root.join("docs/stories/1.1.story.md"), b"x"));
+        // Inside through links: relative, and absolute into the project.
+        ok(std::os::unix::fs::symlink(
+            "stories/1.1.story.md",
+            root.join("docs/rel.md"),
+        ));
+        ok(std::os::unix::fs::symlink(
+            root.join("docs/stories"),
+            root.join("docs/abs"),
+        ));
+        // Out through links and dots.
+        ok(std::os::unix::fs::symlink("/tmp", root.join("docs/out")));
+        ok(std::os::unix::fs::symlink("../..", root.join("docs/up")));
+        let fast_inside = [
+            "docs/stories/1.1.story.md",
+            "docs/rel.md",
+            "docs",
+            "docs/./stories/../stories/1.1.story.md",
+        ];
+        for p in fast_inside {
+            assert!(resolves_beneath(root, Path::new(p)), "{p}");
+            assert!(resolves_beneath(root, &root.join(p)), "{p} (absolute)");
+            assert_eq!(outside(root, Path::new(p)), None, "{p}");
+        }
+        // The long way decides (inside after all, or outside): the fast proof declines.
+        for p in [
+            "docs/abs/1.1.story.md",
+            "docs/missing.md",
+            "docs/out",
+            "docs/up/x",
+            "../x",
+            "/etc",
+        ] {
+            assert!(!resolves_beneath(root, Path::new(p)), "{p}");
+        }
+        assert_eq!(outside(root, Path::new("docs/abs/1.1.story.md")), None);
+        assert_eq!(outside(root, Path::new("docs/missing.md")), None);
+        assert!(outside(root, Path::new("docs/out")).is_some());
+        assert!(outside(root, Path::new("docs/up/x")).is_some());
     }
 }
