@@ -329,6 +329,21 @@ impl Project {
         }
     }
 
+    /// Where the story's QA gate file is now (v4), relative to the root, as
+    /// [`Project::read_qa_gate`] finds it, without reading it; `Ok(None)` for v6 and when there is
+    /// none.
+    pub(crate) fn find_qa_gate(&self, story: &StoryEntry) -> Result<Option<PathBuf>, ProjectError> {
+        let LayoutConfig::V4(c) = &self.config else {
+            return Ok(None);
+        };
+        self.find_gate(
+            &c.qa_dir.join("gates"),
+            story.id,
+            &story.slug,
+            &mut Vec::new(),
+        )
+    }
+
     /// Every gate file of the story (v4: `{qaLocation}/gates/{epic}.{story}-*.yml`, whatever
     /// the slug), relative to the root, sorted by name; empty for v6. A QA agent may write its
     /// gate under another slug than the story's, or next to an old one: the caller picks the one
