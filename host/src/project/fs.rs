@@ -85,21 +85,24 @@ pub(crate) fn outside(root: &Path, path: &Path) -> Option<PathBuf> {
     (!resolved.starts_with(&root)).then_some(resolved)
 }
 
-/// The fast proof that `path` stays inside `root`, in two path walks instead of one `readlink`
-/// per component of each: the path, made relative to `root` with `.` and `..` applied as
-/// [`outside`] applies them, opens (`openat2`, `RESOLVE_BENEATH`) from the root folder
-/// without any step of its resolution (a `..`, a symlink, its target) leaving the folder. False
-/// when that cannot be shown this way (the path does not exist yet, a symlink is absolute or
-/// dangling, the kernel has no `openat2`): [`outside`] then resolves it the long way. True
-/// implies what the long way finds: what is reached only through the folder's descendants
-/// resolves to a path under the root's.
+/// The fast proof that `path` stays inside `root`, in a few path walks instead of one
+/// `readlink` per component of each: the path, made relative to `root` with `.` and `..`
+/// applied as [`outside`] applies them, opens (`openat2`, `RESOLVE_BENEATH`) from the root
+/// folder without any step of its resolution (a `..`, a symlink, its target) leaving the folder.
+/// A path that does not exist yet is judged, as [`outside`] judges it, by its deepest existing
+/// ancestor (the rest is plain names): the proof climbs while the last name is missing, not
+/// even a dangling symlink. False when it cannot be shown this way (a symlink is absolute or
+/// dangling, the kernel has no `openat2`, any other error): [`outside`] then resolves the path
+/// the long way. True implies what the long way finds: what is reached only through the
+/// folder's descendants resolves to a path under the root's.
 fn resolves_beneath(root: &Path, path: &Path) -> bool {
+    use nix::errno::Errno;
     use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
     let joined = lexical(&root.join(path));
     let Ok(rel) = joined.strip_prefix(lexical(root)) else {
         return false;
     };
-    if rel.as_os_str().is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return false;
     }
     let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
@@ -110,10 +113,32 @@ fn resolves_beneath(root: &Path, path: &Path) -> bool {
     ) else {
         return false;
     };
-    let how = OpenHow::new()
-        .flags(flags)
-        .resolve(ResolveFlag::RESOLVE_BENEATH);
-    openat2(&dir, rel, how).is_ok()
+    let beneath = |p: &Path, flags: OFlag| {
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH);
+        openat2(&dir, p, how).map(drop)
+    };
+    let mut rel = rel;
+    loop {
+        if rel.as_os_str().is_empty() {
+            // The root itself (it was opened).
+            return true;
+        }
+        match beneath(rel, flags) {
+            Ok(()) => return true,
+            Err(Errno::ENOENT) => {}
+            Err(_) => return false,
+        }
+        // Missing: is the last name there, as a dangling symlink? Then its target decides.
+        if beneath(rel, flags | OFlag::O_NOFOLLOW) != Err(Errno::ENOENT) {
+            return false;
+        }
+        let Some(parent) = rel.parent() else {
+            return false;
+        };
+        rel = parent;
+    }
 }
 
 /// `path` with `.` dropped and `..` applied to the components before it (never above `/`).
@@ -423,19 +448,35 @@ mod tests {
             assert!(resolves_beneath(root, &root.join(p)), "{p} (absolute)");
             assert_eq!(outside(root, Path::new(p)), None, "{p}");
         }
+        // Not there yet: judged by the deepest existing ancestor.
+        for p in ["docs/missing.md", "docs/qa/gates/1.1-x.yml"] {
+            assert!(resolves_beneath(root, Path::new(p)), "{p}");
+            assert_eq!(outside(root, Path::new(p)), None, "{p}");
+        }
+        ok(std::os::unix::fs::symlink(
+            "/nonexistent-bmad",
+            root.join("docs/dangling"),
+        ));
+        ok(std::os::unix::fs::symlink(
+            "missing-too",
+            root.join("docs/dangling-in"),
+        ));
         // The long way decides (inside after all, or outside): the fast proof declines.
         for p in [
             "docs/abs/1.1.story.md",
-            "docs/missing.md",
             "docs/out",
             "docs/up/x",
             "../x",
             "/etc",
+            "docs/dangling",
+            "docs/dangling/x",
+            "docs/dangling-in/x",
         ] {
             assert!(!resolves_beneath(root, Path::new(p)), "{p}");
         }
         assert_eq!(outside(root, Path::new("docs/abs/1.1.story.md")), None);
-        assert_eq!(outside(root, Path::new("docs/missing.md")), None);
+        assert_eq!(outside(root, Path::new("docs/dangling-in/x")), None);
+        assert!(outside(root, Path::new("docs/dangling/x")).is_some());
         assert!(outside(root, Path::new("docs/out")).is_some());
         assert!(outside(root, Path::new("docs/up/x")).is_some());
     }
