@@ -213,21 +213,6 @@ pub(super) fn open_existing(path: &Path, access: Access) -> Result<Connection, J
     }
 }
 
-/// A second read-write connection to a journal already opened (and checked, migrated) by
-/// [`open_existing`], for the run loop's relaxed records: `synchronous=NORMAL` (its commits
-/// reach the WAL without an fsync; the next durable commit of the main connection fsyncs them)
-/// and foreign keys, like the main connection.
-pub(super) fn open_relaxed(path: &Path) -> Result<Connection, JournalError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite(path))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite(path))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(sqlite(path))?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(sqlite(path))?;
-    Ok(conn)
-}
-
 /// A second read-write connection to a journal already opened (and checked) by
 /// [`open_existing`], for the background checkpoints: it writes nothing but the database pages
 /// the WAL already holds, and never checkpoints on its own.

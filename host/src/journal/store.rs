@@ -34,15 +34,7 @@ pub struct Journal {
     /// Dropped first: its thread and connection end before the main connection closes (the
     /// last connection to close checkpoints the WAL into the database and removes it).
     checkpointer: Option<Checkpointer>,
-    /// Its connection commits with `synchronous=FULL`: every read, and the durable writes.
     reader: JournalReader,
-    /// A second connection to the same journal with `synchronous=NORMAL`, for the relaxed
-    /// writes ([`Journal::relaxed`]): one connection switched between the two settings paid for
-    /// two compiled `PRAGMA` statements per relaxed record. Both write the one WAL, in order, so
-    /// the next durable commit's fsync covers the relaxed commits before it.
-    relaxed_conn: Connection,
-    /// Which connection the `*_now` writers use.
-    mode: Commit,
     /// Commits since the checkpointer was last asked to run.
     commits: u32,
     _lock: RunLock,
@@ -82,21 +74,16 @@ impl Journal {
             }
         }
         let conn = schema::open_existing(&path, Access::ReadWrite)?;
-        let relaxed_conn = schema::open_relaxed(&path)?;
         let checkpointer = Checkpointer::start(&path);
         if checkpointer.is_some() {
             // The WAL is copied into the database by the checkpointer's thread, never by a
             // commit of the run loop.
-            for c in [&conn, &relaxed_conn] {
-                c.pragma_update(None, "wal_autocheckpoint", 0)
-                    .map_err(sql_err(&path))?;
-            }
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(sql_err(&path))?;
         }
         Ok(Journal {
             checkpointer,
             reader: JournalReader { conn, path },
-            relaxed_conn,
-            mode: Commit::Durable,
             commits: 0,
             _lock: lock,
         })
@@ -230,7 +217,8 @@ impl Journal {
         let findings =
             serde_json::to_string(&rec.findings).map_err(|e| data(path, "findings", e))?;
         let usage = &rec.usage;
-        self.writer()
+        self.reader
+            .conn
             .prepare_cached(
                 "INSERT INTO stories (run_id, story_id, title, state, cycle, result, cost_usd,
                      input_tokens, output_tokens, turns, duration_ms, findings, last_outcome,
@@ -283,7 +271,8 @@ impl Journal {
         let now = to_ms(SystemTime::now());
         self.relaxed(|journal| {
             journal
-                .writer()
+                .reader
+                .conn
                 .prepare_cached(
                     "INSERT INTO sightings (story_id, first_state, first_run, first_at, done_run)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -315,7 +304,8 @@ impl Journal {
         let path = self.reader.path.clone();
         self.relaxed(|journal| {
             journal
-                .writer()
+                .reader
+                .conn
                 .prepare_cached("UPDATE sightings SET done_run = ?2 WHERE story_id = ?1")
                 .and_then(|mut s| s.execute(params![story, run.map(RunId::as_str)]))
                 .map(drop)
@@ -356,7 +346,7 @@ impl Journal {
     fn begin_step_now(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
         let path = &self.reader.path;
         let err = sql_err(path);
-        let conn = self.writer();
+        let conn = &self.reader.conn;
         let intent = serde_json::to_string(intent).map_err(|e| data(path, "step intent", e))?;
         let existing: Option<(i64, u32, Option<String>)> = conn
             .prepare_cached(
@@ -431,7 +421,7 @@ impl Journal {
         self.relaxed(|journal| journal.record_step_now(key, intent, result))
     }
 
-    /// Runs `write` on the connection with `synchronous=NORMAL`: its commit is written to the WAL (so a host killed
+    /// Runs `write` with `synchronous=NORMAL`: its commit is written to the WAL (so a host killed
     /// after it, however, finds it) without an fsync of its own. The next durable commit (an
     /// agent call's intent, the last commit before an agent starts; or the run's end) fsyncs the
     /// WAL and, the WAL being written in order, every relaxed commit before it: a gap between two
@@ -443,20 +433,14 @@ impl Journal {
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
+        let path = self.reader.path.clone();
         self.commits = self.commits.saturating_add(1);
-        self.mode = Commit::Relaxed;
+        set_synchronous(&self.reader.conn, Commit::Relaxed).map_err(sql_err(&path))?;
         let result = write(self);
-        self.mode = Commit::Durable;
-        result
-    }
-
-    /// The connection a write commits on: the relaxed one inside [`Journal::relaxed`], else the
-    /// durable one.
-    fn writer(&self) -> &Connection {
-        match self.mode {
-            Commit::Durable => &self.reader.conn,
-            Commit::Relaxed => &self.relaxed_conn,
-        }
+        let restored = set_synchronous(&self.reader.conn, Commit::Durable).map_err(sql_err(&path));
+        let value = result?;
+        restored?;
+        Ok(value)
     }
 
     fn record_step_now(
@@ -470,7 +454,8 @@ impl Journal {
         let intent = serde_json::to_string(intent).map_err(|e| data(path, "step intent", e))?;
         let result = serde_json::to_string(result).map_err(|e| data(path, "step result", e))?;
         let now = to_ms(SystemTime::now());
-        self.writer()
+        self.reader
+            .conn
             .prepare_cached(
                 "INSERT INTO steps (run_id, story_id, cycle, role, kind, seq, attempt,
                      intent_at, intent, result_at, result)
@@ -508,7 +493,7 @@ impl Journal {
         let path = &self.reader.path;
         let err = sql_err(path);
         let result = serde_json::to_string(result).map_err(|e| data(path, "step result", e))?;
-        let conn = self.writer();
+        let conn = &self.reader.conn;
         let changed = conn
             .prepare_cached(
                 "UPDATE steps SET result = ?2, result_at = ?3 WHERE id = ?1 AND result IS NULL",
@@ -982,6 +967,16 @@ impl Commit {
             | StepKind::Teardown => Commit::Relaxed,
         }
     }
+}
+
+/// Sets how the connection's commits reach the disk, through the statement cache (this runs
+/// twice per relaxed record).
+fn set_synchronous(conn: &Connection, commit: Commit) -> rusqlite::Result<()> {
+    let sql = match commit {
+        Commit::Durable => "PRAGMA synchronous = FULL",
+        Commit::Relaxed => "PRAGMA synchronous = NORMAL",
+    };
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
