@@ -97,6 +97,7 @@
 mod config;
 mod discover;
 mod error;
+mod flow;
 mod fs;
 mod gate;
 mod headings;
@@ -108,6 +109,7 @@ mod write;
 pub use config::PrdSource;
 pub use discover::{Epic, Project, StoryEntry};
 pub use error::{FileLoc, ProjectError, Warning};
+pub use flow::{BmadFlow, CLAUDE_SKILLS, FlowChoice, SKILL_MANIFEST};
 pub use gate::{GateVerdict, QaGate};
 pub use headings::{EpicDoc, EpicHeading, StoryHeading, parse_epic_doc};
 pub use id::{ParseStoryIdError, StoryId};

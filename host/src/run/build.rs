@@ -1,0 +1,129 @@
+//! The build flow of BMAD 6.11+ in the run: which [`StoryFlow`] a project's stories go through.
+
+use crate::project::Project;
+use crate::workflow::StoryFlow;
+
+/// The workflow's flow for the project's detected one: the build flow for a `bmad-build`
+/// installation, the story flow otherwise (v4, v6 story workflows).
+pub fn flow_of(project: &Project) -> StoryFlow {
+    if project.is_build_flow() {
+        StoryFlow::Build
+    } else {
+        StoryFlow::Stories
+    }
+}
+
+use super::driver::{Driver, StepCtx};
+use super::halt::Halt;
+use crate::journal::{StatusWriteIntent, StatusWriteResult};
+use crate::policy::{Role, StoryState};
+use crate::project::{SprintSync, StoryEntry};
+use crate::ui::Event;
+use crate::workflow::{self, Flow};
+
+/// The journal sequence of the host's ledger reconciliation in a story's step key (`status-write`
+/// steps of a role step use the decision numbers below it).
+const RECONCILE_SEQ: u32 = 1000;
+
+/// When a reconciliation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum When {
+    /// Before the story's first step: drift found is repaired and reported.
+    Start,
+    /// After a step: whatever the agent wrote is brought into line.
+    Step,
+}
+
+impl Driver<'_> {
+    /// Build flow: makes the story's ledgers agree, the host being their only writer. The spec's
+    /// frontmatter `status:` is the truth, except a `done` no review accepted (`bmad-build`
+    /// marks its own spec `done` and sprint-status `review`), which the host turns into
+    /// `in-review`; sprint-status follows the spec (`bmad-build-auto` writes none). Journaled as a
+    /// `status-write` step (sequence [`RECONCILE_SEQ`]) and reported (`ledgers_reconciled`) when
+    /// anything changed. A spec that cannot be read or written is left to the workflow, which
+    /// escalates an unreadable status.
+    pub(super) fn reconcile_build(
+        &mut self,
+        entry: &StoryEntry,
+        flow: &Flow,
+        cycle: u32,
+        role: Role,
+        when: When,
+    ) -> Result<(), Halt> {
+        if flow.settings().flow != workflow::StoryFlow::Build {
+            return Ok(());
+        }
+        let seen = self.observe(entry);
+        let (Some(state), Some(value)) = (seen.state, seen.value.clone()) else {
+            return Ok(());
+        };
+        let truth = if state == StoryState::Done && !flow.done_accepted() {
+            StoryState::Review
+        } else {
+            state
+        };
+        let mut changes = Vec::new();
+        let sprint = if truth == state {
+            self.project.sync_sprint_status(entry, &value)
+        } else {
+            match self.project.write_status(entry, &value, truth) {
+                Ok(w) => {
+                    changes.push(format!("{}: {} → {}", w.path.display(), w.old, w.new));
+                    w.sprint
+                }
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    self.ui.say(&format!(
+                        "  {}: cannot bring the spec into line: {e}",
+                        entry.id
+                    ));
+                    return Ok(());
+                }
+            }
+        };
+        match sprint {
+            SprintSync::Updated { key, from, to, .. } => {
+                let path = self
+                    .project
+                    .sprint_status_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                changes.push(format!("{path} {key}: {from} → {to}"));
+            }
+            SprintSync::NotUpdated { reason } => {
+                self.ui.say(&format!(
+                    "  {}: sprint-status not updated: {reason}",
+                    entry.id
+                ));
+            }
+            SprintSync::NotApplicable | SprintSync::InStep { .. } => {}
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let story = entry.id.to_string();
+        let ctx = StepCtx {
+            entry,
+            story: &story,
+            cycle,
+            role,
+        };
+        let intent = StatusWriteIntent {
+            from: Some(value.raw.clone()),
+            to: truth,
+        };
+        let seq = RECONCILE_SEQ + u32::from(when == When::Step);
+        self.record(&ctx, seq, &intent, &StatusWriteResult { written: truth })?;
+        self.ui.emit(Event::LedgersReconciled {
+            story,
+            when: match when {
+                When::Start => "start",
+                When::Step => "step",
+            }
+            .to_owned(),
+            state: workflow::state_name(truth).to_owned(),
+            changes,
+        });
+        Ok(())
+    }
+}
