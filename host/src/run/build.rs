@@ -81,6 +81,9 @@ impl Driver<'_> {
                 }
             }
         };
+        if let Some(change) = self.story_file_in_line(entry, truth) {
+            changes.push(change);
+        }
         match sprint {
             SprintSync::Updated { key, from, to, .. } => {
                 let path = self
@@ -125,5 +128,49 @@ impl Driver<'_> {
             changes,
         });
         Ok(())
+    }
+
+    /// The story file beside the spec (`{key}.md`, with a `Status:` line, e.g. from an earlier
+    /// `create-story`), set to `truth` when it says otherwise: `path: old → new`. A story file
+    /// whose status cannot be read or written is reported and left alone.
+    fn story_file_in_line(&mut self, spec: &StoryEntry, truth: StoryState) -> Option<String> {
+        let name = spec.path.file_name()?.to_str()?;
+        let key = name.strip_prefix("spec-")?.strip_suffix(".md")?;
+        let path = spec.path.with_file_name(format!("{key}.md"));
+        if !self.root.join(&path).is_file() {
+            return None;
+        }
+        let story = StoryEntry {
+            path,
+            ..spec.clone()
+        };
+        let text = self.project.read_story(&story).ok()?.text;
+        let parse = self.plugins.parse_status(&text).ok()?;
+        let value = match parse {
+            crate::policy::ParseOutcome::Found(v) if v.state.is_some() => v,
+            _ => {
+                self.ui.say(&format!(
+                    "  {}: the story file {} has no status to keep in step with the spec",
+                    spec.id,
+                    story.path.display()
+                ));
+                return None;
+            }
+        };
+        if value.state == Some(truth) {
+            return None;
+        }
+        match self.project.write_status(&story, &value, truth) {
+            Ok(w) if w.changed => Some(format!("{}: {} → {}", w.path.display(), w.old, w.new)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.ui.say(&format!(
+                    "  {}: cannot bring the story file into line: {e}",
+                    spec.id
+                ));
+                None
+            }
+        }
     }
 }

@@ -433,3 +433,41 @@ fn v6_prompts_cite_only_files_the_corpus_has() {
 fn v612_build_prompts_cite_only_files_the_corpus_has() {
     prompts_cite_only_existing_files("v6.12-build", "1.3", &["dev", "qa"]);
 }
+
+#[test]
+fn a_story_file_beside_the_spec_is_kept_in_step_too() {
+    let project = Project::corpus("v6.12-build");
+    // 1.2 was drafted by create-story before the project moved to the build flow.
+    let story = format!("{IA}/1-2-user-registration.md");
+    project.write(
+        &story,
+        "# Story 1.2: User Registration\n\nStatus: in-progress\n\n## Story\n\nAs a visitor...\n",
+    );
+    let run = run_story(&project, "1.2", &[], &json!({}));
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    // The spec is the story's file in the build flow: code-review ran on it.
+    let calls = fake_log::calls(&project);
+    assert_eq!(roles(&project), ["qa"]);
+    assert!(fake_log::prompt(&calls[0]).contains("spec-1-2-user-registration.md"));
+    let start = run
+        .events_named("ledgers_reconciled")
+        .into_iter()
+        .find(|e| e["when"] == "start")
+        .unwrap_or_else(|| panic!("no drift repair at the start:\n{:?}", run.events));
+    assert!(
+        start["changes"]
+            .to_string()
+            .contains("1-2-user-registration.md: in-progress → review"),
+        "{start}"
+    );
+    // All three agree at the end, every other byte of the story file kept.
+    assert_eq!(
+        project.read(&story),
+        "# Story 1.2: User Registration\n\nStatus: done\n\n## Story\n\nAs a visitor...\n"
+    );
+    assert_eq!(
+        spec_status(&project, &format!("{IA}/spec-1-2-user-registration.md")),
+        "done"
+    );
+    assert_eq!(sprint_value(&project, "1-2-user-registration"), "done");
+}
