@@ -58,6 +58,9 @@ command = "for t in tests/story-*.sh; do sh \"$t\" || exit 1; done"
 timeout = "60s"
 "#;
 
+/// The sample project of most cases.
+const V4_SAMPLE: &str = "tests/fixtures/v4-sample";
+
 /// One end-to-end case.
 struct Case {
     name: &'static str,
@@ -71,6 +74,8 @@ struct Case {
     subscriber: bool,
     /// `TZ` for bmad-host and the CLI (default: inherited).
     tz: Option<&'static str>,
+    /// The project copied for the case, from the repository root.
+    project: &'static str,
     check: fn(&Outcome, &mut Verdict),
 }
 
@@ -83,6 +88,7 @@ fn cases() -> Vec<Case> {
             args: &[],
             subscriber: false,
             tz: None,
+            project: V4_SAMPLE,
             check: check_full_epic,
         },
         Case {
@@ -92,6 +98,7 @@ fn cases() -> Vec<Case> {
             args: &["--story", "1.1", "--timeout", "8s"],
             subscriber: false,
             tz: None,
+            project: V4_SAMPLE,
             check: check_hang_timeout,
         },
         Case {
@@ -101,6 +108,7 @@ fn cases() -> Vec<Case> {
             args: &["--story", "1.1", "--idle-timeout", "4s"],
             subscriber: false,
             tz: None,
+            project: V4_SAMPLE,
             check: check_stall_idle,
         },
         Case {
@@ -110,6 +118,7 @@ fn cases() -> Vec<Case> {
             args: &["--story", "1.1"],
             subscriber: false,
             tz: None,
+            project: V4_SAMPLE,
             check: check_overload_retry,
         },
         Case {
@@ -119,6 +128,7 @@ fn cases() -> Vec<Case> {
             args: &["--story", "1.1"],
             subscriber: false,
             tz: None,
+            project: V4_SAMPLE,
             check: check_dropped_stream,
         },
         Case {
@@ -128,7 +138,18 @@ fn cases() -> Vec<Case> {
             args: &["--story", "1.1", "--wait-on-limit"],
             subscriber: true,
             tz: Some("America/New_York"),
+            project: V4_SAMPLE,
             check: check_usage_limit_wait,
+        },
+        Case {
+            name: "build-flow-v612",
+            what: "BMAD 6.12 build flow: a story with no spec → bmad-build-auto → gates → bmad-code-review → Done (skeleton, not yet run against the real CLI)",
+            scenario: "build-flow-v612.json",
+            args: &["--story", "1.3"],
+            subscriber: false,
+            tz: None,
+            project: "tests/corpus/v6.12-build",
+            check: check_build_flow,
         },
     ]
 }
@@ -474,7 +495,7 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     let project = dir.join("project");
-    super::copy_dir(&env.root.join("tests/fixtures/v4-sample"), &project)?;
+    super::copy_dir(&env.root.join(case.project), &project)?;
     std::fs::write(project.join("bmad-host.toml"), PROJECT_TOML)?;
 
     let mock = start_mock(env, &env.root.join("tests/e2e").join(case.scenario), &dir)?;
@@ -771,6 +792,44 @@ fn check_done(o: &Outcome, v: &mut Verdict, id: &str, cycles: u64) {
             gates.len()
         )
     });
+}
+
+/// The build flow of `tests/corpus/v6.12-build`: story 1.3 built and reviewed, no SM, the spec,
+/// sprint-status and the code in step.
+fn check_build_flow(o: &Outcome, v: &mut Verdict) {
+    v.check(o.exit == Some(0), || {
+        format!("exit code {:?}, expected 0", o.exit)
+    });
+    let sf = o.story_finished("1.3");
+    v.check(
+        sf.is_some_and(|e| e["result"] == "done" && e["cycles"] == 1),
+        || format!("story 1.3: expected done in 1 cycle, got {sf:?}"),
+    );
+    v.check(o.agents("agent_started", "sm").is_empty(), || {
+        "the build flow ran an SM step".to_owned()
+    });
+    let ia = "_bmad-output/implementation-artifacts";
+    let spec = o.file(&format!("{ia}/spec-1-3-sign-in-and-session.md"));
+    v.check(
+        spec.as_deref()
+            .is_some_and(|t| t.contains("\nstatus: 'done'\n")),
+        || format!("the spec is not done: {spec:?}"),
+    );
+    let sprint = o.file(&format!("{ia}/sprint-status.yaml"));
+    v.check(
+        sprint
+            .as_deref()
+            .is_some_and(|t| t.contains("1-3-sign-in-and-session: done")),
+        || "sprint-status does not say 1-3-sign-in-and-session: done".to_owned(),
+    );
+    v.check(!o.events("ledgers_reconciled").is_empty(), || {
+        "no ledgers_reconciled event: the host did not bring the ledgers into line".to_owned()
+    });
+    for f in ["src/story-1.3.sh", "tests/story-1.3.sh"] {
+        v.check(o.file(f).is_some(), || {
+            format!("the build did not write {f}")
+        });
+    }
 }
 
 fn check_full_epic(o: &Outcome, v: &mut Verdict) {
