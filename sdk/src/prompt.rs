@@ -119,10 +119,10 @@ Work on story {id} exactly, and only on it. Its spec is `{path}`: ",
 spec, and never start a second spec for this story.\n",
         );
     } else {
-        let _ = write!(
+        let _ = writeln!(
             p,
             "it does not exist yet: derive the intent from story {id}{epics}, write the spec to \
-exactly that path (not a `-2` variant), then implement it.\n",
+exactly that path (not a `-2` variant), then implement it.",
             id = story.id,
             epics = if story.epic_path.is_empty() {
                 String::new()

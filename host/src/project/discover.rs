@@ -907,7 +907,7 @@ impl Project {
             };
             let (path, exists) = match &file {
                 Some(name) => (c.implementation.join(name), true),
-                None => (c.implementation.join(&preferred[0]), false),
+                None => (c.implementation.join(preferred[0]), false),
             };
             stories.push(StoryEntry {
                 id,
