@@ -174,3 +174,59 @@ impl Driver<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::builtin::parse_status;
+    use crate::policy::{Layout, ParseOutcome, StatusSource, StoryState};
+    use crate::project::status_spelling;
+
+    /// A `bmad-build` spec (6.11+) with its frontmatter `status:`.
+    fn spec(status: &str) -> String {
+        format!(
+            "---\ntitle: 'User Registration'\ntype: 'feature'\nstatus: {status}\nroute: ''\n---\n\n# User Registration\n\n## Intent\n"
+        )
+    }
+
+    #[test]
+    fn every_build_spec_status_parses_from_the_frontmatter() {
+        let cases = [
+            ("'draft'", StoryState::Drafted),
+            ("'ready-for-dev'", StoryState::ReadyForDev),
+            ("'in-progress'", StoryState::InProgress),
+            ("'in-review'", StoryState::Review),
+            ("in-review", StoryState::Review),
+            ("\"done\"", StoryState::Done),
+            ("'blocked'", StoryState::Blocked),
+        ];
+        for (written, state) in cases {
+            match parse_status(&spec(written)) {
+                ParseOutcome::Found(v) => {
+                    assert_eq!(v.state, Some(state), "{written}");
+                    assert_eq!(v.source, StatusSource::Frontmatter, "{written}");
+                    assert_eq!(v.line, 4, "{written}");
+                }
+                other => panic!("{written}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_host_writes_into_a_spec_reads_back_as_the_same_state() {
+        for state in crate::policy::ALL_STATES {
+            let word = status_spelling(Layout::V6, StatusSource::Frontmatter, state);
+            let ParseOutcome::Found(v) = parse_status(&spec(&format!("'{word}'"))) else {
+                panic!("{word} does not parse");
+            };
+            // The spec vocabulary has no drafted or changes-requested: they are written as
+            // what they mean for a spec (`ready-for-dev`, `in-progress`).
+            let expected = match state {
+                StoryState::Backlog => StoryState::Drafted,
+                StoryState::Drafted => StoryState::ReadyForDev,
+                StoryState::ChangesRequested => StoryState::InProgress,
+                s => s,
+            };
+            assert_eq!(v.state, Some(expected), "{word}");
+        }
+    }
+}
