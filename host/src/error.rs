@@ -23,6 +23,18 @@ pub enum Error {
     /// The journal cannot be opened or written.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// A report cannot be made (`bmad-host report`).
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    /// A file cannot be written (a report's page).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The user's trust store cannot be written (`bmad-host trust`).
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
@@ -56,6 +68,8 @@ impl Error {
             | Error::Plugin(_)
             | Error::Journal(_)
             | Error::Trust(_)
+            | Error::Report(_)
+            | Error::Write { .. }
             | Error::Usage(_)
             | Error::ProjectDir { .. }
             | Error::Runtime(_)
