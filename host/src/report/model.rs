@@ -153,6 +153,26 @@ pub struct Item {
     pub clean: bool,
     /// The call's transcripts, one per attempt, that exist.
     pub transcripts: Vec<PathBuf>,
+    /// The attempts before the one journaled (redone after an interruption or a usage limit),
+    /// as their transcripts tell.
+    pub earlier: Vec<Attempt>,
+}
+
+/// An attempt of an agent call as its transcript tells it: the host's last note (`end`, with
+/// the judged outcome) and the file's modification time (when the attempt stopped writing).
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub n: u32,
+    /// The transcript.
+    pub transcript: PathBuf,
+    /// The host's judgement of how it ended (`usage-limit`, `cancelled`, ...); `None` when the
+    /// transcript has no end note (the host was killed during it).
+    pub outcome: Option<String>,
+    /// When it started (its last write less the time since the transcript was opened).
+    pub start: Option<SystemTime>,
+    /// When it last wrote to its transcript.
+    pub end: Option<SystemTime>,
 }
 
 /// One send-back: the findings a round ended with.
@@ -389,15 +409,22 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
         processes: 0,
         clean: true,
         transcripts: Vec::new(),
+        earlier: Vec::new(),
     };
     match key.kind {
         StepKind::AgentCall => {
-            item.transcripts = (1..=step.attempt)
-                .map(|a| transcript_path(root, &key.run, &key.story, key.cycle, &key.role, a))
-                .filter(|p| p.is_file())
+            let mut attempts: Vec<Attempt> = (1..=step.attempt)
+                .filter_map(|a| {
+                    let path = transcript_path(root, &key.run, &key.story, key.cycle, &key.role, a);
+                    attempt(path, a)
+                })
                 .collect();
-            if let Some(result) = &step.result {
-                agent_result(&mut item, result);
+            item.transcripts = attempts.iter().map(|a| a.transcript.clone()).collect();
+            let current = attempts.pop_if(|a| a.n == step.attempt);
+            item.earlier = attempts;
+            match &step.result {
+                Some(result) => agent_result(&mut item, result),
+                None => unfinished(&mut item, current.as_ref(), live),
             }
             let spend = story.roles.entry(item.lane).or_default();
             spend.calls += 1;
@@ -489,6 +516,58 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
         StepKind::StatusParse | StepKind::StatusWrite => return,
     }
     story.items.push(item);
+}
+
+/// Reads how attempt `n` of a call ended from its transcript, if the transcript exists.
+fn attempt(transcript: PathBuf, n: u32) -> Option<Attempt> {
+    use std::io::{Read, Seek, SeekFrom};
+    /// Enough of the file's end for its last notes (a note is a short line).
+    const TAIL: u64 = 16 * 1024;
+    let mut file = std::fs::File::open(&transcript).ok()?;
+    let meta = file.metadata().ok()?;
+    let end = meta.modified().ok();
+    let mut tail = Vec::new();
+    let from = meta.len().saturating_sub(TAIL);
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut tail).is_err() {
+        tail.clear();
+    }
+    let notes: Vec<Value> = String::from_utf8_lossy(&tail)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("bmad_host").is_some())
+        .collect();
+    let outcome = notes
+        .iter()
+        .rev()
+        .find(|v| v["bmad_host"] == "end")
+        .and_then(|v| v["outcome"].as_str())
+        .map(str::to_owned);
+    let since_open = notes.last().and_then(|v| v["t_ms"].as_u64());
+    let start = end.zip(since_open).and_then(|(e, ms)| e.checked_sub(Duration::from_millis(ms)));
+    Some(Attempt {
+        n,
+        transcript,
+        outcome,
+        start,
+        end,
+    })
+}
+
+/// Fills an agent call's item that has no result: in progress (a live run with no end note
+/// yet), stopped at a usage limit, interrupted (Ctrl-C), or cut off (the host was killed).
+fn unfinished(item: &mut Item, current: Option<&Attempt>, live: bool) {
+    let ended = current.and_then(|a| a.outcome.as_deref());
+    (item.state, item.outcome) = match ended {
+        Some("usage-limit") if live => (ItemState::Limited, "usage limit: waiting for the reset".to_owned()),
+        Some("usage-limit") => (ItemState::Limited, "usage limit: the run stopped at it".to_owned()),
+        Some("cancelled") => (ItemState::Interrupted, "interrupted (Ctrl-C)".to_owned()),
+        Some(other) => (
+            ItemState::Interrupted,
+            format!("{other}: the run stopped before its result was journaled"),
+        ),
+        None if live => (ItemState::Open, "in progress".to_owned()),
+        None => (ItemState::Interrupted, "interrupted (the host was stopped)".to_owned()),
+    };
 }
 
 /// Fills an agent call's item from its journaled result.

@@ -46,6 +46,8 @@ svg .s-ok{fill:var(--ok)}svg .s-failed{fill:var(--bad)}svg .s-usage-limit{fill:v
 svg .s-interrupted,svg .s-open{fill:url(#hatch);stroke:var(--open)}
 svg .unclean{stroke:var(--bad);stroke-width:2}
 svg .gates.s-ok{fill:#5dade2}
+svg .wait{stroke:var(--limit);stroke-width:2;stroke-dasharray:4 3}svg .wait-label{font-size:9px;fill:var(--limit)}
+tr.earlier td{color:var(--mute)}
 svg .teardown{stroke:var(--bad);stroke-width:2;fill:none}
 svg .send-back{fill:var(--open)}svg .escalate{fill:var(--limit)}svg .fail{fill:var(--bad)}
 .steps td.what{width:45%}
@@ -314,12 +316,6 @@ fn step_row(out: &mut String, item: &Item, href: &dyn Fn(&Path) -> String) {
     if !item.clean && item.kind != ItemKind::Teardown {
         outcome.push_str(" · <span class=\"st-unclean\">end not proven</span>");
     }
-    if item.end.is_none() {
-        outcome.push_str(match item.state {
-            ItemState::Open => " (no result yet: in progress, or its host died)",
-            _ => " (no result: the run stopped during it)",
-        });
-    }
     let links: Vec<String> = item
         .transcripts
         .iter()
@@ -370,6 +366,44 @@ fn step_row(out: &mut String, item: &Item, href: &dyn Fn(&Path) -> String) {
         }),
         links = links.join(" "),
     );
+    for a in &item.earlier {
+        let outcome = match a.outcome.as_deref() {
+            Some("usage-limit") => "usage limit; redone after the wait".to_owned(),
+            Some("cancelled") => "interrupted (Ctrl-C); redone on resume".to_owned(),
+            Some(other) => format!("{other}; redone"),
+            None => "cut off (the host was stopped); redone on resume".to_owned(),
+        };
+        let state = match a.outcome.as_deref() {
+            Some("usage-limit") => ItemState::Limited,
+            _ => ItemState::Interrupted,
+        };
+        let when = a
+            .start
+            .map(|t| stamp(t)[11..19].to_owned())
+            .unwrap_or_default();
+        let took = a
+            .start
+            .zip(a.end)
+            .and_then(|(s, e)| e.duration_since(s).ok())
+            .map(clock)
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr class=\"earlier\" id=\"step-{step}-a{n}\" data-step=\"{step}\" data-attempt=\"{n}\" \
+             data-state=\"{state}\" data-outcome=\"{raw}\"><td>{when}</td><td>{lane}</td>\
+             <td>attempt {n}</td><td class=\"n\">{cycle}</td><td class=\"n\">{took}</td>\
+             <td class=\"st-{state}\">{outcome}</td><td></td><td></td><td class=\"what\"></td>\
+             <td><a class=\"transcript\" href=\"{href}\">{n}</a></td></tr>",
+            step = item.step,
+            n = a.n,
+            state = state.name(),
+            raw = Esc(a.outcome.as_deref().unwrap_or("none")),
+            lane = item.lane.name(),
+            cycle = item.cycle,
+            outcome = Esc(&outcome),
+            href = Esc(&href(&a.transcript)),
+        );
+    }
 }
 
 fn rounds(out: &mut String, s: &StoryView) {

@@ -23,7 +23,11 @@ const BAR: f64 = 14.0;
 /// (the run's end, or the time the journal was read).
 pub(super) fn draw(out: &mut String, story: &StoryView, bound: SystemTime) {
     let height = TOP + LANE * Lane::ALL.len() as f64 + 4.0;
-    let start = story.items.iter().map(|i| i.start).min();
+    let start = story
+        .items
+        .iter()
+        .flat_map(|i| std::iter::once(i.start).chain(i.earlier.iter().filter_map(|a| a.start)))
+        .min();
     let Some(t0) = start else {
         return;
     };
@@ -70,6 +74,7 @@ pub(super) fn draw(out: &mut String, story: &StoryView, bound: SystemTime) {
             name = lane.name()
         );
         for item in story.items.iter().filter(|i| i.lane == *lane) {
+            earlier(out, item, y, &x);
             shape(out, item, y, x(item.start), x(drawn_end(item)));
         }
         out.push_str("</g>");
@@ -148,6 +153,53 @@ fn shape(out: &mut String, item: &Item, lane_y: f64, x0: f64, x1: f64) {
                 x0 - 5.0,
                 mid - 5.0,
                 Esc(&title)
+            );
+        }
+    }
+}
+
+/// The attempts of a call before the journaled one: a thin bar each, and after one that hit a
+/// usage limit, a dashed line over the wait until the next attempt started.
+fn earlier(out: &mut String, item: &Item, lane_y: f64, x: &dyn Fn(SystemTime) -> f64) {
+    let mid = lane_y + LANE / 2.0;
+    for (k, a) in item.earlier.iter().enumerate() {
+        let (Some(start), Some(end)) = (a.start, a.end) else {
+            continue;
+        };
+        let limited = a.outcome.as_deref() == Some("usage-limit");
+        let state = if limited { "usage-limit" } else { "interrupted" };
+        let (x0, x1) = (x(start), x(end.max(start)));
+        let _ = write!(
+            out,
+            "<rect class=\"attempt s-{state}\" id=\"tl-{step}-a{n}\" data-step=\"{step}\" \
+             data-attempt=\"{n}\" data-state=\"{state}\" x=\"{x0:.1}\" y=\"{:.1}\" \
+             width=\"{:.1}\" height=\"6\"><title>{} · cycle {} · attempt {n}: {}</title></rect>",
+            mid - 3.0,
+            (x1 - x0).max(2.0),
+            item.lane.name(),
+            item.cycle,
+            Esc(a.outcome.as_deref().unwrap_or("cut off")),
+            step = item.step,
+            n = a.n,
+        );
+        if limited {
+            let next = item
+                .earlier
+                .get(k + 1)
+                .and_then(|b| b.start)
+                .unwrap_or(item.start);
+            let xn = x(next.max(end));
+            let _ = write!(
+                out,
+                "<line class=\"wait\" id=\"wait-{step}-a{n}\" data-step=\"{step}\" \
+                 data-attempt=\"{n}\" x1=\"{x1:.1}\" y1=\"{mid:.1}\" x2=\"{xn:.1}\" y2=\"{mid:.1}\">\
+                 <title>waited for the usage limit to reset: {}</title></line>\
+                 <text class=\"wait-label\" x=\"{:.1}\" y=\"{:.1}\">limit wait</text>",
+                clock(next.duration_since(end).unwrap_or_default()),
+                x1 + 2.0,
+                mid - 4.0,
+                step = item.step,
+                n = a.n,
             );
         }
     }
