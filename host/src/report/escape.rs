@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn paths_are_percent_encoded() {
-        assert_eq!(url_path("../runs/a b/1.1-c1-dev.jsonl"), "../runs/a%20b/1.1-c1-dev.jsonl");
+        assert_eq!(
+            url_path("../runs/a b/1.1-c1-dev.jsonl"),
+            "../runs/a%20b/1.1-c1-dev.jsonl"
+        );
         assert_eq!(url_path("x\"<>:?#"), "x%22%3C%3E%3A%3F%23");
     }
 }

@@ -26,11 +26,7 @@ fn relative(base: &Path, target: &Path) -> Option<PathBuf> {
     }
     let base: Vec<_> = base.components().collect();
     let target: Vec<_> = target.components().collect();
-    let common = base
-        .iter()
-        .zip(&target)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let common = base.iter().zip(&target).take_while(|(a, b)| a == b).count();
     let mut out = PathBuf::new();
     for _ in common..base.len() {
         out.push("..");

@@ -370,7 +370,12 @@ fn pick<'a>(
     match run {
         None => runs.last().ok_or(ReportError::NoRun { path }),
         Some(id) => runs.iter().find(|r| &r.id == id).ok_or_else(|| {
-            let known: Vec<String> = runs.iter().rev().take(5).map(|r| r.id.to_string()).collect();
+            let known: Vec<String> = runs
+                .iter()
+                .rev()
+                .take(5)
+                .map(|r| r.id.to_string())
+                .collect();
             ReportError::UnknownRun {
                 run: id.clone(),
                 path,
@@ -543,7 +548,9 @@ fn attempt(transcript: PathBuf, n: u32) -> Option<Attempt> {
         .and_then(|v| v["outcome"].as_str())
         .map(str::to_owned);
     let since_open = notes.last().and_then(|v| v["t_ms"].as_u64());
-    let start = end.zip(since_open).and_then(|(e, ms)| e.checked_sub(Duration::from_millis(ms)));
+    let start = end
+        .zip(since_open)
+        .and_then(|(e, ms)| e.checked_sub(Duration::from_millis(ms)));
     Some(Attempt {
         n,
         transcript,
@@ -558,15 +565,24 @@ fn attempt(transcript: PathBuf, n: u32) -> Option<Attempt> {
 fn unfinished(item: &mut Item, current: Option<&Attempt>, live: bool) {
     let ended = current.and_then(|a| a.outcome.as_deref());
     (item.state, item.outcome) = match ended {
-        Some("usage-limit") if live => (ItemState::Limited, "usage limit: waiting for the reset".to_owned()),
-        Some("usage-limit") => (ItemState::Limited, "usage limit: the run stopped at it".to_owned()),
+        Some("usage-limit") if live => (
+            ItemState::Limited,
+            "usage limit: waiting for the reset".to_owned(),
+        ),
+        Some("usage-limit") => (
+            ItemState::Limited,
+            "usage limit: the run stopped at it".to_owned(),
+        ),
         Some("cancelled") => (ItemState::Interrupted, "interrupted (Ctrl-C)".to_owned()),
         Some(other) => (
             ItemState::Interrupted,
             format!("{other}: the run stopped before its result was journaled"),
         ),
         None if live => (ItemState::Open, "in progress".to_owned()),
-        None => (ItemState::Interrupted, "interrupted (the host was stopped)".to_owned()),
+        None => (
+            ItemState::Interrupted,
+            "interrupted (the host was stopped)".to_owned(),
+        ),
     };
 }
 

@@ -33,7 +33,10 @@ pub(super) fn draw(out: &mut String, story: &StoryView, bound: SystemTime) {
     };
     let drawn_end = |i: &Item| i.end.unwrap_or(bound).max(i.start);
     let t1 = story.items.iter().map(drawn_end).max().unwrap_or(t0);
-    let total = t1.duration_since(t0).unwrap_or_default().max(Duration::from_millis(1));
+    let total = t1
+        .duration_since(t0)
+        .unwrap_or_default()
+        .max(Duration::from_millis(1));
     let plot = WIDTH - LABEL - RIGHT;
     let x = |t: SystemTime| {
         let d = t.duration_since(t0).unwrap_or_default();
@@ -167,7 +170,11 @@ fn earlier(out: &mut String, item: &Item, lane_y: f64, x: &dyn Fn(SystemTime) ->
             continue;
         };
         let limited = a.outcome.as_deref() == Some("usage-limit");
-        let state = if limited { "usage-limit" } else { "interrupted" };
+        let state = if limited {
+            "usage-limit"
+        } else {
+            "interrupted"
+        };
         let (x0, x1) = (x(start), x(end.max(start)));
         let _ = write!(
             out,
