@@ -20,6 +20,7 @@ use crate::ui::Verbosity;
 #[command(after_help = "Examples:
   bmad-host run --plugins plugins/ --project ~/src/shop --epic 1
   bmad-host status --project ~/src/shop
+  bmad-host report --project ~/src/shop
   bmad-host plugins check --plugins plugins/")]
 pub struct Cli {
     /// The command to run.
@@ -76,7 +77,7 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
     /// or a running run. The page loads nothing from anywhere; its transcript links are relative
     /// to where it is written.
     #[command(after_help = "Examples:
-  bmad-host report                                # the latest run, into .bmad-host/reports/<run>.html
+  bmad-host report                           # the latest run, in .bmad-host/reports/
   bmad-host report --run 20261123T154700Z-1a2b -o night.html
   xdg-open \"$(bmad-host report --project ~/src/shop)\"")]
     Report(ReportArgs),
