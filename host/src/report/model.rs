@@ -462,8 +462,10 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
             match decision {
                 Decision::SendBack(findings) => {
                     item.kind = ItemKind::SendBack;
-                    item.outcome = format!("sent back, {} findings", findings.len());
-                    item.detail = findings.join("\n");
+                    item.outcome = match findings.len() {
+                        1 => "sent back, 1 finding".to_owned(),
+                        n => format!("sent back, {n} findings"),
+                    };
                     story.rounds.push(Round {
                         cycle: key.cycle,
                         lane: item.lane,

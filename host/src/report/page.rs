@@ -360,7 +360,7 @@ fn step_row(out: &mut String, item: &Item, href: &dyn Fn(&Path) -> String) {
         cost = item.cost_usd.map(money).unwrap_or_default(),
         turns = item.turns.map(|t| t.to_string()).unwrap_or_default(),
         detail = Esc(&if item.kind == ItemKind::SendBack {
-            item.outcome.clone()
+            format!("the findings are under Rounds (cycle {})", item.cycle)
         } else {
             cut(&item.detail, DETAIL_CHARS)
         }),
