@@ -16,7 +16,10 @@ mod swimlane;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{Item, ItemKind, ItemState, Lane, RoleSpend, Round, RunView, StoryView, Totals};
+pub use model::{
+    Attempt, HostState, Item, ItemKind, ItemState, Lane, RoleSpend, Round, RunView, StoryView,
+    Totals,
+};
 
 use crate::journal::{JournalError, JournalReader, RunId};
 

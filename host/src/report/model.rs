@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::ReportError;
 use crate::journal::{
     AgentCallResult, GatesResult, JournalReader, PluginFingerprint, RunId, RunRecord, RunStatus,
-    StepKind, StepRow, TeardownIntent, TeardownResult, Usage, transcript_path,
+    StepKind, StepRow, TeardownIntent, TeardownResult, Usage, run_in_progress, transcript_path,
 };
 use crate::policy::{Decision, OutcomeKind, state_name};
 
@@ -251,6 +251,20 @@ pub struct Totals {
     pub usage: Usage,
 }
 
+/// Whether a run's host is at work, for a run the journal marks running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// The run is not marked running: it ended (done, failed, interrupted, abandoned).
+    Ended,
+    /// A host holds the project's run lock: the run is live.
+    Running,
+    /// Marked running, but no host holds the lock: its host died (a kill, a crash); the next
+    /// `bmad-host run` resumes it.
+    Gone,
+    /// Marked running; whether a host holds the lock cannot be told.
+    Unknown,
+}
+
 /// A run, read for the report.
 #[derive(Debug, Clone)]
 pub struct RunView {
@@ -264,6 +278,8 @@ pub struct RunView {
     pub finished_at: Option<SystemTime>,
     /// When the journal was read.
     pub read_at: SystemTime,
+    /// Whether its host is still running it.
+    pub host: HostState,
     /// Its command line.
     pub args: Vec<String>,
     /// Its plugins.
@@ -283,7 +299,19 @@ pub(super) fn read(
     let runs = reader.runs()?;
     let record = pick(reader, &runs, run)?;
     let read_at = SystemTime::now();
-    let live = record.status == RunStatus::Running;
+    // A run marked running is live only while a host holds the run lock; the latest run's
+    // host holds it (an earlier run marked running was left by a host that died).
+    let latest = runs.last().map(|r| &r.id) == Some(&record.id);
+    let host = match record.status {
+        RunStatus::Running if latest => match run_in_progress(root) {
+            Some(true) => HostState::Running,
+            Some(false) => HostState::Gone,
+            None => HostState::Unknown,
+        },
+        RunStatus::Running => HostState::Gone,
+        _ => HostState::Ended,
+    };
+    let live = matches!(host, HostState::Running | HostState::Unknown);
     let mut stories: Vec<StoryView> = reader
         .story_summaries(Some(&record.id))?
         .into_iter()
@@ -354,6 +382,7 @@ pub(super) fn read(
         started_at: record.started_at,
         finished_at: record.finished_at,
         read_at,
+        host,
         args: record.args.clone(),
         plugins: record.plugins.clone(),
         stories,
@@ -583,7 +612,7 @@ fn unfinished(item: &mut Item, current: Option<&Attempt>, live: bool) {
         None if live => (ItemState::Open, "in progress".to_owned()),
         None => (
             ItemState::Interrupted,
-            "interrupted (the host was stopped)".to_owned(),
+            "cut off: the host stopped during it".to_owned(),
         ),
     };
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::escape::{Esc, cut};
-use super::model::{Item, ItemKind, ItemState, Lane, RunView, StoryView, span};
+use super::model::{HostState, Item, ItemKind, ItemState, Lane, RunView, StoryView, span};
 use super::swimlane;
 
 /// Longest detail shown for one step, in characters (a finding is always shown whole, in its
@@ -102,10 +102,16 @@ fn header(out: &mut String, view: &RunView) {
     let _ = write!(
         out,
         "<section class=\"card\" id=\"run\" data-run=\"{id}\" data-status=\"{status}\" \
-         data-started=\"{started}\"{finished}>\
+         data-host=\"{host}\" data-started=\"{started}\"{finished}>\
          <h1>Run <code>{id}</code> <span class=\"pill r-{status}\">{status}</span></h1>\
          <p class=\"meta\">started {started}{finished_text}{live}</p>",
         id = Esc(view.id.as_str()),
+        host = match view.host {
+            HostState::Ended => "ended",
+            HostState::Running => "running",
+            HostState::Gone => "gone",
+            HostState::Unknown => "unknown",
+        },
         started = stamp(view.started_at),
         finished = view
             .finished_at
@@ -115,13 +121,16 @@ fn header(out: &mut String, view: &RunView) {
             .finished_at
             .map(|f| format!(", finished {}", stamp(f)))
             .unwrap_or_default(),
-        live = if view.status.is_unfinished() && view.finished_at.is_none() {
-            format!(
-                "; still running (or its host died): read at {}",
+        live = match view.host {
+            HostState::Ended => String::new(),
+            HostState::Running => format!("; running: read at {}", stamp(view.read_at)),
+            HostState::Gone => "; its host is gone (killed or crashed): the next `bmad-host run` \
+                 resumes it"
+                .to_owned(),
+            HostState::Unknown => format!(
+                "; still running, or its host died: read at {}",
                 stamp(view.read_at)
-            )
-        } else {
-            String::new()
+            ),
         },
     );
     let tokens = u.input_tokens.saturating_add(u.output_tokens);

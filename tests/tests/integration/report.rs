@@ -17,7 +17,9 @@ use bmad_host::journal::{
     StepKey, StepKind, StoryRecord, StoryResult, Usage,
 };
 use bmad_host::policy::{CallOutcome, Decision, GateReport, OutcomeKind, StoryState};
+use bmad_host_tests::fake::unique_tag;
 use bmad_host_tests::harness::{Project, Run, read_events_until, run_command};
+use bmad_host_tests::procs::processes_with_env;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -268,12 +270,14 @@ fn a_finished_run_shows_every_story_call_gate_and_finding_at_the_journals_times(
     }
 }
 
-/// Starts `bmad-host run --json` on `project` with the fake's script `script`.
-fn spawn_run(project: &Project, script: &Value) -> Child {
+/// Starts `bmad-host run --json` on `project` with the fake's script `script`; every process
+/// it starts inherits `REPORT_TAG=tag`.
+fn spawn_run(project: &Project, script: &Value, tag: &str) -> Child {
     let script = project.script(script);
     let mut cmd = run_command(project);
     cmd.arg("--json")
         .env("FAKE_CLAUDE_SCRIPT", script)
+        .env("REPORT_TAG", tag)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.spawn().expect("spawn bmad-host")
@@ -297,6 +301,7 @@ fn interrupted_run() -> (Project, u64) {
     let mut child = spawn_run(
         &project,
         &json!({ "calls": [{ "role": "dev", "story": "1.1", "occurrence": 1, "do": "hang" }] }),
+        &unique_tag("report-ctrl-c"),
     );
     read_events_until(&mut child, |e| e["event"] == "agent_started");
 
@@ -306,6 +311,7 @@ fn interrupted_run() -> (Project, u64) {
     let doc = parse(&html);
     let ids = by_id(&doc);
     assert_eq!(ids["run"].attribute("data-status"), Some("running"));
+    assert_eq!(ids["run"].attribute("data-host"), Some("running"));
     let row = ids[&format!("step-{step}")];
     assert_eq!(row.attribute("data-state"), Some("open"));
     assert_eq!(row.attribute("data-end"), None);
@@ -340,6 +346,37 @@ fn an_interrupted_run_shows_the_call_ctrl_c_stopped() {
             .any(|d| d.attribute("class") == Some("transcript")),
         "the interrupted call's transcript is linked"
     );
+}
+
+#[test]
+fn a_run_whose_host_was_killed_shows_the_call_cut_off_and_the_host_gone() {
+    let project = Project::fixture("v4-sample");
+    let tag = unique_tag("report-kill-9");
+    let mut child = spawn_run(
+        &project,
+        &json!({ "calls": [{ "role": "dev", "story": "1.1", "occurrence": 1, "do": "hang" }] }),
+        &tag,
+    );
+    read_events_until(&mut child, |e| e["event"] == "agent_started");
+    let pid = i32::try_from(child.id()).expect("pid");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).expect("kill bmad-host");
+    assert_eq!(child.wait().expect("wait").code(), None);
+
+    let step = open_call(&log(project.path()));
+    let (_, html) = page_of(project.path(), &[]);
+    let doc = parse(&html);
+    let ids = by_id(&doc);
+    // The journal still says running; no host holds the lock: the host is gone.
+    assert_eq!(ids["run"].attribute("data-status"), Some("running"));
+    assert_eq!(ids["run"].attribute("data-host"), Some("gone"));
+    let row = ids[&format!("step-{step}")];
+    assert_eq!(row.attribute("data-state"), Some("interrupted"));
+    assert!(text(row).contains("cut off"), "{}", text(row));
+
+    // The next run stops the agent the dead host left hanging, and resumes to the end.
+    let run = Run::project(&project, &[], &[("REPORT_TAG", &tag)]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(processes_with_env("REPORT_TAG", &tag), Vec::<u32>::new());
 }
 
 #[test]
