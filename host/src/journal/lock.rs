@@ -97,3 +97,20 @@ pub(super) fn held(lock: &Path) -> Option<bool> {
             && line.split_whitespace().any(|field| field == file)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Journal, run_in_progress};
+
+    #[test]
+    fn the_lock_table_tells_a_held_run_lock_without_taking_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(run_in_progress(dir.path()), Some(false), "no lock file");
+        let journal = Journal::open(dir.path()).expect("open");
+        assert_eq!(run_in_progress(dir.path()), Some(true));
+        // Asking did not take it: the holder keeps it, and another open is still refused.
+        assert!(Journal::open(dir.path()).is_err());
+        drop(journal);
+        assert_eq!(run_in_progress(dir.path()), Some(false));
+    }
+}

@@ -3,12 +3,13 @@
 //!
 //! [`model`] turns the journal's rows into a typed view of the run (stories, their agent calls,
 //! gates, rounds of findings, spend per role, totals); [`swimlane`] draws a story's steps as an
-//! SVG timeline, one row per role; [`page`] writes the page; [`escape`] is the one way any text
+//! SVG timeline, one row per role; [`page`] writes the page, with [`figures`] for how times and numbers read; [`escape`] is the one way any text
 //! from the project or the agents reaches the page; [`links`] makes the transcript links
 //! relative to the page. Reading takes no lock and writes nothing: a report of a live run is a
 //! consistent snapshot of what the journal holds when it is read.
 
 mod escape;
+mod figures;
 mod links;
 mod model;
 mod page;

@@ -9,8 +9,8 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
 use super::escape::Esc;
+use super::figures::{clock, money};
 use super::model::{Item, ItemKind, ItemState, Lane, StoryView, span};
-use super::page::{clock, money};
 
 const WIDTH: f64 = 960.0;
 const LABEL: f64 = 52.0;

@@ -615,6 +615,7 @@ fn a_100_story_run_reports_in_under_2_mb() {
     let title = |n| format!("Story number {n} with a realistic title of some length");
     fill_journal(project.path(), 100, &title, &findings);
     let (_, html) = page_of(project.path(), &[]);
+    eprintln!("the 100-story page: {} bytes", html.len());
     assert!(html.len() < 2 * 1024 * 1024, "{} bytes", html.len());
     let doc = parse(&html);
     let stories = doc
