@@ -135,6 +135,9 @@ pub struct Item {
     pub start: SystemTime,
     /// When its result was journaled.
     pub end: Option<SystemTime>,
+    /// For a call with no result in a run that is not live: when its transcript was last
+    /// written (about when it stopped), to draw it that long.
+    pub last_seen: Option<SystemTime>,
     /// How it ended.
     pub state: ItemState,
     /// Its outcome in a word or two (`success`, `error-max-turns`, `2/3 passed`, ...).
@@ -434,6 +437,7 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
         attempt: step.attempt,
         start: step.intent_at,
         end: step.result_at,
+        last_seen: None,
         state: open,
         outcome: open.name().to_owned(),
         detail: String::new(),
@@ -594,6 +598,9 @@ fn attempt(transcript: PathBuf, n: u32) -> Option<Attempt> {
 /// Fills an agent call's item that has no result: in progress (a live run with no end note
 /// yet), stopped at a usage limit, interrupted (Ctrl-C), or cut off (the host was killed).
 fn unfinished(item: &mut Item, current: Option<&Attempt>, live: bool) {
+    if !live {
+        item.last_seen = current.and_then(|a| a.end);
+    }
     let ended = current.and_then(|a| a.outcome.as_deref());
     (item.state, item.outcome) = match ended {
         Some("usage-limit") if live => (
@@ -718,5 +725,25 @@ fn outcome_name(kind: OutcomeKind) -> &'static str {
         OutcomeKind::Cancelled => "cancelled",
         OutcomeKind::UsageLimit => "usage-limit",
         OutcomeKind::SpawnFailed => "spawn-failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::tokens;
+
+    #[test]
+    fn per_call_tokens_are_read_where_a_journal_records_them() {
+        assert_eq!(tokens(&json!({"outcome": {"kind": "Success"}})), None);
+        assert_eq!(
+            tokens(&json!({"input_tokens": 10, "output_tokens": 2})),
+            Some((10, 2))
+        );
+        assert_eq!(
+            tokens(&json!({"outcome": {"input_tokens": 7, "output_tokens": 1}})),
+            Some((7, 1))
+        );
     }
 }

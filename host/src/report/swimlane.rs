@@ -20,7 +20,7 @@ const LANE: f64 = 24.0;
 const BAR: f64 = 14.0;
 
 /// The SVG of `story`'s timeline; `bound` is where a step with no result ends on the picture
-/// (the run's end, or the time the journal was read).
+/// when its transcript does not tell (the run's end, or the time the journal was read).
 pub(super) fn draw(out: &mut String, story: &StoryView, bound: SystemTime) {
     let height = TOP + LANE * Lane::ALL.len() as f64 + 4.0;
     let start = story
@@ -31,7 +31,7 @@ pub(super) fn draw(out: &mut String, story: &StoryView, bound: SystemTime) {
     let Some(t0) = start else {
         return;
     };
-    let drawn_end = |i: &Item| i.end.unwrap_or(bound).max(i.start);
+    let drawn_end = |i: &Item| i.end.or(i.last_seen).unwrap_or(bound).max(i.start);
     let t1 = story.items.iter().map(drawn_end).max().unwrap_or(t0);
     let total = t1
         .duration_since(t0)
