@@ -551,6 +551,16 @@ fn fill_journal(
                     .expect("record");
             }
         }
+        if n == 0 {
+            // The first story's QA escalates in the end, with the title as its reason.
+            journal
+                .record_step(
+                    &key(2, "qa", StepKind::Decision, 2),
+                    &json!({"call": "end", "status": {"Missing": "EmptyFile"}}),
+                    &serde_json::to_value(Decision::Escalate(title(n))).expect("json"),
+                )
+                .expect("record");
+        }
         let mut record = StoryRecord::new(story.clone(), title(n), StoryState::Done);
         record.cycle = 2;
         record.result = Some(StoryResult::Done);
@@ -598,6 +608,15 @@ fn text_from_the_project_and_the_agents_cannot_inject_markup() {
     assert!(
         text(doc.root_element()).contains("<b>--epic</b>"),
         "the command line, as text"
+    );
+    let escalation = doc
+        .descendants()
+        .find(|n| n.has_tag_name("tr") && n.attribute("data-kind") == Some("escalate"))
+        .expect("the escalation's row");
+    assert!(
+        text(escalation).contains(&hostile[0]),
+        "{}",
+        text(escalation)
     );
 }
 
