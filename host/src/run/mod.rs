@@ -17,6 +17,7 @@
 //! `--dry-run`), `limit` (when a usage limit resets), `reset` (waiting it out), `summary` (totals, exit code, the table).
 
 mod agent;
+mod build;
 mod driver;
 mod ends;
 mod entry;
@@ -30,5 +31,6 @@ mod steps;
 mod story;
 mod summary;
 
+pub use build::flow_of;
 pub use entry::run;
 pub use observe::{StatusProblem, observed};
