@@ -423,50 +423,146 @@ pub(crate) fn plan_edit(
     id: StoryId,
     new_value: &str,
 ) -> Result<(String, SprintEdit), String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not valid UTF-8".to_owned())?;
-    let status = SprintStatus::parse(path, text).map_err(|e| e.to_string())?;
-    status.editable().map_err(str::to_owned)?;
+    let status = parse_editable(path, bytes)?;
     let entry = status.story(id).ok_or_else(|| {
         format!("no key for story {id} in development_status; run the sprint-planning workflow to add it")
     })?;
-    let scan = scan_block(bytes);
     let line = entry
         .line
         .ok_or_else(|| "the story's line was not found".to_owned())?;
-    let scanned = scan
-        .entries
-        .iter()
-        .rev()
-        .find(|s| s.line == line && s.key == entry.key)
-        .ok_or_else(|| "the story's line was not found".to_owned())?;
-    if scanned.quote.is_none() && scanned.value.is_empty() {
-        return Err(format!("`{}` has no value to replace", entry.key));
+    let wanted = [(entry.key.clone(), new_value.to_owned())];
+    let planned = plan_key_edits(bytes, &wanted);
+    if let Some(problem) = planned.problems.into_iter().next() {
+        return Err(problem);
     }
-    if entry.value == new_value {
-        return Ok((
+    match planned.edits.into_iter().next() {
+        None => Ok((
             entry.key.clone(),
             SprintEdit::Same {
                 line,
                 value: entry.value.clone(),
             },
-        ));
+        )),
+        Some(edit) => Ok((
+            entry.key.clone(),
+            SprintEdit::Change {
+                line: edit.line,
+                from: edit.from,
+                bytes: planned.bytes,
+            },
+        )),
     }
-    let token = match scanned.quote {
-        Some(q) => format!("{q}{new_value}{q}"),
-        None => new_value.to_owned(),
-    };
-    let mut out = Vec::with_capacity(bytes.len() + token.len());
-    out.extend_from_slice(&bytes[..scanned.token.0]);
-    out.extend_from_slice(token.as_bytes());
-    out.extend_from_slice(&bytes[scanned.token.1..]);
-    Ok((
-        entry.key.clone(),
-        SprintEdit::Change {
-            line,
-            from: entry.value.clone(),
-            bytes: out,
-        },
-    ))
+}
+
+/// The file `bytes` parsed, when bmad-host may edit its values (`Err` says why not).
+pub(crate) fn parse_editable(path: &Path, bytes: &[u8]) -> Result<SprintStatus, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not valid UTF-8".to_owned())?;
+    let status = SprintStatus::parse(path, text).map_err(|e| e.to_string())?;
+    status.editable().map_err(str::to_owned)?;
+    Ok(status)
+}
+
+/// One value the host sets in sprint-status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyEdit {
+    /// The key.
+    pub key: String,
+    /// Its 1-based line.
+    pub line: u32,
+    /// The value it had (unquoted).
+    pub from: String,
+    /// The value written.
+    pub to: String,
+}
+
+/// What [`plan_key_edits`] planned: the new bytes, the values changed, and the keys it could
+/// not set (each with why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PlannedEdits {
+    /// The whole file with the edits made (equal to the input when nothing changes).
+    pub bytes: Vec<u8>,
+    /// The values changed, in file order.
+    pub edits: Vec<KeyEdit>,
+    /// Why a wanted key was not set.
+    pub problems: Vec<String>,
+}
+
+/// Sets each wanted `(key, value)` in the `development_status` block of `bytes` (a file in the
+/// one-`key: value`-per-line form), replacing only each value's token and keeping its quoting;
+/// every other byte (comments, order, blank lines, line ends, other keys) stays. A key given
+/// twice in the file has its last line edited (the one YAML readers use). A key already at its
+/// value is left alone; a key the file does not have, or with no value token, is a problem.
+pub(crate) fn plan_key_edits(bytes: &[u8], wanted: &[(String, String)]) -> PlannedEdits {
+    let scan = scan_block(bytes);
+    let mut found: Vec<(&ScannedEntry, &str)> = Vec::new();
+    let mut problems = Vec::new();
+    for (key, value) in wanted {
+        let Some(scanned) = scan.entries.iter().rev().find(|s| s.key == *key) else {
+            problems.push(format!("no key `{key}` in development_status"));
+            continue;
+        };
+        if scanned.quote.is_none() && scanned.value.is_empty() {
+            problems.push(format!("`{key}` has no value to replace"));
+            continue;
+        }
+        if scanned.value != *value && !found.iter().any(|(s, _)| s.key == *key) {
+            found.push((scanned, value));
+        }
+    }
+    found.sort_by_key(|(s, _)| s.token.0);
+    let mut out = Vec::with_capacity(bytes.len() + 16 * found.len());
+    let mut at = 0;
+    let mut edits = Vec::new();
+    for (scanned, value) in found {
+        let token = match scanned.quote {
+            Some(q) => format!("{q}{value}{q}"),
+            None => value.to_owned(),
+        };
+        out.extend_from_slice(&bytes[at..scanned.token.0]);
+        out.extend_from_slice(token.as_bytes());
+        at = scanned.token.1;
+        edits.push(KeyEdit {
+            key: scanned.key.clone(),
+            line: scanned.line,
+            from: scanned.value.clone(),
+            to: value.to_owned(),
+        });
+    }
+    out.extend_from_slice(&bytes[at..]);
+    PlannedEdits {
+        bytes: out,
+        edits,
+        problems,
+    }
+}
+
+/// Where a story value stands in the workflow (`backlog` 0 to `done` 4), legacy and other-case
+/// spellings read as their current value; `None` when it is not a story value. Statuses move
+/// up this order, and back down only through review (a send-back to `in-progress`).
+pub fn story_rank(value: &str) -> Option<u8> {
+    let state = sprint_value_state(value).0?;
+    let spelled = sprint_spelling(state)?;
+    STORY_VALUES
+        .iter()
+        .position(|v| *v == spelled)
+        .and_then(|i| u8::try_from(i).ok())
+}
+
+/// The epic values sprint-status allows, in order.
+pub const EPIC_VALUES: [&str; 3] = ["backlog", "in-progress", "done"];
+
+/// The retrospective values sprint-status allows.
+pub const RETROSPECTIVE_VALUES: [&str; 2] = ["optional", "done"];
+
+/// An epic value as its current spelling: exact values as they are, the legacy `contexted`
+/// (BMAD 6.0's epic tech context) as `in-progress`, another case (`Done`) lowered; `None` when
+/// it is not an epic value.
+pub fn epic_value(value: &str) -> Option<&'static str> {
+    let lower = value.trim().to_ascii_lowercase();
+    match lower.as_str() {
+        "contexted" => Some("in-progress"),
+        other => EPIC_VALUES.iter().copied().find(|v| *v == other),
+    }
 }
 
 /// One `key: value` line of the `development_status` block.

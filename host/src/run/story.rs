@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::driver::{Driver, RoleStep, StepCtx};
 use super::halt::Halt;
+use super::ledger::When;
 use super::observe::Seen;
 use super::summary::{Tally, millis};
 use crate::journal::{DecisionIntent, PolicyCall, StoryRecord};
@@ -62,6 +63,9 @@ impl Driver<'_> {
             epic: entry.id.epic,
             state: seen.state.map(|s| workflow::state_name(s).to_string()),
         });
+        // The story's epic is in progress while the host drives one of its stories.
+        let started = (seen.state != Some(StoryState::Done)).then_some(entry.id.epic);
+        self.reconcile_sprint(When::StoryStart, Some(&story_id), started)?;
         loop {
             let next = flow.next(&seen.observed);
             if let Some(state) = seen.state {
@@ -70,6 +74,20 @@ impl Driver<'_> {
             self.save(&mut record, &flow, &tally)?;
             let (role, cycle, resumed) = match next {
                 Next::Finish(result) => {
+                    // Epic closeout: its key follows its stories; a retrospective once the
+                    // last one is done in this run.
+                    self.reconcile_sprint(When::StoryEnd, Some(&story_id), None)?;
+                    if result == StoryResult::Done && flow.cycle() > 0 {
+                        let label = format!("epic-{}", entry.id.epic);
+                        let ctx = StepCtx {
+                            entry,
+                            story: &label,
+                            cycle: 0,
+                            role: Role::Sm,
+                        };
+                        let story = self.story_record(&ctx, &seen, &flow, false);
+                        self.retrospective(entry, story, &mut tally).await?;
+                    }
                     self.finish_story(&mut record, &flow, &mut tally, &result)?;
                     return Ok((result, tally));
                 }
@@ -218,6 +236,8 @@ impl Driver<'_> {
                     }
                     let gates_before = self.gate_stamps(ctx.entry);
                     let outcome = self.agent_call(&mut step, seq, request).await?;
+                    // What the agent changed of the host's sprint-status values goes back.
+                    self.reconcile_sprint(When::AfterAgent, Some(ctx.story), None)?;
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());
                     if ctx.role == Role::Qa {
                         report.qa_gate =
