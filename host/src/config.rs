@@ -1380,6 +1380,7 @@ mod tests {
                 let value = match name.as_str() {
                     n if n.ends_with("TIMEOUT") => "7m",
                     n if n.ends_with("USD") => "1.5",
+                    n if n.ends_with("RETROSPECTIVE") => "run",
                     n if n.ends_with("LIMIT") || n.ends_with("DRAFTS") || n.ends_with("REVIEW") => {
                         "true"
                     }
