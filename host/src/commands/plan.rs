@@ -31,14 +31,26 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
         .ok()
         .flatten();
     for entry in stories {
+        let mut status = None;
         let observed = if !entry.exists {
             Observed::NotDrafted
         } else {
             match project.read_story(entry) {
-                Ok(t) => crate::run::observed(&entry.path, &plugins.parse_status(&t.text)?),
+                Ok(t) => {
+                    let parse = plugins.parse_status(&t.text)?;
+                    let observed = crate::run::observed(&entry.path, &parse);
+                    if let crate::policy::ParseOutcome::Found(v) = parse {
+                        status = Some(v);
+                    }
+                    observed
+                }
                 Err(e) => Observed::Unusable(Report(&e).to_string()),
             }
         };
+        // v6: sprint-status disagreeing with the story file; a run repairs it first.
+        if let Some(drift) = project.drift(entry, status.as_ref()) {
+            ui.say(&format!("  drift: {drift} (a run repairs it)"));
+        }
         let state = match &observed {
             Observed::NotDrafted => "not drafted".to_string(),
             Observed::State(s) => workflow::state_name(*s).to_string(),

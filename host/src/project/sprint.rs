@@ -1086,6 +1086,130 @@ mod tests {
     }
 
     #[test]
+    fn legacy_values_and_letter_keys_parse() {
+        let text = "development_status:\n  epic-2: contexted\n  2-5-a: drafted\n  2-6a-split-story: contexted\n  2-6b-other-half: Review\n  epic-2-retrospective: optional\n";
+        let s = parse(text).expect("parses");
+        let id = |n, c| StoryId {
+            epic: 2,
+            story: n,
+            suffix: c,
+        };
+        let state = |i| s.story(i).and_then(|e| e.state);
+        assert_eq!(state(id(5, None)), Some(StoryState::ReadyForDev));
+        assert_eq!(state(id(6, Some('a'))), Some(StoryState::InProgress));
+        assert_eq!(state(id(6, Some('b'))), Some(StoryState::Review));
+        assert_eq!(
+            s.story(id(6, Some('a'))).map(|e| e.key.as_str()),
+            Some("2-6a-split-story")
+        );
+        assert_eq!(s.story(id(6, None)), None);
+        // Legacy story values are read with a warning; `contexted` is a (legacy) epic value.
+        let w = warnings(&s);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains(
+                "`2-5-a: drafted` is not an exact sprint-status value: read as `ready-for-dev`"
+            ),
+            "{w:?}"
+        );
+        assert_eq!(epic_value("contexted"), Some("in-progress"));
+        assert_eq!(epic_value("Done"), Some("done"));
+        assert_eq!(epic_value("started"), None);
+    }
+
+    #[test]
+    fn story_ranks_follow_the_workflow() {
+        let ranks: Vec<Option<u8>> = [
+            "backlog",
+            "drafted",
+            "ready-for-dev",
+            "contexted",
+            "in-progress",
+            "review",
+            "Done",
+            "wip",
+        ]
+        .into_iter()
+        .map(story_rank)
+        .collect();
+        assert_eq!(
+            ranks,
+            [
+                Some(0),
+                Some(1),
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(3),
+                Some(4),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn key_edits_change_only_their_values_in_any_order() {
+        let crlf = SAMPLE.replace('\n', "\r\n");
+        for text in [SAMPLE.to_owned(), crlf] {
+            let wanted = [
+                ("epic-2".to_owned(), "in-progress".to_owned()),
+                ("1-10-late".to_owned(), "done".to_owned()),
+                ("epic-1".to_owned(), "done".to_owned()),
+                ("1-1-setup".to_owned(), "done".to_owned()),
+                ("1-2-sign-up".to_owned(), "in-progress".to_owned()),
+                ("epic-9".to_owned(), "done".to_owned()),
+            ];
+            let planned = plan_key_edits(text.as_bytes(), &wanted);
+            let expected = text
+                .replace(
+                    "epic-1: in-progress   # started",
+                    "epic-1: done   # started",
+                )
+                .replace("1-2-sign-up: \"review\"", "1-2-sign-up: \"in-progress\"")
+                .replace(
+                    "1-10-late: 'backlog' # the tenth",
+                    "1-10-late: 'done' # the tenth",
+                )
+                .replace("epic-2: backlog", "epic-2: in-progress");
+            assert_eq!(String::from_utf8(planned.bytes).expect("utf8"), expected);
+            // In file order; a key already at its value is no edit.
+            let edited: Vec<(&str, u32, &str, &str)> = planned
+                .edits
+                .iter()
+                .map(|e| (e.key.as_str(), e.line, e.from.as_str(), e.to.as_str()))
+                .collect();
+            assert_eq!(
+                edited,
+                [
+                    ("epic-1", 9, "in-progress", "done"),
+                    ("1-2-sign-up", 11, "review", "in-progress"),
+                    ("1-10-late", 12, "backlog", "done"),
+                    ("epic-2", 15, "backlog", "in-progress"),
+                ]
+            );
+            assert_eq!(planned.problems, ["no key `epic-9` in development_status"]);
+        }
+        // Nothing wanted: the same bytes.
+        let same = plan_key_edits(SAMPLE.as_bytes(), &[]);
+        assert_eq!(same.bytes, SAMPLE.as_bytes());
+        assert!(same.edits.is_empty());
+        // A duplicated key: the last line (the one readers use) is edited.
+        let dup = "development_status:\n  1-1-a: review\n  1-1-a: done\n";
+        let planned = plan_key_edits(dup.as_bytes(), &[("1-1-a".into(), "review".into())]);
+        assert_eq!(
+            String::from_utf8(planned.bytes).expect("utf8"),
+            "development_status:\n  1-1-a: review\n  1-1-a: review\n"
+        );
+        // A key with no value token is not edited.
+        let planned = plan_key_edits(
+            b"development_status:\n  epic-1:\n  1-1-a: done\n",
+            &[("epic-1".into(), "done".into())],
+        );
+        assert_eq!(planned.problems, ["`epic-1` has no value to replace"]);
+        assert!(planned.edits.is_empty());
+    }
+
+    #[test]
     fn scans_entry_forms() {
         assert_eq!(
             scan_entry("a: b"),
