@@ -83,8 +83,9 @@
 //! for Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status`
 //! (as dev on v6: the sprint-status value, default `set_status`, else `review`); `sprint_set`
 //! (`{"1.2": "done", "epic-1": "done"}`: after the role play, those sprint-status keys, a story
-//! id naming its key, set to those values) and `sprint_reorder: true` (after the role play, the
-//! `development_status` lines reversed, blank lines dropped, a comment line added above them),
+//! id naming its key, set to those values, a trailing comment dropped) and `sprint_reorder:
+//! true` (after the role play, the `development_status` lines reversed, blank lines between them
+//! dropped, a comment line added above them),
 //! as an agent that edits sprint-status on its own does; `cost_usd` (the
 //! `total_cost_usd` of every result line); `gate_slug` (v4 QA: the gate file is
 //! `<epic>.<story>-<gate_slug>.yml` instead of the slug of the story's title, as a QA agent that
@@ -905,9 +906,13 @@ fn agent_sprint_edits(root: &Path, b: &Behaviour, edits: &mut Vec<FileEdit>) {
             .iter()
             .position(|l| l.starts_with("development_status:"))
     {
-        let end = (h + 1..lines.len())
+        let mut end = (h + 1..lines.len())
             .find(|&i| !lines[i].starts_with(' ') && !lines[i].trim().is_empty())
             .unwrap_or(lines.len());
+        // Blank lines after the block (the final newline) stay where they are.
+        while end > h + 1 && lines[end - 1].trim().is_empty() {
+            end -= 1;
+        }
         let mut block: Vec<String> = lines[h + 1..end]
             .iter()
             .filter(|l| !l.trim().is_empty())
