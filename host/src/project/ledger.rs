@@ -5,8 +5,10 @@
 //!
 //! The story files are the truth (the status parser reads them). From them the host derives:
 //! - **story keys**: the story file's state, spelled for sprint-status ([`sprint_spelling`]); a
-//!   story with no file is `backlog`. A story whose status cannot be read, or is `blocked`
-//!   (sprint-status has no such value), is not asserted: its key stays as it is.
+//!   story with no file is `backlog`; a file that says `done` before a review accepted it (the
+//!   host's journal of sightings, or the review step itself) is `review`. A story whose status
+//!   cannot be read, or is `blocked` (sprint-status has no such value), is not asserted: its
+//!   key stays as it is.
 //! - **epic keys** (`epic-N`): `done` when every story of the epic is done; `in-progress` when
 //!   one has started (its file says more than `backlog`, or the host is driving it); otherwise
 //!   the value stays, except `done`, which an epic with no started story cannot be (`backlog`).
@@ -40,6 +42,9 @@ pub enum Known {
     NoFile,
     /// The state its file says.
     State(StoryState),
+    /// Its file says `done`, but no review accepted it yet (a Dev agent, or BMAD 6.12's
+    /// `bmad-build`, wrote it): `review` in sprint-status until QA's review completes it.
+    Unreviewed,
     /// It has a file whose status cannot be read with confidence: not asserted.
     Unknown,
 }
@@ -138,6 +143,13 @@ impl Project {
                         format!("story {}'s file says {}", story.id, state_name(s)),
                     )
                 }),
+                Some(Known::Unreviewed) => Some((
+                    "review",
+                    format!(
+                        "story {}'s file says done, but no review has accepted it yet",
+                        story.id
+                    ),
+                )),
                 Some(Known::Unknown) | None => None,
             };
             if let (Some((value, reason)), Some(entry)) = (expected, status.story(story.id))
@@ -166,6 +178,7 @@ impl Project {
                 .count();
             let first_started = stories.iter().find_map(|(id, k)| match k {
                 Some(Known::State(s)) if *s != StoryState::Backlog => Some(*id),
+                Some(Known::Unreviewed) => Some(*id),
                 _ => None,
             });
             let expected = if total > 0 && done == total {

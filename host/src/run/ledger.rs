@@ -23,7 +23,7 @@ use crate::config::Retrospective;
 use crate::journal::{
     SprintChange, SprintSyncIntent, SprintSyncResult, StepKey, StepKind, StepStart,
 };
-use crate::policy::{AgentRequest, OutcomeKind, Role, Story};
+use crate::policy::{AgentRequest, OutcomeKind, Role, Story, StoryState};
 use crate::project::{Known, LedgerPlan, StoryEntry, StoryId, epic_keys};
 use crate::ui::{Event, SprintChangeInfo};
 
@@ -57,47 +57,78 @@ impl When {
     }
 }
 
+/// The story the host is driving, as the ledger needs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Driving {
+    /// Its id.
+    pub id: StoryId,
+    /// Whether the host is working on it (not already done): its epic is in progress.
+    pub started: bool,
+    /// Whether a `done` in its file counts: the workflow accepted it, or the review step that
+    /// just ran wrote it.
+    pub done_accepted: bool,
+}
+
 impl Driver<'_> {
     /// Puts the host-owned values of sprint-status back to what the story files say (v6 with a
-    /// sprint-status file; nothing otherwise). `started`: the epic of the story the host is
-    /// driving. Only a journal that fails is an error.
+    /// sprint-status file; nothing otherwise). `driving`: the story the host is driving, if
+    /// any. Only a journal that fails is an error.
     pub(super) fn reconcile_sprint(
         &mut self,
         when: When,
         story: Option<&str>,
-        started: Option<u32>,
+        driving: Option<Driving>,
     ) -> Result<(), Halt> {
         if self.project.sprint_status_path().is_none() {
             return Ok(());
         }
-        let known = self.known_stories();
-        let started: BTreeSet<u32> = started.into_iter().collect();
+        let known = self.known_stories(driving)?;
+        let started: BTreeSet<u32> = driving
+            .filter(|d| d.started)
+            .map(|d| d.id.epic)
+            .into_iter()
+            .collect();
         match self.project.plan_sprint_ledger(&known, &started) {
             Some(plan) => self.apply_ledger(when, story, &plan),
             None => Ok(()),
         }
     }
 
-    /// What each story's file says, as the status parser reads it.
-    fn known_stories(&self) -> BTreeMap<StoryId, Known> {
-        self.project
-            .stories()
-            .iter()
-            .map(|entry| {
-                let known = match self.project.locate_story_file(entry) {
-                    None => Known::NoFile,
-                    Some(rel) => match self.project.read_story(entry) {
+    /// What each story's file says, as the status parser reads it; a `done` no review accepted
+    /// yet is [`Known::Unreviewed`] (the same rule as the workflow's: accepted when the journal
+    /// first saw the story done or a review completed it, or `require_review` is off).
+    fn known_stories(&self, driving: Option<Driving>) -> Result<BTreeMap<StoryId, Known>, Halt> {
+        let require_review = self.config.workflow.require_review.value;
+        let mut known = BTreeMap::new();
+        for entry in self.project.stories() {
+            let mut k = match self.project.locate_story_file(entry) {
+                None => Known::NoFile,
+                Some(rel) => match self.project.read_story(entry) {
+                    Err(_) => Known::Unknown,
+                    Ok(text) => match self.plugins.parse_status(&text.text) {
                         Err(_) => Known::Unknown,
-                        Ok(text) => match self.plugins.parse_status(&text.text) {
-                            Err(_) => Known::Unknown,
-                            Ok(parse) => StatusProblem::judge(&rel, &parse)
-                                .map_or(Known::Unknown, Known::State),
-                        },
+                        Ok(parse) => {
+                            StatusProblem::judge(&rel, &parse).map_or(Known::Unknown, Known::State)
+                        }
                     },
+                },
+            };
+            if k == Known::State(StoryState::Done) && require_review {
+                let accepted = match driving {
+                    Some(d) if d.id == entry.id => d.done_accepted,
+                    // Not seen yet: a story done when first seen is accepted as done.
+                    _ => self
+                        .journal
+                        .sighting(&entry.id.to_string())?
+                        .is_none_or(|s| s.done_run.is_some()),
                 };
-                (entry.id, known)
-            })
-            .collect()
+                if !accepted {
+                    k = Known::Unreviewed;
+                }
+            }
+            known.insert(entry.id, k);
+        }
+        Ok(known)
     }
 
     /// Writes `plan` (when it changes something) as a journaled `sprint-sync` step, and reports
@@ -278,6 +309,14 @@ impl Driver<'_> {
             tally,
         };
         let outcome = self.agent_call(&mut step, 0, request).await?;
+        // Like after any agent call: what it changed of the host's values goes back (the story
+        // that closed the epic is done, reviewed).
+        let closed = Driving {
+            id: entry.id,
+            started: false,
+            done_accepted: true,
+        };
+        self.reconcile_sprint(When::AfterAgent, Some(&label), Some(closed))?;
         if outcome.kind != OutcomeKind::Success {
             self.skip_retrospective(format!(
                 "the retrospective of epic {epic} did not succeed ({}): `{retro_key}` is left as it is",

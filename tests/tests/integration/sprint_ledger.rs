@@ -15,7 +15,7 @@ const EPICS: &str = "_bmad-output/planning-artifacts/epics.md";
 const RETRO_WORKFLOW: &str = "_bmad/bmm/workflows/4-implementation/retrospective/workflow.yaml";
 
 /// Runs the project with a fake-Claude script and its call log.
-fn run(project: &Project, script: &Value, args: &[&str], env: &[(&str, &str)]) -> Run {
+fn drive(project: &Project, script: &Value, args: &[&str], env: &[(&str, &str)]) -> Run {
     let script = project.script(script);
     let script = script.to_str().expect("utf-8").to_string();
     let log = fake_log::env_value(project);
@@ -59,7 +59,7 @@ fn an_agent_that_reorders_sprint_status_keeps_its_order_and_comments() {
     // Dev reorders the file, adds a comment, drops another's, closes the epic and moves 1.3.
     let script = json!({"calls": [{"role": "dev", "story": "1.1", "sprint_reorder": true,
         "sprint_set": {"epic-1": "done", "1.3": "review"}}]});
-    let run = run(&project, &script, &["--story", "1.1"], &[]);
+    let run = drive(&project, &script, &["--story", "1.1"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(run.story_result("1.1")["result"], "done");
     let mut changes = reconciled(&run, "after-agent");
@@ -88,7 +88,7 @@ fn values_an_agent_sets_that_the_host_owns_are_put_back_with_a_warning() {
     // Dev marks its own story done before review, starts the next story and closes the epic.
     let script = json!({"calls": [{"role": "dev", "story": "1.1",
         "sprint_set": {"1.1": "done", "1.2": "in-progress", "epic-1": "done"}}]});
-    let run = run(&project, &script, &["--story", "1.1"], &[]);
+    let run = drive(&project, &script, &["--story", "1.1"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(run.story_result("1.1")["result"], "done");
     let mut changes = reconciled(&run, "after-agent");
@@ -187,11 +187,11 @@ fn drift_found_at_the_start_is_repaired_and_journaled_and_legacy_values_are_read
         .collect();
     assert_eq!(ids, ["1.1", "1.2", "1.2a", "1.3"], "{:?}", status.events);
     // A dry run writes nothing.
-    let plan = run(&project, &json!({}), &["--story", "1.1", "--dry-run"], &[]);
+    let plan = drive(&project, &json!({}), &["--story", "1.1", "--dry-run"], &[]);
     assert_eq!(plan.code(), 0, "{}", plan.stderr());
     assert_eq!(project.read(SPRINT), drifted);
 
-    let run = run(&project, &json!({}), &["--story", "1.1"], &[]);
+    let run = drive(&project, &json!({}), &["--story", "1.1"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let mut changes = reconciled(&run, "start");
     changes.sort();
@@ -277,7 +277,7 @@ fn the_epic_key_follows_its_stories_and_the_retrospective_is_off_by_default() {
             ),
     );
     project.write(RETRO_WORKFLOW, "name: retrospective\n");
-    let run = run(&project, &json!({}), &["--epic", "1"], &[]);
+    let run = drive(&project, &json!({}), &["--epic", "1"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(reconciled(&run, "start"), Vec::<String>::new());
     assert_eq!(
@@ -362,7 +362,7 @@ fn retrospective_run_is_called_once_per_epic_sets_its_key_and_is_not_rerun_on_re
     let script = json!({"calls": [
         {"role": "sm", "story": "2.1", "occurrence": 1, "do": "usage_limit"}
     ]});
-    let first = run(&project, &script, &[], &env);
+    let first = drive(&project, &script, &[], &env);
     assert_eq!(first.code(), 1, "{}", first.stderr());
     let calls = retrospectives(&project, "epic-1");
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -388,7 +388,7 @@ fn retrospective_run_is_called_once_per_epic_sets_its_key_and_is_not_rerun_on_re
     assert_eq!(agent["outcome"], "success");
 
     // The resumed run drives epic 1's stories to their end again: no second retrospective.
-    let second = run(&project, &script, &[], &env);
+    let second = drive(&project, &script, &[], &env);
     assert_eq!(second.code(), 0, "{}", second.stderr());
     assert_eq!(second.events_named("run_started")[0]["resumed"], true);
     assert_eq!(retrospectives(&project, "epic-1").len(), 1);
@@ -407,13 +407,13 @@ fn a_retrospective_cut_by_a_usage_limit_is_redone_once_on_resume() {
     let script = json!({"calls": [
         {"role": "sm", "story": "epic-1", "occurrence": 1, "do": "usage_limit"}
     ]});
-    let first = run(&project, &script, &["--epic", "1"], &env);
+    let first = drive(&project, &script, &["--epic", "1"], &env);
     assert_eq!(first.code(), 1, "{}", first.stderr());
     assert_eq!(
         value(&project, "epic-1-retrospective").as_deref(),
         Some("optional")
     );
-    let second = run(&project, &script, &["--epic", "1"], &env);
+    let second = drive(&project, &script, &["--epic", "1"], &env);
     assert_eq!(second.code(), 0, "{}", second.stderr());
     assert_eq!(retrospectives(&project, "epic-1").len(), 2);
     assert_eq!(
@@ -421,7 +421,41 @@ fn a_retrospective_cut_by_a_usage_limit_is_redone_once_on_resume() {
         Some("done")
     );
     // A new run over a finished epic: nothing more.
-    let third = run(&project, &script, &["--epic", "1", "--fresh"], &env);
+    let third = drive(&project, &script, &["--epic", "1", "--fresh"], &env);
     assert_eq!(third.code(), 0, "{}", third.stderr());
     assert_eq!(retrospectives(&project, "epic-1").len(), 2);
+}
+
+#[test]
+fn a_done_no_review_accepted_yet_is_review_in_sprint_status() {
+    // A Dev that writes `done` into its story and sprint-status: sprint-status says `review`
+    // until QA's review completes the story.
+    let project = Project::fixture("v6-sample");
+    let script = json!({"calls": [{"role": "dev", "story": "1.1",
+        "set_status": "done", "sprint_status": "done"}]});
+    let run = drive(&project, &script, &["--story", "1.1"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        reconciled(&run, "after-agent"),
+        ["1-1-count-lines: done -> review"],
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr()
+            .contains("story 1.1's file says done, but no review has accepted it yet"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(value(&project, "1-1-count-lines").as_deref(), Some("done"));
+
+    // BMAD 6.12's bmad-build: the spec says done, sprint-status review: nothing to put back,
+    // and the review's done is the review's.
+    let project = Project::fixture("v6-sample");
+    let script = json!({"calls": [{"role": "dev", "story": "1.1",
+        "set_status": "done", "sprint_status": "review"}]});
+    let run = drive(&project, &script, &["--story", "1.1"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.events_named("sprint_reconciled"), Vec::<&Value>::new());
+    assert_eq!(value(&project, "1-1-count-lines").as_deref(), Some("done"));
 }
