@@ -19,8 +19,8 @@
 //! host sets one to `done` only after it ran that retrospective itself). Legacy values of an
 //! owned key (`drafted`, `contexted`, `Done`) are rewritten to their current spelling when the
 //! key is re-asserted. A key missing from the file is not added (run the sprint-planning
-//! workflow), and a file not written one `key: value` per line is not edited: both are
-//! reported as problems, never failures.
+//! workflow: [`LedgerPlan::missing`]), and a file not written one `key: value` per line is not
+//! edited: both are reported, never failures.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -74,6 +74,9 @@ pub struct LedgerPlan {
     pub changes: Vec<LedgerChange>,
     /// What could not be reconciled, and why.
     pub problems: Vec<String>,
+    /// Stories with a file whose key is missing from sprint-status (the host does not add
+    /// keys): for the caller to report (once per run is enough).
+    pub missing: Vec<String>,
     before: Vec<u8>,
     after: Vec<u8>,
 }
@@ -128,6 +131,7 @@ impl Project {
             }
         };
         let mut wanted: Vec<Wanted> = Vec::new();
+        let mut missing = Vec::new();
         let mut epics: BTreeMap<u32, Vec<(StoryId, Option<Known>)>> = BTreeMap::new();
         for story in self.stories() {
             let k = known.get(&story.id).copied();
@@ -152,14 +156,22 @@ impl Project {
                 )),
                 Some(Known::Unknown) | None => None,
             };
-            if let (Some((value, reason)), Some(entry)) = (expected, status.story(story.id))
-                && entry.value != value
-            {
-                wanted.push(Wanted {
-                    key: entry.key.clone(),
-                    value,
-                    reason,
-                });
+            match (expected, status.story(story.id)) {
+                (Some((value, reason)), Some(entry)) if entry.value != value => {
+                    wanted.push(Wanted {
+                        key: entry.key.clone(),
+                        value,
+                        reason,
+                    });
+                }
+                (Some((value, _)), None) if value != "backlog" => {
+                    missing.push(format!(
+                        "{}: no key for story {} (it should say `{value}`); the host does not add keys: run the sprint-planning workflow (bmad-sprint-planning) to add it",
+                        rel.display(),
+                        story.id
+                    ));
+                }
+                _ => {}
             }
         }
         for (n, stories) in &epics {
@@ -246,6 +258,7 @@ impl Project {
                 .collect(),
             path: rel,
             changes,
+            missing,
             before: bytes,
             after,
         })
@@ -277,6 +290,7 @@ impl Project {
                     reason: reason.to_owned(),
                 })
                 .collect(),
+            missing: Vec::new(),
             problems: planned
                 .problems
                 .into_iter()

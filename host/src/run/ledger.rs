@@ -88,10 +88,22 @@ impl Driver<'_> {
             .map(|d| d.id.epic)
             .into_iter()
             .collect();
-        match self.project.plan_sprint_ledger(&known, &started) {
-            Some(plan) => self.apply_ledger(when, story, &plan),
-            None => Ok(()),
+        let Some(mut plan) = self.project.plan_sprint_ledger(&known, &started) else {
+            return Ok(());
+        };
+        // A missing key is reported once per run, when it starts; a file the host cannot
+        // edit when the run starts and after an agent call (which may have broken it), not at
+        // every story's start and end again.
+        match when {
+            When::Start => plan.problems.append(&mut plan.missing),
+            When::AfterAgent => {}
+            When::StoryStart | When::StoryEnd | When::Retrospective => {
+                if plan.changes.is_empty() {
+                    plan.problems.clear();
+                }
+            }
         }
+        self.apply_ledger(when, story, &plan)
     }
 
     /// What each story's file says, as the status parser reads it; a `done` no review accepted

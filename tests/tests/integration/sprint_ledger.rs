@@ -459,3 +459,33 @@ fn a_done_no_review_accepted_yet_is_review_in_sprint_status() {
     assert_eq!(run.events_named("sprint_reconciled"), Vec::<&Value>::new());
     assert_eq!(value(&project, "1-1-count-lines").as_deref(), Some("done"));
 }
+
+#[test]
+fn a_story_file_without_a_key_is_reported_once_when_the_run_starts() {
+    let project = Project::fixture("v6-sample");
+    // Story 1.2 has a file but sprint-status lost its key: reported, never added, no failure.
+    project.write(
+        "_bmad-output/implementation-artifacts/1-2-count-words.md",
+        &project
+            .read("_bmad-output/implementation-artifacts/1-1-count-lines.md")
+            .replace("1.1: Count Lines", "1.2: Count Words"),
+    );
+    let without = project
+        .read(SPRINT)
+        .replace("  1-2-count-words: backlog\n", "");
+    project.write(SPRINT, &without);
+    let run = drive(&project, &json!({}), &["--story", "1.1"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let problems: Vec<String> = run
+        .events_named("sprint_reconciled")
+        .iter()
+        .flat_map(|e| e["problems"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("no key for story 1.2 (it should say `ready-for-dev`)"),
+        "{problems:?}"
+    );
+    assert!(!project.read(SPRINT).contains("1-2-count-words"));
+}
