@@ -82,6 +82,9 @@ impl Driver<'_> {
         if self.project.sprint_status_path().is_none() {
             return Ok(());
         }
+        if when == When::Start {
+            self.settle_interrupted_syncs()?;
+        }
         let known = self.known_stories(driving)?;
         let started: BTreeSet<u32> = driving
             .filter(|d| d.started)
@@ -232,6 +235,36 @@ impl Driver<'_> {
                 .collect(),
             problems,
         });
+        Ok(())
+    }
+
+    /// A host killed during a `sprint-sync` step (after its intent, before its result) left it
+    /// open; the reconciliation that runs next puts back whatever it had not written. Each one
+    /// is closed here, when the resumed run starts, with whether its values are in the file now.
+    fn settle_interrupted_syncs(&mut self) -> Result<(), Halt> {
+        let open: Vec<_> = self
+            .journal
+            .steps(Some(&self.run), None)?
+            .into_iter()
+            .filter(|s| s.key.kind == StepKind::SprintSync && s.result.is_none())
+            .collect();
+        for step in open {
+            let intent: SprintSyncIntent = match serde_json::from_value(step.intent.clone()) {
+                Ok(i) => i,
+                Err(_) => continue,
+            };
+            let applied = intent
+                .changes
+                .iter()
+                .all(|c| self.project.sprint_value(&c.key).as_deref() == Some(c.to.as_str()));
+            let result = SprintSyncResult {
+                applied,
+                error: (!applied).then(|| {
+                    "the host stopped during this step; the next reconciliation put back what it had not written".to_owned()
+                }),
+            };
+            self.journal.finish_step(step.id, &to_json(&result))?;
+        }
         Ok(())
     }
 

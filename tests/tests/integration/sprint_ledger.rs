@@ -489,3 +489,53 @@ fn a_story_file_without_a_key_is_reported_once_when_the_run_starts() {
     );
     assert!(!project.read(SPRINT).contains("1-2-count-words"));
 }
+
+#[test]
+fn a_sprint_sync_a_killed_host_left_open_is_closed_when_the_run_resumes() {
+    use bmad_host::journal::{Journal, StepKey, StepKind, StepStart};
+    let project = Project::fixture("v6-sample");
+    // The first run stops (a usage limit) with the run unfinished.
+    let script =
+        json!({"calls": [{"role": "dev", "story": "1.1", "occurrence": 1, "do": "usage_limit"}]});
+    let first = drive(&project, &script, &["--story", "1.1"], &[]);
+    assert_eq!(first.code(), 1, "{}", first.stderr());
+    // As a host killed with `kill -9` between a sprint-sync's intent and its result leaves it:
+    // the values (here already in the file) written, the result missing.
+    {
+        let mut journal = Journal::open(project.path()).expect("journal");
+        let run = journal.latest_run().expect("runs").expect("a run");
+        let key = StepKey {
+            run,
+            story: "1.1".into(),
+            cycle: 0,
+            role: "host".into(),
+            kind: StepKind::SprintSync,
+            seq: 7,
+        };
+        let intent = json!({"changes": [{"from": "backlog", "key": "epic-1", "line": 32,
+            "reason": "story 1.1 has started", "to": "in-progress"}],
+            "file": SPRINT, "problems": [], "when": "after-agent"});
+        assert!(matches!(
+            journal.begin_step(&key, &intent).expect("begin"),
+            StepStart::Fresh(_)
+        ));
+    }
+    let second = drive(&project, &script, &["--story", "1.1"], &[]);
+    assert_eq!(second.code(), 0, "{}", second.stderr());
+    assert_eq!(second.events_named("run_started")[0]["resumed"], true);
+    let log = Run::bmad_host(
+        &[
+            "log",
+            "--json",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let settled = log
+        .events
+        .iter()
+        .find(|s| s["kind"] == "sprint-sync" && s["seq"] == 7)
+        .expect("the open step");
+    assert_eq!(settled["result"]["applied"], true, "{settled}");
+}
