@@ -539,3 +539,99 @@ fn a_sprint_sync_a_killed_host_left_open_is_closed_when_the_run_resumes() {
         .expect("the open step");
     assert_eq!(settled["result"]["applied"], true, "{settled}");
 }
+
+#[test]
+fn the_ledger_plan_owns_story_and_epic_values_and_leaves_the_rest() {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use bmad_host::policy::StoryState;
+    use bmad_host::project::{Known, Project as BmadProject, StoryId};
+
+    let project = Project::fixture("v6-sample");
+    let base = project.read(SPRINT);
+    let plan_for = |sprint: &str, known: &[(u32, Known)], started: &[u32]| {
+        project.write(SPRINT, sprint);
+        let p = BmadProject::discover(project.path()).expect("discover");
+        let known: BTreeMap<StoryId, Known> = known
+            .iter()
+            .map(|(n, k)| (StoryId::new(1, *n), *k))
+            .collect();
+        let started: BTreeSet<u32> = started.iter().copied().collect();
+        let plan = p.plan_sprint_ledger(&known, &started).expect("v6");
+        let changes: Vec<String> = plan
+            .changes
+            .iter()
+            .map(|c| format!("{}: {} -> {}", c.key, c.from, c.to))
+            .collect();
+        (changes, plan.problems.clone(), plan.missing.clone())
+    };
+    let state = Known::State;
+    // Everything agrees: nothing to do.
+    let all = [
+        (1, state(StoryState::ReadyForDev)),
+        (2, Known::NoFile),
+        (3, Known::NoFile),
+    ];
+    assert_eq!(plan_for(&base, &all, &[]).0, Vec::<String>::new());
+    // Unknown and blocked stories are not asserted; the retrospective key is never touched.
+    let odd = base
+        .replace("1-1-count-lines: ready-for-dev", "1-1-count-lines: review")
+        .replace("1-2-count-words: backlog", "1-2-count-words: done")
+        .replace("epic-1-retrospective: optional", "epic-1-retrospective: done");
+    let known = [
+        (1, Known::Unknown),
+        (2, state(StoryState::Blocked)),
+        (3, Known::NoFile),
+    ];
+    assert_eq!(plan_for(&odd, &known, &[]).0, Vec::<String>::new());
+    // All done: the epic is done; an unreviewed done is review.
+    let done = [
+        (1, state(StoryState::Done)),
+        (2, state(StoryState::Done)),
+        (3, Known::Unreviewed),
+    ];
+    assert_eq!(
+        plan_for(&base, &done, &[]).0,
+        [
+            "1-1-count-lines: ready-for-dev -> done",
+            "1-2-count-words: backlog -> done",
+            "1-3-count-characters: backlog -> review",
+        ]
+    );
+    let done = [
+        (1, state(StoryState::Done)),
+        (2, state(StoryState::Done)),
+        (3, state(StoryState::Done)),
+    ];
+    assert!(
+        plan_for(&base, &done, &[])
+            .0
+            .contains(&"epic-1: in-progress -> done".to_string())
+    );
+    // Nothing started: a `done` epic goes back to backlog, any other value stays; an epic the
+    // host started is in progress; the legacy `contexted` is read as in progress.
+    let none = [(1, Known::NoFile), (2, Known::NoFile), (3, Known::NoFile)];
+    let sprint = base.replace("1-1-count-lines: ready-for-dev", "1-1-count-lines: backlog");
+    assert_eq!(
+        plan_for(&sprint.replace("epic-1: in-progress", "epic-1: done"), &none, &[]).0,
+        ["epic-1: done -> backlog"]
+    );
+    assert_eq!(plan_for(&sprint, &none, &[]).0, Vec::<String>::new());
+    assert_eq!(
+        plan_for(&sprint.replace("epic-1: in-progress", "epic-1: backlog"), &none, &[1]).0,
+        ["epic-1: backlog -> in-progress"]
+    );
+    assert_eq!(
+        plan_for(&sprint.replace("epic-1: in-progress", "epic-1: contexted"), &none, &[]).0,
+        Vec::<String>::new()
+    );
+    // A file the host may not edit is a problem, not an error.
+    let (changes, problems, _) = plan_for(
+        "development_status: {epic-1: done, 1-1-count-lines: review}\n",
+        &all,
+        &[],
+    );
+    assert!(changes.is_empty());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("will not edit it"), "{problems:?}");
+}
