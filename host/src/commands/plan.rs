@@ -30,6 +30,23 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
     let journal = crate::journal::Journal::open_read_only(&context.root)
         .ok()
         .flatten();
+    if context.config.workflow.retrospective.value == crate::config::Retrospective::Run
+        && project.sprint_status_path().is_some()
+    {
+        let files = project.retrospective_files();
+        ui.say(&if files.is_empty() {
+            "retrospective = \"run\", but no bmad-retrospective workflow is installed: no retrospective would run".to_owned()
+        } else {
+            format!(
+                "retrospective = \"run\": an epic whose last story the run takes to done gets its retrospective ({})",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
     for entry in stories {
         let mut status = None;
         let observed = if !entry.exists {

@@ -387,6 +387,19 @@ fn retrospective_run_is_called_once_per_epic_sets_its_key_and_is_not_rerun_on_re
     assert_eq!(agent["role"], "sm");
     assert_eq!(agent["outcome"], "success");
 
+    // A dry run says the retrospective would run, and runs nothing.
+    let plan = drive(&project, &script, &["--dry-run"], &env);
+    assert_eq!(plan.code(), 0, "{}", plan.stderr());
+    assert!(
+        plan.stderr().contains(&format!(
+            "retrospective = \"run\": an epic whose last story the run takes to done gets its retrospective ({}, {RETRO_WORKFLOW})",
+            RETRO_WORKFLOW.replace("workflow.yaml", "instructions.md")
+        )),
+        "{}",
+        plan.stderr()
+    );
+    assert_eq!(retrospectives(&project, "epic-1").len(), 1);
+
     // The resumed run drives epic 1's stories to their end again: no second retrospective.
     let second = drive(&project, &script, &[], &env);
     assert_eq!(second.code(), 0, "{}", second.stderr());
@@ -577,7 +590,10 @@ fn the_ledger_plan_owns_story_and_epic_values_and_leaves_the_rest() {
     let odd = base
         .replace("1-1-count-lines: ready-for-dev", "1-1-count-lines: review")
         .replace("1-2-count-words: backlog", "1-2-count-words: done")
-        .replace("epic-1-retrospective: optional", "epic-1-retrospective: done");
+        .replace(
+            "epic-1-retrospective: optional",
+            "epic-1-retrospective: done",
+        );
     let known = [
         (1, Known::Unknown),
         (2, state(StoryState::Blocked)),
@@ -613,16 +629,31 @@ fn the_ledger_plan_owns_story_and_epic_values_and_leaves_the_rest() {
     let none = [(1, Known::NoFile), (2, Known::NoFile), (3, Known::NoFile)];
     let sprint = base.replace("1-1-count-lines: ready-for-dev", "1-1-count-lines: backlog");
     assert_eq!(
-        plan_for(&sprint.replace("epic-1: in-progress", "epic-1: done"), &none, &[]).0,
+        plan_for(
+            &sprint.replace("epic-1: in-progress", "epic-1: done"),
+            &none,
+            &[]
+        )
+        .0,
         ["epic-1: done -> backlog"]
     );
     assert_eq!(plan_for(&sprint, &none, &[]).0, Vec::<String>::new());
     assert_eq!(
-        plan_for(&sprint.replace("epic-1: in-progress", "epic-1: backlog"), &none, &[1]).0,
+        plan_for(
+            &sprint.replace("epic-1: in-progress", "epic-1: backlog"),
+            &none,
+            &[1]
+        )
+        .0,
         ["epic-1: backlog -> in-progress"]
     );
     assert_eq!(
-        plan_for(&sprint.replace("epic-1: in-progress", "epic-1: contexted"), &none, &[]).0,
+        plan_for(
+            &sprint.replace("epic-1: in-progress", "epic-1: contexted"),
+            &none,
+            &[]
+        )
+        .0,
         Vec::<String>::new()
     );
     // A file the host may not edit is a problem, not an error.
