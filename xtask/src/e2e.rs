@@ -149,6 +149,17 @@ fn cases() -> Vec<Case> {
             tz: None,
             check: check_v6_epic,
         },
+        Case {
+            name: "build-flow-v612",
+            what: "BMAD 6.12 build flow: a story with no spec → bmad-build-auto → gates → bmad-code-review → Done (skeleton, not yet run against the real CLI)",
+            scenario: "build-flow-v612.json",
+            // The corpus' 6.12 project, with the build skills installed (stand-ins).
+            fixture: "../corpus/v6.12-build",
+            args: &["--story", "1.3"],
+            subscriber: false,
+            tz: None,
+            check: check_build_flow,
+        },
     ]
 }
 
@@ -793,6 +804,44 @@ fn check_done(o: &Outcome, v: &mut Verdict, id: &str, cycles: u64) {
             gates.len()
         )
     });
+}
+
+/// The build flow of `tests/corpus/v6.12-build`: story 1.3 built and reviewed, no SM, the spec,
+/// sprint-status and the code in step.
+fn check_build_flow(o: &Outcome, v: &mut Verdict) {
+    v.check(o.exit == Some(0), || {
+        format!("exit code {:?}, expected 0", o.exit)
+    });
+    let sf = o.story_finished("1.3");
+    v.check(
+        sf.is_some_and(|e| e["result"] == "done" && e["cycles"] == 1),
+        || format!("story 1.3: expected done in 1 cycle, got {sf:?}"),
+    );
+    v.check(o.agents("agent_started", "sm").is_empty(), || {
+        "the build flow ran an SM step".to_owned()
+    });
+    let ia = "_bmad-output/implementation-artifacts";
+    let spec = o.file(&format!("{ia}/spec-1-3-sign-in-and-session.md"));
+    v.check(
+        spec.as_deref()
+            .is_some_and(|t| t.contains("\nstatus: 'done'\n")),
+        || format!("the spec is not done: {spec:?}"),
+    );
+    let sprint = o.file(&format!("{ia}/sprint-status.yaml"));
+    v.check(
+        sprint
+            .as_deref()
+            .is_some_and(|t| t.contains("1-3-sign-in-and-session: done")),
+        || "sprint-status does not say 1-3-sign-in-and-session: done".to_owned(),
+    );
+    v.check(!o.events("ledgers_reconciled").is_empty(), || {
+        "no ledgers_reconciled event: the host did not bring the ledgers into line".to_owned()
+    });
+    for f in ["src/story-1.3.sh", "tests/story-1.3.sh"] {
+        v.check(o.file(f).is_some(), || {
+            format!("the build did not write {f}")
+        });
+    }
 }
 
 fn check_full_epic(o: &Outcome, v: &mut Verdict) {

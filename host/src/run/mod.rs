@@ -18,6 +18,7 @@
 //! `ledger` (v6 sprint-status: reconciliation, epic closeout, the retrospective).
 
 mod agent;
+mod build;
 mod driver;
 mod ends;
 mod entry;
@@ -32,5 +33,6 @@ mod steps;
 mod story;
 mod summary;
 
+pub use build::flow_of;
 pub use entry::run;
 pub use observe::{StatusProblem, observed};
