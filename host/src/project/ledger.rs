@@ -106,12 +106,15 @@ struct Wanted {
 impl Project {
     /// Plans putting the host-owned values of sprint-status back to what the host knows:
     /// `known` says what each story's file says (a story missing from it is not asserted), and
-    /// `started` lists the epics one of whose stories the host is driving now. `None` when the
-    /// project has no sprint-status (v4, or v6 without the file).
+    /// `started` lists the epics one of whose stories the host is driving now; the keys of the
+    /// stories in `skip` are left to another reconciliation (the build flow's, which keeps a
+    /// story's spec, story file and key together), their `known` state still counting for
+    /// their epic. `None` when the project has no sprint-status (v4, or v6 without the file).
     pub fn plan_sprint_ledger(
         &self,
         known: &BTreeMap<StoryId, Known>,
         started: &BTreeSet<u32>,
+        skip: &BTreeSet<StoryId>,
     ) -> Option<LedgerPlan> {
         let (rel, bytes) = match self.sprint_bytes()? {
             Ok(found) => found,
@@ -137,6 +140,7 @@ impl Project {
             let k = known.get(&story.id).copied();
             epics.entry(story.id.epic).or_default().push((story.id, k));
             let expected = match k {
+                _ if skip.contains(&story.id) => None,
                 Some(Known::NoFile) => Some((
                     "backlog",
                     format!("story {} has no story file yet", story.id),

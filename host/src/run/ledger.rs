@@ -26,6 +26,7 @@ use crate::journal::{
 use crate::policy::{AgentRequest, OutcomeKind, Role, Story, StoryState};
 use crate::project::{Known, LedgerPlan, StoryEntry, StoryId, epic_keys};
 use crate::ui::{Event, SprintChangeInfo};
+use crate::workflow::StoryFlow;
 
 /// The journal's story key of the reconciliations made when a run starts (before any story).
 const RUN_START_KEY: &str = "sprint-status";
@@ -91,7 +92,19 @@ impl Driver<'_> {
             .map(|d| d.id.epic)
             .into_iter()
             .collect();
-        let Some(mut plan) = self.project.plan_sprint_ledger(&known, &started) else {
+        // The build flow keeps the story in hand's key with its spec (`run/build.rs`), and
+        // repairs each story's drift when it starts it: this ledger leaves the story keys to it,
+        // except those of other stories an agent changed.
+        let skip: BTreeSet<StoryId> = if super::flow_of(self.project) == StoryFlow::Build {
+            match (when, driving) {
+                (When::AfterAgent, Some(d)) => BTreeSet::from([d.id]),
+                (When::AfterAgent, None) => BTreeSet::new(),
+                _ => known.keys().copied().collect(),
+            }
+        } else {
+            BTreeSet::new()
+        };
+        let Some(mut plan) = self.project.plan_sprint_ledger(&known, &started, &skip) else {
             return Ok(());
         };
         // A missing key is reported once per run, when it starts; a file the host cannot
