@@ -12,7 +12,7 @@
 //!   [`cli`] (the raw arguments) into a [`context`] once;
 //! - the run loop: [`run`];
 //! - the engines: [`gates`], [`claude`] (the supervisor), [`plugins`], [`project`],
-//!   [`workflow`], [`ui`], [`builtin`], then [`journal`] and [`process`];
+//!   [`workflow`], [`ui`], [`builtin`], [`report`], then [`journal`] and [`process`];
 //! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`],
 //!   [`trust`] (the user's directory and the project files they trust), and [`error`], which
 //!   gathers the engines' errors for the entry.
@@ -36,6 +36,7 @@ pub mod plugins;
 pub mod policy;
 pub mod process;
 pub mod project;
+pub mod report;
 pub mod run;
 pub mod trust;
 pub mod ui;

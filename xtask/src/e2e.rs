@@ -151,11 +151,11 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "build-flow-v612",
-            what: "BMAD 6.12 build flow: a story with no spec → bmad-build-auto → gates → bmad-code-review → Done (skeleton, not yet run against the real CLI)",
+            what: "BMAD 6.12 build flow, epic 1: a spec in review is reviewed; stories with no spec are built, gated and reviewed; 1.3's first review sends it back",
             scenario: "build-flow-v612.json",
             // The corpus' 6.12 project, with the build skills installed (stand-ins).
             fixture: "../corpus/v6.12-build",
-            args: &["--story", "1.3"],
+            args: &["--epic", "1"],
             subscriber: false,
             tz: None,
             check: check_build_flow,
@@ -812,36 +812,70 @@ fn check_build_flow(o: &Outcome, v: &mut Verdict) {
     v.check(o.exit == Some(0), || {
         format!("exit code {:?}, expected 0", o.exit)
     });
-    let sf = o.story_finished("1.3");
-    v.check(
-        sf.is_some_and(|e| e["result"] == "done" && e["cycles"] == 1),
-        || format!("story 1.3: expected done in 1 cycle, got {sf:?}"),
-    );
+    let ia = "_bmad-output/implementation-artifacts";
+    let sprint = o
+        .file(&format!("{ia}/sprint-status.yaml"))
+        .unwrap_or_default();
+    for (id, key, cycles, built) in [
+        ("1.2", "1-2-user-registration", 1, false),
+        ("1.3", "1-3-sign-in-and-session", 2, true),
+        ("1.4", "1-4-add-a-plant", 1, true),
+    ] {
+        let sf = o.story_finished(id);
+        v.check(
+            sf.is_some_and(|e| e["result"] == "done" && e["cycles"] == cycles),
+            || format!("story {id}: expected done in {cycles} cycle(s), got {sf:?}"),
+        );
+        let spec = o.file(&format!("{ia}/spec-{key}.md"));
+        v.check(
+            spec.as_deref()
+                .is_some_and(|t| t.contains("\nstatus: 'done'\n")),
+            || format!("story {id}: the spec is not done: {spec:?}"),
+        );
+        v.check(
+            sprint.lines().any(|l| l.trim() == format!("{key}: done")),
+            || format!("sprint-status does not say {key}: done"),
+        );
+        if built {
+            for f in [format!("src/story-{id}.sh"), format!("tests/story-{id}.sh")] {
+                v.check(o.file(&f).is_some(), || {
+                    format!("the build did not write {f}")
+                });
+            }
+        }
+    }
+    let again: Vec<_> = o
+        .events("agent_started")
+        .into_iter()
+        .filter(|e| e["story"] == "1.1")
+        .collect();
+    v.check(again.is_empty(), || {
+        format!("story 1.1 (done before the run) was worked on again: {again:?}")
+    });
     v.check(o.agents("agent_started", "sm").is_empty(), || {
         "the build flow ran an SM step".to_owned()
     });
-    let ia = "_bmad-output/implementation-artifacts";
-    let spec = o.file(&format!("{ia}/spec-1-3-sign-in-and-session.md"));
-    v.check(
-        spec.as_deref()
-            .is_some_and(|t| t.contains("\nstatus: 'done'\n")),
-        || format!("the spec is not done: {spec:?}"),
-    );
-    let sprint = o.file(&format!("{ia}/sprint-status.yaml"));
-    v.check(
-        sprint
-            .as_deref()
-            .is_some_and(|t| t.contains("1-3-sign-in-and-session: done")),
-        || "sprint-status does not say 1-3-sign-in-and-session: done".to_owned(),
-    );
+    let calls: Vec<usize> = ["dev", "qa"]
+        .iter()
+        .map(|r| o.agents("agent_finished", r).len())
+        .collect();
+    v.check(calls == [3, 4], || {
+        format!("build and review calls {calls:?}, expected [3, 4]")
+    });
+    let spec13 = o
+        .file(&format!("{ia}/spec-1-3-sign-in-and-session.md"))
+        .unwrap_or_default();
+    v.check(spec13.contains("- [x] [Review][High]"), || {
+        "story 1.3: the review's finding is not ticked in the spec".to_owned()
+    });
     v.check(!o.events("ledgers_reconciled").is_empty(), || {
         "no ledgers_reconciled event: the host did not bring the ledgers into line".to_owned()
     });
-    for f in ["src/story-1.3.sh", "tests/story-1.3.sh"] {
-        v.check(o.file(f).is_some(), || {
-            format!("the build did not write {f}")
-        });
-    }
+    let requests = o.mock.iter().filter(|e| e["script"].is_string()).count();
+    v.note(format!(
+        "1.2 reviewed, 1.3 (after a send-back) and 1.4 built and reviewed: done; {} CLI calls, {requests} API requests",
+        o.events("agent_finished").len(),
+    ));
 }
 
 fn check_full_epic(o: &Outcome, v: &mut Verdict) {

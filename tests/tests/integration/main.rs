@@ -24,6 +24,7 @@ mod plugins;
 mod project;
 mod project_status_cli;
 mod qa_gate_slug;
+mod report;
 mod resume;
 mod run_loop;
 mod sprint_ledger;
