@@ -27,6 +27,7 @@ mod qa_gate_slug;
 mod report;
 mod resume;
 mod run_loop;
+mod sprint_ledger;
 mod supervisor;
 mod supervisor_cli;
 mod supervisor_stress;
