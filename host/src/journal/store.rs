@@ -41,7 +41,8 @@ pub struct Journal {
     /// one (a gap's relaxed records in a row share one switch to `NORMAL`; the durable commit
     /// that ends the gap switches back to `FULL`). SQLite compiles a `PRAGMA` anew each time it
     /// runs (it applies it while compiling), so each switch costs a statement preparation.
-    sync: Commit,
+    /// `None` after a switch failed: the next commit sets it again, whatever it is.
+    sync: Option<Commit>,
     _lock: RunLock,
 }
 
@@ -91,7 +92,7 @@ impl Journal {
             reader: JournalReader { conn, path },
             commits: 0,
             // `schema::open_existing` opens read-write connections with `synchronous=FULL`.
-            sync: Commit::Durable,
+            sync: Some(Commit::Durable),
             _lock: lock,
         })
     }
@@ -454,9 +455,10 @@ impl Journal {
     /// call's intent, [`Journal::finish_run`]) always runs with `FULL`, a relaxed one with
     /// `NORMAL`.
     fn sync_for(&mut self, commit: Commit) -> Result<(), JournalError> {
-        if self.sync != commit {
+        if self.sync != Some(commit) {
+            self.sync = None;
             set_synchronous(&self.reader.conn, commit).map_err(sql_err(&self.reader.path))?;
-            self.sync = commit;
+            self.sync = Some(commit);
         }
         Ok(())
     }
