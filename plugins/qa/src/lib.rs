@@ -346,7 +346,7 @@ Status: in-progress
             "high: Password is logged".into(),
         ];
         let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
-        assert!(matches!(d, Decision::SendBack(f) if f.len() == 2), "{d:?}");
+        assert!(matches!(&d, Decision::SendBack(f) if f.len() == 2), "{d:?}");
         // v6 action items, positions and tags moved: the same findings.
         let r = without_gate(
             ParseOutcome::found(StoryState::InProgress, "in-progress"),

@@ -1006,7 +1006,6 @@ fn gate_yaml(
             }
             ("Scripted findings.", issues)
         }
-        "PASS" => ("All acceptance criteria met; tests pass.", String::from("top_issues: []\n")),
         "CONCERNS" => (
             "Non-blocking issues found.",
             "top_issues:\n  - id: \"MNT-001\"\n    severity: medium\n    finding: \"Error handling is thin\"\n    suggested_action: \"Add tests for the error paths\"\n".to_owned(),
