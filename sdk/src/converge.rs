@@ -130,28 +130,31 @@ fn failing_tests(output: &str) -> BTreeSet<String> {
             }
             in_failures = false;
         }
-        let name = if let Some(rest) = t.strip_prefix("test ")
-            && let Some(name) = rest.strip_suffix(" ... FAILED")
-        {
-            Some(name)
-        } else if let Some(rest) = t.strip_prefix("---- ")
-            && let Some(name) = rest.strip_suffix(" stdout ----")
-        {
-            Some(name)
-        } else if let Some(rest) = t.strip_prefix("FAILED ") {
-            rest.split(" - ").next()
-        } else if let Some(rest) = t.strip_prefix("--- FAIL: ") {
-            rest.split(" (").next()
-        } else if let Some(rest) = t.strip_prefix("✕ ").or_else(|| t.strip_prefix("× ")) {
-            Some(strip_duration(rest))
-        } else {
-            None
-        };
+        let name = failing_test(t);
         if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
             tests.insert(name.to_owned());
         }
     }
     tests
+}
+
+/// The test a line of a test runner's output reports as failing.
+fn failing_test(t: &str) -> Option<&str> {
+    if let Some(rest) = t.strip_prefix("test ") {
+        return rest.strip_suffix(" ... FAILED");
+    }
+    if let Some(rest) = t.strip_prefix("---- ") {
+        return rest.strip_suffix(" stdout ----");
+    }
+    if let Some(rest) = t.strip_prefix("FAILED ") {
+        return rest.split(" - ").next();
+    }
+    if let Some(rest) = t.strip_prefix("--- FAIL: ") {
+        return rest.split(" (").next();
+    }
+    t.strip_prefix("✕ ")
+        .or_else(|| t.strip_prefix("× "))
+        .map(strip_duration)
 }
 
 /// `name (12 ms)` → `name`.
