@@ -12,7 +12,8 @@
 //! - [`host`]: the host's log and `read-file`.
 //! - What the default policies are made of, for a team's own: [`prompt`] (every role's prompt
 //!   for BMAD v4 and v6), [`findings`] and [`markdown`] (review results out of gate files and
-//!   stories), [`qa`] (the QA rules of the default and strict QA policies).
+//!   stories), [`converge`] (finding fingerprints and the convergence rule), [`qa`] (the QA
+//!   rules of the default and strict QA policies).
 //!
 //! A plugin crate is a `cdylib` that depends on this crate and nothing else:
 //!
@@ -45,6 +46,7 @@
 //! from a plugin folder (`plugin.toml` next to the `.wasm`).
 
 pub mod bindings;
+pub mod converge;
 pub mod findings;
 #[doc(hidden)]
 pub mod guest;

@@ -12,13 +12,14 @@
 //! "Done" is `set-state(done)` when the file does not say done yet (v4: QA must not change
 //! Status), `complete` when it already does. With [`QaRules::require_all_checked`] a story is
 //! done only when every acceptance-criterion and task checkbox is ticked; otherwise the
-//! unchecked ones go back as findings. Every send-back passes the convergence rule: when an
-//! earlier send-back exists and this one has no fewer findings, escalate instead (unless that
-//! earlier one was the quality gates', see [`send_back`]).
+//! unchecked ones go back as findings. Every send-back passes the convergence rule of
+//! [`send_back`]: when this round's findings are the previous round's again (by
+//! [`fingerprint`](crate::converge::fingerprint): the same, or a superset), escalate quoting
+//! them; with [`QaRules::count_must_shrink`] also when there are no fewer of them.
 
+use crate::converge::{is_gate_finding, repeats};
 use crate::findings::{
-    GATE_FINDING_PREFIX, Verdict, gate_field, gate_issues, qa_results_items, review_action_items,
-    unchecked_work,
+    Verdict, gate_field, gate_issues, qa_results_items, review_action_items, unchecked_work,
 };
 use crate::markdown::clip;
 use crate::types::{Decision, OutcomeKind, StepReport, Story, StoryState};
@@ -33,6 +34,9 @@ pub struct QaRules {
     pub concerns_pass: bool,
     /// Done needs every acceptance-criterion and task checkbox ticked.
     pub require_all_checked: bool,
+    /// Convergence also needs each review round to have fewer findings than the previous one
+    /// (besides the fingerprint rule every policy here applies).
+    pub count_must_shrink: bool,
 }
 
 impl QaRules {
@@ -40,11 +44,13 @@ impl QaRules {
     pub const LENIENT: QaRules = QaRules {
         concerns_pass: true,
         require_all_checked: false,
+        count_must_shrink: false,
     };
     /// A strict team policy: CONCERNS is a change request, done means every box ticked.
     pub const STRICT: QaRules = QaRules {
         concerns_pass: false,
         require_all_checked: true,
+        count_must_shrink: true,
     };
 }
 
@@ -84,7 +90,7 @@ pub fn end(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
                         gate.path
                     ));
                 }
-                send_back(story, findings)
+                send_back(rules, story, findings)
             }
             Verdict::Unknown(value) => Decision::Escalate(format!(
                 "QA gate `{}` has the decision {value:?}, not PASS, CONCERNS, FAIL or WAIVED",
@@ -104,7 +110,7 @@ pub fn end(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
                     story.path
                 ));
             }
-            send_back(story, findings)
+            send_back(rules, story, findings)
         }
         Some(StoryState::Review) => {
             Decision::Fail("QA left the story in review without a gate decision".to_owned())
@@ -135,7 +141,7 @@ fn done(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
                     )
                 })
                 .collect();
-            return send_back(story, findings);
+            return send_back(rules, story, findings);
         }
     }
     if report.status.state() == Some(StoryState::Done) {
@@ -145,18 +151,31 @@ fn done(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
     }
 }
 
-/// Sends the findings back, or escalates when review does not converge: an earlier send-back
-/// exists and this one has no fewer findings. When the previous send-back was the quality
-/// gates' (its findings, handed back as `previous-findings`, are all gate failures), its count
-/// says nothing about review, so the rule waits for the next round.
-pub fn send_back(story: &Story, mut findings: Vec<String>) -> Decision {
+/// Sends the findings back, or escalates when review does not converge:
+/// - the previous review round's findings (`previous-findings`) are all back, by fingerprint
+///   (the same findings, or a superset): escalate quoting them (see [`crate::converge`]);
+/// - with [`QaRules::count_must_shrink`], or when the fingerprints say nothing (no previous
+///   finding texts, only the counts of `findings-history`): an earlier send-back exists and
+///   this one has no fewer findings.
+///
+/// When the previous send-back was the quality gates' (its findings are all gate failures),
+/// neither its texts nor its count say anything about review, so the rule waits for the next
+/// round; gate findings among a review's are left out of the comparison.
+pub fn send_back(rules: &QaRules, story: &Story, mut findings: Vec<String>) -> Decision {
     let count = findings.len();
-    let after_gates = !story.previous_findings.is_empty()
-        && story
-            .previous_findings
-            .iter()
-            .all(|f| f.starts_with(GATE_FINDING_PREFIX));
+    let previous: Vec<&str> = story
+        .previous_findings
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !is_gate_finding(f))
+        .collect();
+    let after_gates = !story.previous_findings.is_empty() && previous.is_empty();
+    if let Some(repeat) = repeats(&previous, &findings) {
+        return Decision::Escalate(repeat.reason("review"));
+    }
+    let count_rule = rules.count_must_shrink || story.previous_findings.is_empty();
     if let Some(last) = story.findings_history.last()
+        && count_rule
         && !after_gates
         && u32::try_from(count).unwrap_or(u32::MAX) >= *last
     {

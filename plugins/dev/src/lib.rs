@@ -10,11 +10,16 @@
 //!   instead of `dev-story`; a build that stops the spec as `blocked` → `escalate` with its
 //!   `## Auto Run Result` (a person must answer what it asks).
 //! - `end` after the gates (no agent outcome): all passed, or no gates → `complete`; some failed
-//!   → `send-back` with one finding per failed gate (name, exit code or timeout, output tail).
+//!   → `send-back` with one finding per failed gate (name, exit code or timeout, output tail),
+//!   unless the previous send-back was the gates' too and every one of its failures is back
+//!   (by [`fingerprint`](bmad_policy::converge::fingerprint): the gate and its failing tests or
+//!   first error line): then `escalate` (`quality gates are not converging: the same failure
+//!   as the previous round: "gate `unit` failed (exit 3): …"`).
 //! - `on-event`: `stop` once the CLI reports its [`HOPELESS_API_RETRY`]th retry of one API
 //!   call (minutes of failing calls: the host's own retry with backoff does better); otherwise
 //!   continue.
 
+use bmad_policy::converge::{is_gate_finding, repeats};
 use bmad_policy::findings::GATE_FINDING_PREFIX;
 use bmad_policy::types::{
     AgentEvent, Decision, Directive, GateReport, OutcomeKind, StepReport, Story, StoryState,
@@ -47,7 +52,7 @@ impl Policy for Dev {
 
     fn end(story: &Story, report: &StepReport) -> Decision {
         let Some(outcome) = &report.outcome else {
-            return gates_decision(&report.gates);
+            return gates_decision(story, &report.gates);
         };
         if outcome.kind != OutcomeKind::Success {
             return Decision::Fail(format!(
@@ -82,17 +87,26 @@ fn auto_run_result(document: &str) -> String {
     clip(&text, 600)
 }
 
-/// After the gates: complete when all passed, otherwise send back the failures.
-fn gates_decision(gates: &[GateReport]) -> Decision {
+/// After the gates: complete when all passed, otherwise send back the failures, or escalate
+/// when the previous round's gate failures are all back.
+fn gates_decision(story: &Story, gates: &[GateReport]) -> Decision {
     let failed: Vec<String> = gates
         .iter()
         .filter(|g| !g.passed)
         .map(gate_finding)
         .collect();
     if failed.is_empty() {
-        Decision::Complete
-    } else {
-        Decision::SendBack(failed)
+        return Decision::Complete;
+    }
+    let previous: Vec<&str> = story
+        .previous_findings
+        .iter()
+        .map(String::as_str)
+        .filter(|f| is_gate_finding(f))
+        .collect();
+    match repeats(&previous, &failed) {
+        Some(repeat) => Decision::Escalate(repeat.gate_reason()),
+        None => Decision::SendBack(failed),
     }
 }
 
@@ -290,6 +304,50 @@ mod tests {
         );
         assert!(findings[0].ends_with("line 40") && !findings[0].contains("line 25\n"));
         assert_eq!(findings[1], "quality gate `e2e` timed out with no output");
+    }
+
+    #[test]
+    fn a_gate_failing_the_same_way_twice_escalates() {
+        let r = StepReport {
+            gates: vec![gate(
+                "test",
+                false,
+                Some(101),
+                false,
+                "test a::b ... FAILED\ntest result: FAILED. 0 passed; 1 failed; finished in 0.4s",
+            )],
+            ..StepReport::default()
+        };
+        let Decision::SendBack(first) = Dev::end(&story(1), &r) else {
+            panic!("expected send-back")
+        };
+        // The next round: the previous send-back was these gate findings (other timings).
+        let mut s = story(2);
+        s.previous_findings = first.iter().map(|f| f.replace("0.4s", "0.9s")).collect();
+        s.findings_history = vec![1];
+        assert_eq!(
+            Dev::end(&s, &r),
+            Decision::Escalate(
+                "quality gates are not converging: the same failure as the previous round: \
+                 \"gate `test` failed (exit 101): failing a::b\""
+                    .into()
+            )
+        );
+        // Another failing test: progress, another round.
+        let other = StepReport {
+            gates: vec![gate(
+                "test",
+                false,
+                Some(101),
+                false,
+                "test a::c ... FAILED",
+            )],
+            ..StepReport::default()
+        };
+        assert!(matches!(Dev::end(&s, &other), Decision::SendBack(_)));
+        // After a review's send-back, gate failures are not compared with review findings.
+        s.previous_findings = vec!["high: a::b fails".into()];
+        assert!(matches!(Dev::end(&s, &r), Decision::SendBack(_)));
     }
 
     #[test]

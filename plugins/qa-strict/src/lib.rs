@@ -5,7 +5,9 @@
 //! - a CONCERNS gate counts as changes requested: `send-back` with the gate's findings;
 //! - a story is done only when every acceptance-criterion and task checkbox in it is checked
 //!   (`- [x]`); on a PASS / WAIVED gate (or a v6 review that set done) with unchecked boxes,
-//!   those boxes go back to Dev as findings.
+//!   those boxes go back to Dev as findings;
+//! - convergence: besides the default rule (the previous round's findings all back, by
+//!   fingerprint, escalates), every review round must have fewer findings than the one before.
 //!
 //! Select it with `[roles] qa = "qa-strict"` or `--policy qa=qa-strict`.
 
@@ -174,5 +176,35 @@ Review
             matches!(&d, Decision::Escalate(r) if r.starts_with("review is not converging: 2 findings after 2 rounds")),
             "{d:?}"
         );
+        // Strict: changed findings must also be fewer.
+        let mut s = story(&[2]);
+        s.previous_findings = vec!["low: a".into(), "low: b".into()];
+        let d = QaStrict::end(
+            &s,
+            &report(Some("PASS"), "gate: PASS\n", OPEN_TASKS, review()),
+        );
+        assert!(
+            matches!(&d, Decision::Escalate(r) if r.contains("2 findings after 2 rounds")),
+            "{d:?}"
+        );
+        // And the same findings again are named, as in the default policy.
+        s.previous_findings = vec!["unchecked item (line 9): Task 2: Tests (AC: 2)".into()];
+        s.findings_history = vec![1];
+        let d = QaStrict::end(
+            &s,
+            &report(Some("PASS"), "gate: PASS\n", OPEN_TASKS, review()),
+        );
+        assert!(
+            matches!(&d, Decision::Escalate(r) if r.contains("finding is back, with 1 new: \"unchecked item (line 10): Task 2")),
+            "{d:?}"
+        );
+        // Fewer and different: another round.
+        s.previous_findings = vec!["low: a".into(), "low: b".into(), "low: c".into()];
+        s.findings_history = vec![3];
+        let d = QaStrict::end(
+            &s,
+            &report(Some("PASS"), "gate: PASS\n", OPEN_TASKS, review()),
+        );
+        assert!(matches!(&d, Decision::SendBack(f) if f.len() == 2), "{d:?}");
     }
 }

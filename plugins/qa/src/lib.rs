@@ -8,8 +8,11 @@
 //!   `top_issues` (or the story's QA Results); another value → `escalate`. No gate file: done →
 //!   `complete`; in-progress / changes-requested → `send-back` with the open review action
 //!   items; still review → `fail("QA left the story in review without a gate decision")`.
-//!   A send-back whose finding count is not smaller than the previous round's escalates
-//!   (`review is not converging: …`).
+//!   A send-back whose findings are the previous round's again (by fingerprint: the same, or a
+//!   superset) escalates quoting them (`review is not converging: the same 2 findings as the
+//!   previous round: "…"; "…"`); when only the previous round's count is known, one with no
+//!   fewer findings does (`review is not converging: 2 findings after 2 rounds …`). A round
+//!   that fixes some findings and reveals new ones goes on, up to `max_cycles`.
 //! - `on-event`: always continue.
 
 use bmad_policy::qa::{self, QaRules};
@@ -300,9 +303,63 @@ Status: in-progress
             vec!["quality gate `test` failed (exit 101); output tail:\nboom".into()];
         let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
         assert!(matches!(d, Decision::SendBack(f) if f.len() == 2));
-        s.previous_findings.push("high: a review finding".into());
+        // Gate findings among the previous ones are left out: the review findings decide.
+        s.previous_findings
+            .push("medium: No test covers mixed case".into());
         let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
-        assert!(matches!(d, Decision::Escalate(_)));
+        assert!(matches!(d, Decision::Escalate(_)), "{d:?}");
+    }
+
+    #[test]
+    fn the_same_findings_again_escalate_quoting_them() {
+        let mut s = story(Layout::V4, &[2]);
+        s.previous_findings = vec![
+            "medium: Duplicate check is case-sensitive (suggested: Use lowercase)".into(),
+            "No test covers mixed case".into(),
+        ];
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert_eq!(
+            d,
+            Decision::Escalate(
+                "review is not converging: the same 2 findings as the previous round: \
+                 \"high: Duplicate check is case-sensitive (suggested: Lowercase the email)\"; \
+                 \"low: No test covers mixed case\""
+                    .into()
+            )
+        );
+        // A superset (one fixed finding came back with a new one) escalates as well.
+        s.previous_findings.truncate(1);
+        s.findings_history = vec![1];
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert!(
+            matches!(&d, Decision::Escalate(r) if r.contains("finding is back, with 1 new")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn changed_findings_go_on_even_when_as_many() {
+        // One fixed, one new: as many findings as before, but progress.
+        let mut s = story(Layout::V4, &[2]);
+        s.previous_findings = vec![
+            "high: Duplicate check is case-sensitive".into(),
+            "high: Password is logged".into(),
+        ];
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert!(matches!(&d, Decision::SendBack(f) if f.len() == 2), "{d:?}");
+        // v6 action items, positions and tags moved: the same findings.
+        let r = without_gate(
+            ParseOutcome::found(StoryState::InProgress, "in-progress"),
+            STORY_V6_BACK,
+        );
+        let mut s = story(Layout::V6, &[2]);
+        s.previous_findings = vec![
+            "[AI-Review][Medium] No test for exactly 5 MB".into(),
+            "[AI-Review][High] Size limit checked too late [src/a.rs:12]".into(),
+        ];
+        assert!(
+            matches!(Qa::end(&s, &r), Decision::Escalate(m) if m.contains("the same 2 findings")),
+        );
     }
 
     #[test]

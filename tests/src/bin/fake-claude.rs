@@ -42,7 +42,9 @@
 //! anything) gives the behaviour, else `default`, else `{"do": "play"}`. `occurrence` counts the
 //! calls with the same role and story, from 1, in the state file `<script>.state` (locked, so
 //! concurrent calls count right). For QA, `verdicts[occurrence - 1]` is the gate verdict (the
-//! last one repeats; default PASS).
+//! last one repeats; default PASS), and `findings[occurrence - 1]` (a list of texts; the last
+//! one repeats) the findings of a FAIL or CONCERNS verdict instead of the fixed one (v4: the
+//! gate's `top_issues`, ids `TEST-001`...; v6: `[AI-Review][High]` / `[Review][High]` items).
 //!
 //! A behaviour object: `do` is one of
 //! - `play` (default): the role play above.
@@ -234,6 +236,9 @@ struct Behaviour {
     grandchild: bool,
     #[serde(default)]
     verdicts: Vec<String>,
+    /// QA: the findings of a FAIL / CONCERNS verdict, per occurrence (the last one repeats).
+    #[serde(default)]
+    findings: Vec<Vec<String>>,
     signal: Option<String>,
     lines: Option<u32>,
     delay_ms: Option<u64>,
@@ -980,10 +985,27 @@ fn qa_location(root: &Path) -> PathBuf {
     root.join(loc)
 }
 
-fn gate_yaml(story: &Story, title: &str, verdict: &str, history: &[String]) -> String {
+fn gate_yaml(
+    story: &Story,
+    title: &str,
+    verdict: &str,
+    history: &[String],
+    findings: Option<&[String]>,
+) -> String {
     let now = format!("{}T00:00:00Z", today());
     let (reason, issues) = match verdict {
         "PASS" => ("All acceptance criteria met; tests pass.", String::from("top_issues: []\n")),
+        _ if findings.is_some() => {
+            let mut issues = String::from("top_issues:\n");
+            for (i, f) in findings.unwrap_or_default().iter().enumerate() {
+                issues.push_str(&format!(
+                    "  - id: \"TEST-{:03}\"\n    severity: high\n    finding: \"{}\"\n",
+                    i + 1,
+                    f.replace('"', "'")
+                ));
+            }
+            ("Scripted findings.", issues)
+        }
         "CONCERNS" => (
             "Non-blocking issues found.",
             "top_issues:\n  - id: \"MNT-001\"\n    severity: medium\n    finding: \"Error handling is thin\"\n    suggested_action: \"Add tests for the error paths\"\n".to_owned(),
@@ -1006,6 +1028,19 @@ fn gate_yaml(story: &Story, title: &str, verdict: &str, history: &[String]) -> S
         id = story.id,
         title = title.replace('\'', "''"),
     )
+}
+
+/// The v6 review items of a FAIL: the scripted findings, else the fixed one.
+fn review_items(scripted: Option<&[String]>, tag: &str) -> Vec<String> {
+    match scripted {
+        Some(findings) => findings
+            .iter()
+            .map(|f| format!("- [ ] {tag} {f}"))
+            .collect(),
+        None => vec![format!(
+            "- [ ] {tag} Add the missing tests for acceptance criterion 2"
+        )],
+    }
 }
 
 /// Previous `history:` entries of a gate file (the lines under the key).
@@ -1114,6 +1149,11 @@ fn plan_edits(
                 .get(occurrence.saturating_sub(1) as usize)
                 .or(b.verdicts.last())
                 .map_or("PASS".to_owned(), |v| v.to_ascii_uppercase());
+            let scripted = b
+                .findings
+                .get(occurrence.saturating_sub(1) as usize)
+                .or(b.findings.last())
+                .map(Vec::as_slice);
             let title = title_from_story(&text, &story);
             let mut body = format!(
                 "### Review Date: {}\n\n### Reviewed By: Quinn (Test Architect)\n\nGate: {verdict}",
@@ -1139,18 +1179,16 @@ fn plan_edits(
                         old: Some(text),
                     });
                     edits.push(FileEdit {
-                        content: gate_yaml(&story, &title, &verdict, &history),
+                        content: gate_yaml(&story, &title, &verdict, &history, scripted),
                         path: gate,
                         old: old_gate,
                     });
                 }
                 Layout::V6 if is_spec(&story.path) => {
                     let status = if verdict == "FAIL" {
-                        content = add_under(
-                            &content,
-                            "### Review Findings",
-                            "- [ ] [Review][High] Add the missing tests for acceptance criterion 2",
-                        );
+                        for item in review_items(scripted, "[Review][High]") {
+                            content = add_under(&content, "### Review Findings", &item);
+                        }
                         "in-progress"
                     } else {
                         "done"
@@ -1165,11 +1203,9 @@ fn plan_edits(
                 }
                 Layout::V6 => {
                     let status = if verdict == "FAIL" {
-                        content = add_under(
-                            &content,
-                            "## Tasks / Subtasks",
-                            "- [ ] [AI-Review][High] Add the missing tests for acceptance criterion 2",
-                        );
+                        for item in review_items(scripted, "[AI-Review][High]") {
+                            content = add_under(&content, "## Tasks / Subtasks", &item);
+                        }
                         "in-progress"
                     } else {
                         "done"

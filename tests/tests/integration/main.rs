@@ -11,6 +11,7 @@
 
 mod build_flow;
 mod cli_snapshots;
+mod converge;
 mod embedded;
 mod gates;
 mod hostile_ends;
