@@ -85,9 +85,16 @@ impl Driver<'_> {
                 cycle,
                 role,
             };
-            let end = self
-                .role_step(ctx, &seen, &flow, resumed, &mut tally)
-                .await?;
+            let end = match self.role_step(ctx, &seen, &flow, resumed, &mut tally).await {
+                Ok(end) => end,
+                Err(halt) => {
+                    // What an interrupted or limited call spent counts after a resume too.
+                    if !matches!(halt, Halt::Fatal(_)) {
+                        self.save(&mut record, &flow, &tally)?;
+                    }
+                    return Err(halt);
+                }
+            };
             flow.step_ended(end);
             tally.cycles = flow.cycle();
             let before = seen.state;
@@ -131,6 +138,9 @@ impl Driver<'_> {
             duration_ms: millis(tally.duration),
             cost_usd: tally.cost_usd,
             turns: tally.turns,
+            input_tokens: tally.input_tokens,
+            output_tokens: tally.output_tokens,
+            tokens: tally.tokens(),
         });
         Ok(())
     }
@@ -217,7 +227,12 @@ impl Driver<'_> {
                         return Ok(StepEnd::Failed(refused));
                     }
                     let gates_before = self.gate_stamps(ctx.entry);
-                    let outcome = self.agent_call(&mut step, seq, request).await?;
+                    let outcome = match self.agent_call(&mut step, seq, request).await? {
+                        super::agent::Call::Ended(outcome) => outcome,
+                        super::agent::Call::Capped(reason) => {
+                            return Ok(StepEnd::Escalated(reason));
+                        }
+                    };
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());
                     if ctx.role == Role::Qa {
                         report.qa_gate =
