@@ -25,6 +25,7 @@ mod project_status_cli;
 mod qa_gate_slug;
 mod resume;
 mod run_loop;
+mod spend_caps;
 mod supervisor;
 mod supervisor_cli;
 mod supervisor_stress;
