@@ -81,8 +81,8 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
     /// Trust the project's bmad-host.toml as it is now, so its commands and grants take effect.
     ///
     /// Until then, `run` refuses a project file that sets claude.bin, extra_args, allowed_tools,
-    /// allowed_models or permission_mode, [[gates]], or [plugins.NAME] grant_read or
-    /// allowed_tools.
+    /// allowed_models or permission_mode, [[gates]], [[notify]], or [plugins.NAME] grant_read
+    /// or allowed_tools.
     #[command(after_help = "Examples:
   bmad-host trust                        # the project in the current directory
   bmad-host trust --project ~/src/shop

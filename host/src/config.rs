@@ -1470,8 +1470,8 @@ webhook = \"http://127.0.0.1:8080/bmad\"                  # the event's JSON, PO
 `run_finished`; the JSON is the `--json` event itself. A `command` runs with `sh -c` at the
 project root under the gates' supervision (its own process group, torn down with its
 descendants at its `timeout`). A `webhook` is one POST (`Content-Type: application/json`) with
-one retry, both within the `timeout`; a status other than 2xx is a failure. Only `http://`
-webhooks are sent by this build: for `https://`, use a `command` with `curl`. Notifiers run beside
+one retry, both within the `timeout`; a status other than 2xx is a failure (`https://` through rustls,
+with Mozilla's root certificates). Notifiers run beside
 the run and never stop or slow it: a failing one (an exit status other than 0, a timeout, an
 HTTP error) is reported as a warning and a `notify_failed` event, and at its end the run waits
 for the notifiers still running, each at most its `timeout`. Entries of the user's file and of

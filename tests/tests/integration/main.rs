@@ -19,6 +19,7 @@ mod hostile_review;
 mod hostile_trust;
 mod journal;
 mod mock_anthropic;
+mod notify;
 mod plugins;
 mod project;
 mod project_status_cli;
