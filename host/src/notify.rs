@@ -370,13 +370,22 @@ mod http {
 
         #[tokio::test]
         async fn an_https_url_speaks_tls() {
-            // A plain-HTTP server on the other side: the TLS handshake is what fails.
-            let (addr, _seen) = serve_once("HTTP/1.1 200 OK\r\n\r\n").await;
-            let port = addr.rsplit(':').next().expect("port");
-            let err = post_json(&format!("https://localhost:{port}/"), b"{}")
+            // A plain-HTTP server on the other side, which answers at once: the TLS handshake
+            // is what fails.
+            use tokio::io::AsyncWriteExt as _;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let _server = tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+                let _ = socket.shutdown().await;
+            });
+            let err = post_json(&format!("https://127.0.0.1:{port}/"), b"{}")
                 .await
                 .expect_err("no TLS there");
-            assert!(err.starts_with("TLS with localhost:"), "{err}");
+            assert!(err.starts_with("TLS with 127.0.0.1:"), "{err}");
             assert!(client_config().is_ok());
         }
     }
