@@ -180,19 +180,19 @@ fn every_event_reaches_a_webhook_and_a_command_as_its_json() {
          [[notify]]\non = {ALL}\ncommand = 'cat > \"notified/$BMAD_HOST_EVENT-$$.json\"'\n",
         listener.url
     ));
-    // 1.1: Dev's call reports a limit warning, then the story is done; 1.2: Dev's call runs out
-    // of turns, the story fails; 1.3: drafted, and a draft waits for a person (escalated).
+    // 1.1: Dev's call runs out of turns, the story fails; 1.2: a draft, which waits for a
+    // person (escalated); 1.3: SM's call reports a limit warning and drafts it (escalated too).
     let project = Project::fixture("v4-sample");
     std::fs::create_dir(project.path().join("notified")).expect("mkdir");
     let calls = json!([
-        { "role": "dev", "story": "1.1", "occurrence": 1, "do": "replay",
-          "file": capture("330-oauth-warn-5h"), "play": true },
-        { "role": "dev", "story": "1.2", "do": "max_turns" }
+        { "role": "dev", "story": "1.1", "do": "max_turns" },
+        { "role": "sm", "story": "1.3", "occurrence": 1, "do": "replay",
+          "file": capture("330-oauth-warn-5h"), "play": true }
     ]);
     let first = run(&project, config.path(), calls, &[], &[]);
     assert_eq!(first.code(), 1, "{}", first.stderr());
-    assert_eq!(first.story_result("1.1")["result"], "done");
-    assert_eq!(first.story_result("1.2")["result"], "failed");
+    assert_eq!(first.story_result("1.1")["result"], "failed");
+    assert_eq!(first.story_result("1.2")["result"], "escalated");
     assert_eq!(first.story_result("1.3")["result"], "escalated");
     assert!(
         first.events_named("notify_failed").is_empty(),
@@ -219,7 +219,7 @@ fn every_event_reaches_a_webhook_and_a_command_as_its_json() {
             .collect::<Vec<_>>()
     };
     let want: Vec<(String, usize)> = [
-        ("escalated", 1),
+        ("escalated", 2),
         ("failed", 1),
         ("limit_warning", 1),
         ("run_finished", 2),
@@ -241,17 +241,22 @@ fn every_event_reaches_a_webhook_and_a_command_as_its_json() {
         }
     }
     // The JSON is the `--json` event itself.
-    let escalated = &posted["escalated"][0];
-    assert_eq!(escalated["story"], "1.3");
-    assert!(escalated["ts"].is_string(), "{escalated}");
+    let mut escalated: Vec<&str> = posted["escalated"]
+        .iter()
+        .filter_map(|e| e["story"].as_str())
+        .collect();
+    escalated.sort_unstable();
+    assert_eq!(escalated, ["1.2", "1.3"]);
+    assert!(posted["escalated"][0]["ts"].is_string(), "{posted:#?}");
     assert_eq!(posted["limit_warning"][0]["status"], "allowed_warning");
-    assert_eq!(posted["failed"][0]["story"], "1.2");
+    assert_eq!(posted["limit_warning"][0]["story"], "1.3");
+    assert_eq!(posted["failed"][0]["story"], "1.1");
     let finished = first.events_named("run_finished")[0];
     let posted_finished = posted["run_finished"]
         .iter()
         .find(|f| f["run_id"] == finished["run_id"])
         .expect("the first run's run_finished");
-    assert_eq!(posted_finished["escalated"], 1);
+    assert_eq!(posted_finished["escalated"], 2);
     assert_eq!(posted_finished["failed"], 1);
 }
 
