@@ -144,10 +144,9 @@ impl Driver<'_> {
     ) -> Result<Call, Halt> {
         if self.config.workflow.hard_cap.value
             && outcome.kind == policy::OutcomeKind::ErrorMaxBudget
+            && let Err(reason) = self.check_caps(story, step.tally)?
         {
-            if let Err(reason) = self.check_caps(story, step.tally)? {
-                return Ok(Call::Capped(reason));
-            }
+            return Ok(Call::Capped(reason));
         }
         Ok(Call::Ended(outcome))
     }
