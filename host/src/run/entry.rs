@@ -38,8 +38,9 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
 
     let mut journal = Journal::open(&root)?;
     check_journal(&journal, &stories, fresh)?;
-    // This process runs one call or gate at a time and starts nothing else: every orphan it
-    // adopts while one runs is that one's, marker or not (`env -i`, a setuid helper).
+    // This process runs one call or gate at a time and starts nothing else but the notifiers,
+    // which are registered as started beside them: every other orphan it adopts while one runs
+    // is that one's, marker or not (`env -i`, a setuid helper).
     crate::process::claim_adopted_orphans();
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
