@@ -1796,6 +1796,78 @@ grant_read = ["**"]
     }
 
     #[test]
+    fn notifiers_are_checked_and_a_project_files_need_trust() {
+        let user = "[[notify]]\non = [\"run_finished\"]\nwebhook = \"https://hooks.example/x\"\n";
+        let project = "[[notify]]\non = [\"escalated\", \"failed\"]\ncommand = \"mail me\"\ntimeout = \"5s\"\n";
+        let c = load_two(user, project, false).expect("config");
+        // The user's applies; the untrusted project's does not, and is listed.
+        assert_eq!(c.notify.len(), 1);
+        assert_eq!(
+            c.notify[0].target,
+            NotifyTarget::Webhook("https://hooks.example/x".into())
+        );
+        assert_eq!(c.notify[0].timeout, NOTIFY_TIMEOUT);
+        assert!(c.trust.blocked());
+        // Named by the place it would take among the notifiers, after the user's.
+        assert_eq!(c.trust.restricted[0].key, "notify[1]");
+        assert!(c.trust.restricted[0].effect.contains("mail me"));
+        let c = load_two(user, project, true).expect("config");
+        assert_eq!(c.notify.len(), 2);
+        assert_eq!(c.notify[1].target, NotifyTarget::Command("mail me".into()));
+        assert_eq!(c.notify[1].timeout, Duration::from_secs(5));
+        assert!(c.describe().iter().any(|r| r.0 == "notify[1]"));
+
+        let bad = |text: &str| {
+            load(text, &[], &Overrides::default())
+                .expect_err("invalid")
+                .to_string()
+        };
+        let err = bad("[[notify]]\non = [\"escalate\"]\ncommand = \"x\"\n");
+        assert!(
+            err.contains("unknown event `escalate`") && err.contains("did you mean `escalated`"),
+            "{err}"
+        );
+        let err = bad("[[notify]]\non = [\"failed\"]\ncommand = \"x\"\nwebhook = \"http://h\"\n");
+        assert!(err.contains("exactly one of `command`"), "{err}");
+        let err = bad("[[notify]]\non = [\"failed\"]\nwebhook = \"ftp://h\"\n");
+        assert!(err.contains("http:// or https://"), "{err}");
+        let err = bad("[[notify]]\ncommand = \"x\"\n");
+        assert!(err.contains("notify[0].on` is required"), "{err}");
+        let err = bad("[[notify]]\non = [\"failed\"]\ncomand = \"x\"\n");
+        assert!(err.contains("did you mean `notify[0].command`"), "{err}");
+    }
+
+    #[test]
+    fn spend_caps_are_positive() {
+        let c = load(
+            "[workflow]\nmax_story_usd = 2\nmax_run_tokens = 500000\nhard_cap = true\n",
+            &[],
+            &Overrides::default(),
+        )
+        .expect("config");
+        assert_eq!(c.workflow.max_story_usd.value, Some(2.0));
+        assert_eq!(c.workflow.max_run_tokens.value, Some(500_000));
+        assert!(c.workflow.hard_cap.value);
+        for text in [
+            "[workflow]\nmax_run_usd = 0\n",
+            "[workflow]\nmax_story_tokens = -1\n",
+        ] {
+            let err = load(text, &[], &Overrides::default()).expect_err("not positive");
+            assert!(err.to_string().contains("workflow.max_"), "{err}");
+        }
+        let err = load(
+            "",
+            &[("BMAD_HOST_WORKFLOW_MAX_RUN_USD", "-1")],
+            &Overrides::default(),
+        )
+        .expect_err("negative");
+        assert!(
+            err.to_string().contains("positive number of dollars"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn shell_words_quote_what_the_shell_would_split() {
         assert_eq!(shell_word(Path::new("/src/shop")), "/src/shop");
         assert_eq!(shell_word(Path::new("/src/my shop")), "'/src/my shop'");
