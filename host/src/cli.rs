@@ -20,6 +20,7 @@ use crate::ui::Verbosity;
 #[command(after_help = "Examples:
   bmad-host run --plugins plugins/ --project ~/src/shop --epic 1
   bmad-host status --project ~/src/shop
+  bmad-host report --project ~/src/shop
   bmad-host plugins check --plugins plugins/")]
 pub struct Cli {
     /// The command to run.
@@ -70,6 +71,16 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
   bmad-host log
   bmad-host log --story 1.2 --json")]
     Log(LogArgs),
+    /// Write a run's report: one self-contained HTML page (timelines, findings, spend).
+    ///
+    /// Read from the journal only, without the run lock: it works on a finished, an interrupted
+    /// or a running run. The page loads nothing from anywhere; its transcript links are relative
+    /// to where it is written.
+    #[command(after_help = "Examples:
+  bmad-host report                           # the latest run, in .bmad-host/reports/
+  bmad-host report --run 20261123T154700Z-1a2b -o night.html
+  xdg-open \"$(bmad-host report --project ~/src/shop)\"")]
+    Report(ReportArgs),
     /// List, check or export the plugins (the embedded ones and those in --plugins DIR).
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -251,6 +262,20 @@ pub struct LogArgs {
     pub story: Option<String>,
 }
 
+/// `bmad-host report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The common flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// The run to report (default: the latest; `bmad-host log --json` shows run ids).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// Where to write the page (default: .bmad-host/reports/<run-id>.html in the project).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
 /// `bmad-host plugins ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -349,6 +374,7 @@ impl Command {
             Command::Run(a) => Some(&a.common),
             Command::Status(a) => Some(&a.common),
             Command::Log(a) => Some(&a.common),
+            Command::Report(a) => Some(&a.common),
             Command::Plugins(PluginsCommand::List(a) | PluginsCommand::Check(a)) => Some(&a.common),
             Command::Plugins(PluginsCommand::Export(a)) => Some(&a.common),
             Command::Config(a) => Some(&a.common),

@@ -159,6 +159,8 @@ impl Plan {
     ) -> Result<Plan, Error> {
         resolve_bin(&mut context.config.claude.bin.value);
         let project = context.project()?;
+        // A v6 installation with no flow bmad-host can run stops here, before anything runs.
+        project.flow()?;
         let stories = select(&project, epic, story)?;
         let plugins = PluginSet::load_from(&context.plugin_sources(), &context.plugin_config())?;
         Ok(Plan {

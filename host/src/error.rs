@@ -23,6 +23,19 @@ pub enum Error {
     /// The journal cannot be opened or written.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// A report cannot be made (`bmad-host report`). Boxed: it can hold a journal error, and
+    /// every `Result` of the run loop carries this type.
+    #[error(transparent)]
+    Report(Box<crate::report::ReportError>),
+    /// A file cannot be written (a report's page).
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The user's trust store cannot be written (`bmad-host trust`).
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
@@ -56,6 +69,8 @@ impl Error {
             | Error::Plugin(_)
             | Error::Journal(_)
             | Error::Trust(_)
+            | Error::Report(_)
+            | Error::Write { .. }
             | Error::Usage(_)
             | Error::ProjectDir { .. }
             | Error::Runtime(_)
@@ -66,6 +81,12 @@ impl Error {
     /// Whether this is a write to a reader that went away (`bmad-host status | head`).
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl From<crate::report::ReportError> for Error {
+    fn from(e: crate::report::ReportError) -> Self {
+        Error::Report(Box::new(e))
     }
 }
 

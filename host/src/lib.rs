@@ -12,7 +12,7 @@
 //!   [`cli`] (the raw arguments) into a [`context`] once;
 //! - the run loop: [`run`], and beside it the notifiers, [`notify`];
 //! - the engines: [`gates`], [`claude`] (the supervisor), [`plugins`], [`project`],
-//!   [`workflow`], [`ui`], [`builtin`], then [`journal`] and [`process`];
+//!   [`workflow`], [`ui`], [`builtin`], [`report`], then [`journal`] and [`process`];
 //! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`],
 //!   [`trust`] (the user's directory and the project files they trust), and [`error`], which
 //!   gathers the engines' errors for the entry.
@@ -37,6 +37,7 @@ pub mod plugins;
 pub mod policy;
 pub mod process;
 pub mod project;
+pub mod report;
 pub mod run;
 pub mod trust;
 pub mod ui;

@@ -16,7 +16,9 @@ const LAYERS: &[&[&str]] = &[
     &["cli", "run"],
     &["context", "notify"],
     &["error", "gates"],
-    &["builtin", "claude", "plugins", "project", "ui", "workflow"],
+    &[
+        "builtin", "claude", "plugins", "project", "report", "ui", "workflow",
+    ],
     &["journal", "process"],
     &["policy"],
     &["bindings", "config", "exit", "trust"],

@@ -190,6 +190,18 @@ pub enum Event {
         /// What went wrong.
         error: String,
     },
+    /// Build flow: the host brought a story's ledgers (the spec's frontmatter `status:`, the
+    /// story file's `Status:` line where there is one, its sprint-status key) into agreement.
+    LedgersReconciled {
+        /// The story id.
+        story: String,
+        /// `start` (drift found before the story's first step) or `step` (after a step).
+        when: String,
+        /// The state all ledgers now say.
+        state: String,
+        /// Each file changed: `path: old → new`.
+        changes: Vec<String>,
+    },
     /// The run ended.
     RunFinished {
         /// The journal's run id.
@@ -557,6 +569,22 @@ impl Ui {
                 self.say(&format!("story {story} {result}{why}"));
             }
             Event::NotifyFailed { .. } => {}
+            Event::LedgersReconciled {
+                story,
+                when,
+                state,
+                changes,
+            } => {
+                let what = if when == "start" {
+                    "drift repaired"
+                } else {
+                    "ledgers in step"
+                };
+                self.say(&format!(
+                    "  {story}: {what} ({state}): {}",
+                    changes.join("; ")
+                ));
+            }
             Event::RunFinished { .. } => self.finish(),
         }
     }

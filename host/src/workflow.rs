@@ -22,6 +22,17 @@
 //!   state) is a stall and escalates, so nothing loops forever.
 //! - A step that was started and not ended (the host crashed) is issued again, flagged as
 //!   in flight, so the journal can tell the policy it is a retry.
+//!
+//! The build flow of BMAD 6.11+ ([`StoryFlow::Build`]): `bmad-build` writes a story's spec and
+//! implements it in one step, so that step runs in the Dev slot: no spec (or a `backlog` or
+//! `draft` one) → Dev, whatever `approve_drafts` says (a `draft` spec is a plan `bmad-build`
+//! resumes, not a story waiting for a person's approval); SM never runs. Everything else is the
+//! story flow's: the build opens the cycle, gates follow it inside the Dev step, `in-review`
+//! (and an unreviewed `done`, which `bmad-build` writes itself) → QA (`bmad-code-review`), a
+//! review's send-back → Dev again in a new cycle, `max_cycles` escalates. The Dev slot, rather
+//! than SM's or a new kind of step, keeps one machine for both flows: the same cycle rule (the
+//! step that implements opens the cycle), the same stall rule, the same gates, and the same
+//! roles in the WIT and the journal's step keys.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +49,20 @@ pub struct Settings {
     /// Whether `done` needs QA's completion (or an earlier acceptance) to finish a story.
     #[serde(default = "yes")]
     pub require_review: bool,
+    /// The project's flow (detected from its installation, not configured).
+    #[serde(default)]
+    pub flow: StoryFlow,
+}
+
+/// Which steps a story goes through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoryFlow {
+    /// SM drafts the story, Dev implements it, QA reviews it (BMAD v4, v6 story workflows).
+    #[default]
+    Stories,
+    /// The build step (Dev slot) writes the spec and implements it, QA reviews it (BMAD 6.11+).
+    Build,
 }
 
 fn yes() -> bool {
@@ -57,6 +82,7 @@ impl From<&crate::config::WorkflowConfig> for Settings {
             max_cycles: w.max_cycles.value,
             approve_drafts: w.approve_drafts.value,
             require_review: w.require_review.value,
+            flow: StoryFlow::Stories,
         }
     }
 }
@@ -342,9 +368,12 @@ impl Flow {
     }
 
     fn role_for(&self, observed: &Observed) -> Result<Role, StoryResult> {
+        let build = self.settings.flow == StoryFlow::Build;
         match observed {
+            Observed::NotDrafted if build => Ok(Role::Dev),
             Observed::NotDrafted => Ok(Role::Sm),
             Observed::Unusable(why) => Err(StoryResult::Escalated(why.clone())),
+            Observed::State(StoryState::Backlog | StoryState::Drafted) if build => Ok(Role::Dev),
             Observed::State(state) => match state {
                 StoryState::Backlog => Ok(Role::Sm),
                 StoryState::Drafted if self.settings.approve_drafts => Ok(Role::Dev),
@@ -565,6 +594,7 @@ mod tests {
             max_cycles: 2,
             approve_drafts: true,
             require_review: true,
+            flow: StoryFlow::Stories,
         });
         for cycle in 1..=2 {
             assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, cycle));
@@ -587,6 +617,7 @@ mod tests {
             max_cycles: 0,
             approve_drafts: true,
             require_review: true,
+            flow: StoryFlow::Stories,
         });
         assert!(matches!(
             f.next(&st(StoryState::ReadyForDev)),
@@ -663,6 +694,119 @@ mod tests {
         assert_eq!(restored.next(&st(StoryState::Review)), run(Role::Qa, 2));
     }
 
+    fn build() -> Flow {
+        Flow::new(Settings {
+            flow: StoryFlow::Build,
+            ..Settings::default()
+        })
+    }
+
+    #[test]
+    fn build_flow_maps_every_state_to_build_review_or_ending() {
+        for obs in ALL_STATES
+            .iter()
+            .map(|s| st(*s))
+            .chain([Observed::NotDrafted])
+        {
+            for approve_drafts in [true, false] {
+                let mut f = Flow::new(Settings {
+                    flow: StoryFlow::Build,
+                    approve_drafts,
+                    ..Settings::default()
+                });
+                let expected = match &obs {
+                    Observed::NotDrafted => run(Role::Dev, 1),
+                    Observed::State(state) => match state {
+                        // No spec yet, a backlog one, or a draft `bmad-build` resumes: build.
+                        StoryState::Backlog
+                        | StoryState::Drafted
+                        | StoryState::ReadyForDev
+                        | StoryState::InProgress
+                        | StoryState::ChangesRequested => run(Role::Dev, 1),
+                        // `in-review`, and a `done` nobody reviewed: code-review.
+                        StoryState::Review | StoryState::Done => run(Role::Qa, 1),
+                        StoryState::Blocked => Next::Finish(StoryResult::Escalated(
+                            "the story is Blocked: a person must unblock it".into(),
+                        )),
+                    },
+                    Observed::Unusable(_) => unreachable!(),
+                };
+                assert_eq!(
+                    f.next(&obs),
+                    expected,
+                    "{obs:?} approve_drafts={approve_drafts}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn build_flow_no_spec_build_review_done() {
+        let mut f = build();
+        assert_eq!(f.next(&Observed::NotDrafted), run(Role::Dev, 1));
+        f.step_ended(StepEnd::Completed);
+        // bmad-build marks its own spec `done`: unreviewed, so code-review runs.
+        assert_eq!(f.next(&st(StoryState::Done)), run(Role::Qa, 1));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+        assert_eq!(f.cycle(), 1);
+    }
+
+    #[test]
+    fn build_flow_review_sends_back_to_build_in_a_new_cycle() {
+        let mut f = build();
+        f.next(&Observed::NotDrafted);
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(f.next(&st(StoryState::Review)), run(Role::Qa, 1));
+        f.step_ended(StepEnd::SentBack(vec!["[Review][High] x".into()]));
+        assert_eq!(f.next(&st(StoryState::InProgress)), run(Role::Dev, 2));
+        assert_eq!(f.findings(), ["[Review][High] x"]);
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(f.next(&st(StoryState::Review)), run(Role::Qa, 2));
+        f.step_ended(StepEnd::Completed);
+        assert_eq!(
+            f.next(&st(StoryState::Done)),
+            Next::Finish(StoryResult::Done)
+        );
+    }
+
+    #[test]
+    fn build_flow_escalates_at_max_cycles_and_stalls_without_a_spec() {
+        let mut f = Flow::new(Settings {
+            flow: StoryFlow::Build,
+            max_cycles: 1,
+            ..Settings::default()
+        });
+        f.next(&Observed::NotDrafted);
+        f.step_ended(StepEnd::Completed);
+        f.next(&st(StoryState::Review));
+        f.step_ended(StepEnd::SentBack(vec!["x".into()]));
+        assert!(matches!(
+            f.next(&st(StoryState::InProgress)),
+            Next::Finish(StoryResult::Escalated(r)) if r.contains("max cycles reached (1")
+        ));
+        // A build that wrote no spec is a stall, not a loop.
+        let mut f = build();
+        f.next(&Observed::NotDrafted);
+        f.step_ended(StepEnd::Completed);
+        assert!(matches!(
+            f.next(&Observed::NotDrafted),
+            Next::Finish(StoryResult::Escalated(r)) if r.contains("no progress")
+        ));
+    }
+
+    #[test]
+    fn an_old_journal_without_a_flow_is_the_story_flow() {
+        let json = serde_json::json!({
+            "max_cycles": 3, "approve_drafts": true, "require_review": true
+        });
+        let s: Settings = serde_json::from_value(json).expect("old settings decode");
+        assert_eq!(s.flow, StoryFlow::Stories);
+    }
+
     #[test]
     fn exhaustive_transitions_never_loop_forever() {
         // From every state, with every kind of step ending, the flow reaches an ending within a
@@ -678,13 +822,20 @@ mod tests {
             .map(|s| st(*s))
             .chain([Observed::NotDrafted, Observed::Unusable("u".into())])
             .collect();
-        for (max_cycles, require_review, accepted) in
-            (0..4).flat_map(|m| [(m, true, false), (m, true, true), (m, false, false)])
-        {
+        let cases = (0..4).flat_map(|m| {
+            [StoryFlow::Stories, StoryFlow::Build]
+                .into_iter()
+                .flat_map(move |flow| {
+                    [(m, true, false), (m, true, true), (m, false, false)]
+                        .map(|(m, r, a)| (m, r, a, flow))
+                })
+        });
+        for (max_cycles, require_review, accepted, story_flow) in cases {
             let settings = Settings {
                 max_cycles,
                 approve_drafts: true,
                 require_review,
+                flow: story_flow,
             };
             for obs in &observations {
                 for end in &ends {
@@ -715,8 +866,13 @@ mod tests {
                                 qa_completed |= *end == StepEnd::Completed;
                                 f.step_ended(end.clone());
                             }
-                            Next::Run { cycle, .. } => {
+                            Next::Run { role, cycle, .. } => {
                                 assert!(cycle <= max_cycles.max(1));
+                                // The build flow has no SM step.
+                                assert!(
+                                    !(story_flow == StoryFlow::Build && role == Role::Sm),
+                                    "{obs:?} {end:?}: SM in the build flow"
+                                );
                                 f.step_ended(end.clone());
                             }
                         }

@@ -4,7 +4,10 @@
 //! (`create-next-story`, `develop-story` / `apply-qa-fixes`, `review-story` + `qa-gate`). v6
 //! drives the installed workflows (`create-story`, `dev-story`, `code-review`) through
 //! `_bmad/core/tasks/workflow.xml`, or the installed `bmad-*` skill where the workflow file is
-//! gone (6.12). Every prompt names the story file and the cycle, says what failed last time on a
+//! gone (6.12). The build flow of BMAD 6.11+ ([`is_build`]: the host names a `bmad-build` spec,
+//! `spec-*.md`, as the story's file) drives `bmad-build-auto` (the unattended `bmad-build`) in
+//! the Dev slot and `bmad-code-review` in the QA slot, through their installed Claude Code skills
+//! ([`BUILD_AUTO_SKILL`], [`BUILD_SKILL`], [`CODE_REVIEW_SKILL`]). Every prompt names the story file and the cycle, says what failed last time on a
 //! retry or a later cycle, and warns of half-edited files after an interrupted attempt. Nobody
 //! answers questions in a headless run, so each prompt says which menu choice to take.
 
@@ -79,6 +82,101 @@ fn request(prompt: String) -> AgentRequest {
     }
 }
 
+/// The installed `bmad-build-auto` skill (BMAD 6.11+, for Claude Code).
+pub const BUILD_AUTO_SKILL: &str = ".claude/skills/bmad-build-auto/SKILL.md";
+/// The installed `bmad-build` skill.
+pub const BUILD_SKILL: &str = ".claude/skills/bmad-build/SKILL.md";
+/// The installed `bmad-code-review` skill.
+pub const CODE_REVIEW_SKILL: &str = ".claude/skills/bmad-code-review/SKILL.md";
+
+/// Whether the story runs the BMAD 6.11+ build flow: a v6 story whose file, as the host names
+/// it, is a `bmad-build` spec (`spec-{key}.md`). The host names a spec exactly when the
+/// project's installation has `bmad-build` and not the `create-story` / `dev-story` shims.
+pub fn is_build(story: &Story) -> bool {
+    story.layout == Layout::V6
+        && story
+            .path
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.starts_with("spec-") && name.ends_with(".md"))
+}
+
+/// The build step (Dev slot of the build flow): `bmad-build-auto` writes the spec if there is
+/// none and implements it; a later cycle resolves the review's findings.
+fn build(story: &Story) -> String {
+    let mut p = format!(
+        "Run the BMAD `bmad-build-auto` skill: read `{BUILD_AUTO_SKILL}` and follow it exactly. It \
+is the unattended form of `bmad-build`; if it is not installed, run `bmad-build` (`{BUILD_SKILL}`) \
+instead, and at every checkpoint that waits for a person take the choice that approves the plan \
+and keeps the work going.\n\n\
+Work on story {id} exactly, and only on it. Its spec is `{path}`: ",
+        id = story.id,
+        path = story.path,
+    );
+    if story.exists {
+        p.push_str(
+            "it exists: resume it from its frontmatter `status:` as the skill says for an existing \
+spec, and never start a second spec for this story.\n",
+        );
+    } else {
+        let _ = writeln!(
+            p,
+            "it does not exist yet: derive the intent from story {id}{epics}, write the spec to \
+exactly that path (not a `-2` variant), then implement it.",
+            id = story.id,
+            epics = if story.epic_path.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{}`", story.epic_path)
+            },
+        );
+    }
+    if story.cycle > 1 {
+        p.push_str(
+            "\nThe code review sent this story back: resolve every unchecked `[Review]` finding in \
+the spec and every finding listed above, tick each one once it is fixed and tested, and note the \
+fixes in the spec's `## Spec Change Log`.\n",
+        );
+    }
+    let _ = write!(
+        p,
+        "\nWhen the work is implemented, verified and reviewed as the skill requires, leave the \
+spec's frontmatter `status:` as the skill sets it at the end (`done`, or `in-review`). If you \
+cannot finish, set it to `blocked` and say why under `## Auto Run Result`. The orchestrator keeps \
+the spec, the story and {sprint} in step after this step: there is nothing else to update.\n",
+        sprint = if story.sprint_status_path.is_empty() {
+            "sprint-status".to_owned()
+        } else {
+            format!("`{}`", story.sprint_status_path)
+        },
+    );
+    p
+}
+
+/// The review step (QA slot of the build flow): `bmad-code-review` on the spec.
+fn build_review(story: &Story) -> String {
+    let mut p = format!(
+        "Run the BMAD `bmad-code-review` skill: read `{CODE_REVIEW_SKILL}` and follow it exactly, \
+in full review mode with the spec `{path}` as its spec file (the diff is everything since the \
+spec's `baseline_commit`).\n\n\
+Nobody will answer its menus. When it asks what to do with the findings, choose to leave them as \
+action items: record each one in the spec as an unchecked `- [ ] [Review][Severity] description \
+[file:line]` item under `### Review Findings`. Do not fix the code yourself.\n\n\
+Then set the spec's status yourself, in its YAML frontmatter (`status:`; do not add a `Status:` \
+line): `done` if every acceptance criterion is implemented and no HIGH or MEDIUM finding is open, \
+otherwise `in-progress`. Never leave it `in-review`. The orchestrator brings the story and \
+sprint-status into line with the spec.\n",
+        path = story.path,
+    );
+    if story.cycle > 1 {
+        p.push_str(
+            "\nThis is a re-review after the build addressed the findings listed above: check each \
+of them and do not re-open findings that are fixed.\n",
+        );
+    }
+    p
+}
+
 /// How to run a v6 workflow by name (`create-story`, `dev-story`, `code-review`).
 fn v6_workflow(name: &str) -> String {
     format!(
@@ -147,6 +245,10 @@ pub fn dev(story: &Story) -> AgentRequest {
     let mut p = context(story);
     p.push('\n');
     let fixing = story.cycle > 1;
+    if is_build(story) {
+        p.push_str(&build(story));
+        return request(p);
+    }
     match story.layout {
         Layout::V4 => {
             p.push_str(
@@ -216,6 +318,10 @@ pub fn qa(story: &Story) -> AgentRequest {
     let mut p = context(story);
     p.push('\n');
     let rereview = story.cycle > 1;
+    if is_build(story) {
+        p.push_str(&build_review(story));
+        return request(p);
+    }
     match story.layout {
         Layout::V4 => {
             let gate = if story.gate_path.is_empty() {
@@ -354,6 +460,43 @@ mod tests {
             "{p}"
         );
         assert!(p.contains("Do NOT change the story's Status"), "{p}");
+    }
+
+    #[test]
+    fn build_flow_roles_use_the_build_skills() {
+        let mut s = story(Layout::V6);
+        s.path = "_bmad-output/implementation-artifacts/spec-1-2-user-registration.md".into();
+        s.epic_path = "_bmad-output/planning-artifacts/epics.md".into();
+        assert!(is_build(&s));
+        let p = dev(&s).prompt;
+        assert!(
+            p.contains(BUILD_AUTO_SKILL) && p.contains(BUILD_SKILL),
+            "{p}"
+        );
+        assert!(
+            p.contains("does not exist yet") && p.contains("epics.md"),
+            "{p}"
+        );
+        assert!(!p.contains("dev-story"), "{p}");
+        s.exists = true;
+        s.cycle = 2;
+        let p = dev(&s).prompt;
+        assert!(
+            p.contains("resume it") && p.contains("sent this story back"),
+            "{p}"
+        );
+        let p = qa(&s).prompt;
+        assert!(
+            p.contains(CODE_REVIEW_SKILL) && p.contains("### Review Findings"),
+            "{p}"
+        );
+        assert!(p.contains("Never leave it `in-review`"), "{p}");
+        // A story file, or v4, is not a spec.
+        s.path = "_bmad-output/implementation-artifacts/1-2-user-registration.md".into();
+        assert!(!is_build(&s));
+        let mut v4 = story(Layout::V4);
+        v4.path = "docs/stories/spec-1.2.md".into();
+        assert!(!is_build(&v4));
     }
 
     #[test]

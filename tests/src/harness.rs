@@ -104,6 +104,13 @@ impl Project {
         }
     }
 
+    /// Copies `tests/corpus/<name>` (`v4`, `v6`, `v6.12-build`).
+    pub fn corpus(name: &str) -> Project {
+        Project {
+            dir: copy_of(&corpus().join(name)),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

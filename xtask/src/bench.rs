@@ -484,17 +484,9 @@ fn run_epic_traced(
     let mut cmd = match trace {
         Some(out) => {
             let mut c = Command::new("strace");
-            c.args([
-                "-f",
-                "-qq",
-                "-ttt",
-                "-y",
-                "-e",
-                "trace=fsync,fdatasync",
-                "-o",
-            ])
-            .arg(out)
-            .arg(&ctx.bin);
+            c.args(["-f", "-qq", "-ttt", "-y", "-o"])
+                .arg(out)
+                .arg(&ctx.bin);
             c
         }
         None => Command::new(&ctx.bin),
@@ -728,6 +720,12 @@ struct Census {
     during_calls: usize,
     /// fsyncs before the first call or after the last (opening and closing the run).
     outside: usize,
+    /// By kind of gap: the system calls of the host's own threads in such gaps, by name (the
+    /// agents' processes, and the host's children between their spawn and their `exec`, are
+    /// not the host's threads and are not counted).
+    syscalls: BTreeMap<String, BTreeMap<String, usize>>,
+    /// The host's threads seen in the trace.
+    host_threads: usize,
 }
 
 impl Census {
@@ -748,6 +746,37 @@ impl Census {
             .join("; ")
     }
 
+    /// Mean system calls of the host's threads per gap of a kind.
+    fn syscalls_per_gap(&self, kind: &str) -> Option<f64> {
+        let gaps = self.by_gap.get(kind)?.0;
+        let calls = self.syscalls.get(kind)?;
+        Some(calls.values().sum::<usize>() as f64 / gaps.max(1) as f64)
+    }
+
+    /// "SM → DEV 120 (openat 20, ...)" per kind of gap, as means, the most frequent calls first.
+    fn describe_syscalls(&self) -> String {
+        self.syscalls
+            .iter()
+            .map(|(kind, calls)| {
+                let gaps = self.by_gap.get(kind).map_or(1, |g| g.0.max(1));
+                let per = |n: usize| n as f64 / gaps as f64;
+                let mut top: Vec<(&String, &usize)> = calls.iter().collect();
+                top.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+                let parts: Vec<String> = top
+                    .iter()
+                    .take(8)
+                    .map(|(name, n)| format!("{name} {}", trim_float(per(**n))))
+                    .collect();
+                format!(
+                    "{kind} {} ({})",
+                    trim_float(per(calls.values().sum())),
+                    parts.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// Mean fsyncs per gap of a kind.
     fn per_gap(&self, kind: &str) -> Option<f64> {
         let (gaps, files) = self.by_gap.get(kind)?;
@@ -761,8 +790,9 @@ fn trim_float(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
-/// Runs an `n`-story epic with bmad-host under `strace -f -e trace=fsync,fdatasync` and counts
-/// its fsyncs per gap between agent calls, by file. `None` when `strace` is not installed.
+/// Runs an `n`-story epic with bmad-host under `strace -f` and counts, per gap between agent
+/// calls, its fsyncs by file and the system calls of its own threads by name. `None` when
+/// `strace` is not installed.
 fn fsync_census(ctx: &Ctx, work: &Path, n: usize) -> Result<Option<Census>> {
     let have_strace = Command::new("strace")
         .arg("-V")
@@ -785,18 +815,30 @@ fn fsync_census(ctx: &Ctx, work: &Path, n: usize) -> Result<Option<Census>> {
     for g in &epic.gaps {
         census.by_gap.entry(g.kind()).or_default().0 += 1;
     }
+    let host = host_threads(&text);
+    census.host_threads = host.len();
     for line in text.lines() {
-        // `<pid> <secs>.<micros> fsync(5</path/to/file>) = 0`
-        let mut f = line.splitn(3, ' ');
-        let (Some(_pid), Some(time), Some(call)) = (f.next(), f.next(), f.next()) else {
+        // `<pid> <secs>.<micros> fsync(5</path/to/file>) = 0` (the pid may be padded)
+        let Some((pid, time, call)) = strace_line(line) else {
             continue;
         };
-        if !(call.starts_with("fsync(") || call.starts_with("fdatasync(")) {
-            continue;
-        }
         let Some(at) = strace_time_ns(time) else {
             continue;
         };
+        if host.contains(&pid)
+            && let Some(name) = syscall_name(call)
+            && let Some(g) = gap_at(&epic, at)
+        {
+            *census
+                .syscalls
+                .entry(g.kind())
+                .or_default()
+                .entry(name.to_owned())
+                .or_default() += 1;
+        }
+        if !(call.starts_with("fsync(") || call.starts_with("fdatasync(")) {
+            continue;
+        }
         let file = call
             .split_once('<')
             .and_then(|(_, rest)| rest.split_once('>'))
@@ -827,7 +869,79 @@ fn fsync_census(ctx: &Ctx, work: &Path, n: usize) -> Result<Option<Census>> {
         }
     }
     eprintln!("  fsyncs per gap (strace): {}", census.describe());
+    eprintln!(
+        "  host system calls per gap (strace): {}",
+        census.describe_syscalls()
+    );
     Ok(Some(census))
+}
+
+/// The gap of `epic` that the instant `at` (wall clock, ns) falls in, if any.
+fn gap_at(epic: &Epic, at: u128) -> Option<&Gap> {
+    let spans = &epic.spans;
+    let after = spans.partition_point(|s| s.0 <= at);
+    if after == 0 || after == spans.len() || at < spans[after - 1].1 {
+        return None;
+    }
+    epic.gaps.get(after - 1)
+}
+
+/// A line of `strace -f -ttt`: pid, time and the rest (`fsync(5</f>) = 0`).
+fn strace_line(line: &str) -> Option<(u32, &str, &str)> {
+    let line = line.trim_start();
+    let (pid, rest) = line.split_once(' ')?;
+    let (time, call) = rest.trim_start().split_once(' ')?;
+    Some((pid.parse().ok()?, time, call))
+}
+
+/// The system call a trace line starts (`openat(` → `openat`); `None` for the second half of
+/// an interrupted one (`<... openat resumed>`), signals and exits, so that each call counts once.
+fn syscall_name(call: &str) -> Option<&str> {
+    let (name, _) = call.split_once('(')?;
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .then_some(name)
+}
+
+/// The threads of the traced process (the first pid of the trace): it and every task it or
+/// one of its threads created with `CLONE_THREAD`. Its children (the agents, and the host's
+/// own end of a spawn before the `exec`) are other processes.
+fn host_threads(text: &str) -> std::collections::HashSet<u32> {
+    let mut host = std::collections::HashSet::new();
+    // A `clone` interrupted by another thread's line: whether it makes a thread, by pid.
+    let mut pending: BTreeMap<u32, bool> = BTreeMap::new();
+    for line in text.lines() {
+        let Some((pid, _, call)) = strace_line(line) else {
+            continue;
+        };
+        if host.is_empty() {
+            host.insert(pid);
+        }
+        if !host.contains(&pid) {
+            continue;
+        }
+        let created = |s: &str| {
+            s.rsplit_once(") = ")
+                .and_then(|(_, n)| n.trim().parse::<u32>().ok())
+        };
+        if call.starts_with("clone") {
+            let thread = call.contains("CLONE_THREAD");
+            match created(call) {
+                Some(tid) if thread => {
+                    host.insert(tid);
+                }
+                Some(_) => {}
+                None => {
+                    pending.insert(pid, thread);
+                }
+            }
+        } else if call.starts_with("<... clone")
+            && pending.remove(&pid) == Some(true)
+            && let Some(tid) = created(call)
+        {
+            host.insert(tid);
+        }
+    }
+    host
 }
 
 /// strace's `-ttt` time (`1700000000.123456`) in ns.
@@ -1784,8 +1898,8 @@ impl Report<'_> {
              the CPU: the rest of the gap, the host waiting for fsyncs, for the next agent's \
              process to exec and start, for the last one to exit. Means, except the gap's \
              p50 / p99.\n\n\
-             | Run | Gap | Gaps | p50 / p99 | host CPU | waiting for a CPU | off the CPU | fsyncs (strace) |\n\
-             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+             | Run | Gap | Gaps | p50 / p99 | host CPU | waiting for a CPU | off the CPU | fsyncs (strace) | host system calls (strace) |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         );
         for e in runs {
             let mut kinds: BTreeMap<String, Vec<&Gap>> = BTreeMap::new();
@@ -1796,14 +1910,18 @@ impl Report<'_> {
             for (kind, gaps) in &kinds {
                 let mut ns: Vec<u64> = gaps.iter().map(|g| g.ns).collect();
                 ns.sort_unstable();
-                let fsyncs = match (&self.census, on_tmpfs) {
-                    (_, true) => "—".to_owned(),
-                    (Some(c), false) => c.per_gap(kind).map_or("—".into(), trim_float),
-                    (None, false) => "not counted".to_owned(),
+                let (fsyncs, syscalls) = match (&self.census, on_tmpfs) {
+                    (_, true) => ("—".to_owned(), "—".to_owned()),
+                    (Some(c), false) => (
+                        c.per_gap(kind).map_or("—".into(), trim_float),
+                        c.syscalls_per_gap(kind)
+                            .map_or("—".into(), |n| format!("{n:.0}")),
+                    ),
+                    (None, false) => ("not counted".to_owned(), "not counted".to_owned()),
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {kind} | {} | {} / {} | {} | {} | {} | {fsyncs} |",
+                    "| {} | {kind} | {} | {} / {} | {} | {} | {} | {fsyncs} | {syscalls} |",
                     self.label(e),
                     gaps.len(),
                     us(percentile(&ns, 0.5)),
@@ -1817,13 +1935,21 @@ impl Report<'_> {
         if let Some(c) = &self.census {
             let _ = writeln!(
                 s,
-                "\nfsyncs by file, per gap, counted with `strace -f -e trace=fsync,fdatasync` on \
-                 a {}-story run on disk (a separate run, so its timings are not used): {}. While \
-                 the agents ran: {}; opening and closing the run: {}.",
+                "\nfsyncs by file, per gap, counted with `strace -f` on a {}-story run on disk (a \
+                 separate run, so its timings are not used): {}. While the agents ran: {}; \
+                 opening and closing the run: {}.",
                 c.stories,
                 c.describe(),
                 c.during_calls,
                 c.outside
+            );
+            let _ = writeln!(
+                s,
+                "\nSystem calls of the host's own threads ({} seen) per gap, from the same \
+                 trace, the most frequent first (the agents' processes, and the host's child \
+                 between its spawn and its `exec`, are not counted): {}.",
+                c.host_threads,
+                c.describe_syscalls()
             );
         }
     }
@@ -1901,8 +2027,10 @@ impl Report<'_> {
              parse, policies, NDJSON, preparing the next spawn); the rest of the gap is waiting: \
              for a CPU (busy with other processes), for fsyncs, for the next process to exec \
              and start, for the last one to exit. No change to bmad-host is needed to measure \
-             it. The fsyncs per gap are counted in a separate, smaller run under `strace`, by \
-             file (journal WAL, journal checkpoint, the story's temporary file, its folder).\n\
+             it. The fsyncs per gap are counted in a separate, smaller run under `strace -f`, by \
+             file (journal WAL, journal checkpoint, the story's temporary file, its folder), and \
+             so are the system calls of the host's own threads, by name: a count that, unlike \
+             a time, does not depend on what else the machine is doing.\n\
              - **Synthetic epics.** Projects generated in `target/bench/work/` (the checkout's \
              disk, not tmpfs): the v4 sample's config, agents and architecture, and a PRD with \
              one epic of N stories. Wall time is from spawning `bmad-host run --json` to its \
@@ -2037,6 +2165,36 @@ mod tests {
         assert_eq!(utc_date(t), "2026-11-23 16:27 UTC");
         assert_eq!(lines_in("stream/claude::run (50000 lines)"), Some(50_000));
         assert_eq!(lines_in("stream/other"), None);
+    }
+
+    #[test]
+    fn the_host_threads_of_a_trace_are_its_clone_thread_tasks() {
+        let trace = "\
+433   1.000001 execve(\"/bin/bmad-host\", [\"bmad-host\"], 0x1 /* 3 vars */) = 0
+433   1.000002 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM, child_tid=0x1}, 88) = 435
+433   1.000003 clone3({flags=CLONE_VM|CLONE_THREAD|CLONE_SETTLS, child_tid=0x2}, 88 <unfinished ...>
+435   1.000004 openat(AT_FDCWD</>, \"/proc/433/task\", O_RDONLY) = 5</proc/433/task>
+433   1.000005 <... clone3 resumed> => {parent_tid=[436]}, 88) = 436
+436   1.000006 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}, 88) = 437
+437   1.000007 execve(\"/bin/claude\", [\"claude\"], 0x1 /* 3 vars */) = 0
+12345 1.000008 fsync(3</p/.bmad-host/journal.sqlite-wal>) = 0
+";
+        let host = host_threads(trace);
+        let mut tids: Vec<u32> = host.into_iter().collect();
+        tids.sort_unstable();
+        assert_eq!(tids, [433, 435, 436]);
+        let lines: Vec<_> = trace.lines().filter_map(strace_line).collect();
+        assert_eq!(lines[3].0, 435);
+        assert_eq!(syscall_name(lines[3].2), Some("openat"));
+        assert_eq!(syscall_name(lines[4].2), None, "a resumed call counts once");
+        assert_eq!(
+            lines[7],
+            (
+                12345,
+                "1.000008",
+                "fsync(3</p/.bmad-host/journal.sqlite-wal>) = 0"
+            )
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! It installs the pinned `@anthropic-ai/claude-code` with npm into `target/e2e/npm` (reused
 //! while it holds that version), builds the plugins, bmad-host and the mock, and runs each case
-//! on a fresh copy of `tests/fixtures/v4-sample`: the mock is started on a free loopback port
-//! (its readiness line is awaited before anything spawns the CLI), then `bmad-host run --json`
+//! on a fresh copy of its fixture project (`tests/fixtures/v4-sample` or `v6-sample`): the mock
+//! is started on a free loopback port (its readiness line is awaited before anything spawns the
+//! CLI), then `bmad-host run --json`
 //! with `--claude-bin <cache>/node_modules/.bin/claude` and the environment
 //! `claude-mock/run-real-claude.sh` uses. Each case asserts the exit code, the NDJSON events,
 //! the files the CLI wrote, the mock's request log and the transcripts, and that no process of
@@ -64,6 +65,8 @@ struct Case {
     what: &'static str,
     /// Scenario file in `tests/e2e/`.
     scenario: &'static str,
+    /// The project copied for the case, in `tests/fixtures/`.
+    fixture: &'static str,
     /// Extra `bmad-host run` arguments.
     args: &'static [&'static str],
     /// A subscriber login (`CLAUDE_CODE_OAUTH_TOKEN`, no API key): the only one for which the
@@ -80,6 +83,7 @@ fn cases() -> Vec<Case> {
             name: "full-epic",
             what: "epic 1 to Done with real tool calls (SM, Dev, QA; a FAIL review and a fix)",
             scenario: "full-epic.json",
+            fixture: "v4-sample",
             args: &[],
             subscriber: false,
             tz: None,
@@ -89,6 +93,7 @@ fn cases() -> Vec<Case> {
             name: "hang-timeout",
             what: "the API hangs mid-call: --timeout 8s, clean teardown",
             scenario: "hang-timeout.json",
+            fixture: "v4-sample",
             args: &["--story", "1.1", "--timeout", "8s"],
             subscriber: false,
             tz: None,
@@ -98,6 +103,7 @@ fn cases() -> Vec<Case> {
             name: "stall-idle",
             what: "the stream stalls mid-response: --idle-timeout 4s, clean teardown",
             scenario: "stall-idle.json",
+            fixture: "v4-sample",
             args: &["--story", "1.1", "--idle-timeout", "4s"],
             subscriber: false,
             tz: None,
@@ -107,6 +113,7 @@ fn cases() -> Vec<Case> {
             name: "overload-retry",
             what: "HTTP 529: retried by the CLI, then by bmad-host, then done",
             scenario: "overload-retry.json",
+            fixture: "v4-sample",
             args: &["--story", "1.1"],
             subscriber: false,
             tz: None,
@@ -116,6 +123,7 @@ fn cases() -> Vec<Case> {
             name: "dropped-stream",
             what: "TCP resets mid-stream: CLI retry, resume, non-streaming fallback",
             scenario: "dropped-stream.json",
+            fixture: "v4-sample",
             args: &["--story", "1.1"],
             subscriber: false,
             tz: None,
@@ -125,10 +133,32 @@ fn cases() -> Vec<Case> {
             name: "usage-limit-wait",
             what: "a subscriber hits the 5-hour limit mid-story in New York time: --wait-on-limit waits for the reset and carries the story to Done",
             scenario: "usage-limit-wait.json",
+            fixture: "v4-sample",
             args: &["--story", "1.1", "--wait-on-limit"],
             subscriber: true,
             tz: Some("America/New_York"),
             check: check_usage_limit_wait,
+        },
+        Case {
+            name: "v6-epic",
+            what: "BMAD v6 (create-story / dev-story / code-review): epic 1 to done, a review sends 1.1 back once",
+            scenario: "v6-epic.json",
+            fixture: "v6-sample",
+            args: &[],
+            subscriber: false,
+            tz: None,
+            check: check_v6_epic,
+        },
+        Case {
+            name: "build-flow-v612",
+            what: "BMAD 6.12 build flow, epic 1: a spec in review is reviewed; stories with no spec are built, gated and reviewed; 1.3's first review sends it back",
+            scenario: "build-flow-v612.json",
+            // The corpus' 6.12 project, with the build skills installed (stand-ins).
+            fixture: "../corpus/v6.12-build",
+            args: &["--epic", "1"],
+            subscriber: false,
+            tz: None,
+            check: check_build_flow,
         },
     ]
 }
@@ -474,7 +504,10 @@ fn run_case(env: &Env, case: &Case) -> Result<Outcome> {
         std::fs::create_dir_all(dir.join(sub))?;
     }
     let project = dir.join("project");
-    super::copy_dir(&env.root.join("tests/fixtures/v4-sample"), &project)?;
+    super::copy_dir(
+        &env.root.join("tests/fixtures").join(case.fixture),
+        &project,
+    )?;
     std::fs::write(project.join("bmad-host.toml"), PROJECT_TOML)?;
 
     let mock = start_mock(env, &env.root.join("tests/e2e").join(case.scenario), &dir)?;
@@ -773,6 +806,78 @@ fn check_done(o: &Outcome, v: &mut Verdict, id: &str, cycles: u64) {
     });
 }
 
+/// The build flow of `tests/corpus/v6.12-build`: story 1.3 built and reviewed, no SM, the spec,
+/// sprint-status and the code in step.
+fn check_build_flow(o: &Outcome, v: &mut Verdict) {
+    v.check(o.exit == Some(0), || {
+        format!("exit code {:?}, expected 0", o.exit)
+    });
+    let ia = "_bmad-output/implementation-artifacts";
+    let sprint = o
+        .file(&format!("{ia}/sprint-status.yaml"))
+        .unwrap_or_default();
+    for (id, key, cycles, built) in [
+        ("1.2", "1-2-user-registration", 1, false),
+        ("1.3", "1-3-sign-in-and-session", 2, true),
+        ("1.4", "1-4-add-a-plant", 1, true),
+    ] {
+        let sf = o.story_finished(id);
+        v.check(
+            sf.is_some_and(|e| e["result"] == "done" && e["cycles"] == cycles),
+            || format!("story {id}: expected done in {cycles} cycle(s), got {sf:?}"),
+        );
+        let spec = o.file(&format!("{ia}/spec-{key}.md"));
+        v.check(
+            spec.as_deref()
+                .is_some_and(|t| t.contains("\nstatus: 'done'\n")),
+            || format!("story {id}: the spec is not done: {spec:?}"),
+        );
+        v.check(
+            sprint.lines().any(|l| l.trim() == format!("{key}: done")),
+            || format!("sprint-status does not say {key}: done"),
+        );
+        if built {
+            for f in [format!("src/story-{id}.sh"), format!("tests/story-{id}.sh")] {
+                v.check(o.file(&f).is_some(), || {
+                    format!("the build did not write {f}")
+                });
+            }
+        }
+    }
+    let again: Vec<_> = o
+        .events("agent_started")
+        .into_iter()
+        .filter(|e| e["story"] == "1.1")
+        .collect();
+    v.check(again.is_empty(), || {
+        format!("story 1.1 (done before the run) was worked on again: {again:?}")
+    });
+    v.check(o.agents("agent_started", "sm").is_empty(), || {
+        "the build flow ran an SM step".to_owned()
+    });
+    let calls: Vec<usize> = ["dev", "qa"]
+        .iter()
+        .map(|r| o.agents("agent_finished", r).len())
+        .collect();
+    v.check(calls == [3, 4], || {
+        format!("build and review calls {calls:?}, expected [3, 4]")
+    });
+    let spec13 = o
+        .file(&format!("{ia}/spec-1-3-sign-in-and-session.md"))
+        .unwrap_or_default();
+    v.check(spec13.contains("- [x] [Review][High]"), || {
+        "story 1.3: the review's finding is not ticked in the spec".to_owned()
+    });
+    v.check(!o.events("ledgers_reconciled").is_empty(), || {
+        "no ledgers_reconciled event: the host did not bring the ledgers into line".to_owned()
+    });
+    let requests = o.mock.iter().filter(|e| e["script"].is_string()).count();
+    v.note(format!(
+        "1.2 reviewed, 1.3 (after a send-back) and 1.4 built and reviewed: done; {} CLI calls, {requests} API requests",
+        o.events("agent_finished").len(),
+    ));
+}
+
 fn check_full_epic(o: &Outcome, v: &mut Verdict) {
     v.check(o.exit == Some(0), || {
         format!("exit code {:?}, expected 0", o.exit)
@@ -843,6 +948,84 @@ fn check_full_epic(o: &Outcome, v: &mut Verdict) {
             .map(|(k, n)| format!("{k}×{n}"))
             .collect::<Vec<_>>()
             .join(" ")
+    ));
+}
+
+/// A v6 story's `Status:` line and its sprint-status value.
+fn v6_status(o: &Outcome, key: &str) -> (Option<String>, Option<String>) {
+    let line = |text: Option<String>, prefix: &str| {
+        text.and_then(|t| {
+            t.lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                // A YAML comment after the value is not part of it.
+                .map(|v| v.split(" #").next().unwrap_or(v).trim().to_owned())
+        })
+    };
+    (
+        line(
+            o.file(&format!("_bmad-output/implementation-artifacts/{key}.md")),
+            "Status:",
+        ),
+        line(
+            o.file("_bmad-output/implementation-artifacts/sprint-status.yaml"),
+            &format!("{key}:"),
+        ),
+    )
+}
+
+fn check_v6_epic(o: &Outcome, v: &mut Verdict) {
+    v.check(o.exit == Some(0), || {
+        format!("exit code {:?}, expected 0", o.exit)
+    });
+    for (id, key, cycles) in [
+        ("1.1", "1-1-count-lines", 2),
+        ("1.2", "1-2-count-words", 1),
+        ("1.3", "1-3-count-characters", 1),
+    ] {
+        let sf = o.story_finished(id);
+        v.check(
+            sf.is_some_and(|e| e["result"] == "done" && e["cycles"] == cycles),
+            || format!("story {id}: expected done in {cycles} cycle(s), got {sf:?}"),
+        );
+        let (file, sprint) = v6_status(o, key);
+        v.check(file.as_deref() == Some("done"), || {
+            format!("story {id}: file Status is {file:?}, not done")
+        });
+        v.check(sprint.as_deref() == Some("done"), || {
+            format!("story {id}: sprint-status says {sprint:?}, not done")
+        });
+        let test = Command::new("sh")
+            .arg(format!("tests/story-{id}.sh"))
+            .current_dir(&o.project)
+            .output();
+        v.check(test.as_ref().is_ok_and(|t| t.status.success()), || {
+            format!("story {id}: `sh tests/story-{id}.sh` does not pass in the project")
+        });
+    }
+    let calls: Vec<usize> = ["sm", "dev", "qa"]
+        .iter()
+        .map(|r| o.agents("agent_finished", r).len())
+        .collect();
+    v.check(calls == [2, 4, 4], || {
+        format!("agent calls per role (sm, dev, qa) {calls:?}, expected [2, 4, 4]")
+    });
+    let sent_back = o
+        .events("state_changed")
+        .into_iter()
+        .any(|e| e["story"] == "1.1" && e["from"] == "review" && e["to"] == "in-progress");
+    v.check(sent_back, || {
+        "story 1.1 was not sent back by its first code review".into()
+    });
+    let follow_up = o
+        .file("_bmad-output/implementation-artifacts/1-1-count-lines.md")
+        .unwrap_or_default();
+    v.check(follow_up.contains("- [x] [AI-Review][Medium]"), || {
+        "story 1.1: the review's follow-up is not ticked in the story file".into()
+    });
+    let requests = o.mock.iter().filter(|e| e["script"].is_string()).count();
+    v.note(format!(
+        "3 stories done (1.1 after a send-back), {} CLI calls, {requests} API requests",
+        o.events("agent_finished").len(),
     ));
 }
 

@@ -12,6 +12,9 @@
 //!   Claude and the embedded plugins; print where it left the project.
 //! - `bench`: the benchmarks (see `BENCHMARKS.md`).
 //! - `e2e`: bmad-host with the real Claude CLI against the mock Anthropic API (see `e2e.rs`).
+//! - `report-check`: the demo run's `bmad-host report` loaded in headless Chromium (no console
+//!   message, the page's end-of-load marker set) and its screenshot written to
+//!   `docs/report.png` (see `report_check.rs`).
 //! - `build-js-plugin [--check]`: the JavaScript QA policy `examples/qa-js` (npm: componentize-js
 //!   and jco; see `js_plugin.rs`).
 //! - `new-plugin NAME --role ROLE [--path DIR [--git URL]]`: a new plugin crate from the
@@ -32,6 +35,7 @@ mod embed;
 mod install_check;
 mod js_plugin;
 mod new_plugin;
+mod report_check;
 mod sdk_check;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -45,6 +49,7 @@ commands:
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
+  report-check              the demo run's report in headless Chromium; writes docs/report.png
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
   new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa);
                             --path DIR: a standalone crate in DIR (--git URL: the SDK by git)
@@ -62,6 +67,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
+        Some("report-check") => report_check::run(&root),
         Some("build-js-plugin") => js_plugin::run(&root, args.iter().any(|a| a == "--check")),
         Some("new-plugin") => new_plugin::run(&args[1..], &root),
         Some("sdk-check") => sdk_check::run(&root),

@@ -244,6 +244,10 @@ struct State<'a> {
     pipes: Vec<u64>,
     /// What keeps the end from being proven.
     survivors: Vec<Survivor>,
+    /// True once a harvest after the process was reaped found nothing of the call left: then
+    /// nothing of it can appear any more (a process comes only from a live one), and the last
+    /// scan of [`State::finish`] has nothing to look for.
+    proven_gone: bool,
 }
 
 pub(crate) async fn run_attempt(
@@ -345,6 +349,7 @@ pub(crate) async fn run_attempt(
         pid,
         pipes,
         survivors: Vec::new(),
+        proven_gone: false,
     };
     st.supervise(&mut io, interrupts).await;
     st.finish(pid).await
@@ -549,6 +554,8 @@ impl State<'_> {
             .tracker
             .kill_all(Instant::now() + self.limits.term_grace)
             .await;
+        // The process itself is reaped and none of its descendants is alive.
+        self.proven_gone = survivors.is_empty() && self.exited.is_some();
         if !survivors.is_empty() {
             tracing::error!(?survivors, "descendants survived SIGKILL");
             self.transcript.note(
@@ -689,8 +696,9 @@ impl State<'_> {
     }
 
     async fn finish(mut self, pid: u32) -> AttemptResult {
-        // Proof: nothing of the call may be left (a last scan; kills and reaps if needed).
-        if !self.gave_up {
+        // Proof: nothing of the call may be left (a last scan; kills and reaps if needed), unless
+        // a harvest after the exit proved it already.
+        if !self.gave_up && !self.proven_gone {
             self.harvest().await;
         }
         let outcome = self.judge();

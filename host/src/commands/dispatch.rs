@@ -75,6 +75,16 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             let root = crate::context::project_root(&args.common.project)?;
             super::log::print(&root, args.common.json, args.story.as_deref())
         }
+        Command::Report(args) => {
+            // Like `log`, `report` reads only the journal.
+            let root = crate::context::project_root(&args.common.project)?;
+            super::report::write(
+                &root,
+                args.run.as_deref(),
+                args.output.as_deref(),
+                args.common.json,
+            )
+        }
         Command::Plugins(PluginsCommand::List(args)) => {
             let context = Context::resolve_lenient(args.common.options(), &Overrides::default())?;
             context.warn_untrusted();

@@ -8,7 +8,7 @@ use crate::error::{Error, Report};
 use crate::exit;
 use crate::policy::Role;
 use crate::ui::Ui;
-use crate::workflow::{self, Flow, Next, Observed, Settings};
+use crate::workflow::{self, Flow, Next, Observed, Settings, StoryFlow};
 
 /// `run --dry-run`: each story, its state and what would run next. Changes nothing.
 pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
@@ -18,12 +18,15 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
         stories,
         plugins,
     } = plan;
-    let settings = Settings::from(&context.config.workflow);
+    let mut settings = Settings::from(&context.config.workflow);
+    settings.flow = crate::run::flow_of(project);
+    let choice = project.flow()?;
     let mut out = std::io::stdout().lock();
     ui.say(&format!(
         "{} (dry run: nothing is changed)",
         project.describe()
     ));
+    ui.say(&format!("flow: {}: {}", choice.flow, choice.why));
     // Whether a `done` counts (see `workflow`): the journal's sightings, when it has them. A
     // dry run reads the journal only if it can; without one, a story done now is done at its
     // first sighting.
@@ -55,6 +58,16 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
         }
         let next = match flow.next(&observed) {
             Next::Run { role: Role::Sm, .. } => "sm (draft the story)".to_string(),
+            Next::Run {
+                role: Role::Dev,
+                cycle,
+                ..
+            } if settings.flow == StoryFlow::Build => format!("dev: build (cycle {cycle})"),
+            Next::Run {
+                role: Role::Qa,
+                cycle,
+                ..
+            } if settings.flow == StoryFlow::Build => format!("qa: code-review (cycle {cycle})"),
             Next::Run { role, cycle, .. } => {
                 format!("{} (cycle {cycle})", workflow::role_name(role))
             }
@@ -67,7 +80,8 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
             let line = serde_json::json!({
                 "event": "plan", "ts": crate::ui::timestamp(), "story": entry.id.to_string(),
                 "title": entry.title, "file": entry.path.display().to_string(), "exists": entry.exists,
-                "state": state, "next": next,
+                "state": state, "next": next, "flow": choice.flow.name(),
+                "flow_why": choice.why,
             });
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out).map_err(Error::Output)?;

@@ -18,8 +18,12 @@ pub(super) fn run(
     if dry_run {
         return super::plan::print(&plan, &mut ui);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the run loop is sequential, and on this thread it polls the I/O and timers it
+    // waits for itself. A multi-threaded runtime woke a worker for each of the agent's lines and
+    // its exit, which then woke this thread (two context switches per event, and more threads
+    // whose children files every process-tree scan reads). Blocking work (pidfd waits) still
+    // goes to Tokio's blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;

@@ -60,6 +60,10 @@ struct StoryStatus {
     /// v6: sprint-status disagrees with the story file (the story file wins).
     pub drift: Option<String>,
     pub journal: Option<JournalProgress>,
+    /// The project's flow (`v4`, `stories`, `build`) and why: the same on every line.
+    pub flow: &'static str,
+    /// Why that flow: the installed file that decided it.
+    pub flow_why: String,
 }
 
 /// What the journal knows of a story.
@@ -101,6 +105,8 @@ fn story_status(
         gate: None,
         drift: None,
         journal: None,
+        flow: "",
+        flow_why: String::new(),
     };
     let mut value = None;
     if entry.exists {
@@ -138,6 +144,7 @@ fn story_status(
 /// progress.
 pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
     let project = context.project()?;
+    let choice = project.flow()?.clone();
     let mut parser = Parser::open(context)?;
     let stories = select(&project, epic, None)?;
     let journal = Journal::open_read_only(&context.root)?;
@@ -148,12 +155,15 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
     let mut out = std::io::stdout().lock();
     if !context.json && !(context.verbosity == Verbosity::Quiet) {
         eprintln!("{}", project.describe());
+        eprintln!("flow: {}: {}", choice.flow, choice.why);
         for warning in project.warnings() {
             eprintln!("warning: {warning}");
         }
     }
     for entry in &stories {
         let mut s = story_status(&project, &mut parser, entry)?;
+        s.flow = choice.flow.name();
+        s.flow_why.clone_from(&choice.why);
         if let Some(sum) = summaries.iter().find(|x| x.record.story_id == s.id) {
             let r = &sum.record;
             s.journal = Some(JournalProgress {

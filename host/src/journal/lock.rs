@@ -69,3 +69,48 @@ impl RunLock {
         }
     }
 }
+
+/// Whether a process holds the run lock `lock` now, as the kernel's table of locks
+/// (`/proc/locks`) says. Read only: the lock is neither taken nor touched (even a brief shared
+/// `flock` as a probe would make a `run` starting at that instant fail as locked). `Some(false)`
+/// when there is no lock file; `None` when the table cannot be read.
+pub(super) fn held(lock: &Path) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(lock) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    // `/proc/locks` names a file `MAJOR:MINOR:INODE`, the device numbers in hex.
+    let dev = meta.dev();
+    let file = format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino()
+    );
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(table.lines().any(|line| {
+        // A process waiting for a lock has its own line, marked `->`: not a holder.
+        !line.contains("->")
+            && line.split_whitespace().nth(1) == Some("FLOCK")
+            && line.split_whitespace().any(|field| field == file)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Journal, run_in_progress};
+
+    #[test]
+    fn the_lock_table_tells_a_held_run_lock_without_taking_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(run_in_progress(dir.path()), Some(false), "no lock file");
+        let journal = Journal::open(dir.path()).expect("open");
+        assert_eq!(run_in_progress(dir.path()), Some(true));
+        // Asking did not take it: the holder keeps it, and another open is still refused.
+        assert!(Journal::open(dir.path()).is_err());
+        drop(journal);
+        assert_eq!(run_in_progress(dir.path()), Some(false));
+    }
+}

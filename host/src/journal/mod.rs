@@ -40,6 +40,13 @@ pub use payload::{
     TeardownResult,
 };
 pub use schema::SCHEMA_VERSION;
+
+/// Whether a `bmad-host run` holds the project's run lock now (so its run is live), read from
+/// the kernel's table of locks without taking or touching the lock; `None` when that cannot be
+/// told. For readers (`report`) that must tell a running run from one whose host died.
+pub fn run_in_progress(project_root: &std::path::Path) -> Option<bool> {
+    lock::held(&state_dir(project_root).join(LOCK_FILE))
+}
 pub use store::{Journal, JournalReader};
 
 /// Everything that can go wrong in the journal. Each message names the file involved.

@@ -380,18 +380,30 @@ impl Tracker {
     /// orphans re-parented to the host that carry the marker or were seen before, with their
     /// subtrees. Remembers them all; returns them (zombies included).
     pub(crate) fn scan(&mut self) -> Vec<Stat> {
+        let candidates = self.candidates();
+        self.scan_in(&candidates)
+    }
+
+    /// The processes a scan starts from: the host's children (it is a subreaper), else every
+    /// process.
+    fn candidates(&self) -> Vec<i32> {
+        if self.subreaper {
+            children(self.me)
+        } else {
+            all_pids()
+        }
+    }
+
+    /// [`Tracker::scan`] from `candidates` (read by [`Tracker::candidates`]), so that one read
+    /// of the host's children serves both the scan and the reaping that follows it.
+    fn scan_in(&mut self, candidates: &[i32]) -> Vec<Stat> {
         let mut found = Vec::new();
         let mut seen = HashSet::from([self.root]);
         let mut stack = Vec::new();
         if self.root_unreaped {
             stack.push(self.root);
         }
-        let candidates = if self.subreaper {
-            children(self.me)
-        } else {
-            all_pids()
-        };
-        for pid in candidates {
+        for &pid in candidates {
             if pid == self.root || pid == self.me || seen.contains(&pid) {
                 continue;
             }
@@ -426,7 +438,9 @@ impl Tracker {
         if !self.subreaper {
             return;
         }
-        for pid in children(self.me) {
+        // One read of the host's children serves the noting and the reaping.
+        let kids = children(self.me);
+        for &pid in &kids {
             if pid == self.root || self.known.contains_key(&pid) {
                 continue;
             }
@@ -437,7 +451,7 @@ impl Tracker {
                 self.known.insert(pid, st.start);
             }
         }
-        self.reap_zombies();
+        self.reap_zombies_in(&kids);
     }
 
     /// Reaps the zombies of the call that were re-parented to the host.
@@ -447,7 +461,13 @@ impl Tracker {
         } else {
             self.known.keys().copied().collect()
         };
-        for pid in candidates {
+        self.reap_zombies_in(&candidates);
+    }
+
+    /// [`Tracker::reap_zombies`] among `candidates`: the host's children as just read (or, when
+    /// the host is not a subreaper, the processes seen in the tree).
+    fn reap_zombies_in(&mut self, candidates: &[i32]) {
+        for &pid in candidates {
             if pid == self.root {
                 continue;
             }
@@ -470,9 +490,20 @@ impl Tracker {
     /// scan finds nobody. Returns the processes still alive at the deadline (empty: proven gone).
     pub(crate) async fn kill_all(&mut self, deadline: Instant) -> Vec<Survivor> {
         loop {
-            let live: Vec<Stat> = self.scan().into_iter().filter(Stat::alive).collect();
+            // One read of the host's children for the scan and, when nobody is left, the
+            // reaping (the usual case: a call that ended cleanly costs one read).
+            let candidates = self.candidates();
+            let live: Vec<Stat> = self
+                .scan_in(&candidates)
+                .into_iter()
+                .filter(Stat::alive)
+                .collect();
             if live.is_empty() {
-                self.reap_zombies();
+                if self.subreaper {
+                    self.reap_zombies_in(&candidates);
+                } else {
+                    self.reap_zombies();
+                }
                 return Vec::new();
             }
             if Instant::now() >= deadline {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::{self, PrdSource, V4Config, V6Config};
 use super::error::{ProjectError, Warning};
+use super::flow::{self, BmadFlow, FlowChoice, NoFlow};
 use super::fs::{inside, read_inside};
 use super::gate::{GateIndex, QaGate, read_gate};
 use super::headings::{EpicDoc, parse_epic_doc};
@@ -89,6 +90,8 @@ pub struct Project {
     warnings: Vec<Warning>,
     /// The gate files of `{qaLocation}/gates`, kept current without listing it per lookup.
     gates: GateIndex,
+    /// The implementation flow its installation supports ([`Project::flow`]).
+    flow: Result<FlowChoice, NoFlow>,
 }
 
 impl Project {
@@ -119,6 +122,11 @@ impl Project {
             (true, false) => LayoutConfig::V4(config::read_v4(&root, &mut warnings)?),
             (false, false) => return Err(no_layout(&root)),
         };
+        let (layout, version) = match &config {
+            LayoutConfig::V4(c) => (Layout::V4, c.version.as_deref()),
+            LayoutConfig::V6(c) => (Layout::V6, c.version.as_deref()),
+        };
+        let flow = flow::detect(&root, layout, version);
         let mut project = Project {
             root,
             config,
@@ -129,6 +137,7 @@ impl Project {
             sprint_path: None,
             warnings,
             gates: GateIndex::default(),
+            flow,
         };
         match project.config.clone() {
             LayoutConfig::V4(c) => project.build_v4(&c)?,
@@ -149,6 +158,18 @@ impl Project {
             LayoutConfig::V4(_) => Layout::V4,
             LayoutConfig::V6(_) => Layout::V6,
         }
+    }
+
+    /// The implementation flow the installation supports, and why (see
+    /// [`crate::project`]'s flow rules); [`ProjectError::NoFlow`] for a v6 installation with
+    /// neither the story workflows nor the build skills.
+    pub fn flow(&self) -> Result<&FlowChoice, ProjectError> {
+        self.flow.as_ref().map_err(|e| e.error(&self.root))
+    }
+
+    /// Whether the project runs the build flow (its stories are `bmad-build` specs).
+    pub fn is_build_flow(&self) -> bool {
+        matches!(&self.flow, Ok(c) if c.flow == BmadFlow::Build)
     }
 
     /// The installed BMAD version (`4.44.3`, `6.0.4`), when known.
@@ -329,6 +350,21 @@ impl Project {
         }
     }
 
+    /// Where the story's QA gate file is now (v4), relative to the root, as
+    /// [`Project::read_qa_gate`] finds it, without reading it; `Ok(None)` for v6 and when there is
+    /// none.
+    pub(crate) fn find_qa_gate(&self, story: &StoryEntry) -> Result<Option<PathBuf>, ProjectError> {
+        let LayoutConfig::V4(c) = &self.config else {
+            return Ok(None);
+        };
+        self.find_gate(
+            &c.qa_dir.join("gates"),
+            story.id,
+            &story.slug,
+            &mut Vec::new(),
+        )
+    }
+
     /// Every gate file of the story (v4: `{qaLocation}/gates/{epic}.{story}-*.yml`, whatever
     /// the slug), relative to the root, sorted by name; empty for v6. A QA agent may write its
     /// gate under another slug than the story's, or next to an old one: the caller picks the one
@@ -373,7 +409,15 @@ impl Project {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("");
-        let name = pick(names, &[preferred])?;
+        // The build flow's spec for the story is `spec-{key}.md`, whatever slug it chose.
+        let spec = names
+            .iter()
+            .find(|n| n.starts_with("spec-"))
+            .map(String::as_str);
+        let name = match spec {
+            Some(spec) if self.is_build_flow() => spec,
+            _ => pick(names, &[preferred])?,
+        };
         Some(self.story_dir().join(name))
     }
 
@@ -836,6 +880,7 @@ impl Project {
         ids.sort();
         ids.dedup();
 
+        let build = self.is_build_flow();
         let mut stories = Vec::new();
         for id in ids {
             let planned = plan.stories.iter().find(|(h, _)| h.id == id);
@@ -853,8 +898,15 @@ impl Project {
                     })
                     .unwrap_or_else(|| format!("{}-untitled", id.key_prefix())),
             };
-            let file =
-                pick(names, &[&format!("{key}.md"), &format!("spec-{key}.md")]).map(str::to_owned);
+            // The build flow's file is the spec (`bmad-build` writes `spec-{key}.md`), a story
+            // flow's the story (`{key}.md`); either is found when only it exists.
+            let (story_name, spec_name) = (format!("{key}.md"), format!("spec-{key}.md"));
+            let preferred: [&str; 2] = if build {
+                [&spec_name, &story_name]
+            } else {
+                [&story_name, &spec_name]
+            };
+            let file = pick(names, &preferred).map(str::to_owned);
             let slug = key
                 .strip_prefix(&id.key_prefix())
                 .and_then(|r| r.strip_prefix('-'))
@@ -870,7 +922,7 @@ impl Project {
             };
             let (path, exists) = match &file {
                 Some(name) => (c.implementation.join(name), true),
-                None => (c.implementation.join(format!("{key}.md")), false),
+                None => (c.implementation.join(preferred[0]), false),
             };
             stories.push(StoryEntry {
                 id,

@@ -56,6 +56,20 @@ pub enum ProjectError {
         looked_for: String,
     },
 
+    /// A BMAD v6 installation with neither the story workflows nor the build skills.
+    #[error(
+        "BMAD {version} at {} has no implementation flow bmad-host can run: neither the build skills (bmad-build / bmad-build-auto, BMAD 6.11+) nor the story workflows (create-story / dev-story, or their 6.11+ shims) are installed (looked for {looked_for}); install BMAD for Claude Code (`npx bmad-method install`, which installs bmad-build), or add the shims (`npx bmad-method install --shims`) to keep the create-story / dev-story flow",
+        .root.display()
+    )]
+    NoFlow {
+        /// The project root.
+        root: PathBuf,
+        /// The installed version, as found.
+        version: String,
+        /// What was looked for.
+        looked_for: String,
+    },
+
     /// A file could not be read, listed or written.
     #[error("cannot {action} {}", .path.display())]
     Io {

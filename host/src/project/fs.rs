@@ -56,6 +56,9 @@ pub(crate) fn read_capped_if_exists(
 /// with the resolved root. `None` when it stays inside. A path that does not exist yet is judged
 /// by its deepest existing ancestor.
 pub(crate) fn outside(root: &Path, path: &Path) -> Option<PathBuf> {
+    if resolves_beneath(root, path) {
+        return None;
+    }
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| lexical(root));
     let joined = lexical(&root.join(path));
     // The deepest ancestor that exists, resolved; the rest appended as written.
@@ -80,6 +83,62 @@ pub(crate) fn outside(root: &Path, path: &Path) -> Option<PathBuf> {
         }
     };
     (!resolved.starts_with(&root)).then_some(resolved)
+}
+
+/// The fast proof that `path` stays inside `root`, in a few path walks instead of one
+/// `readlink` per component of each: the path, made relative to `root` with `.` and `..`
+/// applied as [`outside`] applies them, opens (`openat2`, `RESOLVE_BENEATH`) from the root
+/// folder without any step of its resolution (a `..`, a symlink, its target) leaving the folder.
+/// A path that does not exist yet is judged, as [`outside`] judges it, by its deepest existing
+/// ancestor (the rest is plain names): the proof climbs while the last name is missing, not
+/// even a dangling symlink. False when it cannot be shown this way (a symlink is absolute or
+/// dangling, the kernel has no `openat2`, any other error): [`outside`] then resolves the path
+/// the long way. True implies what the long way finds: what is reached only through the
+/// folder's descendants resolves to a path under the root's.
+fn resolves_beneath(root: &Path, path: &Path) -> bool {
+    use nix::errno::Errno;
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    let joined = lexical(&root.join(path));
+    let Ok(rel) = joined.strip_prefix(lexical(root)) else {
+        return false;
+    };
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return false;
+    }
+    let flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let Ok(dir) = open(
+        root,
+        flags | OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    ) else {
+        return false;
+    };
+    let beneath = |p: &Path, flags: OFlag| {
+        let how = OpenHow::new()
+            .flags(flags)
+            .resolve(ResolveFlag::RESOLVE_BENEATH);
+        openat2(&dir, p, how).map(drop)
+    };
+    let mut rel = rel;
+    loop {
+        if rel.as_os_str().is_empty() {
+            // The root itself (it was opened).
+            return true;
+        }
+        match beneath(rel, flags) {
+            Ok(()) => return true,
+            Err(Errno::ENOENT) => {}
+            Err(_) => return false,
+        }
+        // Missing: is the last name there, as a dangling symlink? Then its target decides.
+        if beneath(rel, flags | OFlag::O_NOFOLLOW) != Err(Errno::ENOENT) {
+            return false;
+        }
+        let Some(parent) = rel.parent() else {
+            return false;
+        };
+        rel = parent;
+    }
 }
 
 /// `path` with `.` dropped and `..` applied to the components before it (never above `/`).
@@ -357,5 +416,68 @@ mod tests {
         std::os::unix::fs::symlink("/nonexistent-bmad", root.join("dangling"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(outside(root, Path::new("dangling/x")).is_some());
+    }
+
+    #[test]
+    fn the_fast_proof_agrees_with_the_long_way() {
+        let project = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = project.path();
+        let ok = |r: std::io::Result<()>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(std::fs::create_dir_all(root.join("docs/stories")));
+        ok(std::fs::write(root.join("docs/stories/1.1.story.md"), b"x"));
+        // Inside through links: relative, and absolute into the project.
+        ok(std::os::unix::fs::symlink(
+            "stories/1.1.story.md",
+            root.join("docs/rel.md"),
+        ));
+        ok(std::os::unix::fs::symlink(
+            root.join("docs/stories"),
+            root.join("docs/abs"),
+        ));
+        // Out through links and dots.
+        ok(std::os::unix::fs::symlink("/tmp", root.join("docs/out")));
+        ok(std::os::unix::fs::symlink("../..", root.join("docs/up")));
+        let fast_inside = [
+            "docs/stories/1.1.story.md",
+            "docs/rel.md",
+            "docs",
+            "docs/./stories/../stories/1.1.story.md",
+        ];
+        for p in fast_inside {
+            assert!(resolves_beneath(root, Path::new(p)), "{p}");
+            assert!(resolves_beneath(root, &root.join(p)), "{p} (absolute)");
+            assert_eq!(outside(root, Path::new(p)), None, "{p}");
+        }
+        // Not there yet: judged by the deepest existing ancestor.
+        for p in ["docs/missing.md", "docs/qa/gates/1.1-x.yml"] {
+            assert!(resolves_beneath(root, Path::new(p)), "{p}");
+            assert_eq!(outside(root, Path::new(p)), None, "{p}");
+        }
+        ok(std::os::unix::fs::symlink(
+            "/nonexistent-bmad",
+            root.join("docs/dangling"),
+        ));
+        ok(std::os::unix::fs::symlink(
+            "missing-too",
+            root.join("docs/dangling-in"),
+        ));
+        // The long way decides (inside after all, or outside): the fast proof declines.
+        for p in [
+            "docs/abs/1.1.story.md",
+            "docs/out",
+            "docs/up/x",
+            "../x",
+            "/etc",
+            "docs/dangling",
+            "docs/dangling/x",
+            "docs/dangling-in/x",
+        ] {
+            assert!(!resolves_beneath(root, Path::new(p)), "{p}");
+        }
+        assert_eq!(outside(root, Path::new("docs/abs/1.1.story.md")), None);
+        assert_eq!(outside(root, Path::new("docs/dangling-in/x")), None);
+        assert!(outside(root, Path::new("docs/dangling/x")).is_some());
+        assert!(outside(root, Path::new("docs/out")).is_some());
+        assert!(outside(root, Path::new("docs/up/x")).is_some());
     }
 }

@@ -23,6 +23,10 @@
 //!   `{implementation_artifacts}/{epic}-{story}-{slug}.md` (6.12's `spec-` prefix accepted);
 //!   `{implementation_artifacts}/sprint-status.yaml`. v6 has no gate files. The `bmad-spec`
 //!   folders of 6.12 (`specs/*/stories.yaml`) are not stories of the epic plan and are ignored.
+//! - The flow ([`Project::flow`], `flow.rs`): v4; the v6 story flow when the `create-story` /
+//!   `dev-story` workflows or shims are installed; the 6.11+ build flow when `bmad-build` is
+//!   and they are not (stories without a file then get the spec path `spec-{key}.md`, and an
+//!   existing spec is preferred to a story file); [`ProjectError::NoFlow`] for neither.
 //! - Both present: v6 is used, with a warning. Neither: [`ProjectError::NoLayout`] says what was
 //!   looked for (and what was half there).
 //!
@@ -97,6 +101,7 @@
 mod config;
 mod discover;
 mod error;
+mod flow;
 mod fs;
 mod gate;
 mod headings;
@@ -108,6 +113,7 @@ mod write;
 pub use config::PrdSource;
 pub use discover::{Epic, Project, StoryEntry};
 pub use error::{FileLoc, ProjectError, Warning};
+pub use flow::{BmadFlow, CLAUDE_SKILLS, FlowChoice, SKILL_MANIFEST};
 pub use gate::{GateVerdict, QaGate};
 pub use headings::{EpicDoc, EpicHeading, StoryHeading, parse_epic_doc};
 pub use id::{ParseStoryIdError, StoryId};

@@ -44,7 +44,10 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     crate::process::claim_adopted_orphans();
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
-    tokio::spawn(watch_ctrl_c(interrupt_tx));
+    // The handler is in place before anything starts (the task itself first runs when the run
+    // loop first waits: the runtime has one thread).
+    let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    tokio::spawn(watch_ctrl_c(sigint, interrupt_tx));
 
     let notifiers =
         crate::notify::Notifiers::start(&config.notify, root.clone(), run.id.to_string(), &mut ui);
@@ -288,10 +291,12 @@ fn layout_name(layout: Layout) -> &'static str {
     }
 }
 
-async fn watch_ctrl_c(tx: watch::Sender<Interrupt>) {
+async fn watch_ctrl_c(
+    sigint: std::io::Result<tokio::signal::unix::Signal>,
+    tx: watch::Sender<Interrupt>,
+) {
     // One signal stream for the whole run, so a second Ctrl-C is never lost between two waits.
-    let Ok(mut sigint) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-    else {
+    let Ok(mut sigint) = sigint else {
         tracing::warn!("cannot listen for Ctrl-C; interrupt with SIGTERM or SIGKILL");
         return;
     };

@@ -17,6 +17,7 @@
 //! `--dry-run`), `limit` (when a usage limit resets), `reset` (waiting it out), `caps` (the spend caps), `summary` (totals, exit code, the table).
 
 mod agent;
+mod build;
 mod caps;
 mod driver;
 mod ends;
@@ -31,5 +32,6 @@ mod steps;
 mod story;
 mod summary;
 
+pub use build::flow_of;
 pub use entry::run;
 pub use observe::{StatusProblem, observed};

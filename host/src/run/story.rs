@@ -28,7 +28,8 @@ impl Driver<'_> {
     /// Drives one story until it finishes, or the run halts.
     pub(super) async fn drive(&mut self, entry: &StoryEntry) -> Result<(StoryResult, Tally), Halt> {
         let story_id = entry.id.to_string();
-        let settings = Settings::from(&self.config.workflow);
+        let mut settings = Settings::from(&self.config.workflow);
+        settings.flow = super::flow_of(self.project);
         let mut seen = self.observe(entry);
         let mut record = self
             .journal
@@ -55,6 +56,15 @@ impl Driver<'_> {
                 self.journal.set_done_run(&story_id, None)?;
             }
         }
+        // Build flow: drift between the spec, the story and sprint-status is repaired now.
+        self.reconcile_build(
+            entry,
+            &flow,
+            flow.cycle(),
+            Role::Dev,
+            super::build::When::Start,
+        )?;
+        seen = self.observe(entry);
         let mut tally = Tally::resumed(&flow, &record);
         self.ui.emit(Event::StoryStarted {
             story: story_id.clone(),
@@ -97,6 +107,7 @@ impl Driver<'_> {
             };
             flow.step_ended(end);
             tally.cycles = flow.cycle();
+            self.reconcile_build(entry, &flow, cycle, role, super::build::When::Step)?;
             let before = seen.state;
             seen = self.observe(entry);
             if seen.state != before

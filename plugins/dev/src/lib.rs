@@ -6,6 +6,9 @@
 //! - `end` after the agent call: not a success → `fail` with the outcome kind and message;
 //!   success and the status is now review (or done) → `run-gates`; success but the status did
 //!   not move → `fail("dev did not set the story to review: status is …")`.
+//! - In the build flow (BMAD 6.11+, [`prompt::is_build`]): `bmad-build-auto` on the story's spec
+//!   instead of `dev-story`; a build that stops the spec as `blocked` → `escalate` with its
+//!   `## Auto Run Result` (a person must answer what it asks).
 //! - `end` after the gates (no agent outcome): all passed, or no gates → `complete`; some failed
 //!   → `send-back` with one finding per failed gate (name, exit code or timeout, output tail).
 //! - `on-event`: `stop` once the CLI reports its [`HOPELESS_API_RETRY`]th retry of one API
@@ -42,7 +45,7 @@ impl Policy for Dev {
         }
     }
 
-    fn end(_story: &Story, report: &StepReport) -> Decision {
+    fn end(story: &Story, report: &StepReport) -> Decision {
         let Some(outcome) = &report.outcome else {
             return gates_decision(&report.gates);
         };
@@ -55,12 +58,28 @@ impl Policy for Dev {
         }
         match report.status.state() {
             Some(StoryState::Review | StoryState::Done) => Decision::RunGates,
+            Some(StoryState::Blocked) if prompt::is_build(story) => Decision::Escalate(format!(
+                "the build stopped the spec `{}` as blocked: {}",
+                story.path,
+                auto_run_result(&report.document)
+            )),
             _ => Decision::Fail(format!(
                 "dev did not set the story to review: status is {}",
                 report.status.describe()
             )),
         }
     }
+}
+
+/// The `## Auto Run Result` section of a `bmad-build-auto` spec (clipped), or a pointer to it.
+fn auto_run_result(document: &str) -> String {
+    let Some(start) = document.find("## Auto Run Result") else {
+        return "see the spec".to_owned();
+    };
+    let body = &document[start + "## Auto Run Result".len()..];
+    let end = body.find("\n## ").unwrap_or(body.len());
+    let text = body[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+    clip(&text, 600)
 }
 
 /// After the gates: complete when all passed, otherwise send back the failures.
@@ -125,6 +144,28 @@ mod tests {
             status,
             ..StepReport::default()
         }
+    }
+
+    #[test]
+    fn a_blocked_build_escalates_with_its_auto_run_result() {
+        let mut s = story(1);
+        s.layout = Layout::V6;
+        s.path = "_bmad-output/implementation-artifacts/spec-1-2-x.md".into();
+        let mut report = after_agent(
+            OutcomeKind::Success,
+            ParseOutcome::found(StoryState::Blocked, "blocked"),
+        );
+        report.document =
+            "---\nstatus: 'blocked'\n---\n\n## Auto Run Result\n\nStatus: blocked\nBlocking condition: intent gap\n".into();
+        match Dev::end(&s, &report) {
+            Decision::Escalate(r) => assert!(
+                r.contains("spec-1-2-x.md") && r.contains("Blocking condition: intent gap"),
+                "{r}"
+            ),
+            other => panic!("expected escalate, got {other:?}"),
+        }
+        // Outside the build flow a blocked story is a failed dev step, as before.
+        assert!(matches!(Dev::end(&story(1), &report), Decision::Fail(_)));
     }
 
     fn gate(name: &str, passed: bool, exit: Option<i32>, timed_out: bool, out: &str) -> GateReport {

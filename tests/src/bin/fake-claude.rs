@@ -88,7 +88,15 @@
 //! `input_tokens`, `cache_creation_input_tokens` and `cache_read_input_tokens`, the rest
 //! `output_tokens`); `gate_slug` (v4 QA: the gate file is
 //! `<epic>.<story>-<gate_slug>.yml` instead of the slug of the story's title, as a QA agent that
-//! picks its own name does).
+//! picks its own name does); `no_sprint: true` (as dev on a 6.12 spec: no sprint-status edit, as
+//! `bmad-build-auto`).
+//!
+//! The build flow (BMAD 6.11+): when the story file is a `spec-*.md`, `dev` plays `bmad-build`:
+//! it writes the spec (YAML frontmatter `status:`) when there is none, implements it (checks its
+//! boxes), sets its `status:` to `done` (or `set_status`) and sprint-status to `review` (or
+//! `sprint_status`; none with `no_sprint`), as `bmad-build` does; `qa` plays `bmad-code-review`:
+//! `done`, or `in-progress` with a `- [ ] [Review][High] ...` item under `### Review Findings` on
+//! a FAIL verdict, in the frontmatter and sprint-status.
 //!
 //! # Other environment
 //! - `FAKE_CLAUDE_LOG`: a file to which each call appends one JSON line: `pid`, `ppid`, `pgid`,
@@ -239,6 +247,9 @@ struct Behaviour {
     set_status: Option<String>,
     /// `play` as dev (v6): the sprint-status value to write (default: `set_status`, else `review`).
     sprint_status: Option<String>,
+    /// `play` as dev on a 6.12 spec: write no sprint-status (as `bmad-build-auto` does).
+    #[serde(default)]
+    no_sprint: bool,
     /// `total_cost_usd` of every result line.
     cost_usd: Option<f64>,
     /// The total of every result line's `usage` (spread over input, cache and output tokens).
@@ -761,6 +772,28 @@ fn v6_story(story: &Story, title: &str) -> String {
     )
 }
 
+/// Whether `path` is a BMAD 6.11+ build spec (`spec-*.md`).
+fn is_spec(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("spec-") && n.ends_with(".md"))
+}
+
+/// A new `bmad-build` spec (the 6.12 template's shape), `status: 'in-progress'` until the build
+/// sets its end state.
+fn spec(title: &str) -> String {
+    format!(
+        "---\ntitle: '{t}'\ntype: 'feature'\ncreated: '{date}'\nstatus: 'in-progress'\nroute: 'plan-code-review'\n\
+review_loop_iteration: 0\ncontext: []\nbaseline_commit: NO_VCS\n---\n\n\
+<frozen-after-approval reason=\"human-owned intent\">\n\n## Intent\n\n**Problem:** {title} is missing.\n\n\
+**Approach:** Build it as the epic describes.\n\n</frozen-after-approval>\n\n## Tasks & Acceptance\n\n\
+**Execution:**\n- [ ] `src/lib.rs` -- implement {title}\n\n## Spec Change Log\n\n## Verification\n\n\
+**Commands:**\n- `make test` -- expected: exit 0\n\n### Completion Notes List\n",
+        t = title.replace('\'', "''"),
+        date = today(),
+    )
+}
+
 /// Replaces the value of the v4 `## Status` section or the v6 `Status:` line, nothing else.
 fn set_status(text: &str, layout: Layout, value: &str) -> String {
     let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
@@ -961,9 +994,17 @@ fn plan_edits(
             summary = format!("Drafted story {}: {title}.", story.id);
         }
         "dev" => {
-            let Some(text) = existing else {
+            let is_spec = layout == Layout::V6 && is_spec(&story.path);
+            let Some(text) = existing.or_else(|| {
+                is_spec.then(|| {
+                    let title = title_from_epics(root, &story)
+                        .unwrap_or_else(|| format!("Story {}", story.id));
+                    spec(&title)
+                })
+            }) else {
                 return Ok((edits, format!("No story file at {}.", story.path.display())));
             };
+            let created = !story.path.exists();
             let checked = text.replace("- [ ]", "- [x]");
             let cycle = std::env::var("BMAD_HOST_CYCLE").unwrap_or_else(|_| "1".into());
             let noted = add_under(
@@ -974,20 +1015,23 @@ fn plan_edits(
             let value = match &b.set_status {
                 Some(v) => v.as_str(),
                 None if layout == Layout::V4 => "Ready for Review",
+                // bmad-build finishes its spec as `done` (and sprint-status as `review`).
+                None if is_spec => "done",
                 None => "review",
             };
             let content = set_status(&noted, layout, value);
             edits.push(FileEdit {
                 path: story.path.clone(),
                 content,
-                old: Some(text),
+                old: (!created).then_some(text),
             });
-            if layout == Layout::V6 {
-                let sprint = b
-                    .sprint_status
-                    .as_deref()
-                    .or(b.set_status.as_deref())
-                    .unwrap_or("review");
+            if layout == Layout::V6 && !(is_spec && b.no_sprint) {
+                let sprint = match (&b.sprint_status, &b.set_status) {
+                    (Some(v), _) => v.as_str(),
+                    (None, _) if is_spec => "review",
+                    (None, Some(v)) => v.as_str(),
+                    (None, None) => "review",
+                };
                 edits.extend(sprint_status_edit(root, &story, sprint));
             }
             summary = format!("Implemented story {}; ready for review.", story.id);
@@ -1030,6 +1074,25 @@ fn plan_edits(
                         path: gate,
                         old: old_gate,
                     });
+                }
+                Layout::V6 if is_spec(&story.path) => {
+                    let status = if verdict == "FAIL" {
+                        content = add_under(
+                            &content,
+                            "### Review Findings",
+                            "- [ ] [Review][High] Add the missing tests for acceptance criterion 2",
+                        );
+                        "in-progress"
+                    } else {
+                        "done"
+                    };
+                    content = set_status(&content, layout, status);
+                    edits.push(FileEdit {
+                        path: story.path.clone(),
+                        content,
+                        old: Some(text),
+                    });
+                    edits.extend(sprint_status_edit(root, &story, status));
                 }
                 Layout::V6 => {
                     let status = if verdict == "FAIL" {

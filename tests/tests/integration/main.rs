@@ -9,6 +9,7 @@
 //! `-- gates::` or `-- supervisor_stress::`. Snapshot tests (`cli_snapshots`) are updated with
 //! `INSTA_UPDATE=always cargo test -p bmad-host-tests --test integration -- cli_snapshots::`.
 
+mod build_flow;
 mod cli_snapshots;
 mod embedded;
 mod gates;
@@ -24,6 +25,7 @@ mod plugins;
 mod project;
 mod project_status_cli;
 mod qa_gate_slug;
+mod report;
 mod resume;
 mod run_loop;
 mod spend_caps;

@@ -453,18 +453,25 @@ fn v612_build_spec_files_and_drift() {
                 true,
                 "in-progress"
             ),
+            // The build flow (#14): a story not built yet gets the spec `bmad-build` writes.
             e(
                 "1.3",
                 "Sign In and Session",
-                "1-3-sign-in-and-session.md",
+                "spec-1-3-sign-in-and-session.md",
                 false,
                 "backlog"
             ),
-            e("1.4", "Add a Plant", "1-4-add-a-plant.md", false, "backlog"),
+            e(
+                "1.4",
+                "Add a Plant",
+                "spec-1-4-add-a-plant.md",
+                false,
+                "backlog"
+            ),
             e(
                 "2.1",
                 "Watering Schedule",
-                "2-1-watering-schedule.md",
+                "spec-2-1-watering-schedule.md",
                 false,
                 "backlog"
             ),

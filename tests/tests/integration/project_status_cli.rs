@@ -99,11 +99,14 @@ fn v612_build_corpus() {
             format!(
                 "1.2 | User Registration | {ia}/spec-1-2-user-registration.md | true | review | in-review | -"
             ),
+            // The build flow (#14): a story not built yet gets the spec `bmad-build` writes.
             format!(
-                "1.3 | Sign In and Session | {ia}/1-3-sign-in-and-session.md | false | - | - | -"
+                "1.3 | Sign In and Session | {ia}/spec-1-3-sign-in-and-session.md | false | - | - | -"
             ),
-            format!("1.4 | Add a Plant | {ia}/1-4-add-a-plant.md | false | - | - | -"),
-            format!("2.1 | Watering Schedule | {ia}/2-1-watering-schedule.md | false | - | - | -"),
+            format!("1.4 | Add a Plant | {ia}/spec-1-4-add-a-plant.md | false | - | - | -"),
+            format!(
+                "2.1 | Watering Schedule | {ia}/spec-2-1-watering-schedule.md | false | - | - | -"
+            ),
         ]
     );
 }
