@@ -301,6 +301,44 @@ impl Value for Option<u64> {
     }
 }
 
+/// `[workflow] retrospective`: whether the host runs an epic's retrospective once its last
+/// story is done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retrospective {
+    /// Never (the default): the `epic-N-retrospective` key stays as it is.
+    #[default]
+    Off,
+    /// Run the installed `bmad-retrospective` workflow as an SM call, then set the key to
+    /// `done`.
+    Run,
+}
+
+impl Value for Retrospective {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        let text = v
+            .as_str()
+            .ok_or_else(|| "must be \"off\" or \"run\"".to_string())?;
+        Self::from_env(text)
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "off" => Ok(Retrospective::Off),
+            "run" => Ok(Retrospective::Run),
+            other => Err(format!("`{other}` must be \"off\" or \"run\"")),
+        }
+    }
+    fn show(&self) -> Option<String> {
+        Some(
+            match self {
+                Retrospective::Off => "off",
+                Retrospective::Run => "run",
+            }
+            .to_string(),
+        )
+    }
+}
+
 /// One setting's row of the reference (`docs/configuration.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingDoc {
@@ -548,6 +586,8 @@ settings! {
         hard_cap: bool = false;
             flag "--hard-cap";
             help "also stop a call in flight at the dollar caps: each call gets what is left of the story's and the run's caps as `--max-budget-usd` (the smaller of that and `claude.max_budget_usd`). Without it a call that crosses a cap finishes (its cost is known only at its end)";
+        retrospective: Retrospective = Retrospective::Off;
+            help "`\"run\"`: once the last story of an epic is done in a run (BMAD v6 with sprint-status), run the installed `bmad-retrospective` workflow as an SM agent call, then set `epic-N-retrospective: done`; `\"off\"` never runs it";
     }
 }
 
@@ -1581,6 +1621,7 @@ mod tests {
                 let value = match name.as_str() {
                     n if n.ends_with("TIMEOUT") => "7m",
                     n if n.ends_with("USD") => "1.5",
+                    n if n.ends_with("RETROSPECTIVE") => "run",
                     n if n.ends_with("LIMIT")
                         || n.ends_with("DRAFTS")
                         || n.ends_with("REVIEW")

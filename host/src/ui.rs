@@ -157,6 +157,20 @@ pub enum Event {
         /// The state now.
         to: String,
     },
+    /// *(extension)* The host put its own values of v6 sprint-status back: drift found at the
+    /// start of the run, an agent's edit of a value the host owns, an epic's closeout.
+    SprintReconciled {
+        /// `start`, `story-start`, `after-agent`, `story-end` or `retrospective`.
+        when: String,
+        /// The story being driven, if any.
+        story: Option<String>,
+        /// `sprint-status.yaml`, relative to the project root.
+        file: String,
+        /// The values set.
+        changes: Vec<SprintChangeInfo>,
+        /// What could not be reconciled, and why (never a failure).
+        problems: Vec<String>,
+    },
     /// A story finished: done, failed or escalated.
     StoryFinished {
         /// The story id.
@@ -265,6 +279,19 @@ impl Event {
             _ => serde_json::Value::Null,
         }
     }
+}
+
+/// One sprint-status value the host set, as the `sprint_reconciled` event shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SprintChangeInfo {
+    /// The key.
+    pub key: String,
+    /// The value it had.
+    pub from: String,
+    /// The value written.
+    pub to: String,
+    /// Why (what the host knows).
+    pub reason: String,
 }
 
 /// A process that keeps the end of a call or gate from being proven, as the events show it.
@@ -554,6 +581,22 @@ impl Ui {
                         "  {story}: {} → {to}",
                         from.as_deref().unwrap_or("none")
                     ));
+                }
+            }
+            Event::SprintReconciled {
+                file,
+                changes,
+                problems,
+                ..
+            } => {
+                for c in changes {
+                    self.say(&format!(
+                        "  {file}: `{}` {} → {} ({})",
+                        c.key, c.from, c.to, c.reason
+                    ));
+                }
+                for p in problems {
+                    self.say(&format!("  sprint-status not reconciled: {p}"));
                 }
             }
             Event::StoryFinished {

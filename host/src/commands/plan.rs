@@ -33,15 +33,44 @@ pub(super) fn print(plan: &Plan, ui: &mut Ui) -> Result<u8, Error> {
     let journal = crate::journal::Journal::open_read_only(&context.root)
         .ok()
         .flatten();
+    if context.config.workflow.retrospective.value == crate::config::Retrospective::Run
+        && project.sprint_status_path().is_some()
+    {
+        let files = project.retrospective_files();
+        ui.say(&if files.is_empty() {
+            "retrospective = \"run\", but no bmad-retrospective workflow is installed: no retrospective would run".to_owned()
+        } else {
+            format!(
+                "retrospective = \"run\": an epic whose last story the run takes to done gets its retrospective ({})",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
     for entry in stories {
+        let mut status = None;
         let observed = if !entry.exists {
             Observed::NotDrafted
         } else {
             match project.read_story(entry) {
-                Ok(t) => crate::run::observed(&entry.path, &plugins.parse_status(&t.text)?),
+                Ok(t) => {
+                    let parse = plugins.parse_status(&t.text)?;
+                    let observed = crate::run::observed(&entry.path, &parse);
+                    if let crate::policy::ParseOutcome::Found(v) = parse {
+                        status = Some(v);
+                    }
+                    observed
+                }
                 Err(e) => Observed::Unusable(Report(&e).to_string()),
             }
         };
+        // v6: sprint-status disagreeing with the story file; a run repairs it first.
+        if let Some(drift) = project.drift(entry, status.as_ref()) {
+            ui.say(&format!("  drift: {drift} (a run repairs it)"));
+        }
         let state = match &observed {
             Observed::NotDrafted => "not drafted".to_string(),
             Observed::State(s) => workflow::state_name(*s).to_string(),

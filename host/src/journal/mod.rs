@@ -36,8 +36,8 @@ pub use paths::{
 };
 pub use payload::{
     AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, PolicyCall,
-    StatusWriteIntent, StatusWriteResult, StepIntent, SurvivorRecord, TeardownIntent,
-    TeardownResult,
+    SprintChange, SprintSyncIntent, SprintSyncResult, StatusWriteIntent, StatusWriteResult,
+    StepIntent, SurvivorRecord, TeardownIntent, TeardownResult,
 };
 pub use schema::SCHEMA_VERSION;
 

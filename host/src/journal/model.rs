@@ -319,6 +319,9 @@ pub enum StepKind {
     /// A teardown whose end could not be proven: the processes that survived it, which a later
     /// run checks before it starts anything.
     Teardown,
+    /// The host putting its own values of v6 sprint-status back (drift found at the start of a
+    /// run, an agent's edit, an epic's closeout).
+    SprintSync,
 }
 
 impl StepKind {
@@ -331,6 +334,7 @@ impl StepKind {
             StepKind::Gates => "gates",
             StepKind::StatusWrite => "status-write",
             StepKind::Teardown => "teardown",
+            StepKind::SprintSync => "sprint-sync",
         }
     }
 
@@ -342,6 +346,7 @@ impl StepKind {
             "gates" => StepKind::Gates,
             "status-write" => StepKind::StatusWrite,
             "teardown" => StepKind::Teardown,
+            "sprint-sync" => StepKind::SprintSync,
             _ => return None,
         })
     }

@@ -148,6 +148,53 @@ pub struct SurvivorRecord {
     pub start: u64,
 }
 
+/// The intent of a `sprint-sync` step: the host-owned values of v6 sprint-status the host is
+/// about to put back, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SprintSyncIntent {
+    /// The values to set, in file order.
+    #[serde(default)]
+    pub changes: Vec<SprintChange>,
+    /// `sprint-status.yaml`, relative to the project root.
+    pub file: String,
+    /// What could not be reconciled, and why.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// `start` (drift found when the run began), `story-start`, `after-agent`, `story-end`
+    /// or `retrospective`.
+    pub when: String,
+}
+
+/// One sprint-status value the host sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SprintChange {
+    /// The value it had.
+    pub from: String,
+    /// The key.
+    pub key: String,
+    /// Its line.
+    pub line: u32,
+    /// What the host knows that makes it so.
+    pub reason: String,
+    /// The value written.
+    pub to: String,
+}
+
+impl StepIntent for SprintSyncIntent {
+    const KIND: StepKind = StepKind::SprintSync;
+    type Result = SprintSyncResult;
+}
+
+/// The result of a `sprint-sync` step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SprintSyncResult {
+    /// Whether the values were written (false: the write was refused, see `error`).
+    pub applied: bool,
+    /// Why the write was refused.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// Which policy call a `decision` step records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

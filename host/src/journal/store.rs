@@ -964,6 +964,7 @@ impl Commit {
             | StepKind::Decision
             | StepKind::Gates
             | StepKind::StatusWrite
+            | StepKind::SprintSync
             | StepKind::Teardown => Commit::Relaxed,
         }
     }

@@ -89,8 +89,17 @@
 //! edited (no key for the story, a layout other than one `key: value` per line, a broken file) is
 //! left alone and reported as [`SprintSync::NotUpdated`], never undoing the story write.
 //! `blocked` has no sprint-status value, so a blocked story's key is left as it is and is not
-//! drift. A story without a file whose key is not `backlog` is drift. Epic and retrospective keys
-//! are never touched.
+//! drift. A story without a file whose key is not `backlog` is drift. A status write touches only
+//! the story's key.
+//!
+//! # The host's ledger (reconciliation)
+//!
+//! During a run the host is the only writer of the sprint-status values it owns: the story keys
+//! (from the story files), the epic keys (from their stories) and, after it ran one, an epic's
+//! retrospective key. [`Project::plan_sprint_ledger`] compares the file with what the host knows
+//! and plans putting those values back, editing only their tokens; everything else an agent or a
+//! person wrote (order, comments, other keys) is kept. The ownership rules are in the `ledger`
+//! module's documentation (and the README's "sprint-status" section).
 //!
 //! # Limits
 //!
@@ -106,6 +115,7 @@ mod fs;
 mod gate;
 mod headings;
 mod id;
+mod ledger;
 mod sprint;
 mod text;
 mod write;
@@ -117,8 +127,10 @@ pub use flow::{BmadFlow, CLAUDE_SKILLS, FlowChoice, SKILL_MANIFEST};
 pub use gate::{GateVerdict, QaGate};
 pub use headings::{EpicDoc, EpicHeading, StoryHeading, parse_epic_doc};
 pub use id::{ParseStoryIdError, StoryId};
+pub use ledger::{Known, LedgerChange, LedgerPlan, epic_keys};
 pub use sprint::{
-    STORY_VALUES, SprintEntry, SprintKey, SprintStatus, sprint_spelling, sprint_value_state,
+    EPIC_VALUES, RETROSPECTIVE_VALUES, STORY_VALUES, SprintEntry, SprintKey, SprintStatus,
+    epic_value, sprint_spelling, sprint_value_state, story_rank,
 };
 pub use text::slug;
 pub use write::{Drift, MAX_STORY_BYTES, SprintSync, StoryText, Written, status_spelling};

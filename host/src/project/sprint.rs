@@ -423,50 +423,146 @@ pub(crate) fn plan_edit(
     id: StoryId,
     new_value: &str,
 ) -> Result<(String, SprintEdit), String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not valid UTF-8".to_owned())?;
-    let status = SprintStatus::parse(path, text).map_err(|e| e.to_string())?;
-    status.editable().map_err(str::to_owned)?;
+    let status = parse_editable(path, bytes)?;
     let entry = status.story(id).ok_or_else(|| {
         format!("no key for story {id} in development_status; run the sprint-planning workflow to add it")
     })?;
-    let scan = scan_block(bytes);
     let line = entry
         .line
         .ok_or_else(|| "the story's line was not found".to_owned())?;
-    let scanned = scan
-        .entries
-        .iter()
-        .rev()
-        .find(|s| s.line == line && s.key == entry.key)
-        .ok_or_else(|| "the story's line was not found".to_owned())?;
-    if scanned.quote.is_none() && scanned.value.is_empty() {
-        return Err(format!("`{}` has no value to replace", entry.key));
+    let wanted = [(entry.key.clone(), new_value.to_owned())];
+    let planned = plan_key_edits(bytes, &wanted);
+    if let Some(problem) = planned.problems.into_iter().next() {
+        return Err(problem);
     }
-    if entry.value == new_value {
-        return Ok((
+    match planned.edits.into_iter().next() {
+        None => Ok((
             entry.key.clone(),
             SprintEdit::Same {
                 line,
                 value: entry.value.clone(),
             },
-        ));
+        )),
+        Some(edit) => Ok((
+            entry.key.clone(),
+            SprintEdit::Change {
+                line: edit.line,
+                from: edit.from,
+                bytes: planned.bytes,
+            },
+        )),
     }
-    let token = match scanned.quote {
-        Some(q) => format!("{q}{new_value}{q}"),
-        None => new_value.to_owned(),
-    };
-    let mut out = Vec::with_capacity(bytes.len() + token.len());
-    out.extend_from_slice(&bytes[..scanned.token.0]);
-    out.extend_from_slice(token.as_bytes());
-    out.extend_from_slice(&bytes[scanned.token.1..]);
-    Ok((
-        entry.key.clone(),
-        SprintEdit::Change {
-            line,
-            from: entry.value.clone(),
-            bytes: out,
-        },
-    ))
+}
+
+/// The file `bytes` parsed, when bmad-host may edit its values (`Err` says why not).
+pub(crate) fn parse_editable(path: &Path, bytes: &[u8]) -> Result<SprintStatus, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not valid UTF-8".to_owned())?;
+    let status = SprintStatus::parse(path, text).map_err(|e| e.to_string())?;
+    status.editable().map_err(str::to_owned)?;
+    Ok(status)
+}
+
+/// One value the host sets in sprint-status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyEdit {
+    /// The key.
+    pub key: String,
+    /// Its 1-based line.
+    pub line: u32,
+    /// The value it had (unquoted).
+    pub from: String,
+    /// The value written.
+    pub to: String,
+}
+
+/// What [`plan_key_edits`] planned: the new bytes, the values changed, and the keys it could
+/// not set (each with why).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PlannedEdits {
+    /// The whole file with the edits made (equal to the input when nothing changes).
+    pub bytes: Vec<u8>,
+    /// The values changed, in file order.
+    pub edits: Vec<KeyEdit>,
+    /// Why a wanted key was not set.
+    pub problems: Vec<String>,
+}
+
+/// Sets each wanted `(key, value)` in the `development_status` block of `bytes` (a file in the
+/// one-`key: value`-per-line form), replacing only each value's token and keeping its quoting;
+/// every other byte (comments, order, blank lines, line ends, other keys) stays. A key given
+/// twice in the file has its last line edited (the one YAML readers use). A key already at its
+/// value is left alone; a key the file does not have, or with no value token, is a problem.
+pub(crate) fn plan_key_edits(bytes: &[u8], wanted: &[(String, String)]) -> PlannedEdits {
+    let scan = scan_block(bytes);
+    let mut found: Vec<(&ScannedEntry, &str)> = Vec::new();
+    let mut problems = Vec::new();
+    for (key, value) in wanted {
+        let Some(scanned) = scan.entries.iter().rev().find(|s| s.key == *key) else {
+            problems.push(format!("no key `{key}` in development_status"));
+            continue;
+        };
+        if scanned.quote.is_none() && scanned.value.is_empty() {
+            problems.push(format!("`{key}` has no value to replace"));
+            continue;
+        }
+        if scanned.value != *value && !found.iter().any(|(s, _)| s.key == *key) {
+            found.push((scanned, value));
+        }
+    }
+    found.sort_by_key(|(s, _)| s.token.0);
+    let mut out = Vec::with_capacity(bytes.len() + 16 * found.len());
+    let mut at = 0;
+    let mut edits = Vec::new();
+    for (scanned, value) in found {
+        let token = match scanned.quote {
+            Some(q) => format!("{q}{value}{q}"),
+            None => value.to_owned(),
+        };
+        out.extend_from_slice(&bytes[at..scanned.token.0]);
+        out.extend_from_slice(token.as_bytes());
+        at = scanned.token.1;
+        edits.push(KeyEdit {
+            key: scanned.key.clone(),
+            line: scanned.line,
+            from: scanned.value.clone(),
+            to: value.to_owned(),
+        });
+    }
+    out.extend_from_slice(&bytes[at..]);
+    PlannedEdits {
+        bytes: out,
+        edits,
+        problems,
+    }
+}
+
+/// Where a story value stands in the workflow (`backlog` 0 to `done` 4), legacy and other-case
+/// spellings read as their current value; `None` when it is not a story value. Statuses move
+/// up this order, and back down only through review (a send-back to `in-progress`).
+pub fn story_rank(value: &str) -> Option<u8> {
+    let state = sprint_value_state(value).0?;
+    let spelled = sprint_spelling(state)?;
+    STORY_VALUES
+        .iter()
+        .position(|v| *v == spelled)
+        .and_then(|i| u8::try_from(i).ok())
+}
+
+/// The epic values sprint-status allows, in order.
+pub const EPIC_VALUES: [&str; 3] = ["backlog", "in-progress", "done"];
+
+/// The retrospective values sprint-status allows.
+pub const RETROSPECTIVE_VALUES: [&str; 2] = ["optional", "done"];
+
+/// An epic value as its current spelling: exact values as they are, the legacy `contexted`
+/// (BMAD 6.0's epic tech context) as `in-progress`, another case (`Done`) lowered; `None` when
+/// it is not an epic value.
+pub fn epic_value(value: &str) -> Option<&'static str> {
+    let lower = value.trim().to_ascii_lowercase();
+    match lower.as_str() {
+        "contexted" => Some("in-progress"),
+        other => EPIC_VALUES.iter().copied().find(|v| *v == other),
+    }
 }
 
 /// One `key: value` line of the `development_status` block.
@@ -987,6 +1083,130 @@ mod tests {
         )
         .expect_err("no key");
         assert!(err.contains("no key for story 3.1"), "{err}");
+    }
+
+    #[test]
+    fn legacy_values_and_letter_keys_parse() {
+        let text = "development_status:\n  epic-2: contexted\n  2-5-a: drafted\n  2-6a-split-story: contexted\n  2-6b-other-half: Review\n  epic-2-retrospective: optional\n";
+        let s = parse(text).expect("parses");
+        let id = |n, c| StoryId {
+            epic: 2,
+            story: n,
+            suffix: c,
+        };
+        let state = |i| s.story(i).and_then(|e| e.state);
+        assert_eq!(state(id(5, None)), Some(StoryState::ReadyForDev));
+        assert_eq!(state(id(6, Some('a'))), Some(StoryState::InProgress));
+        assert_eq!(state(id(6, Some('b'))), Some(StoryState::Review));
+        assert_eq!(
+            s.story(id(6, Some('a'))).map(|e| e.key.as_str()),
+            Some("2-6a-split-story")
+        );
+        assert_eq!(s.story(id(6, None)), None);
+        // Legacy story values are read with a warning; `contexted` is a (legacy) epic value.
+        let w = warnings(&s);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].contains(
+                "`2-5-a: drafted` is not an exact sprint-status value: read as `ready-for-dev`"
+            ),
+            "{w:?}"
+        );
+        assert_eq!(epic_value("contexted"), Some("in-progress"));
+        assert_eq!(epic_value("Done"), Some("done"));
+        assert_eq!(epic_value("started"), None);
+    }
+
+    #[test]
+    fn story_ranks_follow_the_workflow() {
+        let ranks: Vec<Option<u8>> = [
+            "backlog",
+            "drafted",
+            "ready-for-dev",
+            "contexted",
+            "in-progress",
+            "review",
+            "Done",
+            "wip",
+        ]
+        .into_iter()
+        .map(story_rank)
+        .collect();
+        assert_eq!(
+            ranks,
+            [
+                Some(0),
+                Some(1),
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(3),
+                Some(4),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn key_edits_change_only_their_values_in_any_order() {
+        let crlf = SAMPLE.replace('\n', "\r\n");
+        for text in [SAMPLE.to_owned(), crlf] {
+            let wanted = [
+                ("epic-2".to_owned(), "in-progress".to_owned()),
+                ("1-10-late".to_owned(), "done".to_owned()),
+                ("epic-1".to_owned(), "done".to_owned()),
+                ("1-1-setup".to_owned(), "done".to_owned()),
+                ("1-2-sign-up".to_owned(), "in-progress".to_owned()),
+                ("epic-9".to_owned(), "done".to_owned()),
+            ];
+            let planned = plan_key_edits(text.as_bytes(), &wanted);
+            let expected = text
+                .replace(
+                    "epic-1: in-progress   # started",
+                    "epic-1: done   # started",
+                )
+                .replace("1-2-sign-up: \"review\"", "1-2-sign-up: \"in-progress\"")
+                .replace(
+                    "1-10-late: 'backlog' # the tenth",
+                    "1-10-late: 'done' # the tenth",
+                )
+                .replace("epic-2: backlog", "epic-2: in-progress");
+            assert_eq!(String::from_utf8(planned.bytes).expect("utf8"), expected);
+            // In file order; a key already at its value is no edit.
+            let edited: Vec<(&str, u32, &str, &str)> = planned
+                .edits
+                .iter()
+                .map(|e| (e.key.as_str(), e.line, e.from.as_str(), e.to.as_str()))
+                .collect();
+            assert_eq!(
+                edited,
+                [
+                    ("epic-1", 9, "in-progress", "done"),
+                    ("1-2-sign-up", 11, "review", "in-progress"),
+                    ("1-10-late", 12, "backlog", "done"),
+                    ("epic-2", 15, "backlog", "in-progress"),
+                ]
+            );
+            assert_eq!(planned.problems, ["no key `epic-9` in development_status"]);
+        }
+        // Nothing wanted: the same bytes.
+        let same = plan_key_edits(SAMPLE.as_bytes(), &[]);
+        assert_eq!(same.bytes, SAMPLE.as_bytes());
+        assert!(same.edits.is_empty());
+        // A duplicated key: the last line (the one readers use) is edited.
+        let dup = "development_status:\n  1-1-a: review\n  1-1-a: done\n";
+        let planned = plan_key_edits(dup.as_bytes(), &[("1-1-a".into(), "review".into())]);
+        assert_eq!(
+            String::from_utf8(planned.bytes).expect("utf8"),
+            "development_status:\n  1-1-a: review\n  1-1-a: review\n"
+        );
+        // A key with no value token is not edited.
+        let planned = plan_key_edits(
+            b"development_status:\n  epic-1:\n  1-1-a: done\n",
+            &[("epic-1".into(), "done".into())],
+        );
+        assert_eq!(planned.problems, ["`epic-1` has no value to replace"]);
+        assert!(planned.edits.is_empty());
     }
 
     #[test]

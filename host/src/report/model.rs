@@ -335,6 +335,10 @@ pub(super) fn read(
         })
         .collect();
     for step in reader.steps(Some(&record.id), None)? {
+        // The host's sprint-status reconciliations are not drawn (`bmad-host log` lists them).
+        if step.key.kind == StepKind::SprintSync {
+            continue;
+        }
         let at = match stories.iter().position(|s| s.id == step.key.story) {
             Some(at) => at,
             None => {
@@ -553,7 +557,7 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
             }
             item.detail = detail;
         }
-        StepKind::StatusParse | StepKind::StatusWrite => return,
+        StepKind::StatusParse | StepKind::StatusWrite | StepKind::SprintSync => return,
     }
     story.items.push(item);
 }

@@ -13,6 +13,7 @@ use super::driver::Driver;
 use super::ends::check_at_start;
 use super::halt::{Halt, Unproven};
 use super::journaled::{check_step, step_name};
+use super::ledger::When;
 use super::summary::Results;
 use crate::config::Config;
 use crate::context::Plan;
@@ -216,6 +217,11 @@ impl Driver<'_> {
     /// reset: a limit that still refuses after its stated reset stops the run).
     async fn drive_all(&mut self, stories: &[StoryEntry], wait_on_limit: bool) -> Results {
         let mut results = Results::default();
+        // Drift between sprint-status and the story files since the last run is repaired.
+        if let Err(halt) = self.reconcile_sprint(When::Start, None, None) {
+            results.halt = Some(halt);
+            return results;
+        }
         let mut waited: Option<Timestamp> = None;
         for entry in stories {
             loop {

@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 
 use super::driver::{Driver, StepCtx};
 use crate::journal::{
-    AgentCallIntent, DecisionIntent, GatesIntent, JournalError, StatusWriteIntent, StepId,
-    StepIntent, StepKey, StepKind, StepStart, TeardownIntent,
+    AgentCallIntent, DecisionIntent, GatesIntent, JournalError, SprintSyncIntent,
+    StatusWriteIntent, StepId, StepIntent, StepKey, StepKind, StepStart, TeardownIntent,
 };
 
 /// What opening a journaled step found.
@@ -124,6 +124,7 @@ pub(super) fn check_step(
         StepKind::Gates => check::<GatesIntent>(intent, result),
         StepKind::StatusWrite => check::<StatusWriteIntent>(intent, result),
         StepKind::Teardown => check::<TeardownIntent>(intent, result),
+        StepKind::SprintSync => check::<SprintSyncIntent>(intent, result),
         // Not written by this host's run loop.
         StepKind::StatusParse => Ok(()),
     }
@@ -151,7 +152,7 @@ fn begun<I: StepIntent>(start: StepStart) -> Result<Begun<I>, String> {
 
 /// A payload as the journal stores it. The payloads are plain records, strings and numbers:
 /// encoding them cannot fail (a non-finite number is stored as `null`).
-fn to_json<T: serde::Serialize>(payload: &T) -> serde_json::Value {
+pub(super) fn to_json<T: serde::Serialize>(payload: &T) -> serde_json::Value {
     serde_json::to_value(payload).unwrap_or_default()
 }
 
@@ -230,7 +231,9 @@ mod tests {
                     let decision = done::<DecisionIntent>(again);
                     assert_eq!(serde_json::to_value(decision).expect("encodes"), *result);
                 }
-                StepKind::StatusParse | StepKind::Teardown => unreachable!(),
+                StepKind::StatusParse | StepKind::Teardown | StepKind::SprintSync => {
+                    unreachable!()
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::driver::{Driver, RoleStep, StepCtx};
 use super::halt::Halt;
+use super::ledger::{Driving, When};
 use super::observe::Seen;
 use super::summary::{Tally, millis};
 use crate::journal::{DecisionIntent, PolicyCall, StoryRecord};
@@ -72,6 +73,18 @@ impl Driver<'_> {
             epic: entry.id.epic,
             state: seen.state.map(|s| workflow::state_name(s).to_string()),
         });
+        // The story's epic is in progress while the host drives one of its stories.
+        let driving = |flow: &Flow, started: bool, review: bool| Driving {
+            id: entry.id,
+            started,
+            done_accepted: flow.done_accepted() || review,
+        };
+        let started = seen.state != Some(StoryState::Done);
+        self.reconcile_sprint(
+            When::StoryStart,
+            Some(&story_id),
+            Some(driving(&flow, started, false)),
+        )?;
         loop {
             let next = flow.next(&seen.observed);
             if let Some(state) = seen.state {
@@ -80,6 +93,24 @@ impl Driver<'_> {
             self.save(&mut record, &flow, &tally)?;
             let (role, cycle, resumed) = match next {
                 Next::Finish(result) => {
+                    // Epic closeout: its key follows its stories; a retrospective once the
+                    // last one is done in this run.
+                    self.reconcile_sprint(
+                        When::StoryEnd,
+                        Some(&story_id),
+                        Some(driving(&flow, false, false)),
+                    )?;
+                    if result == StoryResult::Done && flow.cycle() > 0 {
+                        let label = format!("epic-{}", entry.id.epic);
+                        let ctx = StepCtx {
+                            entry,
+                            story: &label,
+                            cycle: 0,
+                            role: Role::Sm,
+                        };
+                        let story = self.story_record(&ctx, &seen, &flow, false);
+                        self.retrospective(entry, story, &mut tally).await?;
+                    }
                     self.finish_story(&mut record, &flow, &mut tally, &result)?;
                     return Ok((result, tally));
                 }
@@ -238,7 +269,16 @@ impl Driver<'_> {
                         return Ok(StepEnd::Failed(refused));
                     }
                     let gates_before = self.gate_stamps(ctx.entry);
-                    let outcome = match self.agent_call(&mut step, seq, request).await? {
+                    let called = self.agent_call(&mut step, seq, request).await?;
+                    // What the agent changed of the host's sprint-status values goes back. A
+                    // `done` the review step wrote is the review's; any other waits for one.
+                    let driving = Driving {
+                        id: ctx.entry.id,
+                        started: false,
+                        done_accepted: flow.done_accepted() || ctx.role == Role::Qa,
+                    };
+                    self.reconcile_sprint(When::AfterAgent, Some(ctx.story), Some(driving))?;
+                    let outcome = match called {
                         super::agent::Call::Ended(outcome) => outcome,
                         super::agent::Call::Capped(reason) => {
                             return Ok(StepEnd::Escalated(reason));

@@ -81,7 +81,12 @@
 //! text); `exit_code` (after a success, default 0); `linger: true` (after a success result, keep
 //! running instead of exiting); `set_status` (as dev: the status value written instead of `Ready
 //! for Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status`
-//! (as dev on v6: the sprint-status value, default `set_status`, else `review`); `cost_usd` (the
+//! (as dev on v6: the sprint-status value, default `set_status`, else `review`); `sprint_set`
+//! (`{"1.2": "done", "epic-1": "done"}`: after the role play, those sprint-status keys, a story
+//! id naming its key, set to those values, a trailing comment dropped) and `sprint_reorder:
+//! true` (after the role play, the `development_status` lines reversed, blank lines between them
+//! dropped, a comment line added above them),
+//! as an agent that edits sprint-status on its own does; `cost_usd` (the
 //! `total_cost_usd` of every result line; with `--max-budget-usd` below it, `play` stops at once
 //! with an `error_max_budget_usd` result that spent the whole budget, as the real CLI stops
 //! once a turn passes it); `tokens` (the sum of every result line's `usage`: a quarter each as
@@ -261,6 +266,15 @@ struct Behaviour {
     #[serde(default)]
     play: bool,
     gate_slug: Option<String>,
+    /// `play` (any role, v6): after its own edits, sets these sprint-status keys (an exact key,
+    /// or a story id `1.2` for that story's key) to these values, as an agent that edits
+    /// sprint-status on its own does.
+    #[serde(default)]
+    sprint_set: BTreeMap<String, String>,
+    /// `play` (any role, v6): after its own edits, reverses the order of the
+    /// `development_status` lines and adds a comment line above them.
+    #[serde(default)]
+    sprint_reorder: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -897,6 +911,75 @@ fn sprint_status_edit(root: &Path, story: &Story, value: &str) -> Option<FileEdi
     })
 }
 
+/// The agent's own sprint-status edits (`sprint_set`, `sprint_reorder`), made over the role
+/// play's: merged into its sprint-status edit, or a new one.
+fn agent_sprint_edits(root: &Path, b: &Behaviour, edits: &mut Vec<FileEdit>) {
+    let mut files = Vec::new();
+    md_files(&root.join("_bmad-output"), 4, &mut files);
+    md_files(&root.join("docs"), 4, &mut files);
+    let Some(path) = files
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n == "sprint-status.yaml"))
+    else {
+        return;
+    };
+    let at = edits.iter().position(|e| e.path == path);
+    let text = match at {
+        Some(i) => edits[i].content.clone(),
+        None => match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(_) => return,
+        },
+    };
+    let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
+    for (target, value) in &b.sprint_set {
+        // `1.2` names story 1.2's key (`1-2-...`); anything else is a key as written.
+        let prefix = target.split_once('.').map(|(e, n)| format!("{e}-{n}-"));
+        for l in &mut lines {
+            let t = l.trim_start();
+            let k = t.split(':').next().unwrap_or("");
+            let hit = match &prefix {
+                Some(p) => k.starts_with(p.as_str()),
+                None => k == target,
+            };
+            if hit && t.contains(':') && l.starts_with(' ') {
+                let indent = &l[..l.len() - t.len()];
+                *l = format!("{indent}{k}: {value}");
+            }
+        }
+    }
+    if b.sprint_reorder
+        && let Some(h) = lines
+            .iter()
+            .position(|l| l.starts_with("development_status:"))
+    {
+        let mut end = (h + 1..lines.len())
+            .find(|&i| !lines[i].starts_with(' ') && !lines[i].trim().is_empty())
+            .unwrap_or(lines.len());
+        // Blank lines after the block (the final newline) stay where they are.
+        while end > h + 1 && lines[end - 1].trim().is_empty() {
+            end -= 1;
+        }
+        let mut block: Vec<String> = lines[h + 1..end]
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .cloned()
+            .collect();
+        block.reverse();
+        block.insert(0, "  # reordered by the agent".to_owned());
+        lines.splice(h + 1..end, block);
+    }
+    let content = lines.join("\n");
+    match at {
+        Some(i) => edits[i].content = content,
+        None => edits.push(FileEdit {
+            old: Some(text),
+            content,
+            path,
+        }),
+    }
+}
+
 fn qa_location(root: &Path) -> PathBuf {
     let config = fs::read_to_string(root.join(".bmad-core/core-config.yaml")).unwrap_or_default();
     let loc = config
@@ -1123,7 +1206,10 @@ fn plan_edits(
 }
 
 fn play(role: &str, root: &Path, b: &Behaviour, occurrence: u32, max_turns: u32) -> Result<u8> {
-    let (edits, summary) = plan_edits(role, root, b, occurrence)?;
+    let (mut edits, summary) = plan_edits(role, root, b, occurrence)?;
+    if !b.sprint_set.is_empty() || b.sprint_reorder {
+        agent_sprint_edits(root, b, &mut edits);
+    }
     emit_text(&format!("I'll work on this as the {role} agent."));
     for (i, edit) in edits.into_iter().enumerate() {
         if i as u32 >= max_turns {

@@ -29,6 +29,7 @@ mod report;
 mod resume;
 mod run_loop;
 mod spend_caps;
+mod sprint_ledger;
 mod supervisor;
 mod supervisor_cli;
 mod supervisor_stress;
