@@ -852,6 +852,9 @@ fn check_build_flow(o: &Outcome, v: &mut Verdict) {
     v.check(again.is_empty(), || {
         format!("story 1.1 (done before the run) was worked on again: {again:?}")
     });
+    v.check(sprint.lines().any(|l| l.trim() == "epic-1: done"), || {
+        "sprint-status does not say epic-1: done after its last story".to_owned()
+    });
     v.check(o.agents("agent_started", "sm").is_empty(), || {
         "the build flow ran an SM step".to_owned()
     });
@@ -1015,6 +1018,10 @@ fn check_v6_epic(o: &Outcome, v: &mut Verdict) {
         .any(|e| e["story"] == "1.1" && e["from"] == "review" && e["to"] == "in-progress");
     v.check(sent_back, || {
         "story 1.1 was not sent back by its first code review".into()
+    });
+    let (_, epic) = v6_status(o, "epic-1");
+    v.check(epic.as_deref() == Some("done"), || {
+        format!("sprint-status says epic-1: {epic:?} after its last story, not done")
     });
     let follow_up = o
         .file("_bmad-output/implementation-artifacts/1-1-count-lines.md")
