@@ -92,8 +92,8 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
     /// Trust the project's bmad-host.toml as it is now, so its commands and grants take effect.
     ///
     /// Until then, `run` refuses a project file that sets claude.bin, extra_args, allowed_tools,
-    /// allowed_models or permission_mode, [[gates]], or [plugins.NAME] grant_read or
-    /// allowed_tools.
+    /// allowed_models or permission_mode, [[gates]], [[notify]], or [plugins.NAME] grant_read
+    /// or allowed_tools.
     #[command(after_help = "Examples:
   bmad-host trust                        # the project in the current directory
   bmad-host trust --project ~/src/shop
@@ -167,6 +167,22 @@ pub struct SettingArgs {
     /// On a usage limit, wait for the reset time instead of stopping.
     #[arg(long)]
     pub wait_on_limit: bool,
+    /// Spend cap per story in API-equivalent dollars (the story is escalated once reached).
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub max_story_usd: Option<f64>,
+    /// Spend cap for the run in API-equivalent dollars (the run stops once reached).
+    #[arg(long, value_name = "USD", value_parser = parse_usd)]
+    pub max_run_usd: Option<f64>,
+    /// Token cap per story (input + output + cache tokens).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_story_tokens: Option<u64>,
+    /// Token cap for the run (input + output + cache tokens).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_run_tokens: Option<u64>,
+    /// Stop a call in flight at the dollar caps: pass what is left of them to the CLI as
+    /// --max-budget-usd.
+    #[arg(long)]
+    pub hard_cap: bool,
     /// Trust the project's bmad-host.toml for this command only (for CI and scripts; see
     /// `bmad-host trust`).
     #[arg(long, env = "BMAD_HOST_TRUST", value_parser = clap::builder::FalseyValueParser::new())]
@@ -187,6 +203,11 @@ impl SettingArgs {
             },
             workflow: WorkflowOverrides {
                 max_cycles: self.max_cycles,
+                max_story_usd: self.max_story_usd.map(Some),
+                max_run_usd: self.max_run_usd.map(Some),
+                max_story_tokens: self.max_story_tokens.map(Some),
+                max_run_tokens: self.max_run_tokens.map(Some),
+                hard_cap: self.hard_cap.then_some(true),
             },
             policies: self.policy.clone(),
             skip_gates: self.skip_gates,
@@ -322,6 +343,14 @@ fn env_trust() -> bool {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s)
+}
+
+fn parse_usd(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite() && *f > 0.0)
+        .ok_or_else(|| format!("`{s}` must be a positive number of dollars"))
 }
 
 fn parse_policy(s: &str) -> Result<(String, String), String> {

@@ -268,9 +268,33 @@ impl Value for Option<f64> {
     }
     fn from_env(text: &str) -> Result<Self, String> {
         text.trim()
-            .parse()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0)
             .map(Some)
-            .map_err(|_| format!("`{text}` must be a number of dollars"))
+            .ok_or_else(|| format!("`{text}` must be a positive number of dollars"))
+    }
+    fn show(&self) -> Option<String> {
+        self.map(|v| v.to_string())
+    }
+}
+
+/// An optional count (of tokens): unset unless given, and positive when given.
+impl Value for Option<u64> {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        v.as_integer()
+            .and_then(|i| u64::try_from(i).ok())
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| "must be a whole number > 0".to_string())
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("`{text}` must be a whole number > 0"))
     }
     fn show(&self) -> Option<String> {
         self.map(|v| v.to_string())
@@ -543,6 +567,25 @@ settings! {
             help "a `Draft` story goes straight to Dev; `false` escalates it for a person to approve";
         require_review: bool = true;
             help "a `done` story counts only when QA completed it in this run or it was already done the first time the project's journal saw it; any other `done` (a Dev agent that wrote it) goes to QA. `false` takes every `done` as it is";
+        max_story_usd: Option<f64> = None;
+            flag "--max-story-usd";
+            unset "no cap";
+            help "spend cap per story, in API-equivalent dollars summed over its calls (attempts, retries, roles; across resumes): once reached, the story's next agent call does not start and the story is escalated with the figures";
+        max_run_usd: Option<f64> = None;
+            flag "--max-run-usd";
+            unset "no cap";
+            help "spend cap for the whole run, in API-equivalent dollars: once reached, the next agent call does not start, its story is escalated and the run stops";
+        max_story_tokens: Option<u64> = None;
+            flag "--max-story-tokens";
+            unset "no cap";
+            help "token cap per story (input + output + cache tokens, as the CLI's result lines report them), for subscriptions where dollars are only an equivalent; as `max_story_usd`";
+        max_run_tokens: Option<u64> = None;
+            flag "--max-run-tokens";
+            unset "no cap";
+            help "token cap for the whole run; as `max_run_usd`";
+        hard_cap: bool = false;
+            flag "--hard-cap";
+            help "also stop a call in flight at the dollar caps: each call gets what is left of the story's and the run's caps as `--max-budget-usd` (the smaller of that and `claude.max_budget_usd`). Without it a call that crosses a cap finishes (its cost is known only at its end)";
         retrospective: Retrospective = Retrospective::Off;
             help "`\"run\"`: once the last story of an epic is done in a run (BMAD v6 with sprint-status), run the installed `bmad-retrospective` workflow as an SM agent call, then set `epic-N-retrospective: done`; `\"off\"` never runs it";
     }
@@ -562,6 +605,50 @@ pub struct GateConfig {
     pub timeout: Duration,
     /// Whether it runs (after `enabled`, `--skip-gates` and `--gate`).
     pub enabled: bool,
+}
+
+/// A notifier's `timeout` when its `[[notify]]` entry gives none.
+pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The events a `[[notify]]` entry may name in `on`.
+pub const NOTIFY_EVENTS: [&str; 5] = [
+    "escalated",
+    "failed",
+    "usage_limit",
+    "limit_warning",
+    "run_finished",
+];
+
+/// Where a notifier sends the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyTarget {
+    /// `command = "..."`: run with `sh -c` at the project root, the event's JSON on stdin.
+    Command(String),
+    /// `webhook = "http://..."`: the event's JSON POSTed to this URL.
+    Webhook(String),
+}
+
+/// One `[[notify]]` entry: which events reach the operator, and how.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotifyConfig {
+    /// The events it is told of (names from [`NOTIFY_EVENTS`]).
+    pub on: Vec<String>,
+    /// The command or the webhook.
+    pub target: NotifyTarget,
+    /// How long one notification may take ([`NOTIFY_TIMEOUT`] unless given): the command is
+    /// torn down then, the webhook's attempts given up.
+    pub timeout: Duration,
+}
+
+impl NotifyConfig {
+    /// How the entry is named in messages and `config`: `notify[0]` and its target.
+    pub fn describe(&self) -> String {
+        match &self.target {
+            NotifyTarget::Command(c) => format!("command {c:?}"),
+            NotifyTarget::Webhook(u) => format!("webhook {u}"),
+        }
+    }
 }
 
 /// `[plugins.NAME]`: what the operator grants a plugin.
@@ -676,6 +763,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginGrant>,
     /// `[[gates]]`, in file order.
     pub gates: Vec<GateConfig>,
+    /// `[[notify]]`, the user's file's first, then the project's (when trusted).
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// Values given on the command line: the top layer.
@@ -699,7 +788,8 @@ pub const ROLES: [&str; 4] = ["status", "sm", "dev", "qa"];
 /// The keys of the structured tables, for validation and suggestions.
 const GATE_KEYS: [&str; 4] = ["name", "command", "timeout", "enabled"];
 const PLUGIN_KEYS: [&str; 2] = ["grant_read", "allowed_tools"];
-const STRUCTURED_TABLES: [&str; 3] = ["roles", "plugins", "gates"];
+const STRUCTURED_TABLES: [&str; 4] = ["roles", "plugins", "gates", "notify"];
+const NOTIFY_KEYS: [&str; 4] = ["on", "command", "webhook", "timeout"];
 
 impl Config {
     /// Loads the configuration of the project at `root`: defaults, then `bmad-host.toml` (if
@@ -937,6 +1027,30 @@ impl Config {
                         self.provenance.insert(name, file.clone());
                     }
                 }
+                "notify" => {
+                    for notifier in parse_notify(value, &origin, &unknown)? {
+                        let key = format!("notify[{}]", self.notify.len());
+                        if project {
+                            self.trust.restricted.push(Restricted {
+                                key: key.clone(),
+                                value: notifier.describe(),
+                                effect: match &notifier.target {
+                                    NotifyTarget::Command(c) => {
+                                        format!("run `sh -c {c:?}` on the events {:?}", notifier.on)
+                                    }
+                                    NotifyTarget::Webhook(u) => {
+                                        format!("send the events {:?} to {u}", notifier.on)
+                                    }
+                                },
+                            });
+                        }
+                        if !applies {
+                            continue;
+                        }
+                        self.provenance.insert(key, file.clone());
+                        self.notify.push(notifier);
+                    }
+                }
                 other => {
                     let known: Vec<&str> = TABLES
                         .iter()
@@ -1024,6 +1138,19 @@ impl Config {
                 source(&key),
             ));
         }
+        for (i, n) in self.notify.iter().enumerate() {
+            let key = format!("notify[{i}]");
+            rows.push(row(
+                &key,
+                format!(
+                    "{} on {:?} timeout {}",
+                    n.describe(),
+                    n.on,
+                    humantime::format_duration(n.timeout)
+                ),
+                source(&key),
+            ));
+        }
         // What an untrusted project file would set, and that is not in force.
         if self.trust.blocked() {
             for r in &self.trust.restricted {
@@ -1090,6 +1217,88 @@ fn parse_gates(
         gates.push(gate);
     }
     Ok(gates)
+}
+
+/// The `[[notify]]` entries of one file, checked: `on` names known events, and exactly one of
+/// `command` and `webhook` is given (a webhook an `http://` or `https://` URL).
+fn parse_notify(
+    value: &toml::Value,
+    origin: &str,
+    unknown: &dyn Fn(String, &[&str]) -> ConfigError,
+) -> Result<Vec<NotifyConfig>, ConfigError> {
+    let list = value.as_array().ok_or_else(|| {
+        invalid(
+            origin,
+            "notify",
+            "must be an array of tables: write each notifier as [[notify]]",
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, n) in list.iter().enumerate() {
+        let prefix = format!("notify[{i}]");
+        let t = as_table(n, origin, &prefix)?;
+        let mut on: Vec<String> = Vec::new();
+        let mut command: Option<String> = None;
+        let mut webhook: Option<String> = None;
+        let mut timeout = NOTIFY_TIMEOUT;
+        for (k, v) in t {
+            let name = format!("{prefix}.{k}");
+            match k.as_str() {
+                "on" => on = read(v, origin, &name)?,
+                "command" => command = Some(read(v, origin, &name)?),
+                "webhook" => webhook = Some(read(v, origin, &name)?),
+                "timeout" => timeout = read(v, origin, &name)?,
+                _ => return Err(unknown(name, &NOTIFY_KEYS)),
+            }
+        }
+        if on.is_empty() {
+            return Err(invalid(
+                origin,
+                &format!("{prefix}.on"),
+                format!("is required: a list of events among {NOTIFY_EVENTS:?}"),
+            ));
+        }
+        for event in &on {
+            if !NOTIFY_EVENTS.contains(&event.as_str()) {
+                let hint = nearest(event, &NOTIFY_EVENTS)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(invalid(
+                    origin,
+                    &format!("{prefix}.on"),
+                    format!(
+                        "names the unknown event `{event}`{hint}; the events are {NOTIFY_EVENTS:?}"
+                    ),
+                ));
+            }
+        }
+        let target = match (command, webhook) {
+            (Some(c), None) if !c.trim().is_empty() => NotifyTarget::Command(c),
+            (None, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => {
+                NotifyTarget::Webhook(u)
+            }
+            (None, Some(u)) => {
+                return Err(invalid(
+                    origin,
+                    &format!("{prefix}.webhook"),
+                    format!("`{u}` must be an http:// or https:// URL"),
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    origin,
+                    &prefix,
+                    "needs exactly one of `command` (not empty) and `webhook`",
+                ));
+            }
+        };
+        out.push(NotifyConfig {
+            on,
+            target,
+            timeout,
+        });
+    }
+    Ok(out)
 }
 
 /// What a restricted `[claude]` key of a project's file would do.
@@ -1207,10 +1416,17 @@ pub fn reference() -> String {
             );
         }
     }
-    out.push_str(&REFERENCE_TAIL.replace(
-        "{gate_timeout}",
-        &humantime::format_duration(GATE_TIMEOUT).to_string(),
-    ));
+    out.push_str(
+        &REFERENCE_TAIL
+            .replace(
+                "{gate_timeout}",
+                &humantime::format_duration(GATE_TIMEOUT).to_string(),
+            )
+            .replace(
+                "{notify_timeout}",
+                &humantime::format_duration(NOTIFY_TIMEOUT).to_string(),
+            ),
+    );
     out
 }
 
@@ -1277,6 +1493,30 @@ agent calls. Flags: `--skip-gates`, `--gate NAME` (only the named gates; repeata
 project's file run only once the file is trusted (below); a gate of the project's file replaces
 the user's gate of the same name.
 
+## `[[notify]]`: word that reaches the operator
+
+```toml
+[[notify]]
+on = [\"escalated\", \"failed\", \"usage_limit\", \"run_finished\"]
+command = \"curl -s -d @- https://ntfy.sh/my-night-run\"   # the event's JSON on stdin
+timeout = \"30s\"      # default {notify_timeout}
+
+[[notify]]
+on = [\"limit_warning\", \"run_finished\"]
+webhook = \"http://127.0.0.1:8080/bmad\"                  # the event's JSON, POSTed
+```
+`on` names the events: `escalated` and `failed` (a `story_finished` with that result),
+`usage_limit`, `limit_warning` (a `rate_limit` event with status `allowed_warning`) and
+`run_finished`; the JSON is the `--json` event itself. A `command` runs with `sh -c` at the
+project root under the gates' supervision (its own process group, torn down with its
+descendants at its `timeout`). A `webhook` is one POST (`Content-Type: application/json`) with
+one retry, both within the `timeout`; a status other than 2xx is a failure (`https://` through rustls,
+with Mozilla's root certificates). Notifiers run beside
+the run and never stop or slow it: a failing one (an exit status other than 0, a timeout, an
+HTTP error) is reported as a warning and a `notify_failed` event, and at its end the run waits
+for the notifiers still running, each at most its `timeout`. Entries of the user's file and of
+a (trusted) project's file all apply.
+
 ## Trust: what a project's file may run
 
 A project's `bmad-host.toml` comes with the repository, so whoever can commit to it could choose
@@ -1286,6 +1526,7 @@ that exact content at that path (`bmad-host trust [--project DIR]`, stored as a 
 
 - `[claude] bin`, `extra_args`, `allowed_tools`, `allowed_models`, `permission_mode`,
 - every `[[gates]]` entry,
+- every `[[notify]]` entry (the command it runs, the URL it sends the run's events to),
 - `[plugins.NAME] grant_read` and `allowed_tools`.
 
 `bmad-host run` on an untrusted file that sets any of them exits 2, listing each command and
@@ -1381,13 +1622,18 @@ mod tests {
                     n if n.ends_with("TIMEOUT") => "7m",
                     n if n.ends_with("USD") => "1.5",
                     n if n.ends_with("RETROSPECTIVE") => "run",
-                    n if n.ends_with("LIMIT") || n.ends_with("DRAFTS") || n.ends_with("REVIEW") => {
+                    n if n.ends_with("LIMIT")
+                        || n.ends_with("DRAFTS")
+                        || n.ends_with("REVIEW")
+                        || n.ends_with("CAP") =>
+                    {
                         "true"
                     }
                     n if n.ends_with("TURNS")
                         || n.ends_with("RETRIES")
                         || n.ends_with("CYCLES")
-                        || n.ends_with("BYTES") =>
+                        || n.ends_with("BYTES")
+                        || n.ends_with("TOKENS") =>
                     {
                         "9"
                     }
@@ -1588,6 +1834,78 @@ grant_read = ["**"]
         // Mistakes in a key that is not in force are still errors.
         let err = load_two("", "[claude]\nbin = 3\n", false).expect_err("bad");
         assert!(err.to_string().contains("claude.bin"), "{err}");
+    }
+
+    #[test]
+    fn notifiers_are_checked_and_a_project_files_need_trust() {
+        let user = "[[notify]]\non = [\"run_finished\"]\nwebhook = \"https://hooks.example/x\"\n";
+        let project = "[[notify]]\non = [\"escalated\", \"failed\"]\ncommand = \"mail me\"\ntimeout = \"5s\"\n";
+        let c = load_two(user, project, false).expect("config");
+        // The user's applies; the untrusted project's does not, and is listed.
+        assert_eq!(c.notify.len(), 1);
+        assert_eq!(
+            c.notify[0].target,
+            NotifyTarget::Webhook("https://hooks.example/x".into())
+        );
+        assert_eq!(c.notify[0].timeout, NOTIFY_TIMEOUT);
+        assert!(c.trust.blocked());
+        // Named by the place it would take among the notifiers, after the user's.
+        assert_eq!(c.trust.restricted[0].key, "notify[1]");
+        assert!(c.trust.restricted[0].effect.contains("mail me"));
+        let c = load_two(user, project, true).expect("config");
+        assert_eq!(c.notify.len(), 2);
+        assert_eq!(c.notify[1].target, NotifyTarget::Command("mail me".into()));
+        assert_eq!(c.notify[1].timeout, Duration::from_secs(5));
+        assert!(c.describe().iter().any(|r| r.0 == "notify[1]"));
+
+        let bad = |text: &str| {
+            load(text, &[], &Overrides::default())
+                .expect_err("invalid")
+                .to_string()
+        };
+        let err = bad("[[notify]]\non = [\"escalate\"]\ncommand = \"x\"\n");
+        assert!(
+            err.contains("unknown event `escalate`") && err.contains("did you mean `escalated`"),
+            "{err}"
+        );
+        let err = bad("[[notify]]\non = [\"failed\"]\ncommand = \"x\"\nwebhook = \"http://h\"\n");
+        assert!(err.contains("exactly one of `command`"), "{err}");
+        let err = bad("[[notify]]\non = [\"failed\"]\nwebhook = \"ftp://h\"\n");
+        assert!(err.contains("http:// or https://"), "{err}");
+        let err = bad("[[notify]]\ncommand = \"x\"\n");
+        assert!(err.contains("notify[0].on` is required"), "{err}");
+        let err = bad("[[notify]]\non = [\"failed\"]\ncomand = \"x\"\n");
+        assert!(err.contains("did you mean `notify[0].command`"), "{err}");
+    }
+
+    #[test]
+    fn spend_caps_are_positive() {
+        let c = load(
+            "[workflow]\nmax_story_usd = 2\nmax_run_tokens = 500000\nhard_cap = true\n",
+            &[],
+            &Overrides::default(),
+        )
+        .expect("config");
+        assert_eq!(c.workflow.max_story_usd.value, Some(2.0));
+        assert_eq!(c.workflow.max_run_tokens.value, Some(500_000));
+        assert!(c.workflow.hard_cap.value);
+        for text in [
+            "[workflow]\nmax_run_usd = 0\n",
+            "[workflow]\nmax_story_tokens = -1\n",
+        ] {
+            let err = load(text, &[], &Overrides::default()).expect_err("not positive");
+            assert!(err.to_string().contains("workflow.max_"), "{err}");
+        }
+        let err = load(
+            "",
+            &[("BMAD_HOST_WORKFLOW_MAX_RUN_USD", "-1")],
+            &Overrides::default(),
+        )
+        .expect_err("negative");
+        assert!(
+            err.to_string().contains("positive number of dollars"),
+            "{err}"
+        );
     }
 
     #[test]

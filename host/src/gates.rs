@@ -6,7 +6,8 @@
 //! ([`crate::process`]). Its output readers are joined, or aborted and awaited: none is left
 //! behind. The result (pass/fail, exit status, a bounded tail of the output) goes to the Dev and
 //! QA policies; a gate whose end cannot be proven (a process alive after SIGKILL, its output
-//! held open) says so ([`GateRun::clean`]), and the run stops.
+//! held open) says so ([`GateRun::clean`]), and the run stops. The notifiers' commands run under
+//! the same supervision ([`run_beside`]), beside the run's calls and gates.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -60,31 +61,69 @@ pub async fn run_gate(
     gate: &GateConfig,
     root: &Path,
     env: &[(String, String)],
+    interrupts: watch::Receiver<Interrupt>,
+) -> GateRun {
+    run_supervised(gate, root, env, None, interrupts).await
+}
+
+/// Runs a command beside the run's calls and gates (a notifier) under the gates' supervision,
+/// with `input` on its stdin: no call or gate that runs meanwhile takes its processes for
+/// orphans of its own, and it takes none of theirs.
+pub async fn run_beside(
+    gate: &GateConfig,
+    root: &Path,
+    env: &[(String, String)],
+    input: Vec<u8>,
+    interrupts: watch::Receiver<Interrupt>,
+) -> GateRun {
+    run_supervised(gate, root, env, Some(input), interrupts).await
+}
+
+async fn run_supervised(
+    gate: &GateConfig,
+    root: &Path,
+    env: &[(String, String)],
+    input: Option<Vec<u8>>,
     mut interrupts: watch::Receiver<Interrupt>,
 ) -> GateRun {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let started = Instant::now();
+    let beside = input.is_some();
     let marker = format!(
-        "gate-{}-{}",
+        "{}{}-{}",
+        if beside {
+            process::BESIDE_MARKER
+        } else {
+            "gate-"
+        },
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
     let subreaper = ensure_subreaper();
-    let mut child = match tokio::process::Command::new("sh")
+    let mut command = tokio::process::Command::new("sh");
+    command
         .arg("-c")
         .arg(&gate.command)
         .current_dir(root)
         .env("BMAD_HOST_GATE", &gate.name)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env(CALL_MARKER_ENV, &marker)
-        .stdin(Stdio::null())
+        .stdin(if beside {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(child) => child,
+        .kill_on_drop(true);
+    let spawned = if beside {
+        process::spawn_beside(&mut command).map(|(child, guard)| (child, Some(guard)))
+    } else {
+        command.spawn().map(|child| (child, None))
+    };
+    let (mut child, _beside) = match spawned {
+        Ok(spawned) => spawned,
         Err(e) => {
             return finish(
                 gate,
@@ -97,7 +136,22 @@ pub async fn run_gate(
         }
     };
     let pid = child.id().unwrap_or_default();
-    let mut tracker = Tracker::new(pid, format!("{CALL_MARKER_ENV}={marker}"), subreaper);
+    let mut tracker = if beside {
+        Tracker::beside(pid, format!("{CALL_MARKER_ENV}={marker}"), subreaper)
+    } else {
+        Tracker::new(pid, format!("{CALL_MARKER_ENV}={marker}"), subreaper)
+    };
+    // The input is written beside the wait (a command that never reads it must not block it),
+    // and the writer is ended with the command.
+    let writer = match (child.stdin.take(), input) {
+        (Some(mut stdin), Some(input)) => Some(tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            // A command that exits without reading its input is not an error of the writer's.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        })),
+        _ => None,
+    };
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_TAIL_BYTES)));
     let mut pipes = Vec::new();
     let mut readers = Vec::new();
@@ -182,6 +236,10 @@ pub async fn run_gate(
     if !at_eof {
         let holders = pipe_holders(&pipes);
         survivors.extend(holders);
+    }
+    if let Some(writer) = writer {
+        writer.abort();
+        let _ = writer.await;
     }
     let clean = at_eof && survivors.is_empty();
     let mut text = {

@@ -10,7 +10,7 @@
 //!
 //! - the entry: [`main`] → [`commands`] (dispatch, one file per subcommand), which resolves
 //!   [`cli`] (the raw arguments) into a [`context`] once;
-//! - the run loop: [`run`];
+//! - the run loop: [`run`], and beside it the notifiers, [`notify`];
 //! - the engines: [`gates`], [`claude`] (the supervisor), [`plugins`], [`project`],
 //!   [`workflow`], [`ui`], [`builtin`], [`report`], then [`journal`] and [`process`];
 //! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`],
@@ -32,6 +32,7 @@ pub mod error;
 pub mod exit;
 pub mod gates;
 pub mod journal;
+pub mod notify;
 pub mod plugins;
 pub mod policy;
 pub mod process;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["commands"],
     &["cli", "run"],
-    &["context"],
+    &["context", "notify"],
     &["error", "gates"],
     &[
         "builtin", "claude", "plugins", "project", "report", "ui", "workflow",

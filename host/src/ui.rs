@@ -187,6 +187,22 @@ pub enum Event {
         cost_usd: f64,
         /// Agent turns, over all runs.
         turns: u32,
+        /// Input tokens (cache reads and writes included), as `cost_usd`.
+        input_tokens: u64,
+        /// Output tokens, as `cost_usd`.
+        output_tokens: u64,
+        /// `input_tokens + output_tokens`: what `max_story_tokens` counts.
+        tokens: u64,
+    },
+    /// A notifier (`[[notify]]`) failed: it exited non-zero, timed out, or its webhook answered
+    /// with an error or not at all. Never stops the run.
+    NotifyFailed {
+        /// The event it was told of (`escalated`, `run_finished`, ...).
+        on: String,
+        /// The notifier: `command "..."` or `webhook URL`.
+        notifier: String,
+        /// What went wrong.
+        error: String,
     },
     /// Build flow: the host brought a story's ledgers (the spec's frontmatter `status:`, the
     /// story file's `Status:` line where there is one, its sprint-status key) into agreement.
@@ -220,6 +236,15 @@ pub enum Event {
         duration_ms: u64,
         /// API-equivalent cost of the run.
         cost_usd: f64,
+        /// Input tokens of the run (cache reads and writes included).
+        input_tokens: u64,
+        /// Output tokens of the run.
+        output_tokens: u64,
+        /// `input_tokens + output_tokens`: what `max_run_tokens` counts.
+        tokens: u64,
+        /// When a run spend cap stopped the run: which, with the figures.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        capped: Option<String>,
         /// The exit code the process ends with.
         exit_code: i32,
         /// When the run stopped because the end of a call or gate (this run's or an earlier
@@ -227,6 +252,33 @@ pub enum Event {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         survivors: Vec<SurvivorInfo>,
     },
+}
+
+impl Event {
+    /// The name of the event as `[[notify]] on` lists it, for those a notifier may be told of:
+    /// `escalated` and `failed` (a story's end), `usage_limit`, `limit_warning` (a rate-limit
+    /// report of `allowed_warning`), `run_finished`.
+    pub fn notify_name(&self) -> Option<&'static str> {
+        match self {
+            Event::StoryFinished { result, .. } if result == "escalated" => Some("escalated"),
+            Event::StoryFinished { result, .. } if result == "failed" => Some("failed"),
+            Event::UsageLimit { .. } => Some("usage_limit"),
+            Event::RateLimit { status, .. } if status == "allowed_warning" => Some("limit_warning"),
+            Event::RunFinished { .. } => Some("run_finished"),
+            _ => None,
+        }
+    }
+
+    /// The event as its NDJSON line has it, `ts` included.
+    pub fn to_json(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert("ts".into(), serde_json::Value::String(timestamp()));
+                serde_json::Value::Object(map)
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
 }
 
 /// One sprint-status value the host set, as the `sprint_reconciled` event shows it.
@@ -285,6 +337,8 @@ pub struct Ui {
     turns: u32,
     /// A usage-limit warning to show on the progress line.
     limit_note: Option<String>,
+    /// Where every event is copied to (the notifiers), when set.
+    tap: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
 }
 
 impl Ui {
@@ -307,6 +361,7 @@ impl Ui {
             context: String::new(),
             turns: 0,
             limit_note: None,
+            tap: None,
         }
     }
 
@@ -315,12 +370,33 @@ impl Ui {
         self.json
     }
 
-    /// Publishes an event: an NDJSON line, and the progress display.
+    /// Publishes an event: an NDJSON line, the progress display, and a copy to the tap.
     pub fn emit(&mut self, event: Event) {
         if self.json {
             write_json_line(&event);
         }
         self.show(&event);
+        if let Some(tap) = &self.tap
+            && event.notify_name().is_some()
+        {
+            // A tap whose reader is gone loses the copy, never the event.
+            let _ = tap.send(event);
+        }
+    }
+
+    /// Copies every event a notifier may be told of ([`Event::notify_name`]) to `tap`, from now
+    /// on; `None` stops it (the reader then sees the channel close).
+    pub fn set_tap(&mut self, tap: Option<tokio::sync::mpsc::UnboundedSender<Event>>) {
+        self.tap = tap;
+    }
+
+    /// How this output reports what happens beside the run (the notifiers): whether NDJSON
+    /// goes to stdout, and whether people see warnings.
+    pub fn reporter(&self) -> Reporter {
+        Reporter {
+            json: self.json,
+            quiet: self.verbosity == Verbosity::Quiet,
+        }
     }
 
     /// A line for people (above the progress display), unless quiet.
@@ -535,6 +611,7 @@ impl Ui {
                     .unwrap_or_default();
                 self.say(&format!("story {story} {result}{why}"));
             }
+            Event::NotifyFailed { .. } => {}
             Event::LedgersReconciled {
                 story,
                 when,
@@ -552,6 +629,26 @@ impl Ui {
                 ));
             }
             Event::RunFinished { .. } => self.finish(),
+        }
+    }
+}
+
+/// The output of what runs beside the run (the notifiers), which cannot borrow the [`Ui`]: an
+/// event as an NDJSON line (with `--json`) and a warning for people (unless `-q`).
+#[derive(Debug, Clone, Copy)]
+pub struct Reporter {
+    json: bool,
+    quiet: bool,
+}
+
+impl Reporter {
+    /// Publishes `event` (written whole, as one line) with `warning` for people on stderr.
+    pub fn report(&self, event: &Event, warning: &str) {
+        if self.json {
+            write_json_line(event);
+        }
+        if !self.quiet {
+            eprintln!("warning: {warning}");
         }
     }
 }

@@ -72,6 +72,15 @@ struct JournalProgress {
     pub cycles: u32,
     pub turns: u32,
     pub cost_usd: f64,
+    /// Input tokens, cache reads and writes included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// `input_tokens + output_tokens`, what `max_story_tokens` counts.
+    pub tokens: u64,
+    /// `[workflow] max_story_usd`, when set.
+    pub max_story_usd: Option<f64>,
+    /// `[workflow] max_story_tokens`, when set.
+    pub max_story_tokens: Option<u64>,
     pub duration_ms: u64,
     pub result: Option<String>,
     pub last_outcome: Option<String>,
@@ -161,6 +170,11 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
                 cycles: r.cycle,
                 turns: r.usage.turns,
                 cost_usd: r.usage.cost_usd,
+                input_tokens: r.usage.input_tokens,
+                output_tokens: r.usage.output_tokens,
+                tokens: r.usage.input_tokens.saturating_add(r.usage.output_tokens),
+                max_story_usd: context.config.workflow.max_story_usd.value,
+                max_story_tokens: context.config.workflow.max_story_tokens.value,
                 duration_ms: u64::try_from(r.usage.duration.as_millis()).unwrap_or(u64::MAX),
                 result: r.result.map(|x| x.as_str().to_string()),
                 last_outcome: r.last_outcome.clone(),
@@ -189,10 +203,10 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
                 .as_ref()
                 .map(|j| {
                     format!(
-                        "  [{} cycles, {} turns, ${:.2}, {}{}]",
+                        "  [{} cycles, {} turns, {}, {}{}]",
                         j.cycles,
                         j.turns,
-                        j.cost_usd,
+                        spend_text(j.cost_usd, j.max_story_usd, j.tokens, j.max_story_tokens),
                         crate::ui::clock(std::time::Duration::from_millis(j.duration_ms)),
                         j.last_outcome
                             .as_deref()
@@ -215,5 +229,31 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
             }
         }
     }
+    if !context.json
+        && let Some(first) = summaries.first()
+    {
+        let (usd, tokens) = summaries.iter().fold((0.0, 0u64), |(u, t), s| {
+            let usage = &s.record.usage;
+            (
+                u + usage.cost_usd,
+                t.saturating_add(usage.input_tokens.saturating_add(usage.output_tokens)),
+            )
+        });
+        let w = &context.config.workflow;
+        writeln!(
+            out,
+            "run {}: {}",
+            first.run,
+            spend_text(usd, w.max_run_usd.value, tokens, w.max_run_tokens.value)
+        )
+        .map_err(Error::Output)?;
+    }
     Ok(exit::OK)
+}
+
+/// `$0.42 of $1.00, 12345 of 50000 tokens`: spend against the caps (a cap not set is not named).
+fn spend_text(usd: f64, max_usd: Option<f64>, tokens: u64, max_tokens: Option<u64>) -> String {
+    let usd_cap = max_usd.map(|c| format!(" of ${c:.2}")).unwrap_or_default();
+    let token_cap = max_tokens.map(|c| format!(" of {c}")).unwrap_or_default();
+    format!("${usd:.2}{usd_cap}, {tokens}{token_cap} tokens")
 }

@@ -18,8 +18,10 @@ use nix::sys::signal::Signal;
 use tokio::process::Child;
 use tokio::sync::watch;
 
+pub(crate) use tree::{
+    BESIDE_MARKER, Tracker, ensure_subreaper, pipe_holders, pipe_inode, spawn_beside,
+};
 pub use tree::{Survivor, SurvivorKind, claim_adopted_orphans};
-pub(crate) use tree::{Tracker, ensure_subreaper, pipe_holders, pipe_inode};
 
 /// Environment variable set on every process the host starts (agent calls and gates), with a
 /// value unique to the call.

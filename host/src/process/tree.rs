@@ -220,13 +220,79 @@ pub(crate) fn pipe_holders(inodes: &[u64]) -> Vec<Survivor> {
     out
 }
 
+/// The processes started beside the run's calls and gates (notifiers), by pid and start time:
+/// no call or gate that runs meanwhile takes them, their group or their marked descendants for
+/// its own orphans ([`spawn_beside`]).
+static BESIDE: std::sync::Mutex<Vec<(i32, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// The start of the marker value of a process started beside the calls: `BMAD_HOST_CALL=beside-…`.
+pub(crate) const BESIDE_MARKER: &str = "beside-";
+
+/// A process started with [`spawn_beside`]: registered until this is dropped (after it is reaped
+/// and its descendants are gone).
+#[derive(Debug)]
+pub(crate) struct Beside {
+    pid: i32,
+    start: u64,
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        let mut list = BESIDE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.retain(|e| *e != (self.pid, self.start));
+    }
+}
+
+/// Spawns `cmd` (which must lead its own process group and carry a [`BESIDE_MARKER`] marker) as
+/// a process beside the calls and gates: registered before any tracker can look at it, so none
+/// takes it for an orphan of its own.
+pub(crate) fn spawn_beside(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<(tokio::process::Child, Beside)> {
+    let mut list = BESIDE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let child = cmd.spawn()?;
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(i32::MAX);
+    let start = read_stat(pid).map_or(0, |s| s.start);
+    list.push((pid, start));
+    Ok((child, Beside { pid, start }))
+}
+
+/// Whether `st` was started beside the calls: a registered process, one of its group, or one
+/// that carries a beside marker.
+fn is_beside(st: &Stat) -> bool {
+    {
+        let list = BESIDE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list
+            .iter()
+            .any(|&(pid, start)| (pid == st.pid && start == st.start) || st.pgid == pid)
+        {
+            return true;
+        }
+    }
+    let prefix = format!("{}={BESIDE_MARKER}", super::CALL_MARKER_ENV);
+    std::fs::read(format!("/proc/{}/environ", st.pid)).is_ok_and(|env| {
+        env.split(|&b| b == 0)
+            .any(|e| e.starts_with(prefix.as_bytes()))
+    })
+}
+
 /// Set by [`claim_adopted_orphans`].
 static CLAIM_ADOPTED: AtomicBool = AtomicBool::new(false);
 
 /// Declares that this process runs one call or gate at a time and starts no other child
-/// processes (the `run` command): from now on every orphan the host adopts as a child subreaper
-/// while a call or gate runs belongs to that call or gate, with or without its marker (a
-/// descendant that ran `env -i` or a setuid helper has none). A library user that supervises
+/// processes but those beside them ([`spawn_beside`], the notifiers: never claimed) (the `run`
+/// command): from now on every orphan the host adopts as a child subreaper while a call or gate
+/// runs belongs to that call or gate, with or without its marker (a descendant that ran `env -i`
+/// or a setuid helper has none; one of a notifier's that did is taken for the call's too). A library user that supervises
 /// several calls at once, or starts processes of its own, does not call it: there, only the
 /// marker and the parent links tell whose a process is.
 pub fn claim_adopted_orphans() {
@@ -278,13 +344,22 @@ impl Tracker {
         }
     }
 
+    /// A tracker of a process started beside the calls ([`spawn_beside`]): it claims no
+    /// adopted orphan, only what carries its marker or descends from it.
+    pub(crate) fn beside(root: u32, marker: String, subreaper: bool) -> Self {
+        Self {
+            claim: false,
+            ..Self::new(root, marker, subreaper)
+        }
+    }
+
     /// Whether `st`, a child of the host, is an orphan of this call: it carries the marker, was
     /// seen in the tree before, or (when the host claims its adopted orphans) started after the
-    /// call did.
+    /// call did and was not started beside it.
     fn adopted(&self, st: &Stat) -> bool {
         self.known.get(&st.pid) == Some(&st.start)
-            || (self.claim && st.ppid == self.me && st.start >= self.root_start)
             || environ_has(st.pid, &self.marker)
+            || (self.claim && st.ppid == self.me && st.start >= self.root_start && !is_beside(st))
     }
 
     /// The Claude process has been reaped: stop signalling its pid or group.
@@ -399,7 +474,7 @@ impl Tracker {
             let Some(st) = read_stat(pid) else { continue };
             let in_root_group =
                 self.root > 0 && st.pgid == self.root && st.start >= self.root_start;
-            let claimed = self.claim && st.start >= self.root_start;
+            let claimed = self.claim && st.start >= self.root_start && !is_beside(&st);
             let ours = self.known.get(&pid) == Some(&st.start) || in_root_group || claimed;
             if st.state == b'Z' && st.ppid == self.me && ours {
                 match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {

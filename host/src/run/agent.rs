@@ -11,6 +11,15 @@ use crate::journal::{AgentCallIntent, AgentCallResult};
 use crate::policy::{self, AgentRequest, CallOutcome};
 use crate::ui::{Event, SurvivorInfo};
 
+/// How an agent step went.
+pub(super) enum Call {
+    /// The call ran (now or before a crash): what the policy is told.
+    Ended(CallOutcome),
+    /// A spend cap stopped the story: before the call, or (`--hard-cap`) the call ended on the
+    /// budget the cap left it. Why, with the figures.
+    Capped(String),
+}
+
 /// How a supervised call went, besides its report.
 struct Supervised {
     report: CallReport,
@@ -27,12 +36,17 @@ impl Driver<'_> {
         step: &mut RoleStep<'_>,
         seq: u32,
         request: AgentRequest,
-    ) -> Result<CallOutcome, Halt> {
+    ) -> Result<Call, Halt> {
         let ctx = step.ctx;
         let open = match self.begin(&ctx, seq, &AgentCallIntent::from(&request))? {
             // Finished before a crash: never run an agent twice.
-            Begun::Done(done) => return Ok(done.outcome),
+            Begun::Done(done) => return self.after_call(ctx.story, step, done.outcome),
             Begun::Run(open) => open,
+        };
+        // Only a call that runs now is checked: a replayed one already ran.
+        let budget = match self.check_caps(ctx.story, step.tally)? {
+            Ok(budget) => budget,
+            Err(reason) => return Ok(Call::Capped(reason)),
         };
         let transcript = crate::journal::transcript_path(
             self.root,
@@ -46,7 +60,9 @@ impl Driver<'_> {
         let Supervised {
             report,
             policy_error,
-        } = self.supervise(step, &spec, &request, open.attempt).await;
+        } = self
+            .supervise(step, &spec, &request, open.attempt, budget)
+            .await;
         let outcome = match &policy_error {
             None => CallOutcome::from(&report),
             Some(e) => CallOutcome {
@@ -115,7 +131,24 @@ impl Driver<'_> {
         if let Some(what) = unproven {
             return Err(self.unproven(&ctx, what, report.survivors));
         }
-        Ok(result.outcome)
+        self.after_call(ctx.story, step, result.outcome)
+    }
+
+    /// A call that ended on the budget a hard cap left it stops the story on that cap (the
+    /// host set the budget, so the host says why), rather than going to the policy.
+    fn after_call(
+        &mut self,
+        story: &str,
+        step: &RoleStep<'_>,
+        outcome: CallOutcome,
+    ) -> Result<Call, Halt> {
+        if self.config.workflow.hard_cap.value
+            && outcome.kind == policy::OutcomeKind::ErrorMaxBudget
+            && let Err(reason) = self.check_caps(story, step.tally)?
+        {
+            return Ok(Call::Capped(reason));
+        }
+        Ok(Call::Ended(outcome))
     }
 
     /// What to run for `request`: the configured CLI with the policy's prompt and options, in
@@ -154,13 +187,18 @@ impl Driver<'_> {
         }
     }
 
-    /// The configured limits, with the policy's `max_turns` when it is lower.
-    fn limits(&self, request: &AgentRequest) -> Limits {
+    /// The configured limits, with the policy's `max_turns` when it is lower, and the budget a
+    /// hard cap leaves when it is lower than `claude.max_budget_usd`.
+    fn limits(&self, request: &AgentRequest, budget: Option<f64>) -> Limits {
         let c = &self.config.claude;
         Limits {
             max_turns: request
                 .max_turns
                 .map_or(c.max_turns.value, |t| t.min(c.max_turns.value)),
+            max_budget_usd: match (c.max_budget_usd.value, budget) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             ..Limits::from(c)
         }
     }
@@ -174,13 +212,14 @@ impl Driver<'_> {
         spec: &CallSpec,
         request: &AgentRequest,
         attempt: u32,
+        budget: Option<f64>,
     ) -> Supervised {
         let ctx = step.ctx;
         let tmp = claude_tmp(self.root);
         if let Err(e) = std::fs::create_dir_all(&tmp) {
             tracing::warn!("cannot create {}: {e}", tmp.display());
         }
-        let limits = self.limits(request);
+        let limits = self.limits(request, budget);
         let started_event = |pid| Event::AgentStarted {
             role: ctx.role_name().into(),
             story: ctx.story.to_string(),

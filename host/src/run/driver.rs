@@ -25,6 +25,8 @@ pub(super) struct Driver<'a> {
     pub run: RunId,
     pub ui: &'a mut Ui,
     pub interrupts: watch::Receiver<Interrupt>,
+    /// Set when a run spend cap stopped a story: why. The run stops after that story.
+    pub capped: Option<String>,
 }
 
 /// One role's step in progress: whose it is, its policy instance, and the story as the policy

@@ -39,8 +39,9 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
 
     let mut journal = Journal::open(&root)?;
     check_journal(&journal, &stories, fresh)?;
-    // This process runs one call or gate at a time and starts nothing else: every orphan it
-    // adopts while one runs is that one's, marker or not (`env -i`, a setuid helper).
+    // This process runs one call or gate at a time and starts nothing else but the notifiers,
+    // which are registered as started beside them: every other orphan it adopts while one runs
+    // is that one's, marker or not (`env -i`, a setuid helper).
     crate::process::claim_adopted_orphans();
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
@@ -49,6 +50,8 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     tokio::spawn(watch_ctrl_c(sigint, interrupt_tx));
 
+    let notifiers =
+        crate::notify::Notifiers::start(&config.notify, root.clone(), run.id.to_string(), &mut ui);
     let started = Instant::now();
     ui.emit(Event::RunStarted {
         run_id: run.id.to_string(),
@@ -68,6 +71,7 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
         run: run.id.clone(),
         ui: &mut ui,
         interrupts,
+        capped: None,
     };
     let mut results = match unproven {
         // An earlier end is still unproven: nothing starts.
@@ -82,13 +86,21 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
         }
     };
 
-    journal.finish_run(&run.id, results.run_status())?;
+    let finished = journal.finish_run(&run.id, results.run_status());
+    if let Err(e) = finished {
+        notifiers.finish(&mut ui).await;
+        return Err(e.into());
+    }
     if let Some(e) = results.take_fatal() {
+        notifiers.finish(&mut ui).await;
         ui.finish();
         return Err(e);
     }
     ui.emit(results.event(run.id.to_string(), stories.len(), started.elapsed()));
     results.print(&ui, &root, run.id.as_str());
+    // The notifications still running (`run_finished`'s among them) end, each within its
+    // timeout, before the process does.
+    notifiers.finish(&mut ui).await;
     Ok(results.exit_code())
 }
 
@@ -216,6 +228,11 @@ impl Driver<'_> {
                 match self.drive(entry).await {
                     Ok((result, tally)) => {
                         results.stories.push((entry.id.to_string(), result, tally));
+                        if let Some(capped) = self.capped.take() {
+                            // A run cap: no further story starts.
+                            results.capped = Some(capped);
+                            return results;
+                        }
                         break;
                     }
                     Err(Halt::UsageLimit {

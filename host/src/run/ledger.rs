@@ -375,6 +375,15 @@ impl Driver<'_> {
             done_accepted: true,
         };
         self.reconcile_sprint(When::AfterAgent, Some(&label), Some(closed))?;
+        let outcome = match outcome {
+            super::agent::Call::Ended(outcome) => outcome,
+            super::agent::Call::Capped(reason) => {
+                self.skip_retrospective(format!(
+                    "the retrospective of epic {epic} did not run ({reason}): `{retro_key}` is left as it is"
+                ));
+                return Ok(());
+            }
+        };
         if outcome.kind != OutcomeKind::Success {
             self.skip_retrospective(format!(
                 "the retrospective of epic {epic} did not succeed ({}): `{retro_key}` is left as it is",

@@ -14,11 +14,12 @@
 //! `steps` (state writes and gates), `journaled` (keying and journaling every step from its
 //! context), `ends` (stopping on an end that cannot be proven, and checking it again at the
 //! next start), `observe` (reading and judging a story's status, shared with `status` and
-//! `--dry-run`), `limit` (when a usage limit resets), `reset` (waiting it out), `summary` (totals, exit code, the table),
+//! `--dry-run`), `limit` (when a usage limit resets), `reset` (waiting it out), `caps` (the spend caps), `summary` (totals, exit code, the table),
 //! `ledger` (v6 sprint-status: reconciliation, epic closeout, the retrospective).
 
 mod agent;
 mod build;
+mod caps;
 mod driver;
 mod ends;
 mod entry;

@@ -126,9 +126,16 @@ impl Driver<'_> {
                 cycle,
                 role,
             };
-            let end = self
-                .role_step(ctx, &seen, &flow, resumed, &mut tally)
-                .await?;
+            let end = match self.role_step(ctx, &seen, &flow, resumed, &mut tally).await {
+                Ok(end) => end,
+                Err(halt) => {
+                    // What an interrupted or limited call spent counts after a resume too.
+                    if !matches!(halt, Halt::Fatal(_)) {
+                        self.save(&mut record, &flow, &tally)?;
+                    }
+                    return Err(halt);
+                }
+            };
             flow.step_ended(end);
             tally.cycles = flow.cycle();
             self.reconcile_build(entry, &flow, cycle, role, super::build::When::Step)?;
@@ -173,6 +180,9 @@ impl Driver<'_> {
             duration_ms: millis(tally.duration),
             cost_usd: tally.cost_usd,
             turns: tally.turns,
+            input_tokens: tally.input_tokens,
+            output_tokens: tally.output_tokens,
+            tokens: tally.tokens(),
         });
         Ok(())
     }
@@ -259,7 +269,7 @@ impl Driver<'_> {
                         return Ok(StepEnd::Failed(refused));
                     }
                     let gates_before = self.gate_stamps(ctx.entry);
-                    let outcome = self.agent_call(&mut step, seq, request).await?;
+                    let called = self.agent_call(&mut step, seq, request).await?;
                     // What the agent changed of the host's sprint-status values goes back. A
                     // `done` the review step wrote is the review's; any other waits for one.
                     let driving = Driving {
@@ -268,6 +278,12 @@ impl Driver<'_> {
                         done_accepted: flow.done_accepted() || ctx.role == Role::Qa,
                     };
                     self.reconcile_sprint(When::AfterAgent, Some(ctx.story), Some(driving))?;
+                    let outcome = match called {
+                        super::agent::Call::Ended(outcome) => outcome,
+                        super::agent::Call::Capped(reason) => {
+                            return Ok(StepEnd::Escalated(reason));
+                        }
+                    };
                     let mut report = self.report(ctx.entry, Some(outcome), Vec::new());
                     if ctx.role == Role::Qa {
                         report.qa_gate =

@@ -18,6 +18,9 @@ pub(super) struct Tally {
     pub cycles: u32,
     pub turns: u32,
     pub cost_usd: f64,
+    /// Input tokens, cache reads and writes included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
     pub duration: Duration,
 }
 
@@ -28,14 +31,23 @@ impl Tally {
             cycles: flow.cycle(),
             turns: record.usage.turns,
             cost_usd: record.usage.cost_usd,
+            input_tokens: record.usage.input_tokens,
+            output_tokens: record.usage.output_tokens,
             duration: record.usage.duration,
         }
+    }
+
+    /// Every token the CLI reported: input, cache reads and writes, output.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 
     /// Adds one agent call's use.
     pub fn add_call(&mut self, report: &CallReport) {
         self.turns += report.num_turns;
         self.cost_usd += report.cost_usd;
+        self.input_tokens = self.input_tokens.saturating_add(report.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(report.output_tokens);
         self.duration += report.duration;
     }
 
@@ -43,6 +55,8 @@ impl Tally {
     pub fn record_into(&self, usage: &mut Usage) {
         usage.turns = self.turns;
         usage.cost_usd = self.cost_usd;
+        usage.input_tokens = self.input_tokens;
+        usage.output_tokens = self.output_tokens;
         usage.duration = self.duration;
     }
 }
@@ -53,6 +67,8 @@ impl Tally {
 pub(super) struct Results {
     pub stories: Vec<(String, StoryResult, Tally)>,
     pub halt: Option<Halt>,
+    /// The run's spend cap that stopped it (the stories after it were not run), when one did.
+    pub capped: Option<String>,
 }
 
 impl Results {
@@ -106,6 +122,10 @@ impl Results {
             interrupted: matches!(self.halt, Some(Halt::Interrupted)),
             duration_ms: millis(duration),
             cost_usd: self.stories.iter().map(|(_, _, t)| t.cost_usd).sum(),
+            input_tokens: self.stories.iter().map(|(_, _, t)| t.input_tokens).sum(),
+            output_tokens: self.stories.iter().map(|(_, _, t)| t.output_tokens).sum(),
+            tokens: self.stories.iter().map(|(_, _, t)| t.tokens()).sum(),
+            capped: self.capped.clone(),
             exit_code: i32::from(self.exit_code()),
             survivors: match &self.halt {
                 Some(Halt::Unproven(u)) => u.survivors.iter().map(SurvivorInfo::from).collect(),
@@ -136,6 +156,11 @@ impl Results {
             }
         }
         ui.say("* API-equivalent cost reported by the CLI");
+        if let Some(capped) = &self.capped {
+            ui.say(&format!(
+                "stopped: {capped}; the stories after it were not run"
+            ));
+        }
         match &self.halt {
             Some(Halt::Interrupted) => ui.say("interrupted: run `bmad-host run` again to resume"),
             Some(Halt::UsageLimit { message, reset, .. }) => {

@@ -89,7 +89,11 @@
 //! true` (after the role play, the `development_status` lines reversed, blank lines between them
 //! dropped, a comment line added above them),
 //! as an agent that edits sprint-status on its own does; `cost_usd` (the
-//! `total_cost_usd` of every result line); `gate_slug` (v4 QA: the gate file is
+//! `total_cost_usd` of every result line; with `--max-budget-usd` below it, `play` stops at once
+//! with an `error_max_budget_usd` result that spent the whole budget, as the real CLI stops
+//! once a turn passes it); `tokens` (the sum of every result line's `usage`: a quarter each as
+//! `input_tokens`, `cache_creation_input_tokens` and `cache_read_input_tokens`, the rest
+//! `output_tokens`); `gate_slug` (v4 QA: the gate file is
 //! `<epic>.<story>-<gate_slug>.yml` instead of the slug of the story's title, as a QA agent that
 //! picks its own name does); `no_sprint: true` (as dev on a 6.12 spec: no sprint-status edit, as
 //! `bmad-build-auto`).
@@ -258,6 +262,8 @@ struct Behaviour {
     no_sprint: bool,
     /// `total_cost_usd` of every result line.
     cost_usd: Option<f64>,
+    /// The total of every result line's `usage` (spread over input, cache and output tokens).
+    tokens: Option<u64>,
     #[serde(default)]
     orphan: bool,
     wait_for: Option<PathBuf>,
@@ -361,6 +367,8 @@ static IN_TOOL: Mutex<Option<String>> = Mutex::new(None);
 static TURNS: AtomicU32 = AtomicU32::new(0);
 /// The behaviour's `cost_usd`, when it sets one.
 static COST: OnceLock<f64> = OnceLock::new();
+/// The behaviour's `tokens`, when it sets one.
+static TOKENS: OnceLock<u64> = OnceLock::new();
 
 fn uuid() -> String {
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
@@ -458,7 +466,13 @@ fn result_base(subtype: &str, is_error: bool) -> Value {
         "subtype": subtype, "is_error": is_error, "api_error_status": null,
         "duration_ms": elapsed_ms(), "duration_api_ms": elapsed_ms() / 2, "num_turns": turns,
         "stop_reason": "end_turn", "total_cost_usd": COST.get().copied().unwrap_or(0.01 * f64::from(turns)),
-        "usage": {"input_tokens": 1200 * turns, "output_tokens": 50 * turns, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "usage": match TOKENS.get() {
+            // A quarter each as input, cache writes and cache reads; the rest output.
+            Some(&t) => json!({"input_tokens": t / 4, "cache_creation_input_tokens": t / 4,
+                "cache_read_input_tokens": t / 4, "output_tokens": t - 3 * (t / 4)}),
+            None => json!({"input_tokens": 1200 * turns, "output_tokens": 50 * turns,
+                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}),
+        },
         "modelUsage": {}, "permission_denials": [], "terminal_reason": "completed",
         "type": "result",
     })
@@ -1385,10 +1399,16 @@ fn run() -> Result<u8> {
     let role = std::env::var("BMAD_HOST_ROLE").unwrap_or_default();
     let story = std::env::var("BMAD_HOST_STORY_ID").unwrap_or_default();
     let (b, occurrence) = choose_behaviour(&role, &story)?;
-    if let Some(cost) = b.cost_usd {
+    let action = b.action.clone().unwrap_or_else(|| "play".into());
+    let over_budget = args
+        .max_budget_usd
+        .filter(|budget| action == "play" && b.cost_usd.is_some_and(|c| c > *budget));
+    if let Some(cost) = over_budget.or(b.cost_usd) {
         let _ = COST.set(cost);
     }
-    let action = b.action.clone().unwrap_or_else(|| "play".into());
+    if let Some(tokens) = b.tokens {
+        let _ = TOKENS.set(tokens);
+    }
     let grandchild = if b.grandchild {
         spawn_grandchild()
     } else {
@@ -1420,6 +1440,17 @@ fn run() -> Result<u8> {
         return replay(&b, &role, &cwd, occurrence, max_turns, &args);
     }
     emit_init(&args, &cwd);
+    // As the real CLI: a call whose cost would pass `--max-budget-usd` stops on the budget,
+    // having spent it.
+    if let Some(budget) = over_budget {
+        emit_text("Working on it.");
+        emit_error_result(
+            "error_max_budget_usd",
+            &[&format!("Reached maximum budget (${budget})")],
+            "budget_exhausted",
+        );
+        return Ok(1);
+    }
     match action.as_str() {
         "play" => return play(&role, &cwd, &b, occurrence, max_turns),
         "hang" => wait_forever(),

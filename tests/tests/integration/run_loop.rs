@@ -251,8 +251,28 @@ fn every_ndjson_line_of_a_full_run_follows_the_schema() {
                 "clean",
             ],
             "state_changed" => &["story", "from", "to"],
-            "story_finished" => &["story", "result", "cycles"],
-            "run_finished" => &["total", "done", "failed", "escalated", "exit_code"],
+            "story_finished" => &[
+                "story",
+                "result",
+                "cycles",
+                "cost_usd",
+                "input_tokens",
+                "output_tokens",
+                "tokens",
+            ],
+            "run_finished" => &[
+                "total",
+                "done",
+                "failed",
+                "escalated",
+                "exit_code",
+                "cost_usd",
+                "input_tokens",
+                "output_tokens",
+                "tokens",
+            ],
+            // Notifiers (not in this run; `notify` checks them).
+            "notify_failed" => &["on", "notifier", "error"],
             // Usage limits (not in this run; `usage_limit_captures` checks them).
             "rate_limit" => &[
                 "story",
