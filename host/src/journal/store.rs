@@ -37,12 +37,6 @@ pub struct Journal {
     reader: JournalReader,
     /// Commits since the checkpointer was last asked to run.
     commits: u32,
-    /// The connection's `synchronous` setting now: switched only when a commit needs the other
-    /// one (a gap's relaxed records in a row share one switch to `NORMAL`; the durable commit
-    /// that ends the gap switches back to `FULL`). SQLite compiles a `PRAGMA` anew each time it
-    /// runs (it applies it while compiling), so each switch costs a statement preparation.
-    /// `None` after a switch failed: the next commit sets it again, whatever it is.
-    sync: Option<Commit>,
     _lock: RunLock,
 }
 
@@ -91,8 +85,6 @@ impl Journal {
             checkpointer,
             reader: JournalReader { conn, path },
             commits: 0,
-            // `schema::open_existing` opens read-write connections with `synchronous=FULL`.
-            sync: Some(Commit::Durable),
             _lock: lock,
         })
     }
@@ -127,7 +119,6 @@ impl Journal {
     ) -> Result<RunInfo, JournalError> {
         let path = self.reader.path.clone();
         let err = sql_err(&path);
-        self.sync_for(Commit::Durable)?;
         let now = to_ms(SystemTime::now());
         let tx = self.reader.conn.transaction().map_err(&err)?;
         let latest: Option<(String, i64, String, String)> = tx
@@ -204,7 +195,6 @@ impl Journal {
     /// relaxed record before it is on disk when this returns.
     pub fn finish_run(&mut self, run: &RunId, status: RunStatus) -> Result<(), JournalError> {
         let finished_at = (status != RunStatus::Running).then(|| to_ms(SystemTime::now()));
-        self.sync_for(Commit::Durable)?;
         let changed = self
             .reader
             .conn
@@ -337,7 +327,6 @@ impl Journal {
     pub fn begin_step(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
         match Commit::for_intent(key.kind) {
             Commit::Durable => {
-                self.sync_for(Commit::Durable)?;
                 let start = self.begin_step_now(key, intent)?;
                 self.commits = self.commits.saturating_add(1);
                 // The agent starts next and runs for a while: the time to copy the WAL into
@@ -432,8 +421,7 @@ impl Journal {
         self.relaxed(|journal| journal.record_step_now(key, intent, result))
     }
 
-    /// Runs `write` with `synchronous=NORMAL` (left so for the next relaxed record; a durable
-    /// commit switches back to `FULL` first, see [`Journal::sync_for`]): its commit is written to the WAL (so a host killed
+    /// Runs `write` with `synchronous=NORMAL`: its commit is written to the WAL (so a host killed
     /// after it, however, finds it) without an fsync of its own. The next durable commit (an
     /// agent call's intent, the last commit before an agent starts; or the run's end) fsyncs the
     /// WAL and, the WAL being written in order, every relaxed commit before it: a gap between two
@@ -445,22 +433,14 @@ impl Journal {
         &mut self,
         write: impl FnOnce(&mut Self) -> Result<T, JournalError>,
     ) -> Result<T, JournalError> {
+        let path = self.reader.path.clone();
         self.commits = self.commits.saturating_add(1);
-        self.sync_for(Commit::Relaxed)?;
-        write(self)
-    }
-
-    /// Sets the connection's `synchronous` for the next commit, unless it is set so already.
-    /// Every commit goes through here first: a durable one ([`Journal::start_run`], an agent
-    /// call's intent, [`Journal::finish_run`]) always runs with `FULL`, a relaxed one with
-    /// `NORMAL`.
-    fn sync_for(&mut self, commit: Commit) -> Result<(), JournalError> {
-        if self.sync != Some(commit) {
-            self.sync = None;
-            set_synchronous(&self.reader.conn, commit).map_err(sql_err(&self.reader.path))?;
-            self.sync = Some(commit);
-        }
-        Ok(())
+        set_synchronous(&self.reader.conn, Commit::Relaxed).map_err(sql_err(&path))?;
+        let result = write(self);
+        let restored = set_synchronous(&self.reader.conn, Commit::Durable).map_err(sql_err(&path));
+        let value = result?;
+        restored?;
+        Ok(value)
     }
 
     fn record_step_now(
@@ -587,8 +567,10 @@ impl JournalReader {
     pub fn latest_run(&self) -> Result<Option<RunId>, JournalError> {
         let id: Option<String> = self
             .conn
-            .prepare_cached("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .query_row("SELECT id FROM runs ORDER BY rowid DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
             .map_err(sql_err(&self.path))?;
         id.map(|id| id.parse()).transpose()
     }
@@ -988,15 +970,14 @@ impl Commit {
     }
 }
 
-/// Sets how the connection's commits reach the disk. Not through the statement cache: SQLite
-/// applies a `PRAGMA synchronous` while compiling it and expires the statement once run, so a
-/// cached one is compiled again anyway ([`Journal::sync_for`] makes this rare instead).
+/// Sets how the connection's commits reach the disk, through the statement cache (this runs
+/// twice per relaxed record).
 fn set_synchronous(conn: &Connection, commit: Commit) -> rusqlite::Result<()> {
     let sql = match commit {
         Commit::Durable => "PRAGMA synchronous = FULL",
         Commit::Relaxed => "PRAGMA synchronous = NORMAL",
     };
-    conn.execute_batch(sql)
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
