@@ -8,10 +8,12 @@
 //! them the same way and fails, naming each component that differs, unless every byte matches.
 //!
 //! The build is reproducible across clone paths and users: it runs with the pinned toolchain
-//! (installed through rustup when missing), `--locked`, in its own target directory, and with
-//! `--remap-path-prefix` for the workspace root, the target directory and `CARGO_HOME` (through
-//! `CARGO_ENCODED_RUSTFLAGS`, which reaches only the wasm target's crates because `--target` is
-//! given). `--toolchain VERSION` moves the pin.
+//! (installed through rustup when missing), `--locked`, and with `--remap-path-prefix` for the
+//! workspace root, the target directory and `CARGO_HOME` (through `CARGO_ENCODED_RUSTFLAGS`,
+//! which reaches only the wasm target's crates because `--target` is given). `--toolchain
+//! VERSION` moves the pin. Every wasm build of the xtasks uses the same flags and the workspace's
+//! target directory ([`reproducible`]), so that `build-plugins`, the test components and
+//! `embed --check` share one build instead of compiling the guests' dependencies twice.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,7 +91,7 @@ pub fn run_embed(root: &Path, options: &Options) -> Result<()> {
     let target = options
         .target_dir
         .clone()
-        .unwrap_or_else(|| target_dir(root).join("embed"));
+        .unwrap_or_else(|| target_dir(root));
     let plugins = plugin_crates(root)?;
     if plugins.is_empty() {
         bail!("no plugin crates under {}/plugins", root.display());
@@ -275,6 +277,15 @@ fn rustc_version() -> Result<String> {
         .nth(1)
         .map(str::to_string)
         .with_context(|| format!("cannot read the version in `{}`", text.trim()))
+}
+
+/// Sets `cmd` (a `cargo build --target wasm32-wasip2` in the workspace's target directory) up
+/// as the embedded plugins are built: the same `--remap-path-prefix` flags, so that it shares
+/// their build.
+pub fn reproducible(cmd: &mut Command, root: &Path) {
+    let target = target_dir(root);
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", remap_flags(root, &target))
+        .env_remove("RUSTFLAGS");
 }
 
 /// `--remap-path-prefix` for every path of this machine a component could otherwise carry

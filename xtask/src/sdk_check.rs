@@ -11,8 +11,11 @@
 //!    whose `bmad-host.toml` makes it the QA policy, and `bmad-host plugins check --json`: it
 //!    loads without a problem and serves the `qa` role.
 //!
-//! bmad-host itself is built as `cargo test --workspace` builds it (its test binaries depend on
-//! it), so that within `cargo xtask test` nothing is compiled twice.
+//! Alone, bmad-host is built as `cargo test --workspace` builds it (its test binaries depend on
+//! it). Within `cargo xtask test` the check uses the plugins and the `bmad-host` that the test
+//! run has just built ([`run_prebuilt`]): building them again without the clippy wrapper would
+//! change their fingerprints and compile the whole workspace a second time (71 s of a fresh
+//! clone's run on 2 cores).
 //!
 //! The workspace's `Cargo.lock` is copied into DIR so that the crate resolves to the versions
 //! this repository is tested with (and needs no registry access once they are downloaded), and
@@ -33,14 +36,19 @@ const NAME: &str = "sdk-check-qa";
 /// Runs the check.
 pub fn run(root: &Path) -> Result<()> {
     crate::build_plugins(root)?;
-    // The `bmad-host` binary as `cargo test --workspace` builds it: right after that command (in
-    // `cargo xtask test`) this is a no-op, where a narrower `cargo build -p bmad-host` would
-    // resolve other features and compile wasmtime again.
+    // The `bmad-host` binary as `cargo test --workspace` builds it, where a narrower `cargo
+    // build -p bmad-host` would resolve other features and compile wasmtime again.
     crate::run(
         crate::cargo()
             .current_dir(root)
             .args(["test", "--workspace", "--no-run"]),
     )?;
+    run_prebuilt(root)
+}
+
+/// The check on the default plugins and the `target/debug/bmad-host` already built (by
+/// `cargo xtask test`, a moment before).
+pub fn run_prebuilt(root: &Path) -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("bmad-sdk-check-{}", std::process::id()));
     ensure!(
         !scratch.starts_with(root),

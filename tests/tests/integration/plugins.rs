@@ -17,11 +17,13 @@ use bmad_host::policy::{
 use bmad_host_tests::components::{self, Folder, plugin_dir, plugin_folder, wasm};
 use tempfile::TempDir;
 
-/// A plugin directory, a project root and a private cache directory.
+/// A plugin directory, a project root and a compiled-component cache: the one every test
+/// shares (each test component is compiled once per target dir, not once per test), or a
+/// private one for a test that watches the cache itself.
 struct Env {
     plugins: TempDir,
     project: TempDir,
-    cache: TempDir,
+    cache: Option<TempDir>,
 }
 
 impl Env {
@@ -30,7 +32,7 @@ impl Env {
         let env = Env {
             plugins: tmp(),
             project: tmp(),
-            cache: tmp(),
+            cache: None,
         };
         let root = env.project.path();
         std::fs::create_dir_all(root.join("docs/qa")).expect("mkdir");
@@ -39,6 +41,20 @@ impl Env {
         env
     }
 
+    /// With a cache of its own, empty at the start.
+    fn with_private_cache() -> Env {
+        Env {
+            cache: Some(tempfile::tempdir().expect("tempdir")),
+            ..Env::new()
+        }
+    }
+    fn cache_dir(&self) -> PathBuf {
+        self.cache
+            .as_ref()
+            .map_or_else(bmad_host_tests::harness::cache_dir, |c| {
+                c.path().to_path_buf()
+            })
+    }
     /// A plugin directory whose four role folders are all `krate`.
     fn with_all(krate: &str) -> Env {
         let env = Env::new();
@@ -53,7 +69,7 @@ impl Env {
     fn config(&self) -> PluginConfig {
         PluginConfig {
             project_root: self.project.path().to_path_buf(),
-            cache_dir: Some(self.cache.path().to_path_buf()),
+            cache_dir: Some(self.cache_dir()),
             ..PluginConfig::default()
         }
     }
@@ -201,7 +217,7 @@ fn fingerprints_name_each_role_and_hash_the_wasm() {
 
 #[test]
 fn a_compiled_component_is_cached_and_a_corrupt_entry_recompiles() {
-    let env = Env::new();
+    let env = Env::with_private_cache();
     plugin_folder(
         env.dir(),
         "status",
@@ -217,7 +233,7 @@ fn a_compiled_component_is_cached_and_a_corrupt_entry_recompiles() {
     };
     assert_eq!(kinds(), vec![LoadKind::Cold]);
     assert_eq!(kinds(), vec![LoadKind::Cached]);
-    let entries: Vec<PathBuf> = walk(env.cache.path())
+    let entries: Vec<PathBuf> = walk(&env.cache_dir())
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
         .collect();
