@@ -481,3 +481,47 @@ fn a_usage_limit_in_one_lane_stops_every_lane() {
     assert_eq!(cancelled.len(), 2, "{cancelled:?}");
     assert!(run.events_named("story_integrated").is_empty());
 }
+
+#[test]
+fn a_v6_sprint_status_is_the_hosts_alone_and_never_merged() {
+    let project = Project::fixture("v6-sample");
+    project.write("bmad-host.toml", "[workflow]\nsame_epic = \"parallel\"\n");
+    project.write(".gitignore", ".fake-claude*\n");
+    git(
+        project.path(),
+        &["init", "--quiet", "--initial-branch=main"],
+    );
+    git(project.path(), &["config", "user.name", "Tester"]);
+    git(
+        project.path(),
+        &["config", "user.email", "tester@example.com"],
+    );
+    git(project.path(), &["add", "--all"]);
+    git(project.path(), &["commit", "--quiet", "-m", "initial"]);
+    let run = Run::project(&project, &["--jobs", "3"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.events_named("story_integrated").len(), 3);
+    let sprint = "_bmad-output/implementation-artifacts/sprint-status.yaml";
+    let text = project.read(sprint);
+    for key in [
+        "epic-1: done",
+        "1-1-count-lines: done",
+        "1-2-count-words: done",
+        "1-3-count-characters: done",
+    ] {
+        assert!(text.contains(key), "{key}:\n{text}");
+    }
+    // No story commit touches sprint-status: the host keeps it in the main checkout.
+    let touched = git(
+        project.path(),
+        &["log", "--format=", "--name-only", "main", "-3"],
+    );
+    assert!(!touched.contains("sprint-status.yaml"), "{touched}");
+    assert_eq!(
+        git(project.path(), &["status", "--porcelain"]).trim(),
+        format!("M {sprint}")
+    );
+    // That change does not stop the next parallel run.
+    let again = Run::project(&project, &["--jobs", "3"], &[]);
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+}
