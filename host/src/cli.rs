@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ClaudeOverrides, Overrides, WorkflowOverrides};
+use crate::config::{ClaudeOverrides, GitOverrides, Overrides, WorkflowOverrides};
 use crate::context::Options;
 use crate::ui::Verbosity;
 
@@ -183,6 +183,10 @@ pub struct SettingArgs {
     /// --max-budget-usd.
     #[arg(long)]
     pub hard_cap: bool,
+    /// Stories in flight at once, each in its own git worktree (default 1: one at a time, in
+    /// the project itself).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Trust the project's bmad-host.toml for this command only (for CI and scripts; see
     /// `bmad-host trust`).
     #[arg(long, env = "BMAD_HOST_TRUST", value_parser = clap::builder::FalseyValueParser::new())]
@@ -208,7 +212,9 @@ impl SettingArgs {
                 max_story_tokens: self.max_story_tokens.map(Some),
                 max_run_tokens: self.max_run_tokens.map(Some),
                 hard_cap: self.hard_cap.then_some(true),
+                jobs: self.jobs,
             },
+            git: GitOverrides {},
             policies: self.policy.clone(),
             skip_gates: self.skip_gates,
             only_gates: self.gate.clone(),

@@ -339,6 +339,65 @@ impl Value for Retrospective {
     }
 }
 
+/// `[workflow] same_epic`: whether the stories of one epic that name no dependency wait for
+/// each other in a parallel run (`--jobs N`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameEpic {
+    /// A story waits for the earlier stories of its epic (the default).
+    #[default]
+    Serial,
+    /// The stories of one epic run side by side (their footprints permitting).
+    Parallel,
+}
+
+/// `[git] integrate`: how a story branch is brought onto the integration branch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitIntegrate {
+    /// The story's commit is replayed on the integration branch's head (the default).
+    #[default]
+    Rebase,
+    /// The integration branch is merged into the story branch, and the result squashed.
+    Merge,
+}
+
+/// A setting whose value is one of two words.
+macro_rules! two_words {
+    ($ty:ident, $a:ident = $a_word:literal, $b:ident = $b_word:literal) => {
+        impl Value for $ty {
+            fn from_toml(v: &toml::Value) -> Result<Self, String> {
+                let text = v.as_str().ok_or_else(|| {
+                    concat!("must be \"", $a_word, "\" or \"", $b_word, "\"").to_string()
+                })?;
+                Self::from_env(text)
+            }
+            fn from_env(text: &str) -> Result<Self, String> {
+                match text.trim() {
+                    $a_word => Ok($ty::$a),
+                    $b_word => Ok($ty::$b),
+                    other => Err(format!(
+                        concat!("`{}` must be \"", $a_word, "\" or \"", $b_word, "\""),
+                        other
+                    )),
+                }
+            }
+            fn show(&self) -> Option<String> {
+                Some(
+                    match self {
+                        $ty::$a => $a_word,
+                        $ty::$b => $b_word,
+                    }
+                    .to_string(),
+                )
+            }
+        }
+    };
+}
+
+two_words!(SameEpic, Serial = "serial", Parallel = "parallel");
+two_words!(GitIntegrate, Rebase = "rebase", Merge = "merge");
+
 /// One setting's row of the reference (`docs/configuration.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingDoc {
@@ -452,6 +511,8 @@ macro_rules! settings {
                     Ok(())
                 }
 
+                // A table may have no flag (`[git]`).
+                #[allow(unused_variables)]
                 fn apply_overrides(&mut self, overrides: &$Overrides) {
                     $($(
                         if let Some(v) = &overrides.$key {
@@ -588,6 +649,18 @@ settings! {
             help "also stop a call in flight at the dollar caps: each call gets what is left of the story's and the run's caps as `--max-budget-usd` (the smaller of that and `claude.max_budget_usd`). Without it a call that crosses a cap finishes (its cost is known only at its end)";
         retrospective: Retrospective = Retrospective::Off;
             help "`\"run\"`: once the last story of an epic is done in a run (BMAD v6 with sprint-status), run the installed `bmad-retrospective` workflow as an SM agent call, then set `epic-N-retrospective: done`; `\"off\"` never runs it";
+        jobs: u32 = 1;
+            flag "--jobs";
+            help "stories in flight at once. 1 drives them one at a time in the project itself; more runs each in its own git worktree (`.bmad-host/worktrees/<story>`, branch `bmad/<story>`) and integrates them one at a time onto the checked-out branch (README, \"Parallel runs\")";
+        same_epic: SameEpic = SameEpic::Serial;
+            help "with `jobs` > 1, for a story that names no `depends_on`: `\"serial\"` waits for the earlier stories of its epic, `\"parallel\"` does not (footprints permitting)";
+    }
+
+    /// `[git]`: how a parallel run (`jobs` > 1) integrates its stories.
+    #[heading = "integration of parallel stories"]
+    [git] GitConfig, GitOverrides {
+        integrate: GitIntegrate = GitIntegrate::Rebase;
+            help "how a finished story's branch is brought onto the integration branch before its gates run again there: `\"rebase\"` replays its commit on the branch's head, `\"merge\"` merges the head into it; either way it lands as one commit";
     }
 }
 
@@ -757,6 +830,8 @@ pub struct Config {
     pub claude: ClaudeConfig,
     /// `[workflow]`.
     pub workflow: WorkflowConfig,
+    /// `[git]`.
+    pub git: GitConfig,
     /// Role → plugin name overrides (`[roles]`, `--policy`).
     pub roles: BTreeMap<String, Setting<String>>,
     /// `[plugins.NAME]` grants, by plugin name.
@@ -774,6 +849,8 @@ pub struct Overrides {
     pub claude: ClaudeOverrides,
     /// Flags that set `[workflow]` keys.
     pub workflow: WorkflowOverrides,
+    /// Flags that set `[git]` keys.
+    pub git: GitOverrides,
     /// `--policy ROLE=NAME`.
     pub policies: Vec<(String, String)>,
     /// `--skip-gates`.
@@ -948,6 +1025,13 @@ impl Config {
                         }
                     }
                 }
+                GitConfig::TABLE => {
+                    for (k, v) in as_table(value, &origin, GitConfig::TABLE)? {
+                        if !self.git.set_from_file(k, v, &origin, &file)? {
+                            return Err(unknown(format!("git.{k}"), GitConfig::KEYS));
+                        }
+                    }
+                }
                 "roles" => {
                     let t = as_table(value, &origin, "roles")?;
                     for (k, v) in t {
@@ -1066,12 +1150,14 @@ impl Config {
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         self.claude.apply_env(env)?;
-        self.workflow.apply_env(env)
+        self.workflow.apply_env(env)?;
+        self.git.apply_env(env)
     }
 
     fn apply_overrides(&mut self, o: &Overrides) {
         self.claude.apply_overrides(&o.claude);
         self.workflow.apply_overrides(&o.workflow);
+        self.git.apply_overrides(&o.git);
         for (role, name) in &o.policies {
             self.roles.insert(
                 role.clone(),
@@ -1097,6 +1183,7 @@ impl Config {
         let mut rows = Vec::new();
         self.claude.describe(&mut rows);
         self.workflow.describe(&mut rows);
+        self.git.describe(&mut rows);
         for role in ROLES {
             match self.roles.get(role) {
                 Some(s) => rows.push(row(&format!("roles.{role}"), s.value.clone(), &s.source)),
@@ -1622,6 +1709,9 @@ mod tests {
                     n if n.ends_with("TIMEOUT") => "7m",
                     n if n.ends_with("USD") => "1.5",
                     n if n.ends_with("RETROSPECTIVE") => "run",
+                    n if n.ends_with("SAME_EPIC") => "parallel",
+                    n if n.ends_with("INTEGRATE") => "merge",
+                    n if n.ends_with("JOBS") => "2",
                     n if n.ends_with("LIMIT")
                         || n.ends_with("DRAFTS")
                         || n.ends_with("REVIEW")

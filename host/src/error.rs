@@ -23,6 +23,10 @@ pub enum Error {
     /// The journal cannot be opened or written.
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
+    /// git failed, or the project is not fit for a parallel run (no repository, a detached
+    /// HEAD, uncommitted changes).
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
     /// A report cannot be made (`bmad-host report`). Boxed: it can hold a journal error, and
     /// every `Result` of the run loop carries this type.
     #[error(transparent)]
@@ -68,6 +72,7 @@ impl Error {
             | Error::Project(_)
             | Error::Plugin(_)
             | Error::Journal(_)
+            | Error::Git(_)
             | Error::Trust(_)
             | Error::Report(_)
             | Error::Write { .. }

@@ -11,7 +11,7 @@
 //! - the entry: [`main`] → [`commands`] (dispatch, one file per subcommand), which resolves
 //!   [`cli`] (the raw arguments) into a [`context`] once;
 //! - the run loop: [`run`], and beside it the notifiers, [`notify`];
-//! - the engines: [`gates`], [`claude`] (the supervisor), [`plugins`], [`project`],
+//! - the engines: [`gates`], [`git`] (worktrees and integration for parallel runs), [`claude`] (the supervisor), [`plugins`], [`project`],
 //!   [`workflow`], [`ui`], [`builtin`], [`report`], then [`journal`] and [`process`];
 //! - the vocabulary and the leaves: [`policy`] over [`bindings`], [`config`], [`exit`],
 //!   [`trust`] (the user's directory and the project files they trust), and [`error`], which
@@ -31,6 +31,7 @@ pub mod context;
 pub mod error;
 pub mod exit;
 pub mod gates;
+pub mod git;
 pub mod journal;
 pub mod notify;
 pub mod plugins;

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["context", "notify"],
     &["error", "gates"],
     &[
-        "builtin", "claude", "plugins", "project", "report", "ui", "workflow",
+        "builtin", "claude", "git", "plugins", "project", "report", "ui", "workflow",
     ],
     &["journal", "process"],
     &["policy"],

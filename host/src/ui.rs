@@ -118,6 +118,30 @@ pub enum Event {
         /// Whether the run waits for the reset.
         wait: bool,
     },
+    /// A parallel run (`--jobs N`) integrated a finished story onto the integration branch: its
+    /// commit, fast-forwarded to after the gates passed on it (`commit` is null when the story
+    /// changed no file).
+    StoryIntegrated {
+        /// The story id.
+        story: String,
+        /// The integration branch.
+        branch: String,
+        /// The story's commit on it.
+        commit: Option<String>,
+    },
+    /// A parallel run could not integrate a finished story: a conflict with the integration
+    /// branch (`files` names them) or a gate that failed on the integrated result. The first
+    /// time the story goes back to Dev in its worktree; the second time it is escalated.
+    IntegrationFailed {
+        /// The story id.
+        story: String,
+        /// What failed, in words.
+        reason: String,
+        /// The conflicting files (empty for a gate failure).
+        files: Vec<String>,
+        /// Whether the story goes back to Dev (false: escalated).
+        back_to_dev: bool,
+    },
     /// Waiting for a usage limit to reset (`--wait-on-limit`): at the start of the wait, then
     /// once a minute.
     WaitingForReset {
@@ -372,8 +396,15 @@ impl Ui {
 
     /// Publishes an event: an NDJSON line, the progress display, and a copy to the tap.
     pub fn emit(&mut self, event: Event) {
+        self.emit_in(None, event);
+    }
+
+    /// [`Ui::emit`] for a story driven in a lane of a parallel run (`run --jobs N`, N > 1): its
+    /// NDJSON line carries `"lane": N` (1-based), an extension of the events. `None`: no field,
+    /// as with one job.
+    pub fn emit_in(&mut self, lane: Option<u32>, event: Event) {
         if self.json {
-            write_json_line(&event);
+            write_json_line(&event, lane);
         }
         self.show(&event);
         if let Some(tap) = &self.tap
@@ -612,6 +643,31 @@ impl Ui {
                 self.say(&format!("story {story} {result}{why}"));
             }
             Event::NotifyFailed { .. } => {}
+            Event::StoryIntegrated {
+                story,
+                branch,
+                commit,
+            } => {
+                let commit = commit
+                    .as_deref()
+                    .map_or("no change", |c| &c[..c.len().min(12)]);
+                self.say(&format!(
+                    "story {story} integrated onto {branch} ({commit})"
+                ));
+            }
+            Event::IntegrationFailed {
+                story,
+                reason,
+                back_to_dev,
+                ..
+            } => {
+                let then = if *back_to_dev {
+                    "back to Dev"
+                } else {
+                    "escalated"
+                };
+                self.say(&format!("story {story} not integrated ({reason}): {then}"));
+            }
             Event::LedgersReconciled {
                 story,
                 when,
@@ -645,7 +701,7 @@ impl Reporter {
     /// Publishes `event` (written whole, as one line) with `warning` for people on stderr.
     pub fn report(&self, event: &Event, warning: &str) {
         if self.json {
-            write_json_line(event);
+            write_json_line(event, None);
         }
         if !self.quiet {
             eprintln!("warning: {warning}");
@@ -663,11 +719,14 @@ fn unproven(clean: bool) -> &'static str {
 }
 
 /// Writes one event as a JSON line with a timestamp, flushing at once so scripts see it live.
-fn write_json_line(event: &Event) {
+fn write_json_line(event: &Event, lane: Option<u32>) {
     let Ok(serde_json::Value::Object(mut map)) = serde_json::to_value(event) else {
         return;
     };
     map.insert("ts".into(), serde_json::Value::String(timestamp()));
+    if let Some(lane) = lane {
+        map.insert("lane".into(), serde_json::Value::from(lane));
+    }
     let mut out = std::io::stdout().lock();
     // A closed stdout (the reader went away) must not stop the run: ignore write errors.
     let _ = serde_json::to_writer(&mut out, &map);

@@ -203,6 +203,14 @@ pub struct Flow {
     /// host accepted it as done before ([`Flow::accept_done`]).
     #[serde(default)]
     reviewed: bool,
+    /// How many times the story's integration failed (a parallel run: a conflict, or a gate
+    /// that failed on the integrated result). Not written while 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    integration_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Flow {
@@ -217,7 +225,38 @@ impl Flow {
             findings_history: Vec::new(),
             result: None,
             reviewed: false,
+            integration_failures: 0,
         }
+    }
+
+    /// How many times the story's integration failed (a parallel run).
+    pub fn integration_failures(&self) -> u32 {
+        self.integration_failures
+    }
+
+    /// A story done in its worktree whose integration failed (`why`: the conflict or the gate
+    /// output): the first time it goes back to Dev with `findings`, in a new cycle (true); the
+    /// second time it escalates (false). Either way the next [`Flow::next`] says what follows.
+    pub fn integration_failed(&mut self, why: &str, findings: Vec<String>) -> bool {
+        self.integration_failures += 1;
+        if self.integration_failures > 1 {
+            self.result = Some(StoryResult::Escalated(format!(
+                "integration failed a second time: {why}"
+            )));
+            return false;
+        }
+        self.result = None;
+        self.in_flight = None;
+        self.reviewed = false;
+        self.findings_history
+            .push(u32::try_from(findings.len()).unwrap_or(u32::MAX));
+        self.findings = findings;
+        self.last = Some(StepMark {
+            role: Role::Qa,
+            from: Some(StoryState::Done),
+            sent_back: true,
+        });
+        true
     }
 
     /// Accepts a `done` status as the story's end without a review in this run: the host

@@ -101,6 +101,12 @@
 //! person wrote (order, comments, other keys) is kept. The ownership rules are in the `ledger`
 //! module's documentation (and the README's "sprint-status" section).
 //!
+//! # What a story declares (parallel runs)
+//!
+//! [`declared`] reads a story's footprint (the paths and globs its tasks, code map, file list or
+//! frontmatter name) and its `depends_on`; [`overlap`] says whether two footprints may touch a
+//! common file. The rules are in `footprint.rs`.
+//!
 //! # Limits
 //!
 //! Story files over [`MAX_STORY_BYTES`] (8 MiB) and epic documents over 8 MiB are refused with
@@ -111,6 +117,7 @@ mod config;
 mod discover;
 mod error;
 mod flow;
+mod footprint;
 mod fs;
 mod gate;
 mod headings;
@@ -124,6 +131,7 @@ pub use config::PrdSource;
 pub use discover::{Epic, Project, StoryEntry};
 pub use error::{FileLoc, ProjectError, Warning};
 pub use flow::{BmadFlow, CLAUDE_SKILLS, FlowChoice, SKILL_MANIFEST};
+pub use footprint::{Declared, declared, overlap};
 pub use gate::{GateVerdict, QaGate};
 pub use headings::{EpicDoc, EpicHeading, StoryHeading, parse_epic_doc};
 pub use id::{ParseStoryIdError, StoryId};

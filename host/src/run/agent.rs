@@ -49,7 +49,7 @@ impl Driver<'_> {
             Err(reason) => return Ok(Call::Capped(reason)),
         };
         let transcript = crate::journal::transcript_path(
-            self.root,
+            self.state,
             &self.run,
             ctx.story,
             ctx.cycle,
@@ -71,7 +71,7 @@ impl Driver<'_> {
             },
         };
         step.tally.add_call(&report);
-        self.ui.emit(Event::AgentFinished {
+        self.emit(Event::AgentFinished {
             role: ctx.role_name().into(),
             story: ctx.story.to_string(),
             cycle: ctx.cycle,
@@ -160,7 +160,7 @@ impl Driver<'_> {
         transcript: PathBuf,
     ) -> CallSpec {
         let c = &self.config.claude;
-        let tmp = claude_tmp(self.root);
+        let tmp = &self.tmp;
         CallSpec {
             bin: c.bin.value.clone(),
             prompt: request.prompt.clone(),
@@ -215,7 +215,7 @@ impl Driver<'_> {
         budget: Option<f64>,
     ) -> Supervised {
         let ctx = step.ctx;
-        let tmp = claude_tmp(self.root);
+        let tmp = self.tmp.clone();
         if let Err(e) = std::fs::create_dir_all(&tmp) {
             tracing::warn!("cannot create {}: {e}", tmp.display());
         }
@@ -228,13 +228,15 @@ impl Driver<'_> {
             attempt,
             retry: step.story.retry,
         };
-        let ui = std::sync::Mutex::new(&mut *self.ui);
+        // Borrowed only inside each callback: the lanes of a parallel run share the Ui.
+        let (ui, lane) = (self.ui, self.lane);
         let mut policy_error = None;
         let mut started = false;
         let report = {
             let (story, session) = (&step.story, &mut step.session);
             let mut on_event = |event: &claude::Event| {
-                if let Ok(mut ui) = ui.lock() {
+                {
+                    let mut ui = ui.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     ui.agent_progress(matches!(
                         event,
                         claude::Event::Text(_) | claude::Event::ToolUse { .. }
@@ -242,7 +244,7 @@ impl Driver<'_> {
                     if let claude::Event::RateLimit(info) = event
                         && info.status != "allowed"
                     {
-                        ui.emit(rate_limit_event(&ctx, info));
+                        ui.emit_in(lane, rate_limit_event(&ctx, info));
                     }
                 }
                 let Some(event) = event.for_policy() else {
@@ -258,9 +260,9 @@ impl Driver<'_> {
             };
             let mut on_spawn = |pid: u32| {
                 started = true;
-                if let Ok(mut ui) = ui.lock() {
-                    ui.emit(started_event(Some(pid)));
-                }
+                ui.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .emit_in(lane, started_event(Some(pid)));
             };
             claude::run(
                 spec,
@@ -274,7 +276,7 @@ impl Driver<'_> {
         // The call has ended (its whole tree is gone): its temp files are garbage now.
         let _ = std::fs::remove_dir_all(&tmp);
         if !started {
-            self.ui.emit(started_event(None));
+            self.emit(started_event(None));
         }
         Supervised {
             report,
@@ -295,7 +297,7 @@ fn rate_limit_event(ctx: &StepCtx<'_>, info: &claude::RateLimit) -> Event {
     }
 }
 
-/// Where the CLI's temp files go (`CLAUDE_CODE_TMPDIR`), emptied after each call.
-fn claude_tmp(root: &Path) -> PathBuf {
+/// Where the CLI's temp files go (`CLAUDE_CODE_TMPDIR`) with one job, emptied after each call.
+pub(super) fn claude_tmp(root: &Path) -> PathBuf {
     crate::journal::state_dir(root).join("tmp")
 }

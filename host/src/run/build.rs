@@ -73,7 +73,7 @@ impl Driver<'_> {
                 }
                 Err(e) => {
                     tracing::warn!("{e}");
-                    self.ui.say(&format!(
+                    self.say(&format!(
                         "  {}: cannot bring the spec into line: {e}",
                         entry.id
                     ));
@@ -94,7 +94,7 @@ impl Driver<'_> {
                 changes.push(format!("{path} {key}: {from} → {to}"));
             }
             SprintSync::NotUpdated { reason } => {
-                self.ui.say(&format!(
+                self.say(&format!(
                     "  {}: sprint-status not updated: {reason}",
                     entry.id
                 ));
@@ -117,7 +117,7 @@ impl Driver<'_> {
         };
         let seq = RECONCILE_SEQ + u32::from(when == When::Step);
         self.record(&ctx, seq, &intent, &StatusWriteResult { written: truth })?;
-        self.ui.emit(Event::LedgersReconciled {
+        self.emit(Event::LedgersReconciled {
             story,
             when: match when {
                 When::Start => "start",
@@ -149,7 +149,7 @@ impl Driver<'_> {
         let value = match parse {
             crate::policy::ParseOutcome::Found(v) if v.state.is_some() => v,
             _ => {
-                self.ui.say(&format!(
+                self.say(&format!(
                     "  {}: the story file {} has no status to keep in step with the spec",
                     spec.id,
                     story.path.display()
@@ -165,7 +165,7 @@ impl Driver<'_> {
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!("{e}");
-                self.ui.say(&format!(
+                self.say(&format!(
                     "  {}: cannot bring the story file into line: {e}",
                     spec.id
                 ));

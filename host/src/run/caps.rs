@@ -123,7 +123,8 @@ impl Driver<'_> {
         let story = Spend::of(tally);
         let mut run = story;
         if caps.run_usd.is_some() || caps.run_tokens.is_some() {
-            for s in self.journal.story_summaries(Some(&self.run))? {
+            let summaries = self.journal.borrow().story_summaries(Some(&self.run))?;
+            for s in summaries {
                 if s.record.story_id != id {
                     run.usd += s.record.usage.cost_usd;
                     run.tokens = run.tokens.saturating_add(

@@ -27,7 +27,7 @@ impl Driver<'_> {
     ) -> Halt {
         let unproven = Unproven { what, survivors };
         if let Err(e) = record(
-            self.journal,
+            &mut self.journal.borrow_mut(),
             &self.run,
             ctx.story,
             ctx.cycle,

@@ -2,6 +2,7 @@
 //! opens (or resumes) the run in the journal, drives each selected story in order, and ends with
 //! the summary. Also the Ctrl-C watcher every supervised process listens to.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,12 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
     // This process runs one call or gate at a time and starts nothing else but the notifiers,
     // which are registered as started beside them: every other orphan it adopts while one runs
     // is that one's, marker or not (`env -i`, a setuid helper).
-    crate::process::claim_adopted_orphans();
+    // With more than one job, several calls run at once: then only the marker and the parent
+    // links tell whose an orphan is.
+    let jobs = config.workflow.jobs.value;
+    if jobs <= 1 {
+        crate::process::claim_adopted_orphans();
+    }
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
     // The handler is in place before anything starts (the task itself first runs when the run
@@ -62,16 +68,20 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
         resumed: run.resumed,
         dry_run: false,
     });
+    let (journal_cell, ui_cell) = (RefCell::new(journal), std::sync::Mutex::new(ui));
     let mut driver = Driver {
         root: &root,
+        state: &root,
         project: &project,
         config: &config,
         plugins: &plugins,
-        journal: &mut journal,
+        journal: &journal_cell,
         run: run.id.clone(),
-        ui: &mut ui,
+        ui: &ui_cell,
         interrupts,
         capped: None,
+        lane: None,
+        tmp: super::agent::claude_tmp(&root),
     };
     let mut results = match unproven {
         // An earlier end is still unproven: nothing starts.
@@ -79,12 +89,18 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
             halt: Some(Halt::Unproven(unproven)),
             ..Results::default()
         },
+        None if jobs > 1 => driver.drive_lanes(&stories, jobs).await,
         None => {
             driver
                 .drive_all(&stories, config.claude.wait_on_limit.value)
                 .await
         }
     };
+    drop(driver);
+    let mut journal = journal_cell.into_inner();
+    let mut ui = ui_cell
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
 
     let finished = journal.finish_run(&run.id, results.run_status());
     if let Err(e) = finished {
@@ -243,7 +259,7 @@ impl Driver<'_> {
                     }) => {
                         let wait = reset
                             .filter(|r| wait_on_limit && waited.is_none_or(|before| r.at > before));
-                        self.ui.emit(Event::UsageLimit {
+                        self.emit(Event::UsageLimit {
                             story: story.clone(),
                             role: role.into(),
                             message: message.clone(),
@@ -252,7 +268,7 @@ impl Driver<'_> {
                         });
                         let Some(reset) = wait else {
                             if wait_on_limit {
-                                self.ui.say(&match reset {
+                                self.say(&match reset {
                                     None => "  --wait-on-limit: the CLI did not say when the limit resets".to_owned(),
                                     Some(_) => "  --wait-on-limit: the limit still refuses after the reset it stated".to_owned(),
                                 });
@@ -267,7 +283,7 @@ impl Driver<'_> {
                         };
                         // The limited step has no result in the journal: driving the story
                         // again after the reset redoes it, and the cycle is not charged.
-                        self.ui.say(&format!(
+                        self.say(&format!(
                             "  waiting {} for the reset (--wait-on-limit)",
                             humantime::format_duration(Duration::from_secs(
                                 reset.wait_from(Timestamp::now()).as_secs()

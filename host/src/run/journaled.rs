@@ -53,14 +53,17 @@ impl Driver<'_> {
         intent: &I,
     ) -> Result<Begun<I>, JournalError> {
         let key = self.step_key::<I>(ctx, seq);
-        begun(self.journal.begin_step(&key, &to_json(intent))?).map_err(|detail| {
-            JournalError::Undecodable {
-                path: self.journal.path().to_owned(),
-                run: key.run.clone(),
-                story: key.story.clone(),
-                step: step_name(&key, "result"),
-                detail,
-            }
+        // The journal is borrowed for the call only (the lanes of a parallel run share it).
+        let start = self
+            .journal
+            .borrow_mut()
+            .begin_step(&key, &to_json(intent))?;
+        begun(start).map_err(|detail| JournalError::Undecodable {
+            path: self.journal.borrow().path().to_owned(),
+            run: key.run.clone(),
+            story: key.story.clone(),
+            step: step_name(&key, "result"),
+            detail,
         })
     }
 
@@ -70,7 +73,9 @@ impl Driver<'_> {
         step: Open<I>,
         result: &I::Result,
     ) -> Result<(), JournalError> {
-        self.journal.finish_step(step.id, &to_json(result))
+        self.journal
+            .borrow_mut()
+            .finish_step(step.id, &to_json(result))
     }
 
     /// Records a step that has nothing to redo (a policy decision): intent and result in one
@@ -84,6 +89,7 @@ impl Driver<'_> {
     ) -> Result<(), JournalError> {
         let key = self.step_key::<I>(ctx, seq);
         self.journal
+            .borrow_mut()
             .record_step(&key, &to_json(intent), &to_json(result))?;
         Ok(())
     }

@@ -147,6 +147,7 @@ impl Driver<'_> {
                     // Not seen yet: a story done when first seen is accepted as done.
                     _ => self
                         .journal
+                        .borrow()
                         .sighting(&entry.id.to_string())?
                         .is_none_or(|s| s.done_run.is_some()),
                 };
@@ -197,7 +198,11 @@ impl Driver<'_> {
             kind: StepKind::SprintSync,
             seq: self.next_sync_seq(key_story)?,
         };
-        let id = match self.journal.begin_step(&key, &to_json(&intent))? {
+        let start = self
+            .journal
+            .borrow_mut()
+            .begin_step(&key, &to_json(&intent))?;
+        let id = match start {
             StepStart::Fresh(id) | StepStart::Retry { id, .. } => Some(id),
             StepStart::Done(_) => None,
         };
@@ -211,7 +216,9 @@ impl Driver<'_> {
                 applied: error.is_none(),
                 error: error.clone(),
             };
-            self.journal.finish_step(id, &to_json(&result))?;
+            self.journal
+                .borrow_mut()
+                .finish_step(id, &to_json(&result))?;
         }
         for c in &plan.changes {
             tracing::warn!(
@@ -232,7 +239,7 @@ impl Driver<'_> {
             tracing::warn!(file = %file, "sprint-status not written: {e}");
             problems.push(format!("not written: {e}"));
         }
-        self.ui.emit(Event::SprintReconciled {
+        self.emit(Event::SprintReconciled {
             when: when.as_str().to_owned(),
             story: story.map(str::to_owned),
             file,
@@ -255,9 +262,8 @@ impl Driver<'_> {
     /// open; the reconciliation that runs next puts back whatever it had not written. Each one
     /// is closed here, when the resumed run starts, with whether its values are in the file now.
     fn settle_interrupted_syncs(&mut self) -> Result<(), Halt> {
-        let open: Vec<_> = self
-            .journal
-            .steps(Some(&self.run), None)?
+        let steps = self.journal.borrow().steps(Some(&self.run), None)?;
+        let open: Vec<_> = steps
             .into_iter()
             .filter(|s| s.key.kind == StepKind::SprintSync && s.result.is_none())
             .collect();
@@ -276,7 +282,9 @@ impl Driver<'_> {
                     "the host stopped during this step; the next reconciliation put back what it had not written".to_owned()
                 }),
             };
-            self.journal.finish_step(step.id, &to_json(&result))?;
+            self.journal
+                .borrow_mut()
+                .finish_step(step.id, &to_json(&result))?;
         }
         Ok(())
     }
@@ -284,7 +292,7 @@ impl Driver<'_> {
     /// The next `sprint-sync` sequence number of `story` in this run: the one left without a
     /// result by a host that died during it, else one past the last.
     fn next_sync_seq(&self, story: &str) -> Result<u32, Halt> {
-        let steps = self.journal.steps(Some(&self.run), Some(story))?;
+        let steps = self.journal.borrow().steps(Some(&self.run), Some(story))?;
         let mut next = 0;
         for s in steps.iter().filter(|s| s.key.kind == StepKind::SprintSync) {
             if s.result.is_none() {
@@ -400,7 +408,7 @@ impl Driver<'_> {
 
     fn skip_retrospective(&self, why: String) {
         tracing::warn!("{why}");
-        self.ui.say(&format!("  {why}"));
+        self.say(&format!("  {why}"));
     }
 }
 

@@ -15,8 +15,11 @@
 //! context), `ends` (stopping on an end that cannot be proven, and checking it again at the
 //! next start), `observe` (reading and judging a story's status, shared with `status` and
 //! `--dry-run`), `limit` (when a usage limit resets), `reset` (waiting it out), `caps` (the spend caps), `summary` (totals, exit code, the table),
-//! `ledger` (v6 sprint-status: reconciliation, epic closeout, the retrospective).
+//! `ledger` (v6 sprint-status: reconciliation, epic closeout, the retrospective),
+//! `lanes` (a parallel run, `--jobs N`: a worktree and a driver per story, one integration
+//! lane) and `admit` (which waiting story may start: the scheduler).
 
+mod admit;
 mod agent;
 mod build;
 mod caps;
@@ -26,6 +29,7 @@ mod entry;
 mod grant;
 mod halt;
 mod journaled;
+mod lanes;
 mod ledger;
 mod limit;
 mod observe;

@@ -32,13 +32,13 @@ impl Driver<'_> {
             }
             if last_event.is_none_or(|t| t.elapsed() >= EVENT_EVERY) {
                 last_event = Some(tokio::time::Instant::now());
-                self.ui.emit(Event::WaitingForReset {
+                self.emit(Event::WaitingForReset {
                     story: story.to_string(),
                     resets_at: reset.at.to_string(),
                     remaining_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
                 });
             }
-            self.ui.wait_progress(story, reset.at, left);
+            self.ui().wait_progress(story, reset.at, left);
             // The one deliberate wait besides the retry backoff: the account cannot work before
             // the reset. It wakes every tick to refresh the time left and to read the wall clock
             // again (a monotonic sleep stops while the machine is suspended), and at once on Ctrl-C.

@@ -52,11 +52,10 @@ impl Driver<'_> {
                 Err(e) => return Ok(Some(StepEnd::Failed(e.to_string()))),
             };
             if let Some(drift) = &written.drift {
-                self.ui.say(&format!("  drift: {drift}"));
+                self.say(&format!("  drift: {drift}"));
             }
             if let SprintSync::NotUpdated { reason } = &written.sprint {
-                self.ui
-                    .say(&format!("  sprint-status not updated: {reason}"));
+                self.say(&format!("  sprint-status not updated: {reason}"));
             }
         }
         self.finish(step, &StatusWriteResult { written: state })?;
@@ -86,7 +85,7 @@ impl Driver<'_> {
             if run.cancelled && run.clean {
                 return Err(Halt::Interrupted);
             }
-            self.ui.emit(Event::GateFinished {
+            self.emit(Event::GateFinished {
                 story: ctx.story.to_string(),
                 gate: gate.name.clone(),
                 passed: run.report.passed,

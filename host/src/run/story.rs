@@ -32,29 +32,30 @@ impl Driver<'_> {
         let mut settings = Settings::from(&self.config.workflow);
         settings.flow = super::flow_of(self.project);
         let mut seen = self.observe(entry);
-        let mut record = self
-            .journal
-            .story(&self.run, &story_id)?
-            .unwrap_or_else(|| {
-                StoryRecord::new(
-                    &story_id,
-                    &entry.title,
-                    seen.state.unwrap_or(StoryState::Backlog),
-                )
-            });
+        let record = self.journal.borrow().story(&self.run, &story_id)?;
+        let mut record = record.unwrap_or_else(|| {
+            StoryRecord::new(
+                &story_id,
+                &entry.title,
+                seen.state.unwrap_or(StoryState::Backlog),
+            )
+        });
         // The journal keeps the workflow's whole state (cycle, findings, the step in flight). One
         // that does not decode stops the run: starting the story over would reset its cycles.
         let mut flow = self.journaled_flow(&story_id, &record, settings)?;
         flow.set_settings(settings);
         // The project's ledger: the story's first sighting, and whether its `done` was accepted
         // (done at that first sighting, or completed by QA in an earlier run).
-        let sighting = self.journal.sight_story(&self.run, &story_id, seen.state)?;
+        let sighting = self
+            .journal
+            .borrow_mut()
+            .sight_story(&self.run, &story_id, seen.state)?;
         if sighting.done_run.is_some() {
             if seen.state == Some(StoryState::Done) {
                 flow.accept_done();
             } else if seen.state.is_some() {
                 // Moved on since: its next `done` needs a review again.
-                self.journal.set_done_run(&story_id, None)?;
+                self.journal.borrow_mut().set_done_run(&story_id, None)?;
             }
         }
         // Build flow: drift between the spec, the story and sprint-status is repaired now.
@@ -67,7 +68,7 @@ impl Driver<'_> {
         )?;
         seen = self.observe(entry);
         let mut tally = Tally::resumed(&flow, &record);
-        self.ui.emit(Event::StoryStarted {
+        self.emit(Event::StoryStarted {
             story: story_id.clone(),
             title: entry.title.clone(),
             epic: entry.id.epic,
@@ -144,7 +145,7 @@ impl Driver<'_> {
             if seen.state != before
                 && let Some(to) = seen.state
             {
-                self.ui.emit(Event::StateChanged {
+                self.emit(Event::StateChanged {
                     story: story_id.clone(),
                     from: before.map(|s| workflow::state_name(s).to_string()),
                     to: workflow::state_name(to).to_string(),
@@ -164,6 +165,7 @@ impl Driver<'_> {
         tally.cycles = flow.cycle();
         if *result == StoryResult::Done && flow.reviewed() {
             self.journal
+                .borrow_mut()
                 .set_done_run(&record.story_id, Some(&self.run))?;
         }
         record.result = Some(result.into());
@@ -172,7 +174,7 @@ impl Driver<'_> {
             None => result.word().to_string(),
         });
         self.save(record, flow, tally)?;
-        self.ui.emit(Event::StoryFinished {
+        self.emit(Event::StoryFinished {
             story: record.story_id.clone(),
             result: result.word().into(),
             reason: result.reason().map(str::to_string),
@@ -201,7 +203,7 @@ impl Driver<'_> {
         }
         serde_json::from_value(record.findings.clone()).map_err(|e| {
             Halt::from(crate::journal::JournalError::Undecodable {
-                path: self.journal.path().to_owned(),
+                path: self.journal.borrow().path().to_owned(),
                 run: self.run.clone(),
                 story: story.to_owned(),
                 step: "workflow state".to_owned(),
@@ -214,7 +216,7 @@ impl Driver<'_> {
         record.findings = serde_json::to_value(flow).unwrap_or_default();
         record.cycle = flow.cycle();
         tally.record_into(&mut record.usage);
-        self.journal.save_story(&self.run, record)?;
+        self.journal.borrow_mut().save_story(&self.run, record)?;
         Ok(())
     }
 
@@ -377,7 +379,7 @@ impl Driver<'_> {
             .map(|(rel, _)| rel.clone());
         let Some(written) = written else {
             if found.is_some() {
-                self.ui.say(&format!(
+                self.say(&format!(
                     "  {}: QA did not write a new gate file; the old one is not this review's decision",
                     ctx.story
                 ));
@@ -413,7 +415,7 @@ impl Driver<'_> {
             written.display()
         );
         tracing::warn!("{}", warning.trim());
-        self.ui.say(&warning);
+        self.say(&warning);
         Some(gate.to_policy())
     }
 

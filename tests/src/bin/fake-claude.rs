@@ -98,6 +98,10 @@
 //! picks its own name does); `no_sprint: true` (as dev on a 6.12 spec: no sprint-status edit, as
 //! `bmad-build-auto`).
 //!
+//! `write_files` (`{"src/a.txt": "text"}`, any role): after the role play, those files written
+//! whole, relative to the working directory (with `append: true` the text is appended to a file
+//! that exists), as an agent that edits code does (the parallel runs' real conflicts).
+//!
 //! The build flow (BMAD 6.11+): when the story file is a `spec-*.md`, `dev` plays `bmad-build`:
 //! it writes the spec (YAML frontmatter `status:`) when there is none, implements it (checks its
 //! boxes), sets its `status:` to `done` (or `set_status`) and sprint-status to `review` (or
@@ -280,6 +284,13 @@ struct Behaviour {
     /// `development_status` lines and adds a comment line above them.
     #[serde(default)]
     sprint_reorder: bool,
+    /// `play` (any role): after its own edits, writes these files (paths relative to its
+    /// working directory) with these contents, whole; a line is appended to each instead when
+    /// `append` is set. For the parallel runs' tests (real conflicts between worktrees).
+    #[serde(default)]
+    write_files: BTreeMap<String, String>,
+    #[serde(default)]
+    append: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1245,6 +1256,15 @@ fn play(role: &str, root: &Path, b: &Behaviour, occurrence: u32, max_turns: u32)
     let (mut edits, summary) = plan_edits(role, root, b, occurrence)?;
     if !b.sprint_set.is_empty() || b.sprint_reorder {
         agent_sprint_edits(root, b, &mut edits);
+    }
+    for (rel, content) in &b.write_files {
+        let path = root.join(rel);
+        let old = fs::read_to_string(&path).ok();
+        let content = match (&old, b.append) {
+            (Some(old), true) => format!("{old}{content}"),
+            _ => content.clone(),
+        };
+        edits.push(FileEdit { path, content, old });
     }
     emit_text(&format!("I'll work on this as the {role} agent."));
     for (i, edit) in edits.into_iter().enumerate() {

@@ -22,6 +22,7 @@ mod hostile_trust;
 mod journal;
 mod mock_anthropic;
 mod notify;
+mod parallel;
 mod plugins;
 mod project;
 mod project_status_cli;

@@ -1,0 +1,527 @@
+//! Parallel runs (`run --jobs N`) through the real binary, on generated BMAD v4 projects in git
+//! repositories: stories in worktrees, admission by footprint, one integration lane, one commit
+//! per story, real textual conflicts and gates failing only after integration going back to
+//! Dev.
+
+use std::path::Path;
+use std::process::Command;
+
+use bmad_host_tests::harness::{Project, Run};
+use serde_json::{Value, json};
+
+/// A v4 project (the sample's configuration) whose epic 1 has `stories` stories, each a file
+/// in `Approved` whose tasks name `tasks[i]` (nothing when empty), in a git repository with
+/// everything committed on `main`. `toml`: the project's `bmad-host.toml`.
+fn project(tasks: &[&str], toml: &str) -> Project {
+    let project = Project::fixture("v4-sample");
+    for entry in std::fs::read_dir(project.path().join("docs/stories")).expect("stories") {
+        std::fs::remove_file(entry.expect("entry").path()).expect("remove");
+    }
+    let mut prd = String::from(
+        "# Parallel PRD\n\n## Epic List\n\n- **Epic 1: Parallel**\n\n## Epic 1: Parallel\n\n",
+    );
+    for (i, task) in tasks.iter().enumerate() {
+        let n = i + 1;
+        prd.push_str(&format!(
+            "### Story 1.{n}: Part {n}\n\nAs a user, I want part {n}.\n\n"
+        ));
+        let task_line = if task.is_empty() {
+            "- [ ] Task 1: Do the work (AC: 1)".to_string()
+        } else {
+            format!("- [ ] Task 1: Create `{task}` (AC: 1)")
+        };
+        project.write(
+            &format!("docs/stories/1.{n}.story.md"),
+            &format!(
+                "# Story 1.{n}: Part {n}\n\n## Status\n\nApproved\n\n## Story\n\nAs a user, I want part {n}.\n\n\
+                 ## Acceptance Criteria\n\n1. It works.\n\n## Tasks / Subtasks\n\n{task_line}\n\n## Dev Notes\n\n\
+                 ## Dev Agent Record\n\n### File List\n\n## QA Results\n"
+            ),
+        );
+    }
+    project.write("docs/prd.md", &prd);
+    project.write("bmad-host.toml", toml);
+    project.write("shared.txt", "one\ntwo\nthree\n");
+    project.write(".gitignore", ".fake-claude*\n");
+    git(
+        project.path(),
+        &["init", "--quiet", "--initial-branch=main"],
+    );
+    git(project.path(), &["config", "user.name", "Tester"]);
+    git(
+        project.path(),
+        &["config", "user.email", "tester@example.com"],
+    );
+    git(project.path(), &["add", "--all"]);
+    git(project.path(), &["commit", "--quiet", "-m", "initial"]);
+    project
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn subjects(project: &Project) -> Vec<String> {
+    git(project.path(), &["log", "--format=%s", "main"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn status_of(project: &Project, id: &str) -> String {
+    let text = project.read(&format!("docs/stories/{id}.story.md"));
+    text.lines()
+        .skip_while(|l| !l.starts_with("## Status"))
+        .skip(1)
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Where in the event stream each story was in flight: from its `story_started` to its
+/// `story_integrated` (or `story_finished` when it was not integrated).
+fn spans(run: &Run) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (i, e) in run.events.iter().enumerate() {
+        if e["event"] == "story_started" {
+            let story = e["story"].as_str().unwrap_or_default().to_string();
+            if out
+                .iter()
+                .any(|(s, _, _): &(String, usize, usize)| *s == story)
+            {
+                continue;
+            }
+            let end = run
+                .events
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, f)| {
+                    (f["event"] == "story_integrated" || f["event"] == "story_finished")
+                        && f["story"] == story.as_str()
+                })
+                .map_or(usize::MAX, |(j, _)| j);
+            out.push((story, i, end));
+        }
+    }
+    out
+}
+
+fn overlaps(a: &(String, usize, usize), b: &(String, usize, usize)) -> bool {
+    a.1 < b.2 && b.1 < a.2
+}
+
+fn dev_writes(stories: usize, file: impl Fn(usize) -> (String, String)) -> Value {
+    let calls: Vec<Value> = (1..=stories)
+        .map(|n| {
+            let (path, text) = file(n);
+            json!({"role": "dev", "story": format!("1.{n}"), "write_files": {path: text}})
+        })
+        .collect();
+    json!({"calls": calls})
+}
+
+#[test]
+fn eight_independent_stories_with_four_jobs_land_as_one_commit_each() {
+    let tasks: Vec<String> = (1..=8).map(|n| format!("src/s{n}.txt")).collect();
+    let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    let project = project(&tasks, "[workflow]\nsame_epic = \"parallel\"\n");
+    let script = project.script(&dev_writes(8, |n| {
+        (format!("src/s{n}.txt"), format!("{n}\n"))
+    }));
+    let run = Run::project(
+        &project,
+        &["--jobs", "4"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    for n in 1..=8 {
+        let id = format!("1.{n}");
+        assert_eq!(run.story_result(&id)["result"], "done");
+        assert_eq!(status_of(&project, &id), "Done", "{id}");
+        assert_eq!(project.read(&format!("src/s{n}.txt")), format!("{n}\n"));
+    }
+    // One commit per story on main, its id and title in the subject.
+    let log = subjects(&project);
+    assert_eq!(log.len(), 9, "{log:?}");
+    assert_eq!(log.last().map(String::as_str), Some("initial"));
+    for n in 1..=8 {
+        assert!(log.contains(&format!("1.{n}: Part {n}")), "{log:?}");
+    }
+    let body = git(project.path(), &["log", "-1", "--format=%b", "main"]);
+    assert!(body.contains("Reviewed by QA"), "{body}");
+    assert!(body.contains("QA gate: PASS"), "{body}");
+    // Integrated one at a time; no worktree left; the main checkout is clean.
+    assert_eq!(run.events_named("story_integrated").len(), 8);
+    assert!(!project.path().join(".bmad-host/worktrees/1.1").exists());
+    assert_eq!(git(project.path(), &["status", "--porcelain"]), "");
+    // Up to four in flight at once, and more than one.
+    let spans = spans(&run);
+    let most = (0..run.events.len())
+        .map(|i| spans.iter().filter(|s| s.1 <= i && i < s.2).count())
+        .max()
+        .unwrap_or(0);
+    assert!((2..=4).contains(&most), "{most} in flight: {spans:?}");
+    // Every event of a story carries its lane, 1 to 4.
+    for e in run.events_named("agent_started") {
+        let lane = e["lane"].as_u64().unwrap_or(0);
+        assert!((1..=4).contains(&lane), "{e}");
+    }
+    assert!(run.events_named("run_started")[0].get("lane").is_none());
+}
+
+#[test]
+fn with_one_job_no_event_carries_a_lane() {
+    let project = project(&["src/a.txt"], "");
+    let run = Run::project(&project, &[], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.events.iter().all(|e| e.get("lane").is_none()));
+    assert!(!project.path().join(".bmad-host/worktrees").exists());
+}
+
+#[test]
+fn stories_with_overlapping_footprints_are_never_in_flight_together() {
+    let project = project(
+        &["src/shared.txt", "src/shared.txt", "src/other.txt"],
+        "[workflow]\nsame_epic = \"parallel\"\n",
+    );
+    let script = project.script(&json!({"calls": [
+        {"role": "dev", "story": "1.1", "write_files": {"src/shared.txt": "1\n"}, "append": true},
+        {"role": "dev", "story": "1.2", "write_files": {"src/shared.txt": "2\n"}, "append": true},
+        {"role": "dev", "story": "1.3", "write_files": {"src/other.txt": "3\n"}},
+    ]}));
+    let run = Run::project(
+        &project,
+        &["--jobs", "3"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let spans = spans(&run);
+    let find = |id: &str| spans.iter().find(|s| s.0 == id).expect(id).clone();
+    let (one, two, three) = (find("1.1"), find("1.2"), find("1.3"));
+    assert!(!overlaps(&one, &two), "{spans:?}");
+    assert!(overlaps(&one, &three), "{spans:?}");
+    // 1.2 started from 1.1's integrated work: no conflict, both lines kept.
+    assert_eq!(project.read("src/shared.txt"), "1\n2\n");
+    assert!(run.events_named("integration_failed").is_empty());
+}
+
+#[test]
+fn a_real_conflict_goes_back_to_dev_with_the_files_then_integrates() {
+    let project = project(&["", ""], "[workflow]\nsame_epic = \"parallel\"\n");
+    let script = project.script(&json!({"calls": [
+        {"role": "dev", "story": "1.1", "occurrence": 1,
+         "write_files": {"shared.txt": "one\nTWO (1.1)\nthree\n"}},
+        {"role": "dev", "story": "1.2", "occurrence": 1,
+         "write_files": {"shared.txt": "one\nTWO (1.2)\nthree\n"}},
+        {"role": "dev", "occurrence": 2,
+         "write_files": {"shared.txt": "one\nTWO (1.1 and 1.2)\nthree\n"}},
+    ]}));
+    let run = Run::project(
+        &project,
+        &["--jobs", "2"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let failed = run.events_named("integration_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["files"], json!(["shared.txt"]));
+    assert_eq!(failed[0]["back_to_dev"], true);
+    let story = failed[0]["story"].as_str().expect("story").to_string();
+    // Back to Dev in a new cycle: its last end is in cycle 2.
+    let last = run
+        .events_named("story_finished")
+        .into_iter()
+        .rev()
+        .find(|e| e["story"] == story.as_str())
+        .expect("story_finished");
+    assert_eq!(last["cycles"], 2, "{last}");
+    assert_eq!(last["result"], "done");
+    for id in ["1.1", "1.2"] {
+        assert_eq!(status_of(&project, id), "Done", "{id}");
+    }
+    assert_eq!(
+        project.read("shared.txt"),
+        "one\nTWO (1.1 and 1.2)\nthree\n"
+    );
+    let log = subjects(&project);
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(git(project.path(), &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn a_gate_failing_only_after_integration_goes_back_to_dev() {
+    let toml = "[workflow]\nsame_epic = \"parallel\"\n\n[[gates]]\nname = \"pair\"\n\
+                command = \"test ! -f a.txt || test ! -f b.txt || test -f fixed.txt\"\n";
+    let project = project(&["a.txt", "b.txt"], toml);
+    let script = project.script(&json!({"calls": [
+        {"role": "dev", "story": "1.1", "occurrence": 1, "write_files": {"a.txt": "a\n"}},
+        {"role": "dev", "story": "1.2", "occurrence": 1, "write_files": {"b.txt": "b\n"}},
+        {"role": "dev", "occurrence": 2, "write_files": {"fixed.txt": "fixed\n"}},
+    ]}));
+    let run = Run::project(
+        &project,
+        &["--jobs", "2", "--trust"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let failed = run.events_named("integration_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let reason = failed[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("gate `pair` failed after integration"),
+        "{reason}"
+    );
+    for id in ["1.1", "1.2"] {
+        assert_eq!(run.story_result(id)["result"], "done", "{id}");
+    }
+    for file in ["a.txt", "b.txt", "fixed.txt"] {
+        assert!(project.path().join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn a_parallel_run_needs_a_clean_git_work_tree() {
+    let project = project(&["a.txt"], "");
+    project.write("stray.txt", "not committed\n");
+    let run = Run::project(&project, &["--jobs", "2"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("uncommitted changes (?? stray.txt)"),
+        "{}",
+        run.stderr()
+    );
+
+    let plain = Project::fixture("v4-sample");
+    let run = Run::project(&plain, &["--jobs", "2"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("not in a git work tree"),
+        "{}",
+        run.stderr()
+    );
+}
+
+/// Starts `bmad-host run --json --jobs N` on `project`; every process it starts inherits
+/// `PARALLEL_TAG=tag`.
+fn spawn_run(project: &Project, jobs: &str, tag: &str, script: &Path) -> std::process::Child {
+    let mut cmd = bmad_host_tests::harness::run_command(project);
+    cmd.args(["--json", "--jobs", jobs])
+        .env("PARALLEL_TAG", tag)
+        .env("FAKE_CLAUDE_SCRIPT", script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("spawn bmad-host")
+}
+
+fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("signal bmad-host");
+}
+
+/// Four stories whose first Dev calls hang: four lanes in flight at once.
+fn four_hanging() -> (Project, std::path::PathBuf) {
+    let tasks: Vec<String> = (1..=4).map(|n| format!("src/s{n}.txt")).collect();
+    let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    let project = project(&tasks, "[workflow]\nsame_epic = \"parallel\"\n");
+    let script = project.script(&json!({ "calls": [{"role": "dev", "do": "hang"}] }));
+    (project, script)
+}
+
+/// The script of the run after the interrupted one: each Dev writes its story's file. (Not
+/// by occurrence: a hanging call interrupted before the fake counted it would shift them.)
+fn four_working(project: &Project) -> std::path::PathBuf {
+    project.script(&dev_writes(4, |n| {
+        (format!("src/s{n}.txt"), format!("{n}\n"))
+    }))
+}
+
+#[test]
+fn ctrl_c_with_four_in_flight_tears_all_down_exits_130_and_keeps_the_worktrees() {
+    let (project, script) = four_hanging();
+    let tag = bmad_host_tests::fake::unique_tag("parallel-ctrl-c");
+    let mut child = spawn_run(&project, "4", &tag, &script);
+    let mut started = 0;
+    bmad_host_tests::harness::read_events_until(&mut child, |e| {
+        if e["event"] == "agent_started" && e["pid"].is_number() {
+            started += 1;
+        }
+        started == 4
+    });
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let rest = bmad_host_tests::harness::read_events_until(&mut child, |_| false);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let cancelled = rest
+        .iter()
+        .filter(|e| e["event"] == "agent_finished" && e["outcome"] == "cancelled")
+        .count();
+    assert_eq!(cancelled, 4, "{rest:?}");
+    assert_eq!(
+        bmad_host_tests::procs::processes_with_env("PARALLEL_TAG", &tag),
+        Vec::<u32>::new()
+    );
+    for n in 1..=4 {
+        assert!(
+            project
+                .path()
+                .join(format!(".bmad-host/worktrees/1.{n}"))
+                .is_dir(),
+            "worktree of 1.{n}"
+        );
+    }
+    // The next run resumes each story in its worktree and integrates them all.
+    let script = four_working(&project);
+    let run = Run::project(
+        &project,
+        &["--jobs", "4"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.events_named("run_started")[0]["resumed"], true);
+    assert_eq!(subjects(&project).len(), 5);
+    for n in 1..=4 {
+        assert_eq!(project.read(&format!("src/s{n}.txt")), format!("{n}\n"));
+    }
+}
+
+#[test]
+fn kill_9_with_four_in_flight_then_each_resumes_in_its_worktree() {
+    let (project, script) = four_hanging();
+    let tag = bmad_host_tests::fake::unique_tag("parallel-kill-9");
+    let mut child = spawn_run(&project, "4", &tag, &script);
+    let mut started = 0;
+    bmad_host_tests::harness::read_events_until(&mut child, |e| {
+        if e["event"] == "agent_started" && e["pid"].is_number() {
+            started += 1;
+        }
+        started == 4
+    });
+    signal(&child, nix::sys::signal::Signal::SIGKILL);
+    child.wait().expect("wait");
+    let script = four_working(&project);
+    let log = bmad_host_tests::fake_log::env_value(&project);
+    let run = Run::project(
+        &project,
+        &["--jobs", "4"],
+        &[
+            ("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8")),
+            ("FAKE_CLAUDE_LOG", &log),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.events_named("run_started")[0]["resumed"], true);
+    // Each story's Dev step was redone (a retry) in its own worktree; nothing else twice.
+    for e in run.events_named("agent_started") {
+        if e["role"] == "dev" {
+            assert_eq!(e["retry"], true, "{e}");
+        }
+    }
+    let calls = bmad_host_tests::fake_log::calls(&project);
+    for n in 1..=4 {
+        let story = format!("1.{n}");
+        let cwds: Vec<&str> = calls
+            .iter()
+            .filter(|c| c["story"] == story.as_str())
+            .filter_map(|c| c["cwd"].as_str())
+            .collect();
+        assert!(!cwds.is_empty(), "{story}");
+        for cwd in cwds {
+            assert!(
+                cwd.ends_with(&format!(".bmad-host/worktrees/{story}")),
+                "{cwd}"
+            );
+        }
+        assert_eq!(project.read(&format!("src/s{n}.txt")), format!("{n}\n"));
+    }
+    assert_eq!(subjects(&project).len(), 5);
+    assert_eq!(
+        bmad_host_tests::procs::processes_with_env("PARALLEL_TAG", &tag),
+        Vec::<u32>::new()
+    );
+}
+
+#[test]
+fn a_usage_limit_in_one_lane_stops_every_lane() {
+    let tasks: Vec<String> = (1..=3).map(|n| format!("src/s{n}.txt")).collect();
+    let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    let project = project(&tasks, "[workflow]\nsame_epic = \"parallel\"\n");
+    let script = project.script(&json!({"calls": [
+        {"role": "dev", "story": "1.1", "occurrence": 1, "do": "usage_limit", "reset": "3pm (UTC)"},
+        {"role": "dev", "story": "1.2", "occurrence": 1, "do": "hang"},
+        {"role": "dev", "story": "1.3", "occurrence": 1, "do": "hang"},
+    ]}));
+    let run = Run::project(
+        &project,
+        &["--jobs", "3"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    let limit = run.events_named("usage_limit");
+    assert_eq!(limit.len(), 1, "{limit:?}");
+    assert_eq!(limit[0]["story"], "1.1");
+    // The other lanes' calls were stopped, not left running.
+    let cancelled: Vec<&Value> = run
+        .events_named("agent_finished")
+        .into_iter()
+        .filter(|e| e["outcome"] == "cancelled")
+        .collect();
+    assert_eq!(cancelled.len(), 2, "{cancelled:?}");
+    assert!(run.events_named("story_integrated").is_empty());
+}
+
+#[test]
+fn a_v6_sprint_status_is_the_hosts_alone_and_never_merged() {
+    let project = Project::fixture("v6-sample");
+    project.write("bmad-host.toml", "[workflow]\nsame_epic = \"parallel\"\n");
+    project.write(".gitignore", ".fake-claude*\n");
+    git(
+        project.path(),
+        &["init", "--quiet", "--initial-branch=main"],
+    );
+    git(project.path(), &["config", "user.name", "Tester"]);
+    git(
+        project.path(),
+        &["config", "user.email", "tester@example.com"],
+    );
+    git(project.path(), &["add", "--all"]);
+    git(project.path(), &["commit", "--quiet", "-m", "initial"]);
+    let run = Run::project(&project, &["--jobs", "3"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.events_named("story_integrated").len(), 3);
+    let sprint = "_bmad-output/implementation-artifacts/sprint-status.yaml";
+    let text = project.read(sprint);
+    for key in [
+        "epic-1: done",
+        "1-1-count-lines: done",
+        "1-2-count-words: done",
+        "1-3-count-characters: done",
+    ] {
+        assert!(text.contains(key), "{key}:\n{text}");
+    }
+    // No story commit touches sprint-status: the host keeps it in the main checkout.
+    let touched = git(
+        project.path(),
+        &["log", "--format=", "--name-only", "main", "-3"],
+    );
+    assert!(!touched.contains("sprint-status.yaml"), "{touched}");
+    assert_eq!(
+        git(project.path(), &["status", "--porcelain"]).trim(),
+        format!("M {sprint}")
+    );
+    // That change does not stop the next parallel run.
+    let again = Run::project(&project, &["--jobs", "3"], &[]);
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+}
