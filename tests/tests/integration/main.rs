@@ -39,3 +39,4 @@ mod terminal;
 mod tidy;
 mod usage_limit;
 mod usage_limit_captures;
+mod wit_versions;
