@@ -208,6 +208,8 @@ const TEST_COMPONENTS: &[&str] = &[
     "bmad-test-evil",
     "bmad-test-wit9",
     "bmad-test-bare",
+    "bmad-test-old01",
+    "bmad-test-reverse",
 ];
 
 /// `cargo xtask test`: everything CI checks, each step timed.

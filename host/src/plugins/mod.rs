@@ -589,7 +589,11 @@ impl Scheduler {
             &mut store,
             CALL,
             |s| bindings.call_admit(s, candidates, running, slots),
-            ids_size,
+            |ids: &Vec<String>| {
+                ids.iter()
+                    .map(|id| id.len() as u64 + OUTPUT_ITEM_OVERHEAD)
+                    .sum()
+            },
         )?;
         let bad = |problem: String| PluginError::BadAnswer {
             plugin: plugin.name.to_string(),
@@ -612,13 +616,6 @@ impl Scheduler {
         }
         Ok(admitted)
     }
-}
-
-/// Bytes a list of ids carries.
-fn ids_size(ids: &Vec<String>) -> u64 {
-    ids.iter()
-        .map(|id| id.len() as u64 + OUTPUT_ITEM_OVERHEAD)
-        .sum()
 }
 
 impl Plugin {
