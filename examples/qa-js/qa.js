@@ -1,6 +1,6 @@
 // qa-js: the default QA policy's rules, written in JavaScript.
 //
-// It implements the `agent-policy` world of sdk/wit/policy.wit (bmad:policy@0.1.0) and is built into
+// It implements the `agent-policy` world of sdk/wit/policy.wit (bmad:policy@0.2.0) and is built into
 // a WebAssembly component by `cargo xtask build-js-plugin` (jco componentize). It follows the Rust
 // `qa` plugin (sdk/src/qa.rs, QaRules::LENIENT):
 //
@@ -17,7 +17,7 @@
 // kebab-case names as strings ('ready-for-dev'); variants are { tag, val }; option<T> is the value
 // or undefined; u32 is a number, u64 a BigInt; list<u32> a Uint32Array, list<string> an array.
 
-import { log } from 'bmad:policy/host@0.1.0';
+import { log } from 'bmad:policy/host@0.2.0';
 
 const MAX_FINDINGS = 100;
 const MAX_FINDING_CHARS = 600;

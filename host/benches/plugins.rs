@@ -88,6 +88,7 @@ fn story() -> Story {
         sprint_status_path: String::new(),
         previous_findings: Vec::new(),
         findings_history: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 

@@ -20,6 +20,12 @@
         wasm: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/embedded/qa-strict/qa-strict.wasm")),
     },
     EmbeddedPlugin {
+        name: "scheduler",
+        manifest: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/embedded/scheduler/plugin.toml")),
+        component: "scheduler.wasm",
+        wasm: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/embedded/scheduler/scheduler.wasm")),
+    },
+    EmbeddedPlugin {
         name: "sm",
         manifest: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/embedded/sm/plugin.toml")),
         component: "sm.wasm",

@@ -860,7 +860,7 @@ pub struct Overrides {
 }
 
 /// The roles `[roles]` and `--policy` may name.
-pub const ROLES: [&str; 4] = ["status", "sm", "dev", "qa"];
+pub const ROLES: [&str; 5] = ["status", "sm", "dev", "qa", "scheduler"];
 
 /// The keys of the structured tables, for validation and suggestions.
 const GATE_KEYS: [&str; 4] = ["name", "command", "timeout", "enabled"];
@@ -1547,8 +1547,11 @@ const REFERENCE_TAIL: &str = "
 ```toml
 [roles]
 qa = \"qa-strict\"     # default: the plugin named like the role (status, sm, dev, qa)
+scheduler = \"my-scheduler\"  # which stories of a parallel run start (bmad:policy@0.2.0)
 ```
-Flag: `--policy qa=qa-strict` (repeatable).
+Flag: `--policy qa=qa-strict` (repeatable). The `scheduler` role is optional: the embedded
+default scheduler serves it unless `[roles] scheduler` names another plugin (`role = \"scheduler\"`,
+`wit = \"0.2.0\"` or later).
 
 ## `[plugins.NAME]`: what the operator grants a plugin
 

@@ -22,6 +22,9 @@
 //!   state) is a stall and escalates, so nothing loops forever.
 //! - A step that was started and not ended (the host crashed) is issued again, flagged as
 //!   in flight, so the journal can tell the policy it is a retry.
+//! - Every send-back is kept as a round (its cycle, who sent it, its findings), so the
+//!   policies see the whole history ([`Flow::rounds`], `story.rounds` in the WIT): a QA step's
+//!   send-back is a review round, any other role's (Dev's, after its gates) a gates round.
 //!
 //! The build flow of BMAD 6.11+ ([`StoryFlow::Build`]): `bmad-build` writes a story's spec and
 //! implements it in one step, so that step runs in the Dev slot: no spec (or a `backlog` or
@@ -37,7 +40,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::policy::{ALL_STATES, role_name, state_name};
-use crate::policy::{Role, StoryState};
+use crate::policy::{Finding, Role, Round, RoundKind, StoryState};
 
 /// Workflow settings from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +186,43 @@ pub struct StepMark {
     pub sent_back: bool,
 }
 
+/// One send-back as the journal keeps it (the fingerprints are computed when handed over).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SentRound {
+    /// The cycle it ended.
+    cycle: u32,
+    /// Who sent it.
+    #[serde(with = "round_kind")]
+    kind: RoundKind,
+    /// Its findings' texts.
+    findings: Vec<String>,
+}
+
+/// A [`RoundKind`] in the journal: its WIT name (`review`, `gates`).
+mod round_kind {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::policy::RoundKind;
+
+    pub fn serialize<S: Serializer>(kind: &RoundKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match kind {
+            RoundKind::Review => "review",
+            RoundKind::Gates => "gates",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RoundKind, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "review" => Ok(RoundKind::Review),
+            "gates" => Ok(RoundKind::Gates),
+            other => Err(serde::de::Error::unknown_variant(
+                other,
+                &["review", "gates"],
+            )),
+        }
+    }
+}
+
 /// The per-story state machine. Serializable, so the journal can keep it across crashes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
@@ -197,6 +237,9 @@ pub struct Flow {
     findings: Vec<String>,
     /// How many findings each send-back carried, oldest first.
     findings_history: Vec<u32>,
+    /// Every send-back, oldest first (absent from a record journaled before 0.2.0).
+    #[serde(default)]
+    rounds: Vec<SentRound>,
     /// The final result, once known.
     result: Option<StoryResult>,
     /// Whether a `done` status finishes the story: QA's step completed it in this run, or the
@@ -223,6 +266,7 @@ impl Flow {
             in_flight: None,
             findings: Vec::new(),
             findings_history: Vec::new(),
+            rounds: Vec::new(),
             result: None,
             reviewed: false,
             integration_failures: 0,
@@ -299,6 +343,32 @@ impl Flow {
     /// How many findings each send-back carried, oldest first.
     pub fn findings_history(&self) -> &[u32] {
         &self.findings_history
+    }
+
+    /// Every earlier send-back round, oldest first, as the policies see it (`story.rounds`),
+    /// each finding with its fingerprint (`bmad_fingerprint::fingerprint`, the function the
+    /// SDK's convergence rule uses too). Empty for a story whose journal record predates the
+    /// rounds (fewer rounds kept than send-backs counted): its history is then only
+    /// [`Flow::findings`] and [`Flow::findings_history`], as before.
+    pub fn rounds(&self) -> Vec<Round> {
+        if self.rounds.len() != self.findings_history.len() {
+            return Vec::new();
+        }
+        self.rounds
+            .iter()
+            .map(|r| Round {
+                cycle: r.cycle,
+                kind: r.kind,
+                findings: r
+                    .findings
+                    .iter()
+                    .map(|text| Finding {
+                        fingerprint: bmad_fingerprint::fingerprint(text),
+                        text: text.clone(),
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The final result, once the story finished.
@@ -394,6 +464,14 @@ impl Flow {
                 self.reviewed = false;
                 self.findings_history
                     .push(u32::try_from(findings.len()).unwrap_or(u32::MAX));
+                self.rounds.push(SentRound {
+                    cycle: self.cycle,
+                    kind: match mark.map(|m| m.role) {
+                        Some(Role::Qa) => RoundKind::Review,
+                        _ => RoundKind::Gates,
+                    },
+                    findings: findings.clone(),
+                });
                 self.findings = findings;
                 // A send-back moves the story on even if its file reads the same (v4 writes
                 // changes-requested as InProgress): the next Dev step opens a new cycle.
@@ -606,6 +684,50 @@ mod tests {
             Next::Finish(StoryResult::Done)
         );
         assert_eq!(f.cycle(), 1);
+    }
+
+    #[test]
+    fn every_send_back_is_a_round_that_survives_the_journal() {
+        let mut f = flow();
+        f.next(&st(StoryState::ReadyForDev));
+        // Dev's step (its gates) sends back first, then QA's review.
+        f.step_ended(StepEnd::SentBack(vec![
+            "quality gate `unit` failed (exit 3); output tail:\nbroken".into(),
+        ]));
+        f.next(&st(StoryState::InProgress));
+        f.step_ended(StepEnd::Completed);
+        f.next(&st(StoryState::Review));
+        f.step_ended(StepEnd::SentBack(vec![
+            "[AI-Review][High] A is broken [src/a.rs:3]".into(),
+            "low: B".into(),
+        ]));
+        let rounds = f.rounds();
+        assert_eq!(rounds.len(), 2);
+        assert_eq!((rounds[0].cycle, rounds[0].kind), (1, RoundKind::Gates));
+        assert_eq!(rounds[0].findings[0].fingerprint, "gate unit: broken");
+        assert_eq!((rounds[1].cycle, rounds[1].kind), (2, RoundKind::Review));
+        let prints: Vec<&str> = rounds[1]
+            .findings
+            .iter()
+            .map(|f| f.fingerprint.as_str())
+            .collect();
+        assert_eq!(prints, ["a is broken", "b"]);
+        assert_eq!(rounds[1].findings[1].text, "low: B");
+        // Kept in the journal's record of the flow, so a resumed run sees them.
+        let json = serde_json::to_value(&f).expect("serialize");
+        assert_eq!(json["rounds"][1]["kind"], "review");
+        let back: Flow = serde_json::from_value(json.clone()).expect("deserialize");
+        assert_eq!(back.rounds().len(), 2);
+        assert_eq!(
+            back.rounds()[1].findings[0].text,
+            rounds[1].findings[0].text
+        );
+        // A record from before the rounds: its history is the old fields alone.
+        let mut old = json;
+        old.as_object_mut().expect("object").remove("rounds");
+        let back: Flow = serde_json::from_value(old).expect("an old record decodes");
+        assert!(back.rounds().is_empty());
+        assert_eq!(back.findings_history(), [1, 2]);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! exports in the macro's expansion, so a plugin that exports only one world carries only that
 //! world's exports).
 //!
-//! Adding a world (a `scheduler`, say) is one more module here in the same shape as
-//! [`status_parser`], a trait and an `export_*!` macro in the crate root.
+//! Adding a world is one more module here in the same shape as [`status_parser`] and
+//! [`scheduler`], a trait and an `export_*!` macro in the crate root.
 //!
 //! The generated code compiles on every target: on `wasm32` the imports call the host, elsewhere
 //! they are unreachable stubs (the [`crate::host`] wrappers never reach them), so the types are
@@ -34,11 +34,25 @@ pub mod status_parser {
         world: "status-parser",
         path: "wit",
         with: {
-            "bmad:policy/types@0.1.0": crate::bindings::agent_policy::bmad::policy::types,
-            "bmad:policy/host@0.1.0": crate::bindings::agent_policy::bmad::policy::host,
+            "bmad:policy/types@0.2.0": crate::bindings::agent_policy::bmad::policy::types,
+            "bmad:policy/host@0.2.0": crate::bindings::agent_policy::bmad::policy::host,
         },
         pub_export_macro: true,
         default_bindings_module: "bmad_policy::bindings::status_parser",
+    });
+}
+
+/// The `scheduler` world: `admit`, over the `agent-policy` module's shared interfaces.
+pub mod scheduler {
+    wit_bindgen::generate!({
+        world: "scheduler",
+        path: "wit",
+        with: {
+            "bmad:policy/types@0.2.0": crate::bindings::agent_policy::bmad::policy::types,
+            "bmad:policy/host@0.2.0": crate::bindings::agent_policy::bmad::policy::host,
+        },
+        pub_export_macro: true,
+        default_bindings_module: "bmad_policy::bindings::scheduler",
     });
 }
 

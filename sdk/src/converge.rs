@@ -4,19 +4,12 @@
 //!
 //! # Fingerprints ([`fingerprint`])
 //!
-//! - A review finding: its text with this crate's ` (suggested: …)` suffix dropped, lowercased,
-//!   every `[…]` tag removed (`[AI-Review]`, `[High]`, `[Review][Patch]`, `[src/a.rs:33]`),
-//!   then word by word: ids such as `TEST-001` / `REQ-12` dropped, positions such as
-//!   `src/a.rs:33` or `a.rs:33:5` dropped, `line 10` / `lines 3-5` dropped, leading numbering
-//!   (`1.`, `2)`, `#3`) and leading severity labels (`high:`, `severity: low:`) dropped,
-//!   punctuation turned into spaces and runs of spaces into one. Other numbers stay
-//!   (`exactly 5 MB` is not `exactly 6 MB`).
-//! - A quality gate's finding (it starts with [`GATE_FINDING_PREFIX`], as the Dev policy
-//!   writes it): `gate <name>:` and the failing tests named in its output tail when they are
-//!   recognisable (cargo test's `test x ... FAILED`, `---- x stdout ----` and `failures:` list,
-//!   pytest's `FAILED path::name`, go's `--- FAIL: Name`, jest / vitest's `✕ name`), sorted;
-//!   otherwise the normalised first line mentioning an error (else the first line) of the
-//!   output; with no output, how it failed (`timed out`, `failed exit 3`).
+//! The rules live in the `bmad-fingerprint` crate, re-exported here: the host computes the
+//! fingerprints it hands over in `story.rounds` with the same function, so a policy comparing
+//! a round's `fingerprint` fields with [`fingerprint`] of its own findings compares like with
+//! like. In short: a review finding's text without tags, ids, positions, numbering, severity
+//! labels and punctuation, lowercased; a failed quality gate's name and failing tests (else its
+//! first error line, else how it failed).
 //!
 //! # The rule ([`repeats`])
 //!
@@ -26,257 +19,28 @@
 //! that fixes some findings and reveals new ones is an improvement (another cycle may follow,
 //! up to `max_cycles`). The rule is the default policies' choice, not the host's: a team
 //! policy can use its own.
+//!
+//! # The history ([`last_round`], [`round_counts`])
+//!
+//! A policy sees every earlier send-back round in `story.rounds` (oldest first: its cycle,
+//! whether review or the quality gates sent it, its findings' texts and fingerprints). A story
+//! whose `rounds` is empty but whose 0.1.0-era fields are not (`previous-findings`, the last
+//! round's texts; `findings-history`, each round's count: a story record journaled before
+//! 0.2.0, or one built by hand in a test) is read from those instead, so both say the same.
 
 use std::collections::BTreeSet;
 
-use crate::findings::GATE_FINDING_PREFIX;
+pub use bmad_fingerprint::{
+    GATE_FINDING_PREFIX, describe_gate, fingerprint, is_gate_finding, normalise,
+};
+
 use crate::markdown::clip;
+use crate::types::{Finding, Story};
 
 /// Findings quoted in a reason, at most.
 pub const MAX_QUOTED: usize = 5;
 /// Bytes of one quoted finding, at most.
 pub const MAX_QUOTE_BYTES: usize = 160;
-
-/// Severity labels dropped from the start of a finding.
-const SEVERITIES: &[&str] = &[
-    "severity", "critical", "blocker", "high", "major", "medium", "moderate", "minor", "low",
-    "info", "nit", "trivial",
-];
-
-/// Whether a finding is a failed quality gate's (the Dev policy's send-back).
-pub fn is_gate_finding(finding: &str) -> bool {
-    finding.starts_with(GATE_FINDING_PREFIX)
-}
-
-/// The fingerprint of a finding, review or gate (see the module documentation).
-pub fn fingerprint(finding: &str) -> String {
-    match gate_parts(finding) {
-        Some(gate) => format!("gate {}: {}", gate.name, gate.key()),
-        None => normalise(finding),
-    }
-}
-
-/// A failed gate's finding, taken apart.
-struct GateParts<'a> {
-    name: &'a str,
-    /// `failed (exit 3)`, `timed out`, ...
-    how: &'a str,
-    /// The output tail (empty when none).
-    output: &'a str,
-}
-
-impl GateParts<'_> {
-    /// What identifies the failure: the failing tests, else the first error line, else how.
-    fn key(&self) -> String {
-        let tests = failing_tests(self.output);
-        if !tests.is_empty() {
-            return format!("tests {}", tests.into_iter().collect::<Vec<_>>().join(" "));
-        }
-        match error_line(self.output) {
-            Some(line) => normalise(line),
-            None => normalise(self.how),
-        }
-    }
-
-    /// A short description for a reason: the gate and its failing tests or first error line.
-    fn describe(&self) -> String {
-        let tests = failing_tests(self.output);
-        if !tests.is_empty() {
-            let list: Vec<_> = tests.into_iter().collect();
-            return format!(
-                "gate `{}` {}: failing {}",
-                self.name,
-                self.how,
-                list.join(", ")
-            );
-        }
-        match error_line(self.output) {
-            Some(line) => format!("gate `{}` {}: {}", self.name, self.how, line.trim()),
-            None => format!("gate `{}` {}", self.name, self.how),
-        }
-    }
-}
-
-/// `quality gate `NAME` HOW; output tail:\nOUT` or `quality gate `NAME` HOW with no output`.
-fn gate_parts(finding: &str) -> Option<GateParts<'_>> {
-    let rest = finding.strip_prefix(GATE_FINDING_PREFIX)?;
-    let (name, rest) = rest.split_once('`')?;
-    let rest = rest.trim_start();
-    let (how, output) = match rest.split_once("; output tail:") {
-        Some((how, out)) => (how, out.trim_start_matches([' ', '\n', '\r'])),
-        None => (rest.strip_suffix(" with no output").unwrap_or(rest), ""),
-    };
-    Some(GateParts {
-        name,
-        how: how.trim(),
-        output,
-    })
-}
-
-/// Test names a test runner's output reports as failing (see the module documentation).
-fn failing_tests(output: &str) -> BTreeSet<String> {
-    let mut tests = BTreeSet::new();
-    let mut in_failures = false;
-    for line in output.lines() {
-        let t = line.trim();
-        if t == "failures:" {
-            in_failures = true;
-            continue;
-        }
-        if in_failures {
-            if line.starts_with([' ', '\t']) && !t.is_empty() && !t.contains(' ') {
-                tests.insert(t.to_owned());
-                continue;
-            }
-            in_failures = false;
-        }
-        let name = failing_test(t);
-        if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
-            tests.insert(name.to_owned());
-        }
-    }
-    tests
-}
-
-/// The test a line of a test runner's output reports as failing.
-fn failing_test(t: &str) -> Option<&str> {
-    if let Some(rest) = t.strip_prefix("test ") {
-        return rest.strip_suffix(" ... FAILED");
-    }
-    if let Some(rest) = t.strip_prefix("---- ") {
-        return rest.strip_suffix(" stdout ----");
-    }
-    if let Some(rest) = t.strip_prefix("FAILED ") {
-        return rest.split(" - ").next();
-    }
-    if let Some(rest) = t.strip_prefix("--- FAIL: ") {
-        return rest.split(" (").next();
-    }
-    t.strip_prefix("✕ ")
-        .or_else(|| t.strip_prefix("× "))
-        .map(strip_duration)
-}
-
-/// `name (12 ms)` → `name`.
-fn strip_duration(s: &str) -> &str {
-    match s.rfind(" (") {
-        Some(i) if s.ends_with("ms)") || s.ends_with("s)") => &s[..i],
-        _ => s,
-    }
-}
-
-/// The first output line that mentions an error, else the first non-empty line.
-fn error_line(output: &str) -> Option<&str> {
-    let mut lines = output.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.clone().next()?;
-    Some(
-        lines
-            .find(|l| l.to_ascii_lowercase().contains("error"))
-            .unwrap_or(first),
-    )
-}
-
-/// A review finding's normalised text (see the module documentation).
-pub fn normalise(finding: &str) -> String {
-    let mut text = finding.trim();
-    if text.ends_with(')')
-        && let Some(i) = text.rfind(" (suggested: ")
-    {
-        text = &text[..i];
-    }
-    let lower = strip_tags(&text.to_lowercase());
-    let raw: Vec<&str> = lower.split_whitespace().collect();
-    let mut kept: Vec<&str> = Vec::new();
-    let mut i = 0;
-    while i < raw.len() {
-        let token = raw[i];
-        let word = token.trim_matches(|c: char| !c.is_alphanumeric());
-        i += 1;
-        if word.is_empty() || is_id(word) || is_position(word) {
-            continue;
-        }
-        if (word == "line" || word == "lines")
-            && let Some(next) = raw.get(i)
-            && next
-                .trim_matches(|c: char| !c.is_alphanumeric())
-                .starts_with(|c: char| c.is_ascii_digit())
-        {
-            i += 1;
-            continue;
-        }
-        if kept.is_empty() {
-            // Leading numbering (`1.`, `2)`, `#3`) and severity labels (`high:`).
-            if word.chars().all(|c| c.is_ascii_digit()) && token != word {
-                continue;
-            }
-            if SEVERITIES.contains(&word) && token.ends_with(':') {
-                continue;
-            }
-        }
-        kept.push(token);
-    }
-    let mut out = String::new();
-    for token in kept {
-        for piece in token.split(|c: char| !c.is_alphanumeric()) {
-            if piece.is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(piece);
-        }
-    }
-    out
-}
-
-/// The text without `[…]` groups (tags, severities, positions).
-fn strip_tags(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        match rest[open..].find(']') {
-            Some(close) if !rest[open + 1..open + close].contains('[') => {
-                out.push_str(&rest[..open]);
-                out.push(' ');
-                rest = &rest[open + close + 1..];
-            }
-            _ => {
-                out.push_str(&rest[..=open]);
-                rest = &rest[open + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `test-001`, `req-12`, `ac-3`: letters, a dash, digits.
-fn is_id(word: &str) -> bool {
-    let Some((letters, digits)) = word.split_once('-') else {
-        return false;
-    };
-    !letters.is_empty()
-        && letters.chars().all(|c| c.is_ascii_alphabetic())
-        && !digits.is_empty()
-        && digits.chars().all(|c| c.is_ascii_digit())
-}
-
-/// `src/a.rs:33`, `a.rs:33:5`: something, then `:digits` once or twice.
-fn is_position(word: &str) -> bool {
-    let mut parts = word.rsplit(':');
-    let mut numbers = 0;
-    let mut head = "";
-    for part in parts.by_ref() {
-        if !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()) && numbers < 2 {
-            numbers += 1;
-        } else {
-            head = part;
-            break;
-        }
-    }
-    numbers > 0 && !head.is_empty() && head.contains(['.', '/'])
-}
 
 /// The previous round's findings all came back (see [`repeats`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,10 +88,7 @@ pub fn quote(findings: &[String]) -> String {
         .iter()
         .take(MAX_QUOTED)
         .map(|f| {
-            let line = match gate_parts(f) {
-                Some(gate) => gate.describe(),
-                None => f.clone(),
-            };
+            let line = describe_gate(f).unwrap_or_else(|| f.clone());
             let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
             format!("\"{}\"", clip(&line, MAX_QUOTE_BYTES))
         })
@@ -342,19 +103,26 @@ pub fn quote(findings: &[String]) -> String {
 /// is in `current` (the same findings, or a superset). `None` when `previous` is empty (the
 /// fingerprints say nothing) or when at least one previous finding is gone.
 pub fn repeats(previous: &[&str], current: &[String]) -> Option<Repeat> {
-    let before: BTreeSet<String> = previous.iter().map(|f| fingerprint(f)).collect();
+    let previous: Vec<Finding> = previous.iter().map(|text| finding(text)).collect();
+    repeats_round(&previous, current)
+}
+
+/// [`repeats`] against a round as the host hands it over (`story.rounds`): the previous
+/// findings' fingerprints are the round's own.
+pub fn repeats_round(previous: &[Finding], current: &[String]) -> Option<Repeat> {
+    let before: BTreeSet<&str> = previous.iter().map(|f| f.fingerprint.as_str()).collect();
     if before.is_empty() {
         return None;
     }
     let now: Vec<String> = current.iter().map(|f| fingerprint(f)).collect();
-    if !before.iter().all(|fp| now.contains(fp)) {
+    if !before.iter().all(|fp| now.iter().any(|n| n == fp)) {
         return None;
     }
     let mut seen = BTreeSet::new();
     let mut repeated = Vec::new();
     let mut added = 0;
     for (text, fp) in current.iter().zip(&now) {
-        if before.contains(fp) {
+        if before.contains(fp.as_str()) {
             if seen.insert(fp.clone()) {
                 repeated.push(text.clone());
             }
@@ -363,6 +131,36 @@ pub fn repeats(previous: &[&str], current: &[String]) -> Option<Repeat> {
         }
     }
     Some(Repeat { repeated, added })
+}
+
+/// A finding with its fingerprint.
+pub fn finding(text: &str) -> Finding {
+    Finding {
+        fingerprint: fingerprint(text),
+        text: text.to_owned(),
+    }
+}
+
+/// The findings of the last send-back round (empty when there was none): from `story.rounds`,
+/// else from `previous-findings` (see the module documentation).
+pub fn last_round(story: &Story) -> Vec<Finding> {
+    match story.rounds.last() {
+        Some(round) => round.findings.clone(),
+        None => story.previous_findings.iter().map(|t| finding(t)).collect(),
+    }
+}
+
+/// How many findings each earlier send-back round carried, oldest first: from `story.rounds`,
+/// else from `findings-history`.
+pub fn round_counts(story: &Story) -> Vec<u32> {
+    if story.rounds.is_empty() {
+        return story.findings_history.clone();
+    }
+    story
+        .rounds
+        .iter()
+        .map(|r| u32::try_from(r.findings.len()).unwrap_or(u32::MAX))
+        .collect()
 }
 
 #[cfg(test)]
@@ -479,6 +277,37 @@ mod tests {
             one.reason("review"),
             "review is not converging: the same finding as the previous round: \"X!\""
         );
+    }
+
+    #[test]
+    fn the_history_comes_from_the_rounds_else_from_the_0_1_0_fields() {
+        use crate::types::{Round, RoundKind};
+        let mut story = Story {
+            previous_findings: owned(&["high: A"]),
+            findings_history: vec![3, 1],
+            ..Story::default()
+        };
+        assert_eq!(last_round(&story), [finding("high: A")]);
+        assert_eq!(last_round(&story)[0].fingerprint, "a");
+        assert_eq!(round_counts(&story), [3, 1]);
+        story.rounds = vec![
+            Round {
+                cycle: 1,
+                kind: RoundKind::Gates,
+                findings: vec![finding("x"), finding("y")],
+            },
+            Round {
+                cycle: 2,
+                kind: RoundKind::Review,
+                findings: vec![finding("[High] B")],
+            },
+        ];
+        assert_eq!(last_round(&story), [finding("[High] B")]);
+        assert_eq!(round_counts(&story), [2, 1]);
+        // The round's own fingerprints are compared, as the host computed them.
+        let r = repeats_round(&last_round(&story), &owned(&["medium: b", "C"])).expect("repeat");
+        assert_eq!((r.repeated, r.added), (owned(&["medium: b"]), 1));
+        assert_eq!(RoundKind::Gates.as_str(), "gates");
     }
 
     #[test]

@@ -11,8 +11,8 @@
 use crate::markdown::{Checkbox, checkboxes, clip, contains_ci};
 
 /// How a failed quality gate's finding starts (Dev policy), so that QA can tell a gates
-/// send-back from a review's.
-pub const GATE_FINDING_PREFIX: &str = "quality gate `";
+/// send-back from a review's (defined with the fingerprints, in `bmad-fingerprint`).
+pub use bmad_fingerprint::GATE_FINDING_PREFIX;
 
 /// Longest finding passed on, in bytes.
 pub const MAX_FINDING_BYTES: usize = 600;

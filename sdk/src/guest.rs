@@ -1,13 +1,16 @@
-//! The adapters [`crate::export_policy!`] and [`crate::export_status_parser!`] call: from the
-//! generated `Guest` traits' owned arguments to a [`Policy`] or [`StatusParser`], with the
-//! policy's decisions written to the host's debug log.
+//! The adapters [`crate::export_policy!`], [`crate::export_status_parser!`] and
+//! [`crate::export_scheduler!`] call: from the generated `Guest` traits' owned arguments to a
+//! [`Policy`], [`StatusParser`] or [`Scheduler`], with the decisions written to the host's
+//! debug log.
 //!
 //! Not part of the API (the macros are); public only because the macros expand in the plugin's
 //! crate.
 
 use crate::host::{Level, log};
-use crate::types::{AgentEvent, Decision, Directive, ParseOutcome, StepReport, Story};
-use crate::{Policy, StatusParser, summary};
+use crate::types::{
+    AgentEvent, Candidate, Decision, Directive, ParseOutcome, Running, StepReport, Story,
+};
+use crate::{Policy, Scheduler, StatusParser, summary};
 
 /// `begin` of policy `P`.
 pub fn begin<P: Policy>(story: Story, document: String) -> Decision {
@@ -55,6 +58,26 @@ pub fn end<P: Policy>(story: Story, report: StepReport) -> Decision {
 /// `parse` of status parser `S`.
 pub fn parse<S: StatusParser>(document: String) -> ParseOutcome {
     S::parse(&document)
+}
+
+/// `admit` of scheduler `S`.
+pub fn admit<S: Scheduler>(
+    candidates: Vec<Candidate>,
+    running: Vec<Running>,
+    slots: u32,
+) -> Vec<String> {
+    let admitted = S::admit(&candidates, &running, slots);
+    log(
+        Level::Debug,
+        &format!(
+            "admit: {} of {} candidates ({} running, {slots} free): {}",
+            admitted.len(),
+            candidates.len(),
+            running.len(),
+            admitted.join(", ")
+        ),
+    );
+    admitted
 }
 
 /// An event as the log names it (the plain Rust debug form, as before the SDK).

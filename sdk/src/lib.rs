@@ -6,14 +6,16 @@
 //!   runs wit-bindgen over it once ([`bindings`]); [`types`] re-exports the generated types
 //!   ([`types::Story`], [`types::Decision`], ...) for both the component boundary and tests.
 //! - A role policy is a type implementing [`Policy`], a status parser one implementing
-//!   [`StatusParser`]; [`export_policy!`] and [`export_status_parser!`] turn it into the
-//!   component's exports. The decision logic is plain Rust over plain types: unit-test it with
+//!   [`StatusParser`], a scheduler (which stories of a parallel run start) one implementing
+//!   [`Scheduler`]; [`export_policy!`], [`export_status_parser!`] and [`export_scheduler!`] turn
+//!   it into the component's exports. The decision logic is plain Rust over plain types: unit-test it with
 //!   `cargo test` on the host target, where the macros expand to a trait check only.
 //! - [`host`]: the host's log and `read-file`.
 //! - What the default policies are made of, for a team's own: [`prompt`] (every role's prompt
 //!   for BMAD v4 and v6), [`findings`] and [`markdown`] (review results out of gate files and
-//!   stories), [`converge`] (finding fingerprints and the convergence rule), [`qa`] (the QA
-//!   rules of the default and strict QA policies).
+//!   stories), [`converge`] (finding fingerprints, the rounds history and the convergence
+//!   rule), [`qa`] (the QA rules of the default and strict QA policies), [`schedule`] (the
+//!   default scheduler's rule and its glob-overlap test).
 //!
 //! A plugin crate is a `cdylib` that depends on this crate and nothing else:
 //!
@@ -54,12 +56,13 @@ pub mod host;
 pub mod markdown;
 pub mod prompt;
 pub mod qa;
+pub mod schedule;
 pub mod types;
 
-use types::{AgentEvent, Decision, Directive, ParseOutcome, StepReport, Story};
+use types::{AgentEvent, Candidate, Decision, Directive, ParseOutcome, Running, StepReport, Story};
 
 /// The `bmad:policy` WIT package this crate is built on (the `wit` field of `plugin.toml`).
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// The `bmad:policy` WIT text, as the bindings were generated from it.
 pub const WIT: &str = include_str!("../wit/policy.wit");
@@ -86,6 +89,14 @@ pub trait Policy {
 pub trait StatusParser {
     /// The status of this story document.
     fn parse(document: &str) -> ParseOutcome;
+}
+
+/// A scheduler: the `scheduler` world (new in `bmad:policy@0.2.0`), choosing which candidate
+/// stories of a parallel run start now. Each call gets a fresh instance.
+pub trait Scheduler {
+    /// The ids of the candidates to start now, in order, at most `slots` of them. Candidates
+    /// come in story order; `running` are the stories in flight.
+    fn admit(candidates: &[Candidate], running: &[Running], slots: u32) -> Vec<String>;
 }
 
 /// A one-line summary of a decision, for the debug log.
@@ -173,6 +184,39 @@ macro_rules! export_status_parser {
         const _: () = {
             const fn is_status_parser<S: $crate::StatusParser>() {}
             is_status_parser::<$parser>();
+        };
+    };
+}
+
+/// Exports a [`Scheduler`] as the component's `scheduler` world (`admit`). Use it once, in a
+/// `cdylib` crate: `bmad_policy::export_scheduler!(MyScheduler);`. On `wasm32` it generates the
+/// export; on other targets it only checks that the type is a [`Scheduler`].
+#[macro_export]
+macro_rules! export_scheduler {
+    ($scheduler:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct BmadSchedulerGuest;
+
+            impl $crate::bindings::scheduler::Guest for BmadSchedulerGuest {
+                fn admit(
+                    candidates: ::std::vec::Vec<$crate::types::Candidate>,
+                    running: ::std::vec::Vec<$crate::types::Running>,
+                    slots: u32,
+                ) -> ::std::vec::Vec<::std::string::String> {
+                    $crate::guest::admit::<$scheduler>(candidates, running, slots)
+                }
+            }
+
+            $crate::bindings::scheduler::export!(
+                BmadSchedulerGuest with_types_in $crate::bindings::scheduler
+            );
+        };
+
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            const fn is_scheduler<S: $crate::Scheduler>() {}
+            is_scheduler::<$scheduler>();
         };
     };
 }

@@ -17,7 +17,7 @@
 //! [`fingerprint`](crate::converge::fingerprint): the same, or a superset), escalate quoting
 //! them; with [`QaRules::count_must_shrink`] also when there are no fewer of them.
 
-use crate::converge::{is_gate_finding, repeats};
+use crate::converge::{is_gate_finding, last_round, repeats_round, round_counts};
 use crate::findings::{
     Verdict, gate_field, gate_issues, qa_results_items, review_action_items, unchecked_work,
 };
@@ -152,10 +152,11 @@ fn done(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
 }
 
 /// Sends the findings back, or escalates when review does not converge:
-/// - the previous review round's findings (`previous-findings`) are all back, by fingerprint
-///   (the same findings, or a superset): escalate quoting them (see [`crate::converge`]);
-/// - with [`QaRules::count_must_shrink`], or when the fingerprints say nothing (no previous
-///   finding texts, only the counts of `findings-history`): an earlier send-back exists and
+/// - the previous send-back round's findings (the last of `story.rounds`, see
+///   [`crate::converge::last_round`]) are all back, by fingerprint (the same findings, or a
+///   superset): escalate quoting them (see [`crate::converge`]);
+/// - with [`QaRules::count_must_shrink`], or when the fingerprints say nothing (the previous
+///   round carried no finding, or only its count is known): an earlier send-back exists and
 ///   this one has no fewer findings.
 ///
 /// When the previous send-back was the quality gates' (its findings are all gate failures),
@@ -163,25 +164,26 @@ fn done(rules: &QaRules, story: &Story, report: &StepReport) -> Decision {
 /// round; gate findings among a review's are left out of the comparison.
 pub fn send_back(rules: &QaRules, story: &Story, mut findings: Vec<String>) -> Decision {
     let count = findings.len();
-    let previous: Vec<&str> = story
-        .previous_findings
+    let last = last_round(story);
+    let counts = round_counts(story);
+    let previous: Vec<_> = last
         .iter()
-        .map(String::as_str)
-        .filter(|f| !is_gate_finding(f))
+        .filter(|f| !is_gate_finding(&f.text))
+        .cloned()
         .collect();
-    let after_gates = !story.previous_findings.is_empty() && previous.is_empty();
-    if let Some(repeat) = repeats(&previous, &findings) {
+    let after_gates = !last.is_empty() && previous.is_empty();
+    if let Some(repeat) = repeats_round(&previous, &findings) {
         return Decision::Escalate(repeat.reason("review"));
     }
-    let count_rule = rules.count_must_shrink || story.previous_findings.is_empty();
-    if let Some(last) = story.findings_history.last()
+    let count_rule = rules.count_must_shrink || last.is_empty();
+    if let Some(last) = counts.last()
         && count_rule
         && !after_gates
         && u32::try_from(count).unwrap_or(u32::MAX) >= *last
     {
         return Decision::Escalate(format!(
             "review is not converging: {count} findings after {} rounds (previous round: {last})",
-            story.findings_history.len() + 1
+            counts.len() + 1
         ));
     }
     findings.truncate(MAX_FINDINGS);

@@ -17,6 +17,8 @@ pub const CRATES: &[&str] = &[
     "bmad-test-evil",
     "bmad-test-wit9",
     "bmad-test-bare",
+    "bmad-test-old01",
+    "bmad-test-reverse",
 ];
 
 /// The workspace root.
@@ -106,7 +108,7 @@ pub struct Folder<'a> {
     pub read: &'a [&'a str],
     /// Extra manifest lines (e.g. `[limits]`), appended verbatim.
     pub extra: &'a str,
-    /// `wit = ...`; `0.1.0` when empty.
+    /// `wit = ...`; the current `bmad:policy` version (the SDK's, `0.2.0`) when empty.
     pub wit: &'a str,
 }
 
@@ -129,7 +131,7 @@ pub fn plugin_folder(
         .collect::<Vec<_>>()
         .join(", ");
     let wit = if opts.wit.is_empty() {
-        "0.1.0"
+        "0.2.0"
     } else {
         opts.wit
     };

@@ -243,7 +243,7 @@ fn component_imports(jco: &Path, wasm: &Path) -> Result<Vec<String>> {
     Ok(imports)
 }
 
-/// The names of a printed world's `import` lines: `import bmad:policy/host@0.1.0;`.
+/// The names of a printed world's `import` lines: `import bmad:policy/host@0.2.0;`.
 fn world_imports(wit: &str) -> Vec<String> {
     wit.lines()
         .filter_map(|l| l.trim().strip_prefix("import "))

@@ -51,7 +51,7 @@ commands:
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
   report-check              the demo run's report in headless Chromium; writes docs/report.png
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
-  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa);
+  new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa|scheduler);
                             --path DIR: a standalone crate in DIR (--git URL: the SDK by git)
   sdk-check                 generate a plugin outside the workspace, build it with cargo, load it
   docs                      regenerate docs/configuration.md from host/src/config.rs";
@@ -209,6 +209,8 @@ const TEST_COMPONENTS: &[&str] = &[
     "bmad-test-evil",
     "bmad-test-wit9",
     "bmad-test-bare",
+    "bmad-test-old01",
+    "bmad-test-reverse",
 ];
 
 /// `cargo xtask test`: everything CI checks, each step timed.

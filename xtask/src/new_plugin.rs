@@ -1,9 +1,10 @@
 //! `cargo xtask new-plugin NAME --role ROLE [--path DIR]`: a new plugin crate from the template.
 //!
 //! The crate depends on the policy SDK (`bmad-policy`, in `sdk/`) and nothing else: a type
-//! implementing `bmad_policy::Policy` (or `StatusParser` for the `status` role) with sensible
-//! defaults for the role, exported with `export_policy!` (`export_status_parser!`), a unit test
-//! of its decisions on the host target, and a `plugin.toml`.
+//! implementing `bmad_policy::Policy` (or `StatusParser` for the `status` role, `Scheduler` for
+//! the `scheduler` role of `bmad:policy@0.2.0`) with sensible defaults for the role, exported
+//! with `export_policy!` (`export_status_parser!`, `export_scheduler!`), a unit test of its
+//! decisions on the host target, and a `plugin.toml` for the SDK's WIT version.
 //!
 //! - Without `--path`: `plugins/NAME/` in this workspace (crate `bmad-plugin-NAME`,
 //!   `bmad-policy.workspace = true`, the workspace's lints), added to the workspace members.
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-const ROLES: [&str; 4] = ["status", "sm", "dev", "qa"];
+const ROLES: [&str; 5] = ["status", "sm", "dev", "qa", "scheduler"];
 
 /// Where the new crate goes and how it finds the SDK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub fn parse_args(args: &[String], root: &Path) -> Result<(String, String, Dest)
         }
     };
     let role = value("--role")?
-        .context("new-plugin needs --role status|sm|dev|qa")?
+        .context("new-plugin needs --role status|sm|dev|qa|scheduler")?
         .clone();
     let dest = match (value("--path")?, value("--git")?) {
         (None, None) => Dest::Workspace(root.to_path_buf()),
@@ -316,10 +317,10 @@ panic = "abort"
 }
 
 fn plugin_toml(name: &str, role: &str, wit: &str) -> String {
-    let what = if role == "status" {
-        "status parser"
-    } else {
-        "policy"
+    let what = match role {
+        "status" => "status parser",
+        "scheduler" => "scheduler (which stories of a parallel run start)",
+        _ => "policy",
     };
     format!(
         r#"name = "{name}"
@@ -370,6 +371,7 @@ fn lib_rs(name: &str, role: &str, standalone: bool) -> String {
     );
     let body = match role {
         "status" => STATUS_TEMPLATE.to_string(),
+        "scheduler" => SCHEDULER_TEMPLATE.to_string(),
         _ => POLICY_TEMPLATE
             .replace("{{name}}", name)
             .replace("{{types}}", types_for(role))
@@ -532,6 +534,67 @@ mod tests {
 }
 "#;
 
+const SCHEDULER_TEMPLATE: &str = r#"use bmad_policy::Scheduler;
+use bmad_policy::schedule::footprints_overlap;
+use bmad_policy::types::{Candidate, Running};
+
+/// The scheduler: which of the candidate stories of a parallel run start now.
+#[derive(Debug)]
+pub struct Plugin;
+
+impl Scheduler for Plugin {
+    /// The ids to start now, in order, at most `slots`: here the default rule (dependencies
+    /// done, no footprint overlap with a running or just-admitted story; an unknown footprint
+    /// is admitted), which `bmad_policy::schedule::admit` also implements.
+    fn admit(candidates: &[Candidate], running: &[Running], slots: u32) -> Vec<String> {
+        let mut taken: Vec<&[String]> = running
+            .iter()
+            .filter(|r| r.footprint_known)
+            .map(|r| r.footprint.as_slice())
+            .collect();
+        let mut admitted = Vec::new();
+        for c in candidates {
+            if admitted.len() >= slots as usize {
+                break;
+            }
+            if !c.depends_on.iter().all(|d| d.done) {
+                continue;
+            }
+            if c.footprint_known {
+                if taken.iter().any(|fp| footprints_overlap(&c.footprint, fp)) {
+                    continue;
+                }
+                taken.push(&c.footprint);
+            }
+            admitted.push(c.id.clone());
+        }
+        admitted
+    }
+}
+
+bmad_policy::export_scheduler!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn story(id: &str, footprint: &[&str]) -> Candidate {
+        Candidate {
+            id: id.into(),
+            footprint: footprint.iter().map(|g| g.to_string()).collect(),
+            footprint_known: !footprint.is_empty(),
+            ..Candidate::default()
+        }
+    }
+
+    #[test]
+    fn overlapping_stories_wait() {
+        let candidates = [story("1.1", &["src/a/**"]), story("1.2", &["src/a/x.rs"]), story("1.3", &[])];
+        assert_eq!(Plugin::admit(&candidates, &[], 3), ["1.1", "1.3"]);
+    }
+}
+"#;
+
 const STATUS_TEMPLATE: &str = r###"use bmad_policy::StatusParser;
 use bmad_policy::types::{MissingReason, ParseOutcome, StatusSource, StatusValue, StoryState};
 
@@ -681,7 +744,7 @@ mod tests {
                 manifest.contains(&format!("role = \"{role}\"")),
                 "{manifest}"
             );
-            assert!(manifest.contains("wit = \"0.1.0\""), "{manifest}");
+            assert!(manifest.contains("wit = \"0.2.0\""), "{manifest}");
             assert!(
                 manifest.contains(&format!("component = \"{name}.wasm\"")),
                 "{manifest}"
@@ -870,6 +933,7 @@ mod tests {
             ("p-sm", "sm"),
             ("p-dev", "dev"),
             ("p-qa", "qa"),
+            ("p-sched", "scheduler"),
         ];
         for (name, role) in roles {
             in_workspace(name, role, ws.path()).expect("created");

@@ -107,7 +107,10 @@ mod tests {
     #[test]
     fn the_default_plugins_are_embedded_sorted_with_valid_manifests() {
         let names: Vec<&str> = EMBEDDED.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["dev", "qa", "qa-strict", "sm", "status"]);
+        assert_eq!(
+            names,
+            ["dev", "qa", "qa-strict", "scheduler", "sm", "status"]
+        );
         for plugin in EMBEDDED {
             let manifest = Manifest::parse_with(
                 plugin.manifest,

@@ -33,7 +33,7 @@ pub enum PluginError {
 
     /// The component was built for a `bmad:policy` version this host does not support.
     #[error(
-        "plugin `{plugin}` ({}): {what} bmad:policy@{found}, but this host supports bmad:policy@{supported}; rebuild the plugin against wit/policy.wit of this host",
+        "plugin `{plugin}` ({}): {what} bmad:policy@{found}, but this host supports {supported}; rebuild the plugin against wit/policy.wit of this host",
         dir.display()
     )]
     WitVersion {
@@ -45,7 +45,7 @@ pub enum PluginError {
         what: &'static str,
         /// The version it was built for.
         found: String,
-        /// The versions this host supports.
+        /// The versions this host supports (`bmad:policy@0.1.0, bmad:policy@0.2.0`).
         supported: String,
     },
 
@@ -205,6 +205,18 @@ pub enum PluginError {
         /// The failure that discarded it.
         earlier: String,
     },
+
+    /// A call returned, but its answer breaks the world's contract (a scheduler naming a story
+    /// that is not a candidate, twice, or more than the free slots).
+    #[error("plugin `{plugin}`: `{call}` returned an answer the host cannot use: {problem}")]
+    BadAnswer {
+        /// The plugin.
+        plugin: String,
+        /// The export that was called.
+        call: &'static str,
+        /// What is wrong with the answer.
+        problem: String,
+    },
 }
 
 impl PluginError {
@@ -220,7 +232,8 @@ impl PluginError {
             | PluginError::StackOverflow { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::OutputTooLarge { plugin, .. }
-            | PluginError::Discarded { plugin, .. } => Some(plugin),
+            | PluginError::Discarded { plugin, .. }
+            | PluginError::BadAnswer { plugin, .. } => Some(plugin),
             PluginError::DuplicateName { name, .. } => Some(name),
             PluginError::Directory { .. }
             | PluginError::Export { .. }
@@ -242,6 +255,7 @@ impl PluginError {
                 | PluginError::Trap { .. }
                 | PluginError::OutputTooLarge { .. }
                 | PluginError::Discarded { .. }
+                | PluginError::BadAnswer { .. }
         )
     }
 }

@@ -7,16 +7,17 @@ use std::path::{Component as PathPart, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::SUPPORTED_WIT;
 use super::access::validate_glob;
 use super::error::PluginError;
 use super::limits::Limits;
+use super::{SUPPORTED_WIT, supported_wit};
 use crate::policy::Role;
 
 /// The manifest's file name inside a plugin folder.
 pub const MANIFEST_FILE: &str = "plugin.toml";
 
-/// The role a plugin plays: the status parser or one of the agent roles.
+/// The role a plugin plays: the status parser, one of the agent roles, or the scheduler of a
+/// parallel run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginRole {
@@ -28,15 +29,27 @@ pub enum PluginRole {
     Dev,
     /// QA's `agent-policy`.
     Qa,
+    /// The `scheduler` world (new in `bmad:policy@0.2.0`): which stories of a parallel run
+    /// start. Optional: a plugin set without one serves the other roles.
+    Scheduler,
 }
 
 impl PluginRole {
-    /// Every role, in the order the workflow meets them.
+    /// The roles every run needs, in the order the workflow meets them.
     pub const ALL: [PluginRole; 4] = [
         PluginRole::Status,
         PluginRole::Sm,
         PluginRole::Dev,
         PluginRole::Qa,
+    ];
+
+    /// Every role: [`PluginRole::ALL`], then the optional [`PluginRole::Scheduler`].
+    pub const EVERY: [PluginRole; 5] = [
+        PluginRole::Status,
+        PluginRole::Sm,
+        PluginRole::Dev,
+        PluginRole::Qa,
+        PluginRole::Scheduler,
     ];
 
     /// The name used in `plugin.toml`, `[roles]` and `--policy`.
@@ -46,12 +59,26 @@ impl PluginRole {
             PluginRole::Sm => "sm",
             PluginRole::Dev => "dev",
             PluginRole::Qa => "qa",
+            PluginRole::Scheduler => "scheduler",
         }
     }
 
     /// The role with this name, if any.
     pub fn from_name(name: &str) -> Option<PluginRole> {
-        PluginRole::ALL.into_iter().find(|r| r.as_str() == name)
+        PluginRole::EVERY.into_iter().find(|r| r.as_str() == name)
+    }
+
+    /// Whether a run needs a plugin for this role (all but the scheduler).
+    pub fn required(self) -> bool {
+        self != PluginRole::Scheduler
+    }
+
+    /// The first `bmad:policy` version with this role's world.
+    pub fn since_wit(self) -> &'static str {
+        match self {
+            PluginRole::Scheduler => "0.2.0",
+            _ => "0.1.0",
+        }
     }
 
     /// The plugin role serving an agent role.
@@ -68,6 +95,7 @@ impl PluginRole {
         match self {
             PluginRole::Status => "status-parser",
             PluginRole::Sm | PluginRole::Dev | PluginRole::Qa => "agent-policy",
+            PluginRole::Scheduler => "scheduler",
         }
     }
 
@@ -76,6 +104,7 @@ impl PluginRole {
         match self {
             PluginRole::Status => &["parse"],
             PluginRole::Sm | PluginRole::Dev | PluginRole::Qa => &["begin", "on-event", "end"],
+            PluginRole::Scheduler => &["admit"],
         }
     }
 }
@@ -203,8 +232,18 @@ impl Manifest {
                 dir: dir.to_path_buf(),
                 what: "its plugin.toml declares",
                 found: self.wit.clone(),
-                supported: SUPPORTED_WIT.join(", "),
+                supported: supported_wit(),
             });
+        }
+        if parse_version(&self.wit) < parse_version(self.role.since_wit()) {
+            return Err(bad(format!(
+                "role = \"{}\" needs wit = \"{}\" or later: the `{}` world is new in bmad:policy@{} (this plugin.toml says wit = \"{}\")",
+                self.role,
+                self.role.since_wit(),
+                self.role.world(),
+                self.role.since_wit(),
+                self.wit
+            )));
         }
         let component = Path::new(&self.component);
         let plain = !self.component.is_empty()

@@ -1,7 +1,9 @@
 //! Plugins: the wasmtime engine, the compiled-component cache, manifests, capabilities, limits.
 //!
 //! A plugin folder holds a `plugin.toml` ([`Manifest`]) and a WebAssembly component built for
-//! one of the `bmad:policy` worlds ([`SUPPORTED_WIT`] lists the versions this host accepts).
+//! one of the `bmad:policy` worlds ([`SUPPORTED_WIT`] lists the versions this host accepts: the
+//! version a component was built for is read from the `bmad:policy` names it imports, and a
+//! 0.1.0 agent policy runs through the frozen 0.1.0 bindings and the conversions of `adapt.rs`).
 //! The default plugins are embedded in the binary ([`EMBEDDED`]) and loaded exactly like
 //! folders; a plugins folder adds to them and overrides them by name ([`PluginSources`]).
 //! [`PluginSet::load_from`] loads every plugin of its sources, refuses any that is broken,
@@ -11,8 +13,13 @@
 //! [`PluginError`] naming the plugin, the call and the limit, and its instance is discarded.
 //! Guests can reach nothing but `log` and the `read-file` of paths their manifest requests and
 //! the operator grants. [`inspect`] reports on every folder for `plugins list|check`.
+//!
+//! The scheduler of a parallel run ([`Scheduler`], the `scheduler` world of 0.2.0) is a role
+//! like the others, but optional: [`PluginSet::scheduler`] gives it when a plugin serves it
+//! (the embedded default does, `[roles] scheduler = "NAME"` chooses another).
 
 mod access;
+mod adapt;
 mod cache;
 mod embedded;
 mod engine;
@@ -48,19 +55,32 @@ use sandbox::State;
 use source::{Candidate, Known};
 
 use crate::bindings::agent::{AgentPolicy, AgentPolicyPre};
+use crate::bindings::scheduler::SchedulerPre;
 use crate::bindings::status::{StatusParser, StatusParserPre};
+use crate::bindings::v0_1;
 use crate::policy::{
-    AgentEvent, Decision, Directive, ParseOutcome, Role, StatusValue, StepReport, Story,
+    self as policy, AgentEvent, Decision, Directive, ParseOutcome, Role, Running, StatusValue,
+    StepReport, Story,
 };
 
-/// The `bmad:policy` WIT versions this host can run. A component built for another is refused.
-pub const SUPPORTED_WIT: &[&str] = &["0.1.0"];
+/// The `bmad:policy` WIT versions this host can run, oldest first; the last is the one the SDK
+/// and the default plugins are built on. A component built for another is refused.
+pub const SUPPORTED_WIT: &[&str] = &["0.1.0", "0.2.0"];
+
+/// [`SUPPORTED_WIT`] for messages: `bmad:policy@0.1.0, bmad:policy@0.2.0`.
+fn supported_wit() -> String {
+    SUPPORTED_WIT
+        .iter()
+        .map(|v| format!("bmad:policy@{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// What the plugin host needs from the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct PluginConfig {
-    /// `[roles]` and `--policy`: role name (`status`, `sm`, `dev`, `qa`) → plugin name. A role
-    /// not listed is served by the plugin named like the role.
+    /// `[roles]` and `--policy`: role name (`status`, `sm`, `dev`, `qa`, `scheduler`) → plugin
+    /// name. A role not listed is served by the plugin named like the role.
     pub roles: BTreeMap<String, String>,
     /// `[plugins.NAME] grant_read`: plugin name → globs the operator lets it read.
     pub grants: BTreeMap<String, Vec<String>>,
@@ -157,6 +177,9 @@ impl From<PluginFingerprint> for crate::journal::PluginFingerprint {
 enum Pre {
     Status(StatusParserPre<State>),
     Policy(AgentPolicyPre<State>),
+    /// An agent policy built for `bmad:policy@0.1.0`.
+    PolicyV0_1(v0_1::agent::AgentPolicyPre<State>),
+    Scheduler(SchedulerPre<State>),
 }
 
 /// A loaded plugin: its manifest, its compiled and type-checked component, its access.
@@ -186,6 +209,8 @@ pub struct PluginSet {
     plugins: Vec<Arc<Plugin>>,
     /// Index into `plugins` of each role, in [`PluginRole::ALL`] order.
     roles: [usize; 4],
+    /// Index into `plugins` of the scheduler, when one serves the role.
+    scheduler: Option<usize>,
     /// The status parser's instance, reused between calls until one fails.
     status: Mutex<Option<StatusInstance>>,
 }
@@ -201,12 +226,14 @@ impl std::fmt::Debug for StatusInstance {
     }
 }
 
-fn role_index(role: PluginRole) -> usize {
+/// The index of a required role in [`PluginSet::roles`]; `None` for the scheduler.
+fn role_index(role: PluginRole) -> Option<usize> {
     match role {
-        PluginRole::Status => 0,
-        PluginRole::Sm => 1,
-        PluginRole::Dev => 2,
-        PluginRole::Qa => 3,
+        PluginRole::Status => Some(0),
+        PluginRole::Sm => Some(1),
+        PluginRole::Dev => Some(2),
+        PluginRole::Qa => Some(3),
+        PluginRole::Scheduler => None,
     }
 }
 
@@ -270,6 +297,7 @@ impl PluginSet {
             .collect();
         check_role_keys(cfg)?;
         let mut roles = [0usize; 4];
+        let mut scheduler = None;
         for info in resolve_roles(cfg, &known, sources) {
             if let Some(problem) = info.problem {
                 return Err(PluginError::Role {
@@ -284,22 +312,58 @@ impl PluginSet {
                     role: info.role.to_string(),
                     problem: format!("no plugin named `{}`", info.wanted),
                 })?;
-            roles[role_index(info.role)] = i;
+            match role_index(info.role) {
+                Some(r) => roles[r] = i,
+                None => scheduler = Some(i),
+            }
         }
         Ok(PluginSet {
             plugins: plugins.into_iter().map(|(p, _)| p).collect(),
             roles,
+            scheduler,
             status: Mutex::new(None),
         })
     }
 
-    fn plugin(&self, role: PluginRole) -> &Arc<Plugin> {
-        &self.plugins[self.roles[role_index(role)]]
+    /// The plugin serving `role` (`None` only for a scheduler no plugin serves).
+    fn served(&self, role: PluginRole) -> Option<&Arc<Plugin>> {
+        let i = match role_index(role) {
+            Some(r) => self.roles[r],
+            None => self.scheduler?,
+        };
+        self.plugins.get(i)
     }
 
-    /// The name of the plugin serving `role`.
+    /// The plugin serving a required role ([`PluginRole::required`]: every set has one).
+    fn plugin(&self, role: PluginRole) -> &Arc<Plugin> {
+        &self.plugins[self.roles[role_index(role).unwrap_or(0)]]
+    }
+
+    /// The name of the plugin serving `role`; empty for the scheduler when no plugin serves it
+    /// (see [`PluginSet::scheduler`]).
     pub fn plugin_for(&self, role: PluginRole) -> &str {
-        &self.plugin(role).name
+        self.served(role).map_or("", |p| &p.name)
+    }
+
+    /// The scheduler of a parallel run: the plugin serving the `scheduler` role (the embedded
+    /// default, or the one `[roles] scheduler` names). An error when no plugin serves it.
+    pub fn scheduler(&self) -> Result<Scheduler, PluginError> {
+        let role = PluginRole::Scheduler;
+        let Some(plugin) = self.served(role) else {
+            return Err(PluginError::Role {
+                role: role.to_string(),
+                problem: "no plugin plays it: give one with [roles] scheduler = \"NAME\" (a plugin with role = \"scheduler\", wit 0.2.0 or later), or keep the embedded plugins".to_string(),
+            });
+        };
+        match &plugin.pre {
+            Pre::Scheduler(_) => Ok(Scheduler {
+                plugin: plugin.clone(),
+            }),
+            _ => Err(PluginError::Role {
+                role: role.to_string(),
+                problem: format!("plugin `{}` is not a scheduler", plugin.name),
+            }),
+        }
     }
 
     /// Parses a story document's status with the status plugin. The instance is reused between
@@ -338,16 +402,18 @@ impl PluginSet {
     /// instance (and shares the plugin): it does not borrow the set, and it is `Send`.
     pub fn begin_step(&self, role: Role) -> Result<PolicySession, PluginError> {
         let plugin = self.plugin(PluginRole::of_policy(role));
-        let Pre::Policy(pre) = &plugin.pre else {
-            return Err(PluginError::Role {
-                role: PluginRole::of_policy(role).to_string(),
-                problem: format!("plugin `{}` is not an agent policy", plugin.name),
-            });
-        };
         let mut store = plugin.new_store("begin")?;
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| plugin.instance_error(&store, "begin", e))?;
+        let bindings = match &plugin.pre {
+            Pre::Policy(pre) => pre.instantiate(&mut store).map(Bindings::Current),
+            Pre::PolicyV0_1(pre) => pre.instantiate(&mut store).map(Bindings::V0_1),
+            Pre::Status(_) | Pre::Scheduler(_) => {
+                return Err(PluginError::Role {
+                    role: PluginRole::of_policy(role).to_string(),
+                    problem: format!("plugin `{}` is not an agent policy", plugin.name),
+                });
+            }
+        }
+        .map_err(|e| plugin.instance_error(&store, "begin", e))?;
         Ok(PolicySession {
             plugin: plugin.clone(),
             instance: Some((store, bindings)),
@@ -355,19 +421,18 @@ impl PluginSet {
         })
     }
 
-    /// Name, version, WIT version and wasm hash of the plugin serving each role.
+    /// Name, version, WIT version and wasm hash of the plugin serving each role (the
+    /// scheduler's when one serves it).
     pub fn fingerprints(&self) -> Vec<PluginFingerprint> {
-        PluginRole::ALL
+        PluginRole::EVERY
             .into_iter()
-            .map(|role| {
-                let p = self.plugin(role);
-                PluginFingerprint {
-                    role,
-                    name: p.name.to_string(),
-                    version: p.manifest.version.clone(),
-                    wit: p.manifest.wit.clone(),
-                    wasm_blake3: p.wasm_hash.to_hex().to_string(),
-                }
+            .filter_map(|role| Some((role, self.served(role)?)))
+            .map(|(role, p)| PluginFingerprint {
+                role,
+                name: p.name.to_string(),
+                version: p.manifest.version.clone(),
+                wit: p.manifest.wit.clone(),
+                wasm_blake3: p.wasm_hash.to_hex().to_string(),
             })
             .collect()
     }
@@ -379,8 +444,15 @@ impl PluginSet {
 /// It owns its store and shares its plugin, so it borrows nothing and can move between threads.
 pub struct PolicySession {
     plugin: Arc<Plugin>,
-    instance: Option<(Store<State>, AgentPolicy)>,
+    instance: Option<(Store<State>, Bindings)>,
     failure: Option<String>,
+}
+
+/// An agent policy instance's exports, in the version it was built for.
+enum Bindings {
+    Current(AgentPolicy),
+    /// Built for `bmad:policy@0.1.0`: arguments and answers go through `adapt.rs`.
+    V0_1(v0_1::agent::AgentPolicy),
 }
 
 impl std::fmt::Debug for PolicySession {
@@ -402,7 +474,10 @@ impl PolicySession {
     pub fn begin(&mut self, story: &Story, document: &str) -> Result<Decision, PluginError> {
         self.call(
             "begin",
-            |b, s| b.call_begin(s, story, document),
+            |b, s| match b {
+                Bindings::Current(b) => b.call_begin(s, story, document),
+                Bindings::V0_1(b) => b.call_begin(s, &story.into(), document).map(Decision::from),
+            },
             decision_size,
         )
     }
@@ -413,18 +488,36 @@ impl PolicySession {
         story: &Story,
         event: &AgentEvent,
     ) -> Result<Directive, PluginError> {
-        self.call("on-event", |b, s| b.call_on_event(s, story, event), |_| 0)
+        self.call(
+            "on-event",
+            |b, s| match b {
+                Bindings::Current(b) => b.call_on_event(s, story, event),
+                Bindings::V0_1(b) => b
+                    .call_on_event(s, &story.into(), &event.into())
+                    .map(Directive::from),
+            },
+            |_| 0,
+        )
     }
 
     /// The agent call (or the gates) ended: what now?
     pub fn end(&mut self, story: &Story, report: &StepReport) -> Result<Decision, PluginError> {
-        self.call("end", |b, s| b.call_end(s, story, report), decision_size)
+        self.call(
+            "end",
+            |b, s| match b {
+                Bindings::Current(b) => b.call_end(s, story, report),
+                Bindings::V0_1(b) => b
+                    .call_end(s, &story.into(), &report.into())
+                    .map(Decision::from),
+            },
+            decision_size,
+        )
     }
 
     fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&AgentPolicy, &mut Store<State>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<State>) -> wasmtime::Result<R>,
         size: fn(&R) -> u64,
     ) -> Result<R, PluginError> {
         let Some((store, bindings)) = self.instance.as_mut() else {
@@ -440,6 +533,88 @@ impl PolicySession {
             self.failure = Some(e.to_string());
         }
         result
+    }
+}
+
+/// The scheduler of a parallel run (the `scheduler` world): which candidate stories start now.
+/// Each [`Scheduler::admit`] runs in a fresh instance under the plugin's limits (fuel, memory,
+/// stack, output), like a policy's call. It shares its plugin and owns nothing else: clone it
+/// into each task that needs it.
+#[derive(Clone)]
+pub struct Scheduler {
+    plugin: Arc<Plugin>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("plugin", &self.plugin.name)
+            .finish()
+    }
+}
+
+impl Scheduler {
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// The ids of the `candidates` to start now, in the order to start them: at most `slots`
+    /// of them, each one a candidate's, none twice (anything else is
+    /// [`PluginError::BadAnswer`]). `candidates` in story order; `running` the stories in
+    /// flight; `slots` the lanes free now (0 asks nothing and admits nothing). A trap or a
+    /// broken limit is the plugin's [`PluginError`], as for a policy's call.
+    pub fn admit(
+        &self,
+        candidates: &[policy::Candidate],
+        running: &[Running],
+        slots: u32,
+    ) -> Result<Vec<String>, PluginError> {
+        const CALL: &str = "admit";
+        if slots == 0 || candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plugin = &self.plugin;
+        let Pre::Scheduler(pre) = &plugin.pre else {
+            return Err(PluginError::Role {
+                role: PluginRole::Scheduler.to_string(),
+                problem: format!("plugin `{}` is not a scheduler", plugin.name),
+            });
+        };
+        let mut store = plugin.new_store(CALL)?;
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| plugin.instance_error(&store, CALL, e))?;
+        let admitted = plugin.run(
+            &mut store,
+            CALL,
+            |s| bindings.call_admit(s, candidates, running, slots),
+            |ids: &Vec<String>| {
+                ids.iter()
+                    .map(|id| id.len() as u64 + OUTPUT_ITEM_OVERHEAD)
+                    .sum()
+            },
+        )?;
+        let bad = |problem: String| PluginError::BadAnswer {
+            plugin: plugin.name.to_string(),
+            call: CALL,
+            problem,
+        };
+        if admitted.len() > slots as usize {
+            return Err(bad(format!(
+                "{} stories for {slots} free slots",
+                admitted.len()
+            )));
+        }
+        for (i, id) in admitted.iter().enumerate() {
+            if !candidates.iter().any(|c| &c.id == id) {
+                return Err(bad(format!("`{id}` is not one of the candidates")));
+            }
+            if admitted[..i].contains(id) {
+                return Err(bad(format!("`{id}` is named twice")));
+            }
+        }
+        Ok(admitted)
     }
 }
 
@@ -712,7 +887,7 @@ fn load_candidate(
                 } else {
                     found.clone()
                 },
-                supported: SUPPORTED_WIT.join(", "),
+                supported: supported_wit(),
             });
         }
         if *found != manifest.wit {
@@ -749,10 +924,21 @@ fn load_candidate(
             manifest.role.world()
         ))
     };
+    // The version the component was built for: the one every `bmad:policy` name it uses
+    // carries (checked above to be the manifest's too).
+    let built_for = versions
+        .first()
+        .map_or(manifest.wit.as_str(), String::as_str);
     let pre = match manifest.role {
         PluginRole::Status => Pre::Status(StatusParserPre::new(instance_pre).map_err(world_error)?),
+        PluginRole::Sm | PluginRole::Dev | PluginRole::Qa if built_for == "0.1.0" => {
+            Pre::PolicyV0_1(v0_1::agent::AgentPolicyPre::new(instance_pre).map_err(world_error)?)
+        }
         PluginRole::Sm | PluginRole::Dev | PluginRole::Qa => {
             Pre::Policy(AgentPolicyPre::new(instance_pre).map_err(world_error)?)
+        }
+        PluginRole::Scheduler => {
+            Pre::Scheduler(SchedulerPre::new(instance_pre).map_err(world_error)?)
         }
     };
     let access = ReadAccess::new(
@@ -781,8 +967,9 @@ fn check_role_keys(cfg: &PluginConfig) -> Result<(), PluginError> {
         if PluginRole::from_name(role).is_none() {
             return Err(PluginError::Role {
                 role: role.clone(),
-                problem: "unknown role in [roles] / --policy (the roles are status, sm, dev, qa)"
-                    .to_string(),
+                problem:
+                    "unknown role in [roles] / --policy (the roles are status, sm, dev, qa, scheduler)"
+                        .to_string(),
             });
         }
     }
@@ -790,9 +977,19 @@ fn check_role_keys(cfg: &PluginConfig) -> Result<(), PluginError> {
 }
 
 /// Which plugin serves each role, given the plugins found (name, role when usable, layer).
+///
+/// The optional scheduler role is left out when the configuration does not name its plugin and
+/// no plugin plays it or bears its name.
 fn resolve_roles(cfg: &PluginConfig, plugins: &[Known], sources: &PluginSources) -> Vec<RoleInfo> {
-    PluginRole::ALL
+    PluginRole::EVERY
         .into_iter()
+        .filter(|role| {
+            role.required()
+                || cfg.roles.contains_key(role.as_str())
+                || plugins
+                    .iter()
+                    .any(|k| k.role == Some(*role) || k.name == role.as_str())
+        })
         .map(|role| {
             let configured = cfg.roles.get(role.as_str());
             let wanted = configured
@@ -897,6 +1094,8 @@ fn inspect_one(
                 let result = match &plugin.pre {
                     Pre::Status(pre) => pre.instantiate(&mut store).map(|_| ()),
                     Pre::Policy(pre) => pre.instantiate(&mut store).map(|_| ()),
+                    Pre::PolicyV0_1(pre) => pre.instantiate(&mut store).map(|_| ()),
+                    Pre::Scheduler(pre) => pre.instantiate(&mut store).map(|_| ()),
                 };
                 result.map_err(|e| plugin.instance_error(&store, "instantiate", e))
             });

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use wasmtime::component::{HasData, HasSelf, Linker, Resource, ResourceTable, WasmStr};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable, WasmStr};
 use wasmtime::{ResourceLimiter, StoreContextMut, format_err};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
@@ -37,7 +37,7 @@ use super::limits::{
     HOST_BYTES_PER_FUEL, HOST_CALL_FUEL, LOG_MAX_MESSAGE_BYTES, LOG_MAX_PER_CALL,
     READ_MAX_PER_CALL, STDERR_KEEP_BYTES,
 };
-use crate::bindings::agent::bmad::policy::{host, types};
+use crate::bindings::agent::bmad::policy::host;
 
 /// Entries at most in a table a guest may grow.
 const TABLE_MAX_ELEMENTS: usize = 100_000;
@@ -374,8 +374,6 @@ fn add_host_to_linker(linker: &mut Linker<State>, version: &str) -> wasmtime::Re
     Ok(())
 }
 
-impl types::Host for State {}
-
 /// `HasData` giving WASI's `wasi:io/error` its resource table.
 struct IoTable;
 
@@ -536,8 +534,9 @@ pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     let l = linker;
     for version in SUPPORTED_WIT {
         add_host_to_linker(l, version)?;
+        // `types` holds only types: an empty instance satisfies a component's import of it.
+        l.instance(&format!("bmad:policy/types@{version}"))?;
     }
-    types::add_to_linker::<State, HasSelf<State>>(l, |s| s)?;
 
     clocks::wall_clock::add_to_linker::<State, WasiClocks>(l, State::clocks)?;
     clocks::monotonic_clock::add_to_linker::<State, WasiClocks>(l, State::clocks)?;

@@ -226,7 +226,8 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["dev", "qa-strict", "status"].map(|n| PathBuf::from(format!("(embedded)/{n}")))
+            ["dev", "qa-strict", "scheduler", "status"]
+                .map(|n| PathBuf::from(format!("(embedded)/{n}")))
         );
         assert!(
             PluginSources::folder(dir)

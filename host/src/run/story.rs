@@ -441,6 +441,7 @@ impl Driver<'_> {
             sprint_status_path: text(self.project.sprint_status_path()),
             previous_findings: flow.findings().to_vec(),
             findings_history: flow.findings_history().to_vec(),
+            rounds: flow.rounds(),
         }
     }
 

@@ -11,7 +11,8 @@
 //!   `## Auto Run Result` (a person must answer what it asks).
 //! - `end` after the gates (no agent outcome): all passed, or no gates → `complete`; some failed
 //!   → `send-back` with one finding per failed gate (name, exit code or timeout, output tail),
-//!   unless the previous send-back was the gates' too and every one of its failures is back
+//!   unless the previous send-back (the last of `story.rounds`) was the gates' too and every
+//!   one of its failures is back
 //!   (by [`fingerprint`](bmad_policy::converge::fingerprint): the gate and its failing tests or
 //!   first error line): then `escalate` (`quality gates are not converging: the same failure
 //!   as the previous round: "gate `unit` failed (exit 3): …"`).
@@ -19,7 +20,7 @@
 //!   call (minutes of failing calls: the host's own retry with backoff does better); otherwise
 //!   continue.
 
-use bmad_policy::converge::{is_gate_finding, repeats};
+use bmad_policy::converge::{is_gate_finding, last_round, repeats_round};
 use bmad_policy::findings::GATE_FINDING_PREFIX;
 use bmad_policy::types::{
     AgentEvent, Decision, Directive, GateReport, OutcomeKind, StepReport, Story, StoryState,
@@ -98,13 +99,11 @@ fn gates_decision(story: &Story, gates: &[GateReport]) -> Decision {
     if failed.is_empty() {
         return Decision::Complete;
     }
-    let previous: Vec<&str> = story
-        .previous_findings
-        .iter()
-        .map(String::as_str)
-        .filter(|f| is_gate_finding(f))
+    let previous: Vec<_> = last_round(story)
+        .into_iter()
+        .filter(|f| is_gate_finding(&f.text))
         .collect();
-    match repeats(&previous, &failed) {
+    match repeats_round(&previous, &failed) {
         Some(repeat) => Decision::Escalate(repeat.gate_reason()),
         None => Decision::SendBack(failed),
     }
@@ -347,6 +346,39 @@ mod tests {
         assert!(matches!(Dev::end(&s, &other), Decision::SendBack(_)));
         // After a review's send-back, gate failures are not compared with review findings.
         s.previous_findings = vec!["high: a::b fails".into()];
+        assert!(matches!(Dev::end(&s, &r), Decision::SendBack(_)));
+    }
+
+    #[test]
+    fn the_gates_round_of_0_2_0_is_compared_by_its_fingerprints() {
+        use bmad_policy::converge::finding;
+        use bmad_policy::types::{Round, RoundKind};
+        let r = StepReport {
+            gates: vec![gate(
+                "test",
+                false,
+                Some(101),
+                false,
+                "test a::b ... FAILED",
+            )],
+            ..StepReport::default()
+        };
+        let mut s = story(2);
+        s.rounds = vec![Round {
+            cycle: 1,
+            kind: RoundKind::Gates,
+            findings: vec![finding(
+                "quality gate `test` failed (exit 1); output tail:\ntest a::b ... FAILED",
+            )],
+        }];
+        assert!(
+            matches!(&Dev::end(&s, &r), Decision::Escalate(m) if m.contains("failing a::b")),
+            "{:?}",
+            Dev::end(&s, &r)
+        );
+        // After a review round, gate failures go back.
+        s.rounds[0].kind = RoundKind::Review;
+        s.rounds[0].findings = vec![finding("high: a::b fails")];
         assert!(matches!(Dev::end(&s, &r), Decision::SendBack(_)));
     }
 

@@ -338,6 +338,45 @@ Status: in-progress
     }
 
     #[test]
+    fn the_rounds_of_0_2_0_carry_the_history() {
+        use bmad_policy::converge::finding;
+        use bmad_policy::types::{Round, RoundKind};
+        // Only `rounds` filled (the 0.1.0 fields empty): the same rule, from the rounds.
+        let mut s = story(Layout::V4, &[]);
+        s.cycle = 3;
+        s.rounds = vec![
+            Round {
+                cycle: 1,
+                kind: RoundKind::Review,
+                findings: vec![finding("high: Password is logged")],
+            },
+            Round {
+                cycle: 2,
+                kind: RoundKind::Review,
+                findings: vec![
+                    finding("medium: Duplicate check is case-sensitive"),
+                    finding("No test covers mixed case"),
+                ],
+            },
+        ];
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert!(
+            matches!(&d, Decision::Escalate(r) if r.starts_with("review is not converging: the same 2 findings")),
+            "{d:?}"
+        );
+        // The last round was the gates': review waits for its next round.
+        s.rounds[1] = Round {
+            cycle: 2,
+            kind: RoundKind::Gates,
+            findings: vec![finding(
+                "quality gate `unit` failed (exit 1); output tail:\nbroken",
+            )],
+        };
+        let d = Qa::end(&s, &with_gate("FAIL", GATE_FAIL, STORY_V4));
+        assert!(matches!(&d, Decision::SendBack(f) if f.len() == 2), "{d:?}");
+    }
+
+    #[test]
     fn changed_findings_go_on_even_when_as_many() {
         // One fixed, one new: as many findings as before, but progress.
         let mut s = story(Layout::V4, &[2]);

@@ -51,7 +51,7 @@ fn strict_qa_folder(name: &str) -> (TempDir, PathBuf) {
     std::fs::write(
         folder.join("plugin.toml"),
         format!(
-            "name = \"{name}\"\nversion = \"1.0.0\"\nrole = \"qa\"\nwit = \"0.1.0\"\ncomponent = \"review.wasm\"\ndescription = \"The team's strict review\"\n"
+            "name = \"{name}\"\nversion = \"1.0.0\"\nrole = \"qa\"\nwit = \"0.2.0\"\ncomponent = \"review.wasm\"\ndescription = \"The team's strict review\"\n"
         ),
     )
     .expect("write manifest");
@@ -132,6 +132,7 @@ fn with_no_plugins_folder_the_embedded_plugins_drive_the_sample_to_done() {
             ("dev", "embedded"),
             ("qa", "embedded"),
             ("qa-strict", "embedded"),
+            ("scheduler", "embedded"),
             ("sm", "embedded"),
             ("status", "embedded"),
         ])
@@ -142,7 +143,8 @@ fn with_no_plugins_folder_the_embedded_plugins_drive_the_sample_to_done() {
             ("status", "status"),
             ("sm", "sm"),
             ("dev", "dev"),
-            ("qa", "qa")
+            ("qa", "qa"),
+            ("scheduler", "scheduler")
         ])
     );
 }
@@ -158,6 +160,7 @@ fn a_folder_with_only_a_strict_qa_replaces_just_the_qa_role() {
             ("dev", "embedded"),
             ("qa", "embedded"),
             ("qa-strict", "embedded"),
+            ("scheduler", "embedded"),
             ("sm", "embedded"),
             ("status", "embedded"),
             ("team-review", "folder"),
@@ -169,7 +172,8 @@ fn a_folder_with_only_a_strict_qa_replaces_just_the_qa_role() {
             ("status", "status"),
             ("sm", "sm"),
             ("dev", "dev"),
-            ("qa", "team-review")
+            ("qa", "team-review"),
+            ("scheduler", "scheduler")
         ])
     );
 
@@ -220,6 +224,7 @@ fn a_folder_plugin_replaces_the_embedded_one_of_the_same_name() {
         pairs(&[
             ("dev", "embedded"),
             ("qa-strict", "embedded"),
+            ("scheduler", "embedded"),
             ("sm", "embedded"),
             ("status", "embedded"),
             ("qa", "folder"),
@@ -246,7 +251,10 @@ fn plugins_export_writes_folders_that_load_and_refuses_to_overwrite() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     folders.sort();
-    assert_eq!(folders, ["dev", "qa", "qa-strict", "sm", "status"]);
+    assert_eq!(
+        folders,
+        ["dev", "qa", "qa-strict", "scheduler", "sm", "status"]
+    );
     for name in &folders {
         let manifest =
             std::fs::read_to_string(dir.path().join(name).join("plugin.toml")).expect("manifest");
@@ -267,7 +275,7 @@ fn plugins_export_writes_folders_that_load_and_refuses_to_overwrite() {
         .filter(|e| e.get("name").is_some())
         .filter_map(|e| e["source"].as_str())
         .collect();
-    assert_eq!(sources, ["folder"; 5]);
+    assert_eq!(sources, ["folder"; 6]);
     // With the same bytes as the embedded ones.
     let (embedded, _) = {
         let run = Run::bmad_host(&["plugins", "list", "--json"], &[]);

@@ -40,3 +40,4 @@ mod terminal;
 mod tidy;
 mod usage_limit;
 mod usage_limit_captures;
+mod wit_versions;

@@ -105,6 +105,7 @@ fn story() -> Story {
         sprint_status_path: String::new(),
         previous_findings: Vec::new(),
         findings_history: Vec::new(),
+        rounds: Vec::new(),
     }
 }
 
@@ -210,7 +211,7 @@ fn fingerprints_name_each_role_and_hash_the_wasm() {
     assert_eq!(roles, PluginRole::ALL.to_vec());
     for p in &prints {
         assert_eq!(p.name, p.role.as_str());
-        assert_eq!((p.version.as_str(), p.wit.as_str()), ("0.1.0", "0.1.0"));
+        assert_eq!((p.version.as_str(), p.wit.as_str()), ("0.1.0", "0.2.0"));
         assert_eq!(p.wasm_blake3, expected);
     }
 }
@@ -806,7 +807,7 @@ fn inspect_reports_every_folder_and_its_problem() {
     assert_eq!(qa.serves, vec![PluginRole::Qa]);
     assert_eq!(qa.requested_read, vec!["docs/qa/**".to_string()]);
     assert_eq!(qa.granted_read, vec!["docs/qa/gates/**".to_string()]);
-    assert_eq!(qa.wit.as_deref(), Some("0.1.0"));
+    assert_eq!(qa.wit.as_deref(), Some("0.2.0"));
     assert_eq!(qa.limits, Some(Limits::HOST));
     assert!(qa.load.is_some());
     assert!(by("old").serves.is_empty());

@@ -98,9 +98,12 @@ fn plugins_list_and_check_show_roles_and_problems() {
         .iter()
         .filter_map(|e| e["name"].as_str())
         .collect();
-    assert_eq!(names, ["dev", "qa", "qa-strict", "sm", "status"]);
+    assert_eq!(
+        names,
+        ["dev", "qa", "qa-strict", "scheduler", "sm", "status"]
+    );
     for plugin in run.events.iter().filter(|e| e.get("name").is_some()) {
-        assert_eq!(plugin["wit"], "0.1.0");
+        assert_eq!(plugin["wit"], "0.2.0");
         assert!(plugin["problem"].is_null(), "{plugin}");
         assert!(plugin["load"]["micros"].as_u64().is_some(), "{plugin}");
     }
@@ -115,7 +118,8 @@ fn plugins_list_and_check_show_roles_and_problems() {
             ("status", "status"),
             ("sm", "sm"),
             ("dev", "dev"),
-            ("qa", "qa")
+            ("qa", "qa"),
+            ("scheduler", "scheduler")
         ]
     );
 
