@@ -664,6 +664,15 @@ mod tests {
             .spawn()
             .expect("spawn sleep");
         let pid = i32::try_from(holder.id()).expect("pid");
+        // `spawn` returns once the child is in execve, before the kernel has set up its
+        // arguments: until then its command line reads empty. The exec is over when the
+        // executable `/proc/PID/exe` names is sleep's, not ours.
+        let ours = std::fs::read_link("/proc/self/exe").expect("own exe");
+        while std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == ours)
+            || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.is_empty())
+        {
+            std::thread::yield_now();
+        }
         let held = pipe_holders(&[inode]);
         assert_eq!(
             held.iter().map(|s| s.pid).collect::<Vec<_>>(),
