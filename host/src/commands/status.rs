@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::context::{Context, select};
 use crate::error::{Error, Report};
 use crate::exit;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalReader, LaneIntent, LaneWork, StepKind};
 use crate::plugins::PluginSet;
 use crate::policy::ParseOutcome;
 use crate::project::{Project, StoryEntry};
@@ -60,10 +60,56 @@ struct StoryStatus {
     /// v6: sprint-status disagrees with the story file (the story file wins).
     pub drift: Option<String>,
     pub journal: Option<JournalProgress>,
+    /// In a parallel run (`run --jobs N`): the lane that last held the story.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<LaneNow>,
     /// The project's flow (`v4`, `stories`, `build`) and why: the same on every line.
     pub flow: &'static str,
     /// Why that flow: the installed file that decided it.
     pub flow_why: String,
+}
+
+/// The lane that last held a story in a parallel run *(extension)*.
+#[derive(Debug, Serialize)]
+struct LaneNow {
+    /// The lane, from 1.
+    pub lane: u32,
+    /// `drive` or `integrate`.
+    pub work: &'static str,
+    /// Whether the lane holds it still (no result recorded: in flight, or stopped with the run).
+    pub open: bool,
+    /// How the lane let it go (`done`, `integrated`, `not-integrated`, ...).
+    pub outcome: Option<String>,
+}
+
+/// Each story's last `lane` record in the latest run, by story id.
+fn lanes(journal: &JournalReader) -> Result<Vec<(String, LaneNow)>, Error> {
+    let mut out: Vec<(String, LaneNow)> = Vec::new();
+    for step in journal.steps(None, None)? {
+        if step.key.kind != StepKind::Lane {
+            continue;
+        }
+        let Ok(intent) = serde_json::from_value::<LaneIntent>(step.intent.clone()) else {
+            continue;
+        };
+        let now = LaneNow {
+            lane: intent.lane,
+            work: match intent.work {
+                LaneWork::Drive => "drive",
+                LaneWork::Integrate => "integrate",
+            },
+            open: step.result.is_none(),
+            outcome: step
+                .result
+                .as_ref()
+                .and_then(|r| r.get("outcome"))
+                .and_then(|o| o.as_str())
+                .map(str::to_owned),
+        };
+        out.retain(|(story, _)| *story != step.key.story);
+        out.push((step.key.story.clone(), now));
+    }
+    Ok(out)
 }
 
 /// What the journal knows of a story.
@@ -105,6 +151,7 @@ fn story_status(
         gate: None,
         drift: None,
         journal: None,
+        lane: None,
         flow: "",
         flow_why: String::new(),
     };
@@ -152,6 +199,10 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
         Some(j) => j.story_summaries(None)?,
         None => Vec::new(),
     };
+    let mut lanes = match &journal {
+        Some(j) => lanes(j)?,
+        None => Vec::new(),
+    };
     let mut out = std::io::stdout().lock();
     if !context.json && !(context.verbosity == Verbosity::Quiet) {
         eprintln!("{}", project.describe());
@@ -179,6 +230,9 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
                 result: r.result.map(|x| x.as_str().to_string()),
                 last_outcome: r.last_outcome.clone(),
             });
+        }
+        if let Some(at) = lanes.iter().position(|(story, _)| *story == s.id) {
+            s.lane = Some(lanes.swap_remove(at).1);
         }
         if context.json {
             serde_json::to_writer(&mut out, &s)?;
@@ -215,9 +269,19 @@ pub(super) fn print(context: &Context, epic: Option<u32>) -> Result<u8, Error> {
                     )
                 })
                 .unwrap_or_default();
+            let lane = s
+                .lane
+                .as_ref()
+                .map(|l| match (l.open, l.work, l.outcome.as_deref()) {
+                    (true, "drive", _) => format!("  lane {}: in flight", l.lane),
+                    (true, _, _) => format!("  lane {}: integrating", l.lane),
+                    (false, _, Some(outcome)) => format!("  lane {}: {outcome}", l.lane),
+                    (false, _, None) => format!("  lane {}", l.lane),
+                })
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{:<6} {:<14}{raw}{gate}{progress}  {}  {}",
+                "{:<6} {:<14}{raw}{gate}{progress}{lane}  {}  {}",
                 s.id, state, s.title, s.file
             )
             .map_err(Error::Output)?;

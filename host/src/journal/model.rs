@@ -322,6 +322,9 @@ pub enum StepKind {
     /// The host putting its own values of v6 sprint-status back (drift found at the start of a
     /// run, an agent's edit, an epic's closeout).
     SprintSync,
+    /// A lane of a parallel run (`run --jobs N`) taking a story: to drive it in its worktree or
+    /// to integrate it. Its intent and result times are when the lane held the story.
+    Lane,
 }
 
 impl StepKind {
@@ -335,6 +338,7 @@ impl StepKind {
             StepKind::StatusWrite => "status-write",
             StepKind::Teardown => "teardown",
             StepKind::SprintSync => "sprint-sync",
+            StepKind::Lane => "lane",
         }
     }
 
@@ -347,6 +351,7 @@ impl StepKind {
             "status-write" => StepKind::StatusWrite,
             "teardown" => StepKind::Teardown,
             "sprint-sync" => StepKind::SprintSync,
+            "lane" => StepKind::Lane,
             _ => return None,
         })
     }

@@ -220,6 +220,48 @@ impl StepIntent for DecisionIntent {
     type Result = Decision;
 }
 
+/// What a lane of a parallel run does with a story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaneWork {
+    /// Drives it in its worktree (SM, Dev, QA, gates), to its end.
+    Drive,
+    /// Integrates it onto the integration branch (the integration lane).
+    Integrate,
+}
+
+/// The intent of a `lane` step (`run --jobs N`): lane `lane` takes the story. A new record each
+/// time a lane takes it (its sequence number counts the story's lane records), so the records
+/// say, in order, which lane held the story when, and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneIntent {
+    /// The lane, from 1 (the integration lane carries the lane the story held).
+    pub lane: u32,
+    /// Driving or integrating.
+    pub work: LaneWork,
+}
+
+impl StepIntent for LaneIntent {
+    const KIND: StepKind = StepKind::Lane;
+    type Result = LaneResult;
+}
+
+/// The result of a `lane` step: how the lane let the story go. A record with no result is a
+/// lane stopped with the run (Ctrl-C, a halt, a kill).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneResult {
+    /// The integration's commit on the integration branch (`None`: the story changed nothing,
+    /// or it was not integrated).
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Driving: the story's end (`done`, `escalated`, `failed`). Integrating: `integrated` or
+    /// `not-integrated`.
+    pub outcome: String,
+    /// Why it was not integrated, or why it ended so.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// A [`StoryState`] as its canonical name (`ready-for-dev`), as the journal stores states.
 mod state_name {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};

@@ -965,7 +965,8 @@ impl Commit {
             | StepKind::Gates
             | StepKind::StatusWrite
             | StepKind::SprintSync
-            | StepKind::Teardown => Commit::Relaxed,
+            | StepKind::Teardown
+            | StepKind::Lane => Commit::Relaxed,
         }
     }
 }

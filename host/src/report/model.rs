@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use super::ReportError;
 use crate::journal::{
-    AgentCallResult, GatesResult, JournalReader, PluginFingerprint, RunId, RunRecord, RunStatus,
-    StepKind, StepRow, TeardownIntent, TeardownResult, Usage, run_in_progress, transcript_path,
+    AgentCallResult, GatesResult, JournalReader, LaneIntent, LaneResult, LaneWork,
+    PluginFingerprint, RunId, RunRecord, RunStatus, StepKind, StepRow, TeardownIntent,
+    TeardownResult, Usage, run_in_progress, transcript_path,
 };
 use crate::policy::{Decision, OutcomeKind, state_name};
 
@@ -233,6 +234,39 @@ pub struct StoryView {
     pub roles: BTreeMap<Lane, RoleSpend>,
 }
 
+/// A lane of a parallel run (`run --jobs N`), or its integration lane: the stories it held, in
+/// time order.
+#[derive(Debug, Clone)]
+pub struct RunLane {
+    /// `1`, `2`, ... for the lanes that drive stories; `integration` for the integration lane.
+    pub name: String,
+    /// What it held.
+    pub spans: Vec<LaneSpan>,
+}
+
+/// A lane holding one story, from its `lane` record.
+#[derive(Debug, Clone)]
+pub struct LaneSpan {
+    /// The record's step id.
+    pub step: i64,
+    /// The story.
+    pub story: String,
+    /// The lane the story held (for the integration lane: the lane it came from).
+    pub lane: u32,
+    /// Driving or integrating.
+    pub work: LaneWork,
+    /// When the lane took it.
+    pub start: SystemTime,
+    /// When it let it go (`None`: the run stopped with it, or is running).
+    pub end: Option<SystemTime>,
+    /// How it ended.
+    pub state: ItemState,
+    /// `done`, `escalated`, `integrated`, `not-integrated`, or the open state's name.
+    pub outcome: String,
+    /// The commit it landed as, or why it was not integrated or ended so.
+    pub detail: String,
+}
+
 /// The run's totals.
 #[derive(Debug, Clone, Default)]
 pub struct Totals {
@@ -289,6 +323,9 @@ pub struct RunView {
     pub plugins: Vec<PluginFingerprint>,
     /// Its stories, in story order.
     pub stories: Vec<StoryView>,
+    /// Its lanes, when it ran stories in parallel (`1`, `2`, ..., then `integration`); empty
+    /// for a run of one story at a time.
+    pub lanes: Vec<RunLane>,
     /// Its totals.
     pub totals: Totals,
 }
@@ -334,9 +371,14 @@ pub(super) fn read(
             }
         })
         .collect();
+    let mut lanes: Vec<RunLane> = Vec::new();
     for step in reader.steps(Some(&record.id), None)? {
         // The host's sprint-status reconciliations are not drawn (`bmad-host log` lists them).
         if step.key.kind == StepKind::SprintSync {
+            continue;
+        }
+        if step.key.kind == StepKind::Lane {
+            add_lane_span(&mut lanes, &step, live);
             continue;
         }
         let at = match stories.iter().position(|s| s.id == step.key.story) {
@@ -359,6 +401,10 @@ pub(super) fn read(
         };
         add_step(&mut stories[at], &step, root, live);
     }
+    lanes.sort_by_key(|l| match l.name.parse::<u32>() {
+        Ok(n) => (0, n),
+        Err(_) => (1, 0),
+    });
     let mut totals = Totals {
         stories: stories.len(),
         ..Totals::default()
@@ -393,6 +439,7 @@ pub(super) fn read(
         args: record.args.clone(),
         plugins: record.plugins.clone(),
         stories,
+        lanes,
         totals,
     })
 }
@@ -421,6 +468,62 @@ fn pick<'a>(
                     known.join(", ")
                 },
             }
+        }),
+    }
+}
+
+/// Adds a `lane` record to its lane's row (a record that does not decode is skipped: the
+/// report only reads, and the run's own resume check names it).
+fn add_lane_span(lanes: &mut Vec<RunLane>, step: &StepRow, live: bool) {
+    let Ok(intent) = serde_json::from_value::<LaneIntent>(step.intent.clone()) else {
+        return;
+    };
+    let result = step
+        .result
+        .clone()
+        .and_then(|r| serde_json::from_value::<LaneResult>(r).ok());
+    let open = if live {
+        ItemState::Open
+    } else {
+        ItemState::Interrupted
+    };
+    let (state, outcome, detail) = match result {
+        None => (open, open.name().to_owned(), String::new()),
+        Some(r) => {
+            let good = matches!(r.outcome.as_str(), "done" | "integrated");
+            let detail = match (r.commit, r.reason) {
+                (Some(commit), _) => format!("commit {commit}"),
+                (None, Some(reason)) => reason,
+                (None, None) => String::new(),
+            };
+            let state = if good {
+                ItemState::Ok
+            } else {
+                ItemState::Failed
+            };
+            (state, r.outcome, detail)
+        }
+    };
+    let name = match intent.work {
+        LaneWork::Drive => intent.lane.to_string(),
+        LaneWork::Integrate => "integration".to_owned(),
+    };
+    let span = LaneSpan {
+        step: step.id.get(),
+        story: step.key.story.clone(),
+        lane: intent.lane,
+        work: intent.work,
+        start: step.intent_at,
+        end: step.result_at,
+        state,
+        outcome,
+        detail,
+    };
+    match lanes.iter_mut().find(|l| l.name == name) {
+        Some(lane) => lane.spans.push(span),
+        None => lanes.push(RunLane {
+            name,
+            spans: vec![span],
         }),
     }
 }
@@ -557,7 +660,9 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
             }
             item.detail = detail;
         }
-        StepKind::StatusParse | StepKind::StatusWrite | StepKind::SprintSync => return,
+        StepKind::StatusParse | StepKind::StatusWrite | StepKind::SprintSync | StepKind::Lane => {
+            return;
+        }
     }
     story.items.push(item);
 }

@@ -47,6 +47,7 @@ svg .s-ok{fill:var(--ok)}svg .s-failed{fill:var(--bad)}svg .s-usage-limit{fill:v
 svg .s-interrupted,svg .s-open{fill:url(#hatch);stroke:var(--open)}
 svg .unclean{stroke:var(--bad);stroke-width:2}
 svg .gates.s-ok{fill:#5dade2}
+svg .span-label{font-size:10px;fill:#fff;pointer-events:none}
 svg .wait{stroke:var(--limit);stroke-width:2;stroke-dasharray:4 3}svg .wait-label{font-size:9px;fill:var(--limit)}
 tr.earlier td{color:var(--mute)}
 svg .teardown{stroke:var(--bad);stroke-width:2;fill:none}
@@ -81,6 +82,17 @@ pub(super) fn write(view: &RunView, href: &dyn Fn(&Path) -> String) -> String {
     header(&mut out, view);
     index(&mut out, view);
     let bound = view.finished_at.unwrap_or(view.read_at);
+    if !view.lanes.is_empty() {
+        let _ = write!(
+            out,
+            "<section class=\"card\" id=\"lanes\" data-lanes=\"{}\"><h2>Lanes</h2>\
+             <p class=\"meta\">The stories side by side: each lane's row shows the stories it \
+             drove in their worktrees, the integration lane's the integrations, one at a time.</p>",
+            view.lanes.len()
+        );
+        swimlane::draw_lanes(&mut out, &view.lanes, bound);
+        out.push_str("</section>");
+    }
     for (n, story) in view.stories.iter().enumerate() {
         story_section(&mut out, n, story, bound, href);
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::escape::Esc;
 use super::figures::{clock, money};
-use super::model::{Item, ItemKind, ItemState, Lane, StoryView, span};
+use super::model::{Item, ItemKind, ItemState, Lane, LaneSpan, RunLane, StoryView, span};
 
 const WIDTH: f64 = 960.0;
 const LABEL: f64 = 52.0;
@@ -79,6 +79,118 @@ pub(super) fn draw(out: &mut String, story: &StoryView, bound: SystemTime) {
         for item in story.items.iter().filter(|i| i.lane == *lane) {
             earlier(out, item, y, &x);
             shape(out, item, y, x(item.start), x(drawn_end(item)));
+        }
+        out.push_str("</g>");
+    }
+    out.push_str("</svg>");
+}
+
+/// The SVG of a parallel run's lanes: one row per lane (`lane 1`, ..., then `integration`),
+/// each story it held a bar from when the lane took it to when it let it go, labelled with the
+/// story's id; `bound` ends a bar with no result.
+pub(super) fn draw_lanes(out: &mut String, lanes: &[RunLane], bound: SystemTime) {
+    let spans = || lanes.iter().flat_map(|l| l.spans.iter());
+    let Some(t0) = spans().map(|s| s.start).min() else {
+        return;
+    };
+    let drawn_end = |s: &LaneSpan| s.end.unwrap_or(bound).max(s.start);
+    let t1 = spans().map(drawn_end).max().unwrap_or(t0);
+    let total = t1
+        .duration_since(t0)
+        .unwrap_or_default()
+        .max(Duration::from_millis(1));
+    let height = TOP + LANE * lanes.len() as f64 + 4.0;
+    let label = LABEL + 28.0;
+    let plot = WIDTH - label - RIGHT;
+    let x = |t: SystemTime| {
+        let d = t.duration_since(t0).unwrap_or_default();
+        label + plot * d.as_secs_f64() / total.as_secs_f64()
+    };
+    let _ = write!(
+        out,
+        "<svg class=\"lanes run-lanes\" xmlns=\"http://www.w3.org/2000/svg\" \
+         viewBox=\"0 0 {WIDTH} {height}\" role=\"img\" aria-label=\"the run's lanes\" \
+         data-span-ms=\"{span}\">",
+        span = total.as_millis()
+    );
+    for q in 0..=4u32 {
+        let frac = f64::from(q) / 4.0;
+        let tx = label + plot * frac;
+        let anchor = match q {
+            0 => "start",
+            4 => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            out,
+            "<line class=\"tick\" x1=\"{tx:.1}\" y1=\"{TOP}\" x2=\"{tx:.1}\" y2=\"{:.1}\"/>\
+             <text class=\"axis\" x=\"{tx:.1}\" y=\"12\" text-anchor=\"{anchor}\">{}</text>",
+            height - 4.0,
+            clock(total.mul_f64(frac))
+        );
+    }
+    for (row, lane) in lanes.iter().enumerate() {
+        let y = TOP + LANE * row as f64;
+        let title = match lane.name.parse::<u32>() {
+            Ok(n) => format!("lane {n}"),
+            Err(_) => lane.name.clone(),
+        };
+        let _ = write!(
+            out,
+            "<g class=\"lane\" data-run-lane=\"{name}\"><rect class=\"band\" x=\"0\" y=\"{y:.1}\" \
+             width=\"{WIDTH}\" height=\"{LANE}\"/><text class=\"role\" x=\"4\" y=\"{:.1}\">{title}</text>",
+            y + LANE / 2.0 + 4.0,
+            name = Esc(&lane.name),
+            title = Esc(&title),
+        );
+        let mid = y + LANE / 2.0;
+        for s in &lane.spans {
+            let (x0, x1) = (x(s.start), x(drawn_end(s)));
+            let w = (x1 - x0).max(2.0);
+            let mut tip = format!("story {} · {}", s.story, s.outcome);
+            match s.end {
+                Some(end) => tip.push_str(&format!(
+                    " · {}",
+                    clock(end.duration_since(s.start).unwrap_or_default())
+                )),
+                None => tip.push_str(" · no result"),
+            }
+            if !s.detail.is_empty() {
+                tip.push_str(&format!(" · {}", s.detail));
+            }
+            let _ = write!(
+                out,
+                "<rect class=\"lane-span s-{state}\" id=\"ln-{step}\" data-step=\"{step}\" \
+                 data-story=\"{story}\" data-lane=\"{lane}\" data-work=\"{work}\" \
+                 data-state=\"{state}\" data-outcome=\"{outcome}\" data-start=\"{start}\"{end} \
+                 x=\"{x0:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{BAR}\" rx=\"2\">\
+                 <title>{}</title></rect>",
+                mid - BAR / 2.0,
+                Esc(&tip),
+                step = s.step,
+                story = Esc(&s.story),
+                lane = s.lane,
+                work = match s.work {
+                    crate::journal::LaneWork::Drive => "drive",
+                    crate::journal::LaneWork::Integrate => "integrate",
+                },
+                state = s.state.name(),
+                outcome = Esc(&s.outcome),
+                start = super::figures::stamp(s.start),
+                end = s
+                    .end
+                    .map(|e| format!(" data-end=\"{}\"", super::figures::stamp(e)))
+                    .unwrap_or_default(),
+            );
+            if w >= 24.0 {
+                let _ = write!(
+                    out,
+                    "<text class=\"span-label\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                    x0 + 3.0,
+                    mid + 4.0,
+                    Esc(&s.story)
+                );
+            }
         }
         out.push_str("</g>");
     }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 
 use super::driver::{Driver, StepCtx};
 use crate::journal::{
-    AgentCallIntent, DecisionIntent, GatesIntent, JournalError, SprintSyncIntent,
+    AgentCallIntent, DecisionIntent, GatesIntent, JournalError, LaneIntent, SprintSyncIntent,
     StatusWriteIntent, StepId, StepIntent, StepKey, StepKind, StepStart, TeardownIntent,
 };
 
@@ -131,6 +131,7 @@ pub(super) fn check_step(
         StepKind::StatusWrite => check::<StatusWriteIntent>(intent, result),
         StepKind::Teardown => check::<TeardownIntent>(intent, result),
         StepKind::SprintSync => check::<SprintSyncIntent>(intent, result),
+        StepKind::Lane => check::<LaneIntent>(intent, result),
         // Not written by this host's run loop.
         StepKind::StatusParse => Ok(()),
     }
@@ -237,7 +238,10 @@ mod tests {
                     let decision = done::<DecisionIntent>(again);
                     assert_eq!(serde_json::to_value(decision).expect("encodes"), *result);
                 }
-                StepKind::StatusParse | StepKind::Teardown | StepKind::SprintSync => {
+                StepKind::StatusParse
+                | StepKind::Teardown
+                | StepKind::SprintSync
+                | StepKind::Lane => {
                     unreachable!()
                 }
             }

@@ -39,7 +39,9 @@ use super::summary::{Results, Tally};
 use crate::config::{GitIntegrate, SameEpic as SameEpicSetting};
 use crate::error::Error;
 use crate::git::{Git, GitError, Integrate, Integration};
-use crate::journal::StoryRecord;
+use crate::journal::{
+    LaneIntent, LaneResult, LaneWork, StepId, StepKey, StepKind, StepRow, StepStart, StoryRecord,
+};
 use crate::policy::StoryState;
 use crate::process::Interrupt;
 use crate::project::{Project, StoryEntry, StoryId};
@@ -525,7 +527,15 @@ impl<'s, 'd> Shared<'s, 'd> {
                 if let Some((why, findings)) = reopen {
                     lane_driver.reopen(entry, &why, findings)?;
                 }
+                let record = driver.open_lane(id, lane, LaneWork::Drive)?;
                 let result = lane_driver.drive(entry).await;
+                if let Ok((ended, _)) = &result {
+                    let reason = match ended {
+                        StoryResult::Done => None,
+                        StoryResult::Failed(why) | StoryResult::Escalated(why) => Some(why.clone()),
+                    };
+                    driver.finish_lane(record, ended.word(), None, reason)?;
+                }
                 Ok::<_, Halt>((result, lane_driver.capped.take()))
             };
             match run.await {
@@ -555,7 +565,23 @@ impl<'s, 'd> Shared<'s, 'd> {
         let (driver, repo, stories, rx) = (self.driver, self.repo, self.stories, self.rx.clone());
         async move {
             let id = entry.id;
-            let outcome = integrate_story(driver, repo, stories, entry, lane, rx).await;
+            let outcome = async {
+                // An integration the host was stopped in: it may have landed already.
+                let resumed = driver.integrating(id)?;
+                let record = driver.open_lane(id, lane, LaneWork::Integrate)?;
+                let landed =
+                    integrate_story(driver, repo, stories, entry, lane, rx, resumed).await?;
+                match &landed {
+                    Landed::Yes(commit) => {
+                        driver.finish_lane(record, "integrated", commit.clone(), None)?;
+                    }
+                    Landed::No { why, .. } => {
+                        driver.finish_lane(record, "not-integrated", None, Some(why.clone()))?;
+                    }
+                }
+                Ok(landed)
+            }
+            .await;
             Task::Integrated {
                 id,
                 lane,
@@ -573,6 +599,7 @@ async fn integrate_story(
     entry: &StoryEntry,
     lane: u32,
     interrupts: watch::Receiver<Interrupt>,
+    resumed: bool,
 ) -> Result<Landed, Halt> {
     let id = entry.id;
     let git = &repo.git;
@@ -587,6 +614,13 @@ async fn integrate_story(
     }
     let work = path.join(&repo.rel);
     let subject = format!("{id}: {}", entry.title);
+    if resumed && let Some(commit) = landed_before(repo, &path, &subject).await.map_err(fatal)? {
+        // The integration branch was fast-forwarded to the story before the host stopped:
+        // only the worktree is left to remove (its gates passed then).
+        let _shared = repo.shared_refs.lock().await;
+        git.remove_worktree(&repo.top, &path).await.map_err(fatal)?;
+        return Ok(Landed::Yes(Some(commit)));
+    }
     let body = review_body(driver, &work, entry);
     let shared = repo.shared_refs.lock().await;
     git.commit_all(&path, &subject, &body)
@@ -704,6 +738,36 @@ async fn integrate_story(
     Ok(Landed::Yes(commit))
 }
 
+/// The story's commit, when an interrupted integration had already landed it: the worktree
+/// is clean, its head is on the integration branch and is the story's own commit (its subject).
+async fn landed_before(
+    repo: &Repo,
+    worktree: &Path,
+    subject: &str,
+) -> Result<Option<String>, GitError> {
+    if !repo.git.changes(worktree).await?.is_empty() {
+        return Ok(None);
+    }
+    let head = repo.git.rev(worktree, "HEAD").await?;
+    let on_branch = repo
+        .git
+        .output(
+            &repo.top,
+            &["merge-base", "--is-ancestor", &head, &repo.branch],
+        )
+        .await?
+        .success();
+    if !on_branch {
+        return Ok(None);
+    }
+    let said = repo
+        .git
+        .run(worktree, &["log", "-1", "--format=%s", &head])
+        .await?
+        .stdout;
+    Ok((said.trim_end() == subject).then_some(head))
+}
+
 /// The body of a story's commit: how its review ended.
 fn review_body(driver: &Driver<'_>, work: &Path, entry: &StoryEntry) -> String {
     let mut body = format!("Reviewed by QA in bmad-host run {}.", driver.run);
@@ -800,6 +864,76 @@ impl Driver<'_> {
             };
             done.insert(entry.id, (result, tally));
         }
+        Ok(())
+    }
+}
+
+impl Driver<'_> {
+    /// The story's `lane` records in this run, in order.
+    fn lane_records(&self, id: StoryId) -> Result<Vec<StepRow>, Halt> {
+        let steps = self
+            .journal
+            .borrow()
+            .steps(Some(&self.run), Some(&id.to_string()))?;
+        Ok(steps
+            .into_iter()
+            .filter(|s| s.key.kind == StepKind::Lane)
+            .collect())
+    }
+
+    /// Whether the story's last lane record is an integration with no result: the host was
+    /// stopped while integrating it.
+    fn integrating(&self, id: StoryId) -> Result<bool, Halt> {
+        Ok(self.lane_records(id)?.last().is_some_and(|step| {
+            step.result.is_none()
+                && serde_json::from_value::<LaneIntent>(step.intent.clone())
+                    .is_ok_and(|i| i.work == LaneWork::Integrate)
+        }))
+    }
+
+    /// Journals that `lane` takes story `id` for `work` (a new `lane` record; see
+    /// [`LaneIntent`]).
+    fn open_lane(&self, id: StoryId, lane: u32, work: LaneWork) -> Result<Option<StepId>, Halt> {
+        let story = id.to_string();
+        let seq = self.lane_records(id)?.len();
+        let cycle = self
+            .journal
+            .borrow()
+            .story(&self.run, &story)?
+            .map_or(0, |r| r.cycle);
+        let key = StepKey {
+            run: self.run.clone(),
+            story,
+            cycle,
+            role: "host".to_string(),
+            kind: StepKind::Lane,
+            seq: u32::try_from(seq).unwrap_or(u32::MAX),
+        };
+        let intent = super::journaled::to_json(&LaneIntent { lane, work });
+        Ok(match self.journal.borrow_mut().begin_step(&key, &intent)? {
+            StepStart::Fresh(step) | StepStart::Retry { id: step, .. } => Some(step),
+            // A new key each time: never found done.
+            StepStart::Done(_) => None,
+        })
+    }
+
+    /// Journals how the lane let the story go.
+    fn finish_lane(
+        &self,
+        record: Option<StepId>,
+        outcome: &str,
+        commit: Option<String>,
+        reason: Option<String>,
+    ) -> Result<(), Halt> {
+        let Some(step) = record else { return Ok(()) };
+        let result = LaneResult {
+            commit,
+            outcome: outcome.to_string(),
+            reason,
+        };
+        self.journal
+            .borrow_mut()
+            .finish_step(step, &super::journaled::to_json(&result))?;
         Ok(())
     }
 }

@@ -525,3 +525,200 @@ fn a_v6_sprint_status_is_the_hosts_alone_and_never_merged() {
     let again = Run::project(&project, &["--jobs", "3"], &[]);
     assert_eq!(again.code(), 0, "{}", again.stderr());
 }
+
+/// `bmad-host CMD --json --project P` of the project: its JSON lines.
+fn json_of(project: &Project, cmd: &str) -> Vec<Value> {
+    let run = Run::bmad_host(
+        &[
+            cmd,
+            "--json",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.events
+}
+
+/// `bmad-host report` of the project, parsed: the page's `rect.lane-span` elements' attributes
+/// and the lane rows' names.
+fn report_lanes(
+    project: &Project,
+) -> (Vec<String>, Vec<std::collections::BTreeMap<String, String>>) {
+    let run = Run::bmad_host(
+        &[
+            "report",
+            "--project",
+            project.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let path = String::from_utf8_lossy(&run.output.stdout)
+        .trim()
+        .to_owned();
+    let html = std::fs::read_to_string(&path).expect("the report");
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&html, options).expect("well-formed");
+    let rows = doc
+        .descendants()
+        .filter_map(|n| n.attribute("data-run-lane").map(str::to_owned))
+        .collect();
+    let spans = doc
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("rect")
+                && n.attribute("class")
+                    .is_some_and(|c| c.starts_with("lane-span"))
+        })
+        .map(|n| {
+            n.attributes()
+                .map(|a| (a.name().to_owned(), a.value().to_owned()))
+                .collect()
+        })
+        .collect();
+    (rows, spans)
+}
+
+#[test]
+fn each_lane_is_journaled_and_shown_by_log_status_and_report() {
+    let project = project(
+        &["src/s1.txt", "src/s2.txt", "src/s3.txt", "src/s4.txt"],
+        "[workflow]\nsame_epic = \"parallel\"\n",
+    );
+    let script = four_working(&project);
+    let run = Run::project(
+        &project,
+        &["--jobs", "2"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let commits: Vec<(String, String)> = git(project.path(), &["log", "--format=%H %s", "main"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(h, s)| (h.to_owned(), s.to_owned()))
+        .collect();
+    let commit_of = |id: &str| {
+        commits
+            .iter()
+            .find(|(_, s)| s.starts_with(&format!("{id}: ")))
+            .map(|(h, _)| h.clone())
+            .unwrap_or_else(|| panic!("no commit of {id}: {commits:?}"))
+    };
+    // The journal: per story one drive record (lane 1 or 2, done) and one integration record
+    // (integrated, with the commit on main); each of its other steps carries its lane in `log`.
+    let steps = json_of(&project, "log");
+    for n in 1..=4 {
+        let id = format!("1.{n}");
+        let lanes: Vec<&Value> = steps
+            .iter()
+            .filter(|s| s["story"] == id.as_str() && s["kind"] == "lane")
+            .collect();
+        assert_eq!(lanes.len(), 2, "{id}: {lanes:?}");
+        assert_eq!(lanes[0]["intent"]["work"], "drive");
+        let lane = lanes[0]["intent"]["lane"].as_u64().unwrap_or(0);
+        assert!((1..=2).contains(&lane), "{:?}", lanes[0]);
+        assert_eq!(lanes[0]["result"]["outcome"], "done");
+        assert_eq!(lanes[1]["intent"]["work"], "integrate");
+        assert_eq!(lanes[1]["intent"]["lane"], lane);
+        assert_eq!(lanes[1]["result"]["outcome"], "integrated");
+        assert_eq!(lanes[1]["result"]["commit"], commit_of(&id).as_str());
+        let after: Vec<&Value> = steps
+            .iter()
+            .filter(|s| s["story"] == id.as_str())
+            .skip_while(|s| s["kind"] != "lane")
+            .collect();
+        assert!(after.len() > 2, "{id}: {after:?}");
+        assert!(after.iter().all(|s| s["lane"] == lane), "{id}: {after:?}");
+    }
+    // `status`: the lane that last held each story, and how it let it go.
+    let status = json_of(&project, "status");
+    assert_eq!(status.len(), 4);
+    for s in &status {
+        assert_eq!(s["lane"]["work"], "integrate", "{s}");
+        assert_eq!(s["lane"]["open"], false, "{s}");
+        assert_eq!(s["lane"]["outcome"], "integrated", "{s}");
+    }
+    // The report: a row per lane and the integration lane, each story's drive and integration
+    // drawn there, at the journal's times.
+    let (rows, spans) = report_lanes(&project);
+    assert_eq!(rows, ["1", "2", "integration"]);
+    assert_eq!(spans.len(), 8, "{spans:?}");
+    for step in steps.iter().filter(|s| s["kind"] == "lane") {
+        let id = step["step"].to_string();
+        let span = spans
+            .iter()
+            .find(|s| s["data-step"] == id)
+            .unwrap_or_else(|| panic!("step {id} is not drawn: {spans:?}"));
+        assert_eq!(
+            span["data-story"],
+            step["story"].as_str().unwrap_or_default()
+        );
+        assert_eq!(
+            span["data-work"],
+            step["intent"]["work"].as_str().unwrap_or_default()
+        );
+        assert_eq!(span["data-lane"], step["intent"]["lane"].to_string());
+        assert_eq!(
+            span["data-start"],
+            step["intent_at"].as_str().unwrap_or_default()
+        );
+        assert_eq!(
+            span["data-end"],
+            step["result_at"].as_str().unwrap_or_default()
+        );
+        assert_eq!(span["data-state"], "ok");
+    }
+    // Integrations one at a time: no two integration spans overlap.
+    let mut integrations: Vec<(&str, &str)> = spans
+        .iter()
+        .filter(|s| s["data-work"] == "integrate")
+        .map(|s| (s["data-start"].as_str(), s["data-end"].as_str()))
+        .collect();
+    integrations.sort_unstable();
+    for pair in integrations.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "{integrations:?}");
+    }
+}
+
+#[test]
+fn an_interrupted_parallel_runs_lanes_show_what_each_held() {
+    let (project, script) = four_hanging();
+    let tag = bmad_host_tests::fake::unique_tag("parallel-lanes-ctrl-c");
+    let mut child = spawn_run(&project, "4", &tag, &script);
+    let mut started = 0;
+    bmad_host_tests::harness::read_events_until(&mut child, |e| {
+        if e["event"] == "agent_started" && e["pid"].is_number() {
+            started += 1;
+        }
+        started == 4
+    });
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    bmad_host_tests::harness::read_events_until(&mut child, |_| false);
+    assert_eq!(child.wait().expect("wait").code(), Some(130));
+    // Every story is held by its lane still: in flight when the run stopped.
+    let status = json_of(&project, "status");
+    let mut lanes: Vec<u64> = status
+        .iter()
+        .map(|s| {
+            assert_eq!(s["lane"]["work"], "drive", "{s}");
+            assert_eq!(s["lane"]["open"], true, "{s}");
+            s["lane"]["lane"].as_u64().unwrap_or(0)
+        })
+        .collect();
+    lanes.sort_unstable();
+    assert_eq!(lanes, [1, 2, 3, 4]);
+    let (rows, spans) = report_lanes(&project);
+    assert_eq!(rows, ["1", "2", "3", "4"]);
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s["data-state"] == "interrupted" && !s.contains_key("data-end")),
+        "{spans:?}"
+    );
+}
