@@ -1,26 +1,34 @@
 //! Admission of parallel stories (`run --jobs N`): which of the stories waiting to start may
-//! start now, beside the ones running. A decision, so behind a trait ([`Scheduler`]) that a
-//! policy component can serve (the `scheduler` world of `bmad:policy@0.2.0`, once it lands);
-//! until then the host's built-in [`DefaultScheduler`] applies the default rule:
+//! start now, beside the ones running. A decision, so a policy's: the `scheduler` role's
+//! component (the `scheduler` world of `bmad:policy@0.2.0`; the embedded `plugins/scheduler`
+//! unless `[roles] scheduler` names another) is asked each time a lane is free. The host gives
+//! it the facts and checks its answer (at most the free slots, each a waiting story, none twice;
+//! a trap or another answer stops the run):
 //!
-//! - a story waits for the stories it depends on to finish: the ones it names
+//! - each waiting story's id, epic, state, declared footprint (`footprint_known` false when it
+//!   declares none), and the stories it depends on with whether each is done: the ones it names
 //!   (`depends_on`, [`crate::project::declared`]), else, with `[workflow] same_epic = "serial"`
-//!   (the default), every earlier story of its epic; a dependency outside the run counts as
-//!   finished (the run cannot finish it);
-//! - its footprint must not overlap the footprint of a running story (nor of one admitted in the
-//!   same decision); an unknown footprint (the story declares none) overlaps nothing and is
-//!   admitted optimistically: the integration lane catches real conflicts;
-//! - stories are considered in story order, and at most the free slots are admitted.
+//!   (the default), every earlier story of its epic. A dependency outside the run counts as
+//!   done (the run cannot finish it); one that failed or was escalated in this run is not.
+//! - the stories in flight (driven, or waiting for the integration lane), with their footprints.
+//!
+//! When nothing runs and the scheduler starts none of the waiting stories, none ever will: the
+//! run ends them as escalated, each with the reason ([`why_not_started`]): a dependency that did
+//! not get done, a dependency cycle, or the scheduler's refusal.
 
 use std::collections::BTreeSet;
 
-use crate::project::{StoryId, overlap};
+use crate::plugins::{PluginError, Scheduler};
+use crate::policy::{self, StoryState};
+use crate::project::StoryId;
 
-/// A story waiting to start, as the scheduler sees it.
+/// A story waiting to start, as the host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Candidate {
     /// Its id.
     pub id: StoryId,
+    /// Its state as its file says (`None`: not drafted, or unreadable).
+    pub state: Option<StoryState>,
     /// The paths and globs it declares (empty: unknown).
     pub footprint: Vec<String>,
     /// The stories it names as dependencies, when it names any.
@@ -45,14 +53,17 @@ pub(super) struct Board<'a> {
     pub running: &'a [Running],
     /// Every story of the run that has not finished (waiting or running).
     pub unfinished: &'a BTreeSet<StoryId>,
+    /// The stories of the run that ended without being done (failed, escalated).
+    pub failed: &'a BTreeSet<StoryId>,
     /// How many more stories may start.
     pub slots: usize,
 }
 
-/// Decides which waiting stories start.
-pub(super) trait Scheduler {
-    /// The stories to start now, from `board.waiting`, at most `board.slots`.
-    fn admit(&self, board: &Board<'_>) -> Vec<StoryId>;
+impl Board<'_> {
+    /// Whether `id` counts as done for a story that depends on it.
+    fn done(&self, id: StoryId) -> bool {
+        !self.unfinished.contains(&id) && !self.failed.contains(&id)
+    }
 }
 
 /// What a story's epic siblings mean when it names no dependency (`[workflow] same_epic`).
@@ -64,46 +75,131 @@ pub(super) enum SameEpic {
     Parallel,
 }
 
-/// The built-in default rule (see the module's documentation).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct DefaultScheduler {
+/// The scheduler role's component, asked with the run's dependency rule applied.
+#[derive(Debug)]
+pub(super) struct Admission {
+    /// The component.
+    pub scheduler: Scheduler,
+    /// `[workflow] same_epic`.
     pub same_epic: SameEpic,
 }
 
-impl Scheduler for DefaultScheduler {
-    fn admit(&self, board: &Board<'_>) -> Vec<StoryId> {
-        let mut admitted: Vec<&Candidate> = Vec::new();
-        for story in board.waiting {
-            if admitted.len() >= board.slots {
-                break;
+impl Admission {
+    /// The stories to start now, in the order to start them: the component's answer (which
+    /// [`Scheduler::admit`] has checked).
+    pub fn admit(&self, board: &Board<'_>) -> Result<Vec<StoryId>, PluginError> {
+        if board.slots == 0 || board.waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let candidates: Vec<policy::Candidate> = board
+            .waiting
+            .iter()
+            .map(|c| policy::Candidate {
+                id: c.id.to_string(),
+                epic: c.id.epic,
+                state: c.state,
+                footprint: c.footprint.clone(),
+                footprint_known: !c.footprint.is_empty(),
+                depends_on: dependencies(c, board, self.same_epic)
+                    .into_iter()
+                    .map(|id| policy::Dependency {
+                        id: id.to_string(),
+                        done: board.done(id),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let running: Vec<policy::Running> = board
+            .running
+            .iter()
+            .map(|r| policy::Running {
+                id: r.id.to_string(),
+                epic: r.id.epic,
+                footprint: r.footprint.clone(),
+                footprint_known: !r.footprint.is_empty(),
+            })
+            .collect();
+        let slots = u32::try_from(board.slots).unwrap_or(u32::MAX);
+        let admitted = self.scheduler.admit(&candidates, &running, slots)?;
+        Ok(admitted
+            .iter()
+            .filter_map(|id| board.waiting.iter().find(|c| c.id.to_string() == *id))
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// Why `story` never started, when nothing ran and the scheduler started none of the
+    /// waiting stories.
+    pub fn why_not_started(&self, story: &Candidate, board: &Board<'_>) -> String {
+        let deps = dependencies(story, board, self.same_epic);
+        if let Some(bad) = deps.iter().find(|d| board.failed.contains(d)) {
+            return format!("not started: it depends on {bad}, which did not get done");
+        }
+        if let Some(path) = cycle(story.id, board, self.same_epic) {
+            let path: Vec<String> = path.iter().map(ToString::to_string).collect();
+            return format!("not started: dependency cycle {}", path.join(" -> "));
+        }
+        if let Some(waits) = deps.iter().find(|d| !board.done(**d)) {
+            return format!(
+                "not started: it depends on {waits}, which never started (see its own reason)"
+            );
+        }
+        format!(
+            "not started: the scheduler `{}` started none of the waiting stories while none ran",
+            self.scheduler.plugin()
+        )
+    }
+}
+
+/// The stories of the run `story` depends on: the ones it names, else (serial epics) the
+/// earlier stories of its epic. Itself excluded; stories outside the run are kept (they count
+/// as done).
+fn dependencies(story: &Candidate, board: &Board<'_>, same_epic: SameEpic) -> Vec<StoryId> {
+    match &story.depends_on {
+        Some(named) => named.iter().copied().filter(|d| *d != story.id).collect(),
+        None if same_epic == SameEpic::Serial => board
+            .unfinished
+            .iter()
+            .chain(board.failed.iter())
+            .copied()
+            .filter(|u| u.epic == story.id.epic && *u < story.id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// A dependency cycle through `start` among the waiting stories, as the path back to it.
+fn cycle(start: StoryId, board: &Board<'_>, same_epic: SameEpic) -> Option<Vec<StoryId>> {
+    fn walk(
+        at: StoryId,
+        start: StoryId,
+        board: &Board<'_>,
+        same_epic: SameEpic,
+        path: &mut Vec<StoryId>,
+    ) -> bool {
+        let Some(story) = board.waiting.iter().find(|c| c.id == at) else {
+            return false;
+        };
+        for dep in dependencies(story, board, same_epic) {
+            if dep == start {
+                path.push(dep);
+                return true;
             }
-            let waits = match &story.depends_on {
-                Some(deps) => deps
-                    .iter()
-                    .any(|d| *d != story.id && board.unfinished.contains(d)),
-                None => {
-                    self.same_epic == SameEpic::Serial
-                        && board
-                            .unfinished
-                            .iter()
-                            .any(|u| u.epic == story.id.epic && *u < story.id)
-                }
-            };
-            if waits {
+            if path.contains(&dep) {
                 continue;
             }
-            let clash = board
-                .running
-                .iter()
-                .map(|r| &r.footprint)
-                .chain(admitted.iter().map(|a| &a.footprint))
-                .any(|f| overlap(f, &story.footprint).is_some());
-            if !clash {
-                admitted.push(story);
+            path.push(dep);
+            if walk(dep, start, board, same_epic, path) {
+                return true;
             }
+            path.pop();
         }
-        admitted.into_iter().map(|c| c.id).collect()
+        false
     }
+    let mut path = vec![start];
+    walk(start, start, board, same_epic, &mut path).then_some(path)
 }
 
 #[cfg(test)]
@@ -114,93 +210,87 @@ mod tests {
         StoryId::new(e, s)
     }
 
-    fn cand(e: u32, s: u32, footprint: &[&str], deps: Option<&[StoryId]>) -> Candidate {
+    fn cand(e: u32, s: u32, deps: Option<&[StoryId]>) -> Candidate {
         Candidate {
             id: id(e, s),
-            footprint: footprint.iter().map(|f| (*f).to_string()).collect(),
+            state: Some(StoryState::ReadyForDev),
+            footprint: Vec::new(),
             depends_on: deps.map(<[StoryId]>::to_vec),
         }
     }
 
-    fn admit(
-        same_epic: SameEpic,
-        waiting: &[Candidate],
-        running: &[Running],
-        slots: usize,
-    ) -> Vec<StoryId> {
-        let unfinished: BTreeSet<StoryId> = waiting
-            .iter()
-            .map(|c| c.id)
-            .chain(running.iter().map(|r| r.id))
-            .collect();
-        DefaultScheduler { same_epic }.admit(&Board {
+    fn board<'a>(
+        waiting: &'a [Candidate],
+        unfinished: &'a BTreeSet<StoryId>,
+        failed: &'a BTreeSet<StoryId>,
+    ) -> Board<'a> {
+        Board {
             waiting,
-            running,
-            unfinished: &unfinished,
-            slots,
-        })
+            running: &[],
+            unfinished,
+            failed,
+            slots: 4,
+        }
     }
 
     #[test]
-    fn serial_epics_admit_one_story_per_epic_in_order() {
-        let waiting = [
-            cand(1, 1, &[], None),
-            cand(1, 2, &[], None),
-            cand(2, 1, &[], None),
-            cand(2, 2, &[], None),
-        ];
+    fn serial_epics_depend_on_the_earlier_unfinished_stories_of_their_epic() {
+        let waiting = [cand(1, 2, None), cand(1, 3, None), cand(2, 1, None)];
+        let unfinished: BTreeSet<StoryId> = [id(1, 1), id(1, 2), id(1, 3), id(2, 1)].into();
+        let failed = BTreeSet::new();
+        let b = board(&waiting, &unfinished, &failed);
         assert_eq!(
-            admit(SameEpic::Serial, &waiting, &[], 4),
-            [id(1, 1), id(2, 1)]
+            dependencies(&waiting[1], &b, SameEpic::Serial),
+            [id(1, 1), id(1, 2)]
         );
+        assert!(dependencies(&waiting[2], &b, SameEpic::Serial).is_empty());
+        assert!(dependencies(&waiting[1], &b, SameEpic::Parallel).is_empty());
     }
 
     #[test]
-    fn parallel_epics_admit_up_to_the_free_slots() {
-        let waiting: Vec<Candidate> = (1..=8).map(|s| cand(1, s, &[], None)).collect();
-        assert_eq!(
-            admit(SameEpic::Parallel, &waiting, &[], 4),
-            [id(1, 1), id(1, 2), id(1, 3), id(1, 4)]
-        );
-        assert!(admit(SameEpic::Parallel, &waiting, &[], 0).is_empty());
-    }
-
-    #[test]
-    fn named_dependencies_win_over_the_epic_rule() {
+    fn named_dependencies_win_over_the_epic_rule_and_outside_ones_count_as_done() {
         let none: &[StoryId] = &[];
         let waiting = [
-            cand(1, 2, &[], Some(none)),
-            cand(1, 3, &[], Some(&[id(1, 1)])),
-            cand(1, 4, &[], Some(&[id(9, 9)])),
+            cand(1, 2, Some(none)),
+            cand(1, 3, Some(&[id(1, 1), id(1, 3)])),
+            cand(1, 4, Some(&[id(9, 9)])),
         ];
-        let running = [Running {
-            id: id(1, 1),
-            footprint: Vec::new(),
-        }];
-        // 1.2 names none, 1.3 waits for the running 1.1, 1.4's dependency is outside the run.
-        assert_eq!(
-            admit(SameEpic::Serial, &waiting, &running, 4),
-            [id(1, 2), id(1, 4)]
-        );
+        let unfinished: BTreeSet<StoryId> = [id(1, 1), id(1, 2), id(1, 3), id(1, 4)].into();
+        let failed = BTreeSet::new();
+        let b = board(&waiting, &unfinished, &failed);
+        assert!(dependencies(&waiting[0], &b, SameEpic::Serial).is_empty());
+        assert_eq!(dependencies(&waiting[1], &b, SameEpic::Serial), [id(1, 1)]);
+        assert_eq!(dependencies(&waiting[2], &b, SameEpic::Serial), [id(9, 9)]);
+        assert!(!b.done(id(1, 1)));
+        assert!(b.done(id(9, 9)));
     }
 
     #[test]
-    fn overlapping_footprints_are_never_in_flight_together() {
+    fn a_failed_dependency_is_not_done() {
+        let waiting = [cand(1, 2, None)];
+        let unfinished: BTreeSet<StoryId> = [id(1, 2)].into();
+        let failed: BTreeSet<StoryId> = [id(1, 1)].into();
+        let b = board(&waiting, &unfinished, &failed);
+        assert_eq!(dependencies(&waiting[0], &b, SameEpic::Serial), [id(1, 1)]);
+        assert!(!b.done(id(1, 1)));
+    }
+
+    #[test]
+    fn a_cycle_is_found_as_its_path() {
         let waiting = [
-            cand(1, 2, &["src/api/users.rs"], None),
-            cand(1, 3, &["src/api/**"], None),
-            cand(1, 4, &["src/web/a.rs"], None),
-            cand(1, 5, &[], None),
+            cand(1, 1, Some(&[id(1, 3)])),
+            cand(1, 2, Some(&[id(1, 1)])),
+            cand(1, 3, Some(&[id(1, 2)])),
+            cand(1, 4, Some(&[id(1, 1)])),
         ];
-        let running = [Running {
-            id: id(1, 1),
-            footprint: vec!["src/web/a.rs".into()],
-        }];
-        // 1.3 overlaps 1.2 (admitted in the same decision), 1.4 overlaps the running 1.1; the
-        // unknown 1.5 is admitted optimistically.
+        let unfinished: BTreeSet<StoryId> = waiting.iter().map(|c| c.id).collect();
+        let failed = BTreeSet::new();
+        let b = board(&waiting, &unfinished, &failed);
         assert_eq!(
-            admit(SameEpic::Parallel, &waiting, &running, 4),
-            [id(1, 2), id(1, 5)]
+            cycle(id(1, 1), &b, SameEpic::Serial),
+            Some(vec![id(1, 1), id(1, 3), id(1, 2), id(1, 1)])
         );
+        // 1.4 waits on the cycle but is not in it.
+        assert_eq!(cycle(id(1, 4), &b, SameEpic::Serial), None);
     }
 }

@@ -31,7 +31,7 @@ use futures::stream::FuturesUnordered;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
-use super::admit::{Board, Candidate, DefaultScheduler, Running, SameEpic, Scheduler};
+use super::admit::{Admission, Board, Candidate, Running, SameEpic};
 use super::driver::Driver;
 use super::halt::Halt;
 use super::ledger::When;
@@ -126,7 +126,16 @@ impl Driver<'_> {
             SameEpicSetting::Serial => SameEpic::Serial,
             SameEpicSetting::Parallel => SameEpic::Parallel,
         };
-        let scheduler = DefaultScheduler { same_epic };
+        let scheduler = match self.plugins.scheduler() {
+            Ok(scheduler) => Admission {
+                scheduler,
+                same_epic,
+            },
+            Err(e) => {
+                results.halt = Some(Halt::Fatal(e.into()));
+                return results;
+            }
+        };
         let wait_on_limit = self.config.claude.wait_on_limit.value;
         let mut waited: Option<Timestamp> = None;
         let mut done: BTreeMap<StoryId, (StoryResult, Tally)> = BTreeMap::new();
@@ -262,7 +271,7 @@ impl Driver<'_> {
         stories: &[StoryEntry],
         jobs: u32,
         repo: &Repo,
-        scheduler: &dyn Scheduler,
+        scheduler: &Admission,
         done: &mut BTreeMap<StoryId, (StoryResult, Tally)>,
     ) -> Result<(), Halt> {
         self.settle_integrated(stories, done)?;
@@ -292,12 +301,20 @@ impl Driver<'_> {
         };
         loop {
             if stop.is_none() && capped.is_none() {
-                let admitted = scheduler.admit(&Board {
+                let failed = not_done(done);
+                let admitted = match scheduler.admit(&Board {
                     waiting: &waiting,
                     running: &running,
                     unfinished: &unfinished,
+                    failed: &failed,
                     slots: free.len(),
-                });
+                }) {
+                    Ok(admitted) => admitted,
+                    Err(e) => {
+                        stop_with(&mut stop, Halt::Fatal(e.into()), &lane_tx);
+                        Vec::new()
+                    }
+                };
                 for id in admitted {
                     let Some(pos) = waiting.iter().position(|c| c.id == id) else {
                         continue;
@@ -414,12 +431,36 @@ impl Driver<'_> {
         drop(tasks);
         drop(shared);
         if stop.is_none() && capped.is_none() && !waiting.is_empty() {
-            // Nothing could admit them: they wait for each other (`depends_on` in a circle).
-            let ids: Vec<String> = waiting.iter().map(|c| c.id.to_string()).collect();
-            self.say(&format!(
-                "not started, waiting for each other's dependencies: {}",
-                ids.join(", ")
-            ));
+            // Nothing runs and the scheduler starts none of them: none ever will. Each ends
+            // escalated with the reason (a person must change a dependency or the scheduler);
+            // the journal keeps no end for them, so a later run asks again.
+            let failed = not_done(done);
+            let board = Board {
+                waiting: &waiting,
+                running: &[],
+                unfinished: &unfinished,
+                failed: &failed,
+                slots: 0,
+            };
+            let ended: Vec<(StoryId, String)> = waiting
+                .iter()
+                .map(|c| (c.id, scheduler.why_not_started(c, &board)))
+                .collect();
+            for (id, why) in ended {
+                self.emit(Event::StoryFinished {
+                    story: id.to_string(),
+                    result: "escalated".into(),
+                    reason: Some(why.clone()),
+                    cycles: 0,
+                    duration_ms: 0,
+                    cost_usd: 0.0,
+                    turns: 0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                    tokens: 0,
+                });
+                done.insert(id, (StoryResult::Escalated(why), Tally::default()));
+            }
         }
         if let Some(why) = capped {
             self.capped = Some(why);
@@ -434,19 +475,36 @@ impl Driver<'_> {
         }
     }
 
-    /// A story as the scheduler sees it: what its file (in the main checkout) declares.
+    /// A story as the scheduler sees it: its state and what its file (in the main checkout)
+    /// declares.
     fn candidate(&self, entry: &StoryEntry) -> Candidate {
-        let declared = self
-            .project
-            .read_story(entry)
+        let text = self.project.read_story(entry).ok();
+        let declared = text
+            .as_ref()
             .map(|t| crate::project::declared(&t.text))
             .unwrap_or_default();
+        let state = text.and_then(|t| {
+            let parse = self.plugins.parse_status(&t.text).ok()?;
+            match super::observe::observed(&entry.path, &parse) {
+                crate::workflow::Observed::State(state) => Some(state),
+                _ => None,
+            }
+        });
         Candidate {
             id: entry.id,
+            state,
             footprint: declared.footprint,
             depends_on: declared.depends_on,
         }
     }
+}
+
+/// The stories of the run that ended without being done.
+fn not_done(done: &BTreeMap<StoryId, (StoryResult, Tally)>) -> BTreeSet<StoryId> {
+    done.iter()
+        .filter(|(_, (result, _))| *result != StoryResult::Done)
+        .map(|(id, _)| *id)
+        .collect()
 }
 
 /// Records the first halt; a halt stops every other lane (their calls are torn down, and

@@ -722,3 +722,118 @@ fn an_interrupted_parallel_runs_lanes_show_what_each_held() {
         "{spans:?}"
     );
 }
+
+/// The order in which the stories first started.
+fn start_order(run: &Run) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    for e in run.events_named("story_started") {
+        let id = e["story"].as_str().unwrap_or_default().to_string();
+        if !order.contains(&id) {
+            order.push(id);
+        }
+    }
+    order
+}
+
+#[test]
+fn admission_is_the_scheduler_roles_and_a_team_scheduler_swaps_in() {
+    let tasks = ["src/s1.txt", "src/s2.txt", "src/s3.txt", "src/s4.txt"];
+    let toml = "[workflow]\nsame_epic = \"parallel\"\n";
+    // The embedded default: story order.
+    let project_a = project(&tasks, toml);
+    let script = four_working(&project_a);
+    let run = Run::project(
+        &project_a,
+        &["--jobs", "2"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(start_order(&run)[..2], ["1.1", "1.2"]);
+    // A team's scheduler (`bmad-test-reverse`: the candidates in reverse story order), chosen
+    // like any policy.
+    let folder = tempfile::tempdir().expect("tempdir");
+    bmad_host_tests::components::plugin_folder(
+        folder.path(),
+        "reverse",
+        "scheduler",
+        &bmad_host_tests::components::wasm("bmad-test-reverse"),
+        &bmad_host_tests::components::Folder::default(),
+    );
+    let project_b = project(
+        &tasks,
+        &format!("{toml}\n[roles]\nscheduler = \"reverse\"\n"),
+    );
+    let script = four_working(&project_b);
+    // The embedded plugins, with the folder's over them.
+    let fake = bmad_host_tests::harness::fake_claude();
+    let run = Run::bmad_host(
+        &[
+            "run",
+            "--json",
+            "--jobs",
+            "2",
+            "--plugins",
+            folder.path().to_str().expect("utf-8"),
+            "--project",
+            project_b.path().to_str().expect("utf-8"),
+            "--claude-bin",
+            fake.to_str().expect("utf-8"),
+        ],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(
+        start_order(&run)[..2],
+        ["1.4", "1.3"],
+        "{:?}",
+        start_order(&run)
+    );
+    for n in 1..=4 {
+        assert_eq!(run.story_result(&format!("1.{n}"))["result"], "done");
+    }
+    // Integration stays in story order among the ready, one commit each.
+    assert_eq!(subjects(&project_b).len(), 5);
+}
+
+#[test]
+fn stories_no_scheduler_can_start_end_escalated_with_the_reason() {
+    let project = project(&["src/s1.txt", "src/s2.txt", "src/s3.txt"], "");
+    // 1.1 and 1.2 wait for each other; 1.3 names no dependency but its epic is serial.
+    for (n, dep) in [(1, "1.2"), (2, "1.1")] {
+        let path = format!("docs/stories/1.{n}.story.md");
+        let text = project.read(&path).replace(
+            "## Dev Notes\n",
+            &format!("## Dev Notes\n\nDepends on: {dep}\n"),
+        );
+        project.write(&path, &text);
+    }
+    git(
+        project.path(),
+        &["commit", "--quiet", "-am", "dependencies"],
+    );
+    let script = project.script(&dev_writes(3, |n| {
+        (format!("src/s{n}.txt"), format!("{n}\n"))
+    }));
+    let run = Run::project(
+        &project,
+        &["--jobs", "2"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    // Nothing started: a story that needs a person, so the run's exit says so.
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.events_named("story_started").is_empty());
+    for id in ["1.1", "1.2"] {
+        let end = run.story_result(id);
+        assert_eq!(end["result"], "escalated", "{end}");
+        let why = end["reason"].as_str().unwrap_or_default();
+        assert!(why.contains("dependency cycle"), "{why}");
+        assert!(why.contains("1.1") && why.contains("1.2"), "{why}");
+    }
+    let end = run.story_result("1.3");
+    assert_eq!(end["result"], "escalated", "{end}");
+    let why = end["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("depends on 1."), "{why}");
+    let finished = &run.events_named("run_finished")[0];
+    assert_eq!(finished["escalated"], 3, "{finished}");
+    assert_eq!(finished["not_run"], 0, "{finished}");
+}
