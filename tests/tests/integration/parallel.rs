@@ -837,3 +837,95 @@ fn stories_no_scheduler_can_start_end_escalated_with_the_reason() {
     assert_eq!(finished["escalated"], 3, "{finished}");
     assert_eq!(finished["not_run"], 0, "{finished}");
 }
+
+#[test]
+fn wait_on_limit_pauses_every_lane_then_resumes_them_all() {
+    let tasks: Vec<String> = (1..=3).map(|n| format!("src/s{n}.txt")).collect();
+    let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+    let project = project(&tasks, "[workflow]\nsame_epic = \"parallel\"\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = |n: u32| {
+        let path = dir.path().join(format!("go-1.{n}"));
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        path
+    };
+    let (go1, go2, go3) = (fifo(1), fifo(2), fifo(3));
+    let reset = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(2),
+    );
+    // 1.2's and 1.3's first Dev calls hang; 1.1's hits the limit once both are in flight (each
+    // fake has counted its call when it opens its FIFO: the test's go signals).
+    let script = project.script(&json!({"calls": [
+        {"role": "dev", "story": "1.1", "occurrence": 1, "do": "usage_limit",
+         "reset": reset.to_string(), "wait_for": go1},
+        {"role": "dev", "story": "1.2", "occurrence": 1, "do": "hang", "wait_for": go2},
+        {"role": "dev", "story": "1.3", "occurrence": 1, "do": "hang", "wait_for": go3},
+        {"role": "dev", "story": "1.1", "write_files": {"src/s1.txt": "1\n"}},
+        {"role": "dev", "story": "1.2", "write_files": {"src/s2.txt": "2\n"}},
+        {"role": "dev", "story": "1.3", "write_files": {"src/s3.txt": "3\n"}},
+    ]}));
+    let mut cmd = bmad_host_tests::harness::run_command(&project);
+    cmd.args(["--json", "--jobs", "3", "--wait-on-limit"])
+        .env("FAKE_CLAUDE_SCRIPT", &script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn bmad-host");
+    // Opening a FIFO to write returns once its reader has opened it.
+    for go in [&go2, &go3, &go1] {
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(go)
+                .expect("go"),
+        );
+    }
+    let events = bmad_host_tests::harness::read_events_until(&mut child, |_| false);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{events:?}");
+    let limit_at = events
+        .iter()
+        .position(|e| e["event"] == "usage_limit")
+        .expect("a usage_limit event");
+    assert_eq!(events[limit_at]["story"], "1.1");
+    assert_eq!(events[limit_at]["wait"], true, "{}", events[limit_at]);
+    let wait_at = events
+        .iter()
+        .position(|e| e["event"] == "waiting_for_reset")
+        .expect("a waiting_for_reset event");
+    let (before, after) = events.split_at(wait_at);
+    // The other lanes' calls were stopped before the wait, not left running through it...
+    for story in ["1.2", "1.3"] {
+        assert!(
+            before.iter().any(|e| e["event"] == "agent_finished"
+                && e["story"] == story
+                && e["outcome"] == "cancelled"),
+            "{story}: {before:?}"
+        );
+    }
+    // ...and after the reset every lane started again and every story landed, one commit each.
+    let restarted: std::collections::BTreeSet<&str> = after
+        .iter()
+        .filter(|e| e["event"] == "agent_started")
+        .filter_map(|e| e["story"].as_str())
+        .collect();
+    assert_eq!(
+        restarted.into_iter().collect::<Vec<_>>(),
+        ["1.1", "1.2", "1.3"]
+    );
+    for n in 1..=3 {
+        let end = events
+            .iter()
+            .find(|e| e["event"] == "story_finished" && e["story"] == format!("1.{n}").as_str())
+            .expect("story_finished");
+        assert_eq!(end["result"], "done", "{end}");
+        assert_eq!(project.read(&format!("src/s{n}.txt")), format!("{n}\n"));
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "story_integrated")
+            .count(),
+        3
+    );
+    assert_eq!(subjects(&project).len(), 4);
+}
