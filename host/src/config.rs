@@ -362,6 +362,57 @@ pub enum GitIntegrate {
     Merge,
 }
 
+/// `[git] commit`: whether each story that is done lands as a commit of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GitCommit {
+    /// `story` with `jobs` > 1, `none` with one job (the default).
+    #[default]
+    Auto,
+    /// One commit per story, `<id>: <title>`, on the checked-out branch.
+    Story,
+    /// No commit (one job only: the integration lane of a parallel run commits).
+    None,
+}
+
+impl GitCommit {
+    /// Whether stories are committed in a run of `jobs` jobs.
+    pub fn commits(self, jobs: u32) -> bool {
+        match self {
+            GitCommit::Auto => jobs > 1,
+            GitCommit::Story => true,
+            GitCommit::None => false,
+        }
+    }
+}
+
+impl Value for GitCommit {
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        let text = v
+            .as_str()
+            .ok_or_else(|| "must be \"auto\", \"story\" or \"none\"".to_string())?;
+        Self::from_env(text)
+    }
+    fn from_env(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "auto" => Ok(GitCommit::Auto),
+            "story" => Ok(GitCommit::Story),
+            "none" => Ok(GitCommit::None),
+            other => Err(format!("`{other}` must be \"auto\", \"story\" or \"none\"")),
+        }
+    }
+    fn show(&self) -> Option<String> {
+        Some(
+            match self {
+                GitCommit::Auto => "auto",
+                GitCommit::Story => "story",
+                GitCommit::None => "none",
+            }
+            .to_string(),
+        )
+    }
+}
+
 /// A setting whose value is one of two words.
 macro_rules! two_words {
     ($ty:ident, $a:ident = $a_word:literal, $b:ident = $b_word:literal) => {
@@ -656,11 +707,19 @@ settings! {
             help "with `jobs` > 1, for a story that names no `depends_on`: `\"serial\"` waits for the earlier stories of its epic, `\"parallel\"` does not (footprints permitting)";
     }
 
-    /// `[git]`: how a parallel run (`jobs` > 1) integrates its stories.
-    #[heading = "integration of parallel stories"]
+    /// `[git]`: how stories land as commits, and how a parallel run integrates them.
+    #[heading = "commits and the integration of parallel stories"]
     [git] GitConfig, GitOverrides {
         integrate: GitIntegrate = GitIntegrate::Rebase;
             help "how a finished story's branch is brought onto the integration branch before its gates run again there: `\"rebase\"` replays its commit on the branch's head, `\"merge\"` merges the head into it; either way it lands as one commit";
+        commit: GitCommit = GitCommit::Auto;
+            help "`\"story\"`: each story that is done lands as one commit on the checked-out branch, `<id>: <title>` with the review in its body (the project must be a git work tree, clean at the start but for sprint-status); `\"none\"`: no commit (one job only); `\"auto\"`: `story` with `jobs` > 1, `none` with one";
+        after_story: Option<String> = None;
+            shown "none";
+            unset "none";
+            help "a command run with `sh -c` at the project root after each story landed as a commit (e.g. `gh pr create ...`), under the gates' supervision (`after_story_timeout`, then its process tree torn down), with `BMAD_HOST_STORY_ID`, `BMAD_HOST_STORY_TITLE`, `BMAD_HOST_STORY_BRANCH` and `BMAD_HOST_COMMIT` set; a failure is reported (`after_story` event) and stops nothing. In a project's file it needs the operator's trust";
+        after_story_timeout: Duration = Duration::from_secs(10 * 60);
+            help "how long `after_story` may run before its process tree is torn down";
     }
 }
 
@@ -927,6 +986,17 @@ impl Config {
 
     /// Checks the settings against each other once every layer is applied.
     fn validate(&self) -> Result<(), ConfigError> {
+        let (jobs, commit) = (&self.workflow.jobs, &self.git.commit);
+        if jobs.value > 1 && commit.value == GitCommit::None {
+            return Err(ConfigError::Conflict {
+                problem: format!(
+                    "`git.commit` is \"none\" ({}) but `workflow.jobs` is {} ({}): a parallel \
+                     run lands each story as one commit",
+                    commit.source, jobs.value, jobs.source
+                ),
+                fix: "drop `git.commit` (or set it to \"story\"), or run one job (--jobs 1)".into(),
+            });
+        }
         let c = &self.claude;
         if c.tool_idle_timeout.value < c.idle_timeout.value {
             return Err(ConfigError::Conflict {
@@ -1027,8 +1097,24 @@ impl Config {
                 }
                 GitConfig::TABLE => {
                     for (k, v) in as_table(value, &origin, GitConfig::TABLE)? {
-                        if !self.git.set_from_file(k, v, &origin, &file)? {
+                        // `after_story` runs a command: in force only once trusted.
+                        let restricted = k == "after_story";
+                        let mut scratch;
+                        let target = if restricted && !applies {
+                            scratch = self.git.clone();
+                            &mut scratch
+                        } else {
+                            &mut self.git
+                        };
+                        if !target.set_from_file(k, v, &origin, &file)? {
                             return Err(unknown(format!("git.{k}"), GitConfig::KEYS));
+                        }
+                        if restricted && project {
+                            self.trust.restricted.push(Restricted {
+                                key: format!("git.{k}"),
+                                value: v.to_string(),
+                                effect: format!("run `sh -c {v}` after each story"),
+                            });
                         }
                     }
                 }
@@ -1714,6 +1800,7 @@ mod tests {
                     n if n.ends_with("RETROSPECTIVE") => "run",
                     n if n.ends_with("SAME_EPIC") => "parallel",
                     n if n.ends_with("INTEGRATE") => "merge",
+                    n if n.ends_with("COMMIT") => "story",
                     n if n.ends_with("JOBS") => "2",
                     n if n.ends_with("LIMIT")
                         || n.ends_with("DRAFTS")

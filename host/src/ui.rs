@@ -129,6 +129,24 @@ pub enum Event {
         /// The story's commit on it.
         commit: Option<String>,
     },
+    /// `[git] after_story` ran for a story that landed as a commit *(extension)*. A failure is
+    /// reported and stops nothing.
+    AfterStory {
+        /// The story id.
+        story: String,
+        /// The story's commit (null: it changed nothing).
+        commit: Option<String>,
+        /// Whether the command exited 0 in time.
+        passed: bool,
+        /// Its exit code (null: killed by a signal or torn down).
+        exit_code: Option<i32>,
+        /// Whether it ran out of time.
+        timed_out: bool,
+        /// How long it ran, teardown included.
+        duration_ms: u64,
+        /// The tail of its output.
+        output: String,
+    },
     /// A parallel run could not integrate a finished story: a conflict with the integration
     /// branch (`files` names them) or a gate that failed on the integrated result. The first
     /// time the story goes back to Dev in its worktree; the second time it is escalated.
@@ -654,6 +672,21 @@ impl Ui {
                 self.say(&format!(
                     "story {story} integrated onto {branch} ({commit})"
                 ));
+            }
+            Event::AfterStory {
+                story,
+                passed,
+                exit_code,
+                timed_out,
+                ..
+            } => {
+                let how = match (passed, timed_out, exit_code) {
+                    (true, _, _) => "done".to_owned(),
+                    (false, true, _) => "timed out (torn down)".to_owned(),
+                    (false, false, Some(code)) => format!("failed (exit {code})"),
+                    (false, false, None) => "failed (killed)".to_owned(),
+                };
+                self.say(&format!("story {story}: after_story {how}"));
             }
             Event::IntegrationFailed {
                 story,

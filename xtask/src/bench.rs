@@ -16,8 +16,11 @@
 //! 5. Writes `BENCHMARKS.md`: the machine, the versions, every figure, each target with PASS or
 //!    MISS and, for a miss, why.
 //!
-//! Options: `--quick` (epics of 10 and 100, a 3-story baseline), `--no-micro`, `--epics
-//! 10,100,1000`, `--baseline N` (0: none), `--out FILE` (default `BENCHMARKS.md`).
+//! 5. The parallel case (`parallel.rs`): 16 stories whose agent calls take a fixed time, at
+//!    `--jobs` 1, 2, 4 and 8.
+//!
+//! Options: `--quick` (epics of 10 and 100, a 3-story baseline), `--no-micro`, `--no-parallel`,
+//! `--epics 10,100,1000`, `--baseline N` (0: none), `--out FILE` (default `BENCHMARKS.md`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -31,6 +34,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{cargo, copy_dir, target_dir};
+
+mod parallel;
 
 /// The old tool's fixed delays per agent call, in ms, by role (from `../shared/seeds/`): each
 /// Dev or QA call ran inside one iteration of its status loop, which slept 0.1 s at the start of
@@ -50,6 +55,7 @@ const HOST_SHARE_TARGET_NS: u64 = 1_000_000;
 #[derive(Debug)]
 struct Opts {
     micro: bool,
+    parallel: bool,
     epics: Vec<usize>,
     baseline: usize,
     out: PathBuf,
@@ -59,6 +65,7 @@ fn parse_opts(root: &Path) -> Result<Opts> {
     let args: Vec<String> = std::env::args().skip(2).collect();
     let mut o = Opts {
         micro: true,
+        parallel: true,
         epics: vec![10, 100, 1000],
         baseline: 10,
         out: root.join("BENCHMARKS.md"),
@@ -71,6 +78,7 @@ fn parse_opts(root: &Path) -> Result<Opts> {
                 o.baseline = 3;
             }
             "--no-micro" => o.micro = false,
+            "--no-parallel" => o.parallel = false,
             "--epics" => {
                 let v = it
                     .next()
@@ -87,7 +95,7 @@ fn parse_opts(root: &Path) -> Result<Opts> {
             }
             "--out" => o.out = PathBuf::from(it.next().context("--out needs a file")?),
             other => bail!(
-                "bench: unknown option `{other}` (--quick, --no-micro, --epics LIST, --baseline N, --out FILE)"
+                "bench: unknown option `{other}` (--quick, --no-micro, --no-parallel, --epics LIST, --baseline N, --out FILE)"
             ),
         }
     }
@@ -236,6 +244,11 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     } else {
         None
     };
+    let parallel = if opts.parallel {
+        parallel::run(&ctx, &disk)?
+    } else {
+        Vec::new()
+    };
     let driver_time = driver_started.elapsed();
 
     let report = Report {
@@ -250,6 +263,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         epics,
         in_memory,
         baseline,
+        parallel,
         times: [build_time, micro_time, driver_time, started.elapsed()],
         load: [load_before, load_average()],
         micro: opts.micro,
@@ -1107,6 +1121,8 @@ struct Report<'a> {
     in_memory: Vec<Epic>,
     /// (stories, wall without delays, wall with the old tool's delays)
     baseline: Option<(usize, Duration, Duration)>,
+    /// The parallel case, one row per `--jobs` (empty with `--no-parallel`).
+    parallel: Vec<parallel::Row>,
     /// build, micro-benchmarks, whole runs, total
     times: [Duration; 4],
     /// `/proc/loadavg` before and after.
@@ -1723,6 +1739,9 @@ impl Report<'_> {
         }
 
         self.render_runs(&mut s);
+        if !self.parallel.is_empty() {
+            parallel::render(&self.parallel, &mut s);
+        }
         self.render_micro(&mut s);
         self.render_method(&mut s);
         s

@@ -330,7 +330,23 @@ impl Git {
         subject: &str,
         body: &str,
     ) -> Result<Option<String>, GitError> {
+        self.commit_all_but(dir, subject, body, &[]).await
+    }
+
+    /// [`Git::commit_all`], with `keep_out` (paths relative to `dir`) left out of the commit
+    /// (their changes stay in the work tree, uncommitted): the files the host owns.
+    pub async fn commit_all_but(
+        &self,
+        dir: &Path,
+        subject: &str,
+        body: &str,
+        keep_out: &[String],
+    ) -> Result<Option<String>, GitError> {
         self.run(dir, &["add", "--all"]).await?;
+        for path in keep_out {
+            // Unstaged; a path git does not know is no error.
+            self.output(dir, &["reset", "--quiet", "--", path]).await?;
+        }
         let staged = !self
             .output(dir, &["diff", "--cached", "--quiet"])
             .await?

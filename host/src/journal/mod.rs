@@ -35,10 +35,10 @@ pub use paths::{
     JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
 };
 pub use payload::{
-    AgentCallIntent, AgentCallResult, DecisionIntent, GatesIntent, GatesResult, LaneIntent,
-    LaneResult, LaneWork, PolicyCall, SprintChange, SprintSyncIntent, SprintSyncResult,
-    StatusWriteIntent, StatusWriteResult, StepIntent, SurvivorRecord, TeardownIntent,
-    TeardownResult,
+    AfterStoryIntent, AfterStoryResult, AgentCallIntent, AgentCallResult, DecisionIntent,
+    GatesIntent, GatesResult, LaneIntent, LaneResult, LaneWork, PolicyCall, SprintChange,
+    SprintSyncIntent, SprintSyncResult, StatusWriteIntent, StatusWriteResult, StepIntent,
+    SurvivorRecord, TeardownIntent, TeardownResult,
 };
 pub use schema::SCHEMA_VERSION;
 

@@ -325,6 +325,8 @@ pub enum StepKind {
     /// A lane of a parallel run (`run --jobs N`) taking a story: to drive it in its worktree or
     /// to integrate it. Its intent and result times are when the lane held the story.
     Lane,
+    /// `[git] after_story`: the operator's command run once a story landed as a commit.
+    AfterStory,
 }
 
 impl StepKind {
@@ -339,6 +341,7 @@ impl StepKind {
             StepKind::Teardown => "teardown",
             StepKind::SprintSync => "sprint-sync",
             StepKind::Lane => "lane",
+            StepKind::AfterStory => "after-story",
         }
     }
 
@@ -352,6 +355,7 @@ impl StepKind {
             "teardown" => StepKind::Teardown,
             "sprint-sync" => StepKind::SprintSync,
             "lane" => StepKind::Lane,
+            "after-story" => StepKind::AfterStory,
             _ => return None,
         })
     }

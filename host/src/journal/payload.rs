@@ -262,6 +262,35 @@ pub struct LaneResult {
     pub reason: Option<String>,
 }
 
+/// The intent of an `after-story` step: `[git] after_story` about to run for a story that
+/// landed as a commit. A resumed run does not run it again once it has a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfterStoryIntent {
+    /// The command.
+    pub command: String,
+    /// The story's commit (`None`: the story changed nothing).
+    #[serde(default)]
+    pub commit: Option<String>,
+}
+
+impl StepIntent for AfterStoryIntent {
+    const KIND: StepKind = StepKind::AfterStory;
+    type Result = AfterStoryResult;
+}
+
+/// The result of an `after-story` step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AfterStoryResult {
+    /// Its exit code (`None`: killed by a signal, or timed out).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Whether it exited 0 in time.
+    pub passed: bool,
+    /// Whether it ran out of time (and was torn down).
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
 /// A [`StoryState`] as its canonical name (`ready-for-dev`), as the journal stores states.
 mod state_name {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};

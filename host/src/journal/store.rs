@@ -966,7 +966,8 @@ impl Commit {
             | StepKind::StatusWrite
             | StepKind::SprintSync
             | StepKind::Teardown
-            | StepKind::Lane => Commit::Relaxed,
+            | StepKind::Lane
+            | StepKind::AfterStory => Commit::Relaxed,
         }
     }
 }

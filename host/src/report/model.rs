@@ -660,7 +660,11 @@ fn add_step(story: &mut StoryView, step: &StepRow, root: &Path, live: bool) {
             }
             item.detail = detail;
         }
-        StepKind::StatusParse | StepKind::StatusWrite | StepKind::SprintSync | StepKind::Lane => {
+        StepKind::StatusParse
+        | StepKind::StatusWrite
+        | StepKind::SprintSync
+        | StepKind::Lane
+        | StepKind::AfterStory => {
             return;
         }
     }

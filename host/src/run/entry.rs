@@ -26,6 +26,7 @@ use crate::process::Interrupt;
 use crate::project::StoryEntry;
 use crate::ui::{Event, Ui};
 use crate::workflow::Flow;
+use crate::workflow::StoryResult;
 
 /// `bmad-host run`: drives the plan's stories in order, resuming an unfinished run unless
 /// `fresh`. Returns the exit code (see [`crate::exit`]).
@@ -92,7 +93,7 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
         None if jobs > 1 => driver.drive_lanes(&stories, jobs).await,
         None => {
             driver
-                .drive_all(&stories, config.claude.wait_on_limit.value)
+                .drive_all(&stories, config.claude.wait_on_limit.value, !run.resumed)
                 .await
         }
     };
@@ -231,8 +232,26 @@ impl Driver<'_> {
     /// Drives each story in order until all have ended or the run halts. With `wait_on_limit`,
     /// a usage limit with a known reset time is waited out and the story driven again (once per
     /// reset: a limit that still refuses after its stated reset stops the run).
-    async fn drive_all(&mut self, stories: &[StoryEntry], wait_on_limit: bool) -> Results {
+    async fn drive_all(
+        &mut self,
+        stories: &[StoryEntry],
+        wait_on_limit: bool,
+        fresh: bool,
+    ) -> Results {
         let mut results = Results::default();
+        // `[git] commit = "story"`: a git work tree on a branch, clean when the run starts
+        // (a resumed run finds the stopped story's work uncommitted).
+        let repo = if self.config.git.commit.value.commits(1) {
+            match self.prepare(fresh).await {
+                Ok(repo) => Some(repo),
+                Err(e) => {
+                    results.halt = Some(Halt::Fatal(e));
+                    return results;
+                }
+            }
+        } else {
+            None
+        };
         // Drift between sprint-status and the story files since the last run is repaired.
         if let Err(halt) = self.reconcile_sprint(When::Start, None, None) {
             results.halt = Some(halt);
@@ -243,6 +262,29 @@ impl Driver<'_> {
             loop {
                 match self.drive(entry).await {
                     Ok((result, tally)) => {
+                        // Done in this run (not found done): it lands as a commit.
+                        if let Some(repo) = &repo
+                            && result == StoryResult::Done
+                            && tally.turns > 0
+                        {
+                            let landed = match self.land(repo, entry).await {
+                                Ok(commit) => {
+                                    self.after_story(
+                                        entry,
+                                        self.root,
+                                        &repo.branch,
+                                        commit.as_deref(),
+                                    )
+                                    .await
+                                }
+                                Err(halt) => Err(halt),
+                            };
+                            if let Err(halt) = landed {
+                                results.stories.push((entry.id.to_string(), result, tally));
+                                results.halt = Some(halt);
+                                return results;
+                            }
+                        }
                         results.stories.push((entry.id.to_string(), result, tally));
                         if let Some(capped) = self.capped.take() {
                             // A run cap: no further story starts.

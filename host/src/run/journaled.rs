@@ -8,8 +8,9 @@ use std::marker::PhantomData;
 
 use super::driver::{Driver, StepCtx};
 use crate::journal::{
-    AgentCallIntent, DecisionIntent, GatesIntent, JournalError, LaneIntent, SprintSyncIntent,
-    StatusWriteIntent, StepId, StepIntent, StepKey, StepKind, StepStart, TeardownIntent,
+    AfterStoryIntent, AgentCallIntent, DecisionIntent, GatesIntent, JournalError, LaneIntent,
+    SprintSyncIntent, StatusWriteIntent, StepId, StepIntent, StepKey, StepKind, StepStart,
+    TeardownIntent,
 };
 
 /// What opening a journaled step found.
@@ -132,6 +133,7 @@ pub(super) fn check_step(
         StepKind::Teardown => check::<TeardownIntent>(intent, result),
         StepKind::SprintSync => check::<SprintSyncIntent>(intent, result),
         StepKind::Lane => check::<LaneIntent>(intent, result),
+        StepKind::AfterStory => check::<AfterStoryIntent>(intent, result),
         // Not written by this host's run loop.
         StepKind::StatusParse => Ok(()),
     }
@@ -241,7 +243,8 @@ mod tests {
                 StepKind::StatusParse
                 | StepKind::Teardown
                 | StepKind::SprintSync
-                | StepKind::Lane => {
+                | StepKind::Lane
+                | StepKind::AfterStory => {
                     unreachable!()
                 }
             }

@@ -81,14 +81,14 @@ enum Landed {
 type LocalFuture<'f> = Pin<Box<dyn std::future::Future<Output = Task> + 'f>>;
 
 /// What every lane shares: the repository and the integration branch.
-struct Repo {
-    git: Git,
+pub(super) struct Repo {
+    pub git: Git,
     /// The repository's top level (the main checkout).
-    top: PathBuf,
+    pub top: PathBuf,
     /// The project root relative to `top` (empty when the project is the repository).
-    rel: PathBuf,
+    pub rel: PathBuf,
     /// The integration branch (checked out in the main checkout).
-    branch: String,
+    pub branch: String,
     integrate: Integrate,
     /// Held while git changes what the worktrees share (`git worktree add`, `remove`, `prune`,
     /// the integration branch): git does not take such changes from two processes at once.
@@ -111,7 +111,7 @@ impl Driver<'_> {
     /// Drives `stories` with up to `jobs` of them in flight (see the module's documentation).
     pub(super) async fn drive_lanes(&mut self, stories: &[StoryEntry], jobs: u32) -> Results {
         let mut results = Results::default();
-        let repo = match self.prepare().await {
+        let repo = match self.prepare(true).await {
             Ok(repo) => repo,
             Err(e) => {
                 results.halt = Some(Halt::Fatal(e));
@@ -195,9 +195,9 @@ impl Driver<'_> {
         results
     }
 
-    /// Checks that the project can run in parallel: a git work tree on a branch, with nothing
-    /// uncommitted but the files the host owns.
-    async fn prepare(&self) -> Result<Repo, Error> {
+    /// Checks that the project can run in parallel (or commit its stories): a git work tree on
+    /// a branch, with nothing uncommitted but the files the host owns when `require_clean`.
+    pub(super) async fn prepare(&self, require_clean: bool) -> Result<Repo, Error> {
         let git = Git::new(crate::git::DEFAULT_TIMEOUT, self.interrupts.clone());
         let top = git.toplevel(self.root).await?;
         let rel = self
@@ -225,7 +225,7 @@ impl Driver<'_> {
                 !(line.starts_with(" M") && sprint.as_deref() == Some(path))
             })
             .collect();
-        if !dirty.is_empty() {
+        if require_clean && !dirty.is_empty() {
             return Err(GitError::Dirty {
                 dir: top,
                 files: dirty,
@@ -632,6 +632,14 @@ impl<'s, 'd> Shared<'s, 'd> {
                 match &landed {
                     Landed::Yes(commit) => {
                         driver.finish_lane(record, "integrated", commit.clone(), None)?;
+                        driver
+                            .after_story(
+                                entry,
+                                driver.root,
+                                &Repo::story_branch(id),
+                                commit.as_deref(),
+                            )
+                            .await?;
                     }
                     Landed::No { why, .. } => {
                         driver.finish_lane(record, "not-integrated", None, Some(why.clone()))?;
@@ -827,7 +835,7 @@ async fn landed_before(
 }
 
 /// The body of a story's commit: how its review ended.
-fn review_body(driver: &Driver<'_>, work: &Path, entry: &StoryEntry) -> String {
+pub(super) fn review_body(driver: &Driver<'_>, work: &Path, entry: &StoryEntry) -> String {
     let mut body = format!("Reviewed by QA in bmad-host run {}.", driver.run);
     if let Ok(project) = Project::discover(work)
         && let Ok(Some(gate)) = project.read_qa_gate(entry)

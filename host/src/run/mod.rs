@@ -29,6 +29,7 @@ mod entry;
 mod grant;
 mod halt;
 mod journaled;
+mod landing;
 mod lanes;
 mod ledger;
 mod limit;

@@ -929,3 +929,179 @@ fn wait_on_limit_pauses_every_lane_then_resumes_them_all() {
     );
     assert_eq!(subjects(&project).len(), 4);
 }
+
+/// `after_story` that appends its environment to `$AFTER_LOG`.
+const LOG_AFTER_STORY: &str = r#"after_story = "echo \"$BMAD_HOST_STORY_ID|$BMAD_HOST_STORY_BRANCH|$BMAD_HOST_COMMIT|$BMAD_HOST_STORY_TITLE\" >> \"$AFTER_LOG\"""#;
+
+fn after_log(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn one_job_with_commit_story_lands_a_commit_per_story_then_runs_after_story_once() {
+    let project = project(
+        &["src/s1.txt", "src/s2.txt", "src/s3.txt"],
+        &format!("[git]\ncommit = \"story\"\n{LOG_AFTER_STORY}\n"),
+    );
+    let script = project.script(&dev_writes(3, |n| {
+        (format!("src/s{n}.txt"), format!("{n}\n"))
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("after.log");
+    let env = [
+        ("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8")),
+        ("AFTER_LOG", log.to_str().expect("utf-8")),
+    ];
+    // `after_story` runs a command: a project's file needs the operator's trust for it.
+    let refused = Run::project(&project, &[], &env);
+    assert_eq!(refused.code(), 2, "{}", refused.stderr());
+    assert!(
+        refused.stderr().contains("git.after_story"),
+        "{}",
+        refused.stderr()
+    );
+
+    let run = Run::project(&project, &["--trust"], &env);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    // One commit per story on the checked-out branch, in story order, nothing left over but
+    // the host's own state.
+    let log_lines = git(project.path(), &["log", "--format=%H %s", "main"]);
+    let commits: Vec<(&str, &str)> = log_lines
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    let subjects: Vec<&str> = commits.iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        subjects,
+        ["1.3: Part 3", "1.2: Part 2", "1.1: Part 1", "initial"]
+    );
+    assert_eq!(git(project.path(), &["status", "--porcelain"]), "");
+    let shown = git(project.path(), &["show", "--stat", "--format=%b", "main~2"]);
+    assert!(shown.contains("Reviewed by QA"), "{shown}");
+    assert!(shown.contains("src/s1.txt"), "{shown}");
+    assert!(shown.contains("docs/stories/1.1.story.md"), "{shown}");
+    // `after_story` once per story, with its id, the branch, its commit and its title.
+    let lines = after_log(&log);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (n, line) in lines.iter().enumerate() {
+        let id = format!("1.{}", n + 1);
+        let commit = commits
+            .iter()
+            .find(|(_, s)| s.starts_with(&format!("{id}:")))
+            .map(|(h, _)| *h)
+            .expect("its commit");
+        assert_eq!(
+            line,
+            &[
+                id.clone(),
+                "main".into(),
+                commit.into(),
+                format!("Part {}", n + 1)
+            ]
+        );
+    }
+    let events = run.events_named("after_story");
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["passed"] == true), "{events:?}");
+    assert_eq!(run.events_named("story_integrated").len(), 3);
+    // `log` shows the after-story steps.
+    assert_eq!(
+        json_of(&project, "log")
+            .iter()
+            .filter(|s| s["kind"] == "after-story" && s["result"]["passed"] == true)
+            .count(),
+        3
+    );
+    // A second run finds the stories done: no commit, no second `after_story`.
+    let again = Run::project(&project, &["--trust"], &env);
+    assert_eq!(again.code(), 0, "{}", again.stderr());
+    assert_eq!(
+        subjects.len(),
+        git(project.path(), &["log", "--format=%s", "main"])
+            .lines()
+            .count()
+    );
+    assert_eq!(after_log(&log).len(), 3);
+}
+
+#[test]
+fn after_story_in_a_parallel_run_gets_the_story_branch_and_a_failure_stops_nothing() {
+    let project = project(
+        &["src/s1.txt", "src/s2.txt"],
+        "[workflow]\nsame_epic = \"parallel\"\n[git]\nafter_story = \"echo \\\"$BMAD_HOST_STORY_ID|$BMAD_HOST_STORY_BRANCH|$BMAD_HOST_COMMIT\\\" >> \\\"$AFTER_LOG\\\"; exit 3\"\n",
+    );
+    let script = project.script(&dev_writes(2, |n| {
+        (format!("src/s{n}.txt"), format!("{n}\n"))
+    }));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("after.log");
+    let run = Run::project(
+        &project,
+        &["--jobs", "2", "--trust"],
+        &[
+            ("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8")),
+            ("AFTER_LOG", log.to_str().expect("utf-8")),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let mut lines = after_log(&log);
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (n, line) in lines.iter().enumerate() {
+        assert_eq!(line[0], format!("1.{}", n + 1));
+        assert_eq!(line[1], format!("bmad/1.{}", n + 1));
+        let integrated = run
+            .events_named("story_integrated")
+            .into_iter()
+            .find(|e| e["story"] == line[0].as_str())
+            .expect("integrated");
+        assert_eq!(integrated["commit"], line[2].as_str());
+    }
+    let events = run.events_named("after_story");
+    assert_eq!(events.len(), 2);
+    for e in events {
+        assert_eq!(e["passed"], false, "{e}");
+        assert_eq!(e["exit_code"], 3, "{e}");
+    }
+    for n in 1..=2 {
+        assert_eq!(run.story_result(&format!("1.{n}"))["result"], "done");
+    }
+}
+
+#[test]
+fn a_hanging_after_story_is_torn_down_at_its_timeout_and_the_run_goes_on() {
+    let project = project(
+        &["src/s1.txt", "src/s2.txt"],
+        "[git]\ncommit = \"story\"\nafter_story = \"sleep 3600\"\nafter_story_timeout = \"1s\"\n",
+    );
+    let tag = bmad_host_tests::fake::unique_tag("after-story-hang");
+    let run = Run::project(&project, &["--trust"], &[("AFTER_TAG", tag.as_str())]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let events = run.events_named("after_story");
+    assert_eq!(events.len(), 2, "{events:?}");
+    for e in &events {
+        assert_eq!(e["timed_out"], true, "{e}");
+        assert_eq!(e["passed"], false, "{e}");
+    }
+    for n in 1..=2 {
+        assert_eq!(run.story_result(&format!("1.{n}"))["result"], "done");
+    }
+    assert_eq!(subjects(&project).len(), 3);
+    assert_eq!(
+        bmad_host_tests::procs::processes_with_env("AFTER_TAG", &tag),
+        Vec::<u32>::new()
+    );
+}
+
+#[test]
+fn no_commit_with_several_jobs_is_refused() {
+    let project = project(&["src/s1.txt"], "[git]\ncommit = \"none\"\n");
+    let run = Run::project(&project, &["--jobs", "2"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert!(run.stderr().contains("git.commit"), "{}", run.stderr());
+    assert!(run.stderr().contains("--jobs 1"), "{}", run.stderr());
+}
