@@ -396,6 +396,12 @@ impl Driver<'_> {
                                 branch: repo.branch.clone(),
                                 commit,
                             });
+                            // The main checkout's sprint-status follows the story that landed.
+                            if let Err(halt) =
+                                shared.driver.reconcile_sprint(When::StoryEnd, None, None)
+                            {
+                                stop_with(&mut stop, halt, &lane_tx);
+                            }
                             done.insert(id, (StoryResult::Done, tally));
                             unfinished.remove(&id);
                             running.retain(|r| r.id != id);

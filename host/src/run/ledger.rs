@@ -75,7 +75,7 @@ impl Driver<'_> {
     /// sprint-status file; nothing otherwise). `driving`: the story the host is driving, if
     /// any. Only a journal that fails is an error.
     pub(super) fn reconcile_sprint(
-        &mut self,
+        &self,
         when: When,
         story: Option<&str>,
         driving: Option<Driving>,
@@ -163,12 +163,7 @@ impl Driver<'_> {
     /// Writes `plan` (when it changes something) as a journaled `sprint-sync` step, and reports
     /// it: a `warn` log per value, a `sprint_reconciled` event. A refused write (someone
     /// changed the file meanwhile) is reported, never a failure.
-    fn apply_ledger(
-        &mut self,
-        when: When,
-        story: Option<&str>,
-        plan: &LedgerPlan,
-    ) -> Result<(), Halt> {
+    fn apply_ledger(&self, when: When, story: Option<&str>, plan: &LedgerPlan) -> Result<(), Halt> {
         if plan.is_empty() {
             return Ok(());
         }
@@ -261,7 +256,7 @@ impl Driver<'_> {
     /// A host killed during a `sprint-sync` step (after its intent, before its result) left it
     /// open; the reconciliation that runs next puts back whatever it had not written. Each one
     /// is closed here, when the resumed run starts, with whether its values are in the file now.
-    fn settle_interrupted_syncs(&mut self) -> Result<(), Halt> {
+    fn settle_interrupted_syncs(&self) -> Result<(), Halt> {
         let steps = self.journal.borrow().steps(Some(&self.run), None)?;
         let open: Vec<_> = steps
             .into_iter()

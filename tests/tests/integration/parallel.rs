@@ -1105,3 +1105,54 @@ fn no_commit_with_several_jobs_is_refused() {
     assert!(run.stderr().contains("git.commit"), "{}", run.stderr());
     assert!(run.stderr().contains("--jobs 1"), "{}", run.stderr());
 }
+
+#[test]
+fn a_v6_sprint_status_follows_each_integration_as_it_lands() {
+    let project = Project::fixture("v6-sample");
+    project.write("bmad-host.toml", "[workflow]\nsame_epic = \"parallel\"\n");
+    project.write(".gitignore", ".fake-claude*\n");
+    git(
+        project.path(),
+        &["init", "--quiet", "--initial-branch=main"],
+    );
+    git(project.path(), &["config", "user.name", "Tester"]);
+    git(
+        project.path(),
+        &["config", "user.email", "tester@example.com"],
+    );
+    git(project.path(), &["add", "--all"]);
+    git(project.path(), &["commit", "--quiet", "-m", "initial"]);
+    let run = Run::project(&project, &["--jobs", "3"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    // Right after each integration (before the next one), the main checkout's sprint-status
+    // is set to done for the story that landed: not once at the end of the batch.
+    let keys = [
+        ("1.1", "1-1-count-lines"),
+        ("1.2", "1-2-count-words"),
+        ("1.3", "1-3-count-characters"),
+    ];
+    let integrated: Vec<usize> = run
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["event"] == "story_integrated")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(integrated.len(), 3);
+    for (k, &at) in integrated.iter().enumerate() {
+        let story = run.events[at]["story"].as_str().unwrap_or_default();
+        let key = keys
+            .iter()
+            .find(|(s, _)| *s == story)
+            .map(|(_, k)| *k)
+            .expect("key");
+        let until = integrated.get(k + 1).copied().unwrap_or(run.events.len());
+        let set = run.events[at..until].iter().any(|e| {
+            e["event"] == "sprint_reconciled"
+                && e["changes"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["key"] == key && c["to"] == "done"))
+        });
+        assert!(set, "{story}: {:?}", &run.events[at..until]);
+    }
+}
