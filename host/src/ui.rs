@@ -8,7 +8,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 /// One NDJSON event. Field names are part of the scripting contract.
@@ -381,6 +381,39 @@ pub struct Ui {
     limit_note: Option<String>,
     /// Where every event is copied to (the notifiers), when set.
     tap: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+    /// A parallel run on a terminal: one progress line per lane with a story, under the run's
+    /// line (made when the first lane's event arrives).
+    lanes: Option<Lanes>,
+}
+
+/// The progress lines of a parallel run's lanes.
+#[derive(Debug)]
+struct Lanes {
+    multi: MultiProgress,
+    /// By lane: its line, and what it shows.
+    lines: std::collections::BTreeMap<u32, LaneLine>,
+}
+
+/// One lane's progress line: its story, its call, how long, how many messages.
+#[derive(Debug)]
+struct LaneLine {
+    bar: ProgressBar,
+    context: String,
+    call_started: Option<Instant>,
+    turns: u32,
+}
+
+impl LaneLine {
+    fn refresh(&self, lane: u32) {
+        let elapsed = self
+            .call_started
+            .map(|t| format!(" · {}", clock(t.elapsed())))
+            .unwrap_or_default();
+        self.bar.set_message(format!(
+            "lane {lane} · {}{elapsed} · {} msgs",
+            self.context, self.turns
+        ));
+    }
 }
 
 impl Ui {
@@ -404,6 +437,7 @@ impl Ui {
             turns: 0,
             limit_note: None,
             tap: None,
+            lanes: None,
         }
     }
 
@@ -425,6 +459,9 @@ impl Ui {
             write_json_line(&event, lane);
         }
         self.show(&event);
+        if let Some(lane) = lane {
+            self.show_lane(lane, &event);
+        }
         if let Some(tap) = &self.tap
             && event.notify_name().is_some()
         {
@@ -461,14 +498,95 @@ impl Ui {
 
     /// Called for each line of the running agent call: refreshes turns and elapsed time.
     pub fn agent_progress(&mut self, assistant_turn: bool) {
+        self.agent_progress_in(None, assistant_turn);
+    }
+
+    /// [`Ui::agent_progress`] for the call of a lane of a parallel run (its own line).
+    pub fn agent_progress_in(&mut self, lane: Option<u32>, assistant_turn: bool) {
+        if let Some(lane) = lane
+            && let Some(line) = self.lanes.as_mut().and_then(|l| l.lines.get_mut(&lane))
+        {
+            if assistant_turn {
+                line.turns += 1;
+            }
+            line.refresh(lane);
+            return;
+        }
         if assistant_turn {
             self.turns += 1;
         }
         self.refresh(None);
     }
 
+    /// A parallel run's lane line (on a terminal only): made when the lane takes its first
+    /// story, showing its story and call, cleared when its story ends or lands.
+    fn show_lane(&mut self, lane: u32, event: &Event) {
+        let Some(main) = &self.bar else { return };
+        let lanes = self.lanes.get_or_insert_with(|| {
+            let multi = MultiProgress::new();
+            let main = multi.add(main.clone());
+            main.tick();
+            Lanes {
+                multi,
+                lines: std::collections::BTreeMap::new(),
+            }
+        });
+        let line = lanes.lines.entry(lane).or_insert_with(|| {
+            let bar = lanes.multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            LaneLine {
+                bar,
+                context: String::new(),
+                call_started: None,
+                turns: 0,
+            }
+        });
+        match event {
+            Event::StoryStarted { story, .. } => {
+                line.context = format!("story {story}");
+                line.call_started = None;
+            }
+            Event::AgentStarted {
+                role, story, cycle, ..
+            } => {
+                line.context = format!("story {story} · {role} · cycle {cycle}");
+                line.call_started = Some(Instant::now());
+                line.turns = 0;
+            }
+            Event::AgentFinished { story, role, .. } => {
+                line.context = format!("story {story} · {role} done");
+                line.call_started = None;
+            }
+            Event::GateFinished { story, gate, .. } => {
+                line.context = format!("story {story} · gate {gate}");
+            }
+            Event::StoryFinished { story, result, .. } => {
+                line.context = format!("story {story} {result}, waiting for the integration lane");
+                line.call_started = None;
+            }
+            _ => {}
+        }
+        line.refresh(lane);
+    }
+
+    /// A lane let its story go (landed, or ended without landing): its line is cleared.
+    pub fn lane_free(&mut self, lane: u32) {
+        if let Some(line) = self.lanes.as_mut().and_then(|l| l.lines.remove(&lane)) {
+            line.bar.finish_and_clear();
+        }
+    }
+
     /// Removes the progress display.
     pub fn finish(&mut self) {
+        if let Some(lanes) = self.lanes.take() {
+            for line in lanes.lines.into_values() {
+                line.bar.finish_and_clear();
+            }
+        }
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -237,10 +237,13 @@ impl Driver<'_> {
             let mut on_event = |event: &claude::Event| {
                 {
                     let mut ui = ui.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    ui.agent_progress(matches!(
-                        event,
-                        claude::Event::Text(_) | claude::Event::ToolUse { .. }
-                    ));
+                    ui.agent_progress_in(
+                        lane,
+                        matches!(
+                            event,
+                            claude::Event::Text(_) | claude::Event::ToolUse { .. }
+                        ),
+                    );
                     if let claude::Event::RateLimit(info) = event
                         && info.status != "allowed"
                     {

@@ -374,10 +374,12 @@ impl Driver<'_> {
                             }
                             running.retain(|r| r.id != id);
                             free.push(lane);
+                            shared.driver.ui().lane_free(lane);
                         }
                         Err(halt) => {
                             running.retain(|r| r.id != id);
                             free.push(lane);
+                            shared.driver.ui().lane_free(lane);
                             stop_with(&mut stop, halt, &lane_tx);
                         }
                     }
@@ -406,6 +408,7 @@ impl Driver<'_> {
                             unfinished.remove(&id);
                             running.retain(|r| r.id != id);
                             free.push(lane);
+                            shared.driver.ui().lane_free(lane);
                         }
                         Ok(Landed::No {
                             why,
@@ -428,6 +431,7 @@ impl Driver<'_> {
                         Err(halt) => {
                             running.retain(|r| r.id != id);
                             free.push(lane);
+                            shared.driver.ui().lane_free(lane);
                             stop_with(&mut stop, halt, &lane_tx);
                         }
                     }

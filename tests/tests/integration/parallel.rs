@@ -1156,3 +1156,45 @@ fn a_v6_sprint_status_follows_each_integration_as_it_lands() {
         assert!(set, "{story}: {:?}", &run.events[at..until]);
     }
 }
+
+#[test]
+fn a_terminal_shows_one_progress_line_per_running_story() {
+    use std::io::Read as _;
+    let project = project(
+        &["src/s1.txt", "src/s2.txt"],
+        "[workflow]\nsame_epic = \"parallel\"\n",
+    );
+    // Both Dev calls talk for a while, side by side (they do not play the role: the stories
+    // then fail, only the display matters here).
+    let script = project.script(&json!({"calls": [
+        {"role": "dev", "do": "slow", "lines": 8, "delay_ms": 150},
+    ]}));
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let mut cmd = bmad_host_tests::harness::run_command(&project);
+    cmd.args(["--jobs", "2"])
+        .env("FAKE_CLAUDE_SCRIPT", &script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(pty.slave));
+    let mut child = cmd.spawn().expect("spawn bmad-host");
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let mut screen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => screen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().expect("wait");
+    let screen = String::from_utf8_lossy(&screen);
+    assert_eq!(status.code(), Some(1), "{screen}");
+    for lane in [1, 2] {
+        let line = format!("lane {lane} · story 1.");
+        assert!(
+            screen.contains(&line),
+            "no `{line}` on the terminal:\n{screen}"
+        );
+    }
+    assert!(screen.contains("· dev · cycle 1"), "{screen}");
+}
