@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jiff::Timestamp;
 
@@ -293,47 +293,11 @@ impl Driver<'_> {
                         }
                         break;
                     }
-                    Err(Halt::UsageLimit {
-                        story,
-                        role,
-                        message,
-                        reset,
-                    }) => {
-                        let wait = reset
-                            .filter(|r| wait_on_limit && waited.is_none_or(|before| r.at > before));
-                        self.emit(Event::UsageLimit {
-                            story: story.clone(),
-                            role: role.into(),
-                            message: message.clone(),
-                            resets_at: reset.map(|r| r.at.to_string()),
-                            wait: wait.is_some(),
-                        });
-                        let Some(reset) = wait else {
-                            if wait_on_limit {
-                                self.say(&match reset {
-                                    None => "  --wait-on-limit: the CLI did not say when the limit resets".to_owned(),
-                                    Some(_) => "  --wait-on-limit: the limit still refuses after the reset it stated".to_owned(),
-                                });
-                            }
-                            results.halt = Some(Halt::UsageLimit {
-                                story,
-                                role,
-                                message,
-                                reset,
-                            });
-                            return results;
-                        };
-                        // The limited step has no result in the journal: driving the story
-                        // again after the reset redoes it, and the cycle is not charged.
-                        self.say(&format!(
-                            "  waiting {} for the reset (--wait-on-limit)",
-                            humantime::format_duration(Duration::from_secs(
-                                reset.wait_from(Timestamp::now()).as_secs()
-                            ))
-                        ));
-                        waited = Some(reset.at);
-                        if !self.wait_for_reset(&story, reset).await {
-                            results.halt = Some(Halt::Interrupted);
+                    Err(limit @ Halt::UsageLimit { .. }) => {
+                        if let Err(halt) =
+                            self.on_usage_limit(limit, wait_on_limit, &mut waited).await
+                        {
+                            results.halt = Some(halt);
                             return results;
                         }
                     }

@@ -149,32 +149,11 @@ impl Driver<'_> {
             }
             match pause {
                 Ok(()) => break,
-                Err(Halt::UsageLimit {
-                    story,
-                    role,
-                    message,
-                    reset,
-                }) => {
-                    let wait = reset.filter(|r| wait_on_limit && waited.is_none_or(|b| r.at > b));
-                    self.emit(Event::UsageLimit {
-                        story: story.clone(),
-                        role: role.into(),
-                        message: message.clone(),
-                        resets_at: reset.map(|r| r.at.to_string()),
-                        wait: wait.is_some(),
-                    });
-                    let Some(reset) = wait else {
-                        results.halt = Some(Halt::UsageLimit {
-                            story,
-                            role,
-                            message,
-                            reset,
-                        });
-                        break;
-                    };
-                    waited = Some(reset.at);
-                    if !self.wait_for_reset(&story, reset).await {
-                        results.halt = Some(Halt::Interrupted);
+                Err(limit @ Halt::UsageLimit { .. }) => {
+                    // Every lane stopped; after the reset they all start again.
+                    if let Err(halt) = self.on_usage_limit(limit, wait_on_limit, &mut waited).await
+                    {
+                        results.halt = Some(halt);
                         break;
                     }
                 }

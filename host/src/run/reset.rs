@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::driver::Driver;
+use super::halt::Halt;
 use super::limit::Reset;
 use crate::process::Interrupt;
 use crate::ui::Event;
@@ -18,6 +19,65 @@ const TICK: Duration = Duration::from_secs(1);
 const EVENT_EVERY: Duration = Duration::from_secs(60);
 
 impl Driver<'_> {
+    /// A usage limit stopped the run's work (`limit`, a [`Halt::UsageLimit`]): it is reported
+    /// (`usage_limit` event), then, with `wait_on_limit` and a reset time the CLI stated,
+    /// waited out (`Ok`: drive again; the limited step has no result in the journal, so it is
+    /// redone and its cycle not charged). A limit that still refuses after the reset it stated
+    /// (`waited`: the last reset waited for) is not waited for again. `Err`: the halt to stop
+    /// with.
+    pub(super) async fn on_usage_limit(
+        &mut self,
+        limit: Halt,
+        wait_on_limit: bool,
+        waited: &mut Option<Timestamp>,
+    ) -> Result<(), Halt> {
+        let Halt::UsageLimit {
+            story,
+            role,
+            message,
+            reset,
+        } = limit
+        else {
+            return Err(limit);
+        };
+        let wait = reset.filter(|r| wait_on_limit && waited.is_none_or(|before| r.at > before));
+        self.emit(Event::UsageLimit {
+            story: story.clone(),
+            role: role.into(),
+            message: message.clone(),
+            resets_at: reset.map(|r| r.at.to_string()),
+            wait: wait.is_some(),
+        });
+        let Some(wait) = wait else {
+            if wait_on_limit {
+                self.say(match reset {
+                    None => "  --wait-on-limit: the CLI did not say when the limit resets",
+                    Some(_) => {
+                        "  --wait-on-limit: the limit still refuses after the reset it stated"
+                    }
+                });
+            }
+            return Err(Halt::UsageLimit {
+                story,
+                role,
+                message,
+                reset,
+            });
+        };
+        self.say(&format!(
+            "  waiting {} for the reset (--wait-on-limit)",
+            humantime::format_duration(Duration::from_secs(
+                wait.wait_from(Timestamp::now()).as_secs()
+            ))
+        ));
+        *waited = Some(wait.at);
+        if self.wait_for_reset(&story, wait).await {
+            Ok(())
+        } else {
+            Err(Halt::Interrupted)
+        }
+    }
+
     /// Waits until the usage limit that stopped `story` resets, showing the time left on the
     /// progress line and in `waiting_for_reset` events; false if the operator interrupted the
     /// wait.
