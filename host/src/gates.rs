@@ -24,8 +24,7 @@ use tokio::time::Instant;
 use crate::config::GateConfig;
 use crate::policy::GateReport;
 use crate::process::{
-    self, CALL_MARKER_ENV, Interrupt, Survivor, SurvivorKind, Tracker, ensure_subreaper,
-    pipe_holders, pipe_inode,
+    self, CALL_MARKER_ENV, Interrupt, Survivor, Tracker, ensure_subreaper, pipe_holders, pipe_inode,
 };
 
 /// Longest output tail kept per gate, in bytes.
@@ -185,40 +184,20 @@ async fn run_supervised(
             },
         }
     };
-    let mut survivors = Vec::new();
-    let status = match status {
-        Some(status) => Some(status),
-        // Teardown as for an agent call: SIGINT, SIGTERM, SIGKILL, each after its grace (none
-        // on a second Ctrl-C).
-        None => {
-            let ended = process::terminate(
-                &mut child,
-                &mut tracker,
-                &[
-                    (Signal::SIGINT, INTERRUPT_GRACE),
-                    (Signal::SIGTERM, TERM_GRACE),
-                ],
-                TERM_GRACE,
-                &mut interrupts,
-            )
-            .await;
-            if !ended.reaped {
-                survivors.extend(Survivor::find(
-                    i32::try_from(pid).unwrap_or(i32::MAX),
-                    SurvivorKind::Alive,
-                ));
-            }
-            ended.status
-        }
-    };
-    if survivors.is_empty() {
-        tracker.root_reaped();
-    }
-    survivors.extend(
-        tracker
-            .kill_all((Instant::now() + TERM_GRACE).into_std())
-            .await,
-    );
+    // Teardown as for an agent call: SIGINT, SIGTERM, SIGKILL, each after its grace (none on a
+    // second Ctrl-C).
+    let (status, mut survivors) = process::end_command(
+        &mut child,
+        &mut tracker,
+        status,
+        &[
+            (Signal::SIGINT, INTERRUPT_GRACE),
+            (Signal::SIGTERM, TERM_GRACE),
+        ],
+        TERM_GRACE,
+        &mut interrupts,
+    )
+    .await;
     // Every writer of the pipes is dead, so the readers reach EOF, unless a process outside the
     // tree holds a pipe open: then they are aborted (and awaited), and the holder is named.
     let eof_deadline = Instant::now() + TERM_GRACE;

@@ -16,10 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::GitError;
-use crate::process::{
-    self, BESIDE_MARKER, CALL_MARKER_ENV, Interrupt, Survivor, SurvivorKind, Tracker,
-    ensure_subreaper,
-};
+use crate::process::{self, BESIDE_MARKER, CALL_MARKER_ENV, Interrupt, Tracker, ensure_subreaper};
 
 /// The most of each of stdout and stderr kept from one git command.
 pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -124,31 +121,15 @@ pub(super) async fn run(
             },
         }
     };
-    let mut survivors = Vec::new();
-    let status = match status {
-        Some(status) => Some(status),
-        None => {
-            let ended = process::terminate(
-                &mut child,
-                &mut tracker,
-                &[(Signal::SIGINT, GRACE), (Signal::SIGTERM, GRACE)],
-                GRACE,
-                &mut interrupts,
-            )
-            .await;
-            if !ended.reaped {
-                survivors.extend(Survivor::find(
-                    i32::try_from(pid).unwrap_or(i32::MAX),
-                    SurvivorKind::Alive,
-                ));
-            }
-            ended.status
-        }
-    };
-    if survivors.is_empty() {
-        tracker.root_reaped();
-    }
-    survivors.extend(tracker.kill_all((Instant::now() + GRACE).into_std()).await);
+    let (status, survivors) = process::end_command(
+        &mut child,
+        &mut tracker,
+        status,
+        &[(Signal::SIGINT, GRACE), (Signal::SIGTERM, GRACE)],
+        GRACE,
+        &mut interrupts,
+    )
+    .await;
     let eof = Instant::now() + GRACE;
     let read = |task: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
         let Some(mut task) = task else {

@@ -98,6 +98,39 @@ pub(crate) async fn terminate(
     }
 }
 
+/// Ends a supervised command (a gate, a notifier, a git command) whose wait returned `status`
+/// (`None`: it was stopped, by its timeout or an interrupt, and still runs): tears its group
+/// down with `signals` ([`terminate`]), names its root a survivor when it outlived SIGKILL, then
+/// kills what is left of its tree ([`Tracker::kill_all`], `grace`). Returns how it exited and
+/// the processes that keep its end from being proven (reading its output to EOF is the
+/// caller's).
+pub(crate) async fn end_command(
+    child: &mut Child,
+    tracker: &mut Tracker,
+    status: Option<ExitStatus>,
+    signals: &[(Signal, Duration)],
+    grace: Duration,
+    interrupts: &mut watch::Receiver<Interrupt>,
+) -> (Option<ExitStatus>, Vec<Survivor>) {
+    let mut survivors = Vec::new();
+    let status = match status {
+        Some(status) => Some(status),
+        None => {
+            let pid = child.id().and_then(|p| i32::try_from(p).ok());
+            let ended = terminate(child, tracker, signals, grace, interrupts).await;
+            if !ended.reaped {
+                survivors.extend(pid.and_then(|p| Survivor::find(p, SurvivorKind::Alive)));
+            }
+            ended.status
+        }
+    };
+    if survivors.is_empty() {
+        tracker.root_reaped();
+    }
+    survivors.extend(tracker.kill_all(Instant::now() + grace).await);
+    (status, survivors)
+}
+
 /// Kills every live process whose environment holds `marker` (`KEY=value`), with its
 /// descendants, and waits (up to `grace`) until they are gone. The run loop calls it when it
 /// starts after a run whose host died (`kill -9`, a reboot), resumed or not (`--fresh`): that
