@@ -219,10 +219,12 @@ pub(super) fn render(rows: &[Row], s: &mut String) {
          integrated onto `main` by the one integration lane (one commit per story). An \
          integration's time is its journal `lane` record's, from intent to result: the git \
          commands of one integration (commit, squash, rebase, fast-forward, worktree removal; \
-         the project has no quality gates to run again).\n\n\
+         the project has no quality gates to run again). A lane stays taken until its story is \
+         integrated, and integrations go one at a time: their sum is time the lanes wait on top \
+         of the agents'.\n\n\
          | jobs | wall | ideal | over ideal | speed-up | ideal speed-up | most in flight | \
-         integration p50 | integration max |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: \
-         | ---: | ---: |\n",
+         integration p50 | integration max | integrations, summed |\n| ---: | ---: | ---: | ---: \
+         | ---: | ---: | ---: | ---: | ---: | ---: |\n",
         calls = STORIES * CALLS_PER_STORY,
     );
     let one = rows.iter().find(|r| r.jobs == 1).map(|r| r.wall);
@@ -234,18 +236,19 @@ pub(super) fn render(rows: &[Row], s: &mut String) {
         let speedup = one.map_or("–".to_owned(), |w| {
             format!("{:.2}×", w.as_secs_f64() / r.wall.as_secs_f64())
         });
-        let (p50, max) = if r.integrations.is_empty() {
-            ("–".to_owned(), "–".to_owned())
+        let (p50, max, sum) = if r.integrations.is_empty() {
+            ("–".to_owned(), "–".to_owned(), "–".to_owned())
         } else {
             (
                 us(percentile(&r.integrations, 0.5)),
                 us(percentile(&r.integrations, 1.0)),
+                us(r.integrations.iter().sum()),
             )
         };
         let _ = writeln!(
             s,
             "| {} | {:.2} s | {:.2} s | {:.2} s | {speedup} | {ideal_speedup:.2}× | {} | {p50} | \
-             {max} |",
+             {max} | {sum} |",
             r.jobs,
             r.wall.as_secs_f64(),
             ideal.as_secs_f64(),
