@@ -526,3 +526,25 @@ fn a_story_with_an_unreadable_status_is_escalated_untouched_and_the_others_go_on
     let run = Run::project(&project, &["--story", "1.2"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
 }
+
+#[test]
+fn what_the_cli_leaves_in_its_temp_folder_is_removed_after_the_call() {
+    let project = Project::fixture("v4-sample");
+    // The CLI's temp folder (`CLAUDE_CODE_TMPDIR`) is `.bmad-host/tmp`; a Dev call leaves a
+    // socket-like file and a folder there, as a killed CLI does.
+    let script = project.script(&serde_json::json!({"calls": [{
+        "role": "dev", "story": "1.1",
+        "write_files": {".bmad-host/tmp/cli.sock": "x", ".bmad-host/tmp/cwd/state": "y"}
+    }]}));
+    let run = Run::project(
+        &project,
+        &["--story", "1.1"],
+        &[("FAKE_CLAUDE_SCRIPT", script.to_str().expect("utf-8"))],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let tmp = project.path().join(".bmad-host/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", tmp.display());
+}
