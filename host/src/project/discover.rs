@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use super::config::{self, PrdSource, V4Config, V6Config};
 use super::error::{ProjectError, Warning};
 use super::flow::{self, BmadFlow, FlowChoice, NoFlow};
+use super::folder_index::{FolderIndex, NameId};
 use super::fs::{inside, read_inside};
-use super::gate::{GateIndex, QaGate, read_gate};
+use super::gate::{QaGate, gate_story, read_gate};
 use super::headings::{EpicDoc, parse_epic_doc};
 use super::id::StoryId;
 use super::sprint::SprintStatus;
@@ -89,7 +90,10 @@ pub struct Project {
     sprint_path: Option<PathBuf>,
     warnings: Vec<Warning>,
     /// The gate files of `{qaLocation}/gates`, kept current without listing it per lookup.
-    gates: GateIndex,
+    gates: FolderIndex,
+    /// The story folder's files, kept current the same way (a story file is looked for at the
+    /// start of each story).
+    story_index: FolderIndex,
     /// The implementation flow its installation supports ([`Project::flow`]).
     flow: Result<FlowChoice, NoFlow>,
 }
@@ -136,7 +140,8 @@ impl Project {
             sprint: None,
             sprint_path: None,
             warnings,
-            gates: GateIndex::default(),
+            gates: FolderIndex::new(gate_story),
+            story_index: FolderIndex::new(story_file_id(layout)),
             flow,
         };
         match project.config.clone() {
@@ -401,9 +406,10 @@ impl Project {
         if self.abs(&story.path).is_file() {
             return Some(story.path.clone());
         }
-        let mut ignored = Vec::new();
-        let files = self.story_files(&mut ignored).ok()?;
-        let names = files.get(&story.id)?;
+        let names = self
+            .story_index
+            .files(&self.abs(self.story_dir()), story.id)
+            .ok()?;
         let preferred = story
             .path
             .file_name()
@@ -416,7 +422,7 @@ impl Project {
             .map(String::as_str);
         let name = match spec {
             Some(spec) if self.is_build_flow() => spec,
-            _ => pick(names, &[preferred])?,
+            _ => pick(&names, &[preferred])?,
         };
         Some(self.story_dir().join(name))
     }
@@ -449,6 +455,14 @@ fn no_layout(root: &Path) -> ProjectError {
     ProjectError::NoLayout {
         root: root.to_owned(),
         looked_for,
+    }
+}
+
+/// How the story files of `layout` are named: the story a file name belongs to.
+fn story_file_id(layout: Layout) -> NameId {
+    match layout {
+        Layout::V4 => v4_story_file_id,
+        Layout::V6 => v6_story_file_id,
     }
 }
 
@@ -641,10 +655,7 @@ impl Project {
         warnings: &mut Vec<Warning>,
     ) -> Result<HashMap<StoryId, Vec<String>>, ProjectError> {
         let dir = self.abs(self.story_dir());
-        let parse: fn(&str) -> Option<StoryId> = match self.layout() {
-            Layout::V4 => v4_story_file_id,
-            Layout::V6 => v6_story_file_id,
-        };
+        let parse = story_file_id(self.layout());
         let mut files: HashMap<StoryId, Vec<String>> = HashMap::new();
         for name in list_dir(&dir)? {
             if let Some(id) = parse(&name) {
@@ -981,6 +992,52 @@ impl Project {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A v4 project of `n` stories in its PRD, none drafted.
+    fn v4_project(root: &Path, n: u32) {
+        let write = |rel: &str, text: &str| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        };
+        write(
+            config::V4_CONFIG,
+            "qa:\n  qaLocation: docs/qa\nprd:\n  prdFile: docs/prd.md\n  prdSharded: false\ndevStoryLocation: docs/stories\n",
+        );
+        let mut prd = String::from("# PRD\n\n## Epic 1: Many\n");
+        for i in 1..=n {
+            prd.push_str(&format!("\n### Story 1.{i}: Feature {i}\n\nAs a user.\n"));
+        }
+        write("docs/prd.md", &prd);
+        std::fs::create_dir_all(root.join("docs/stories")).expect("mkdir");
+    }
+
+    #[test]
+    fn a_story_file_with_another_slug_is_found_without_listing_the_folder_each_time() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        v4_project(tmp.path(), 40);
+        let p = Project::discover(tmp.path()).expect("discover");
+        let mut watch = None;
+        for (i, story) in p.stories().iter().enumerate() {
+            assert_eq!(p.locate_story_file(story), None, "{} not drafted", story.id);
+            // The SM agent chose another name than the host expects.
+            let name = format!("{}.{}.its-own-slug.md", story.id.epic, story.id.story);
+            std::fs::write(tmp.path().join("docs/stories").join(&name), "# x\n").expect("w");
+            assert_eq!(
+                p.locate_story_file(story),
+                Some(PathBuf::from("docs/stories").join(&name))
+            );
+            let fd = p.story_index.watch_fd();
+            assert!(fd.is_some(), "the story folder is watched");
+            if i == 0 {
+                watch = fd;
+            }
+            assert_eq!(
+                fd, watch,
+                "the same watch all along: the folder is not listed again"
+            );
+        }
+    }
 
     #[test]
     fn shard_patterns() {

@@ -117,6 +117,7 @@ mod config;
 mod discover;
 mod error;
 mod flow;
+mod folder_index;
 mod footprint;
 mod fs;
 mod gate;
