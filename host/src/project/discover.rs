@@ -1027,6 +1027,24 @@ mod tests {
                 p.locate_story_file(story),
                 Some(PathBuf::from("docs/stories").join(&name))
             );
+            // The host writes a story file by exchanging a temporary file in: the queue then
+            // says the name was moved away last, yet it is there.
+            let folder = tmp.path().join("docs/stories");
+            std::fs::write(folder.join(".bmad-host-x.tmp"), "# y\n").expect("w");
+            nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &folder.join(".bmad-host-x.tmp"),
+                nix::fcntl::AT_FDCWD,
+                &folder.join(&name),
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .expect("exchange");
+            std::fs::remove_file(folder.join(".bmad-host-x.tmp")).expect("rm");
+            assert_eq!(
+                p.locate_story_file(story),
+                Some(PathBuf::from("docs/stories").join(&name)),
+                "found after an exchange"
+            );
             let fd = p.story_index.watch_fd();
             assert!(fd.is_some(), "the story folder is watched");
             if i == 0 {

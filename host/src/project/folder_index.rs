@@ -226,26 +226,18 @@ impl Watched {
         else {
             return true;
         };
-        if event
-            .mask
-            .intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM)
-        {
-            if let Some(names) = self.files.get_mut(&id) {
-                names.remove(name);
-                if names.is_empty() {
-                    self.files.remove(&id);
-                }
-            }
-        } else if event
-            .mask
-            .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-        {
-            // What the name is now (a later event in the queue settles any change after this):
-            // only regular files and symlinks count, as in a listing.
-            let counts = std::fs::symlink_metadata(self.dir.join(name))
-                .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink());
-            if counts {
-                self.files.entry(id).or_default().insert(name.to_owned());
+        // Whatever the event, the name is set to what it is now: only regular files and symlinks
+        // count, as in a listing. An event is never applied on its own: after a rename that
+        // exchanges two names (`RENAME_EXCHANGE`, how the host writes a story file) the queue
+        // says the story's name was moved away last, yet the name is there.
+        let counts = std::fs::symlink_metadata(self.dir.join(name))
+            .is_ok_and(|m| m.file_type().is_file() || m.file_type().is_symlink());
+        if counts {
+            self.files.entry(id).or_default().insert(name.to_owned());
+        } else if let Some(names) = self.files.get_mut(&id) {
+            names.remove(name);
+            if names.is_empty() {
+                self.files.remove(&id);
             }
         }
         true
@@ -335,6 +327,7 @@ mod tests {
         Symlink(usize),
         Remove(usize),
         Rename(usize, usize),
+        Exchange(usize, usize),
         MoveOut(usize),
         MoveIn(usize),
         ReplaceFolder,
@@ -359,6 +352,7 @@ mod tests {
             1 => n.clone().prop_map(Change::Symlink),
             3 => n.clone().prop_map(Change::Remove),
             3 => (n.clone(), n.clone()).prop_map(|(a, b)| Change::Rename(a, b)),
+            2 => (n.clone(), n.clone()).prop_map(|(a, b)| Change::Exchange(a, b)),
             1 => n.clone().prop_map(Change::MoveOut),
             1 => n.prop_map(Change::MoveIn),
             1 => Just(Change::ReplaceFolder),
@@ -376,6 +370,14 @@ mod tests {
             Change::Symlink(i) => std::os::unix::fs::symlink("elsewhere.yml", at(*i)),
             Change::Remove(i) => fs::remove_file(at(*i)).or_else(|_| fs::remove_dir(at(*i))),
             Change::Rename(a, b) => fs::rename(at(*a), at(*b)),
+            Change::Exchange(a, b) => nix::fcntl::renameat2(
+                nix::fcntl::AT_FDCWD,
+                &at(*a),
+                nix::fcntl::AT_FDCWD,
+                &at(*b),
+                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+            )
+            .map_err(std::io::Error::from),
             Change::MoveOut(i) => fs::rename(at(*i), &outside),
             Change::MoveIn(i) => {
                 fs::write(&outside, "gate: FAIL\n").and_then(|()| fs::rename(&outside, at(*i)))
