@@ -190,10 +190,52 @@ pub fn test_home() -> PathBuf {
     dir
 }
 
+/// [`cache_dir`] with the repository's plugins compiled into it: the first caller compiles them
+/// (one `bmad-host plugins list`), every other thread of this test process waits for it rather
+/// than compiling the same components at the same time. Compiling the six default components
+/// with a debug build of cranelift takes about 40 CPU-seconds; tests that do not test the cache
+/// itself load from here.
+///
+/// # Panics
+/// When `bmad-host plugins list` fails: no test that loads plugins could run.
+pub fn warm_cache_dir() -> PathBuf {
+    static WARM: OnceLock<Result<(), String>> = OnceLock::new();
+    if let Err(e) = WARM.get_or_init(warm_cache) {
+        panic!("{e}");
+    }
+    cache_dir()
+}
+
+fn warm_cache() -> Result<(), String> {
+    let mut cmd = hermetic();
+    cmd.args(["plugins", "list", "--json", "--plugins"])
+        .arg(plugins())
+        .arg("--project")
+        .arg(test_home());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("run {}: {e}", bmad_host().display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bmad-host plugins list (warming the component cache) failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
 /// `bmad-host` with a hermetic environment: no `BMAD_HOST_*` or `FAKE_CLAUDE_*` variable
 /// inherited from the test's environment, `HOME` and `XDG_CONFIG_HOME` in [`test_home`], the
-/// shared [`cache_dir`], stdin from /dev/null. Every test that runs the binary starts here.
+/// shared [`cache_dir`] (warmed first, see [`warm_cache_dir`]), stdin from /dev/null. Every test
+/// that runs the binary starts here.
 pub fn command() -> Command {
+    warm_cache_dir();
+    hermetic()
+}
+
+/// [`command`] without waiting for the warm cache.
+fn hermetic() -> Command {
     let mut cmd = Command::new(bmad_host());
     cmd.stdin(Stdio::null());
     for (key, _) in std::env::vars_os() {

@@ -3,9 +3,10 @@
 //!
 //! It installs into a temp root (`--debug` and the workspace's target directory, so the dev
 //! build is reused: a release build would cost minutes), copies the v4 sample project to a temp
-//! directory, runs the installed binary on it with the fake Claude of the test crate, a fresh
-//! component cache and no `BMAD_HOST_*` variable, and requires exit 0 with every story Done
-//! (from the run's `--json` events and from `status --json`).
+//! directory, runs the installed binary on it with the fake Claude of the test crate, the
+//! tests' component cache (no user's; see `test_cache_dir`) and no other `BMAD_HOST_*`
+//! variable, and requires exit 0 with every story Done (from the run's `--json` events and
+//! from `status --json`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -13,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::{cargo, copy_dir, run, show, target_dir};
+use crate::{cargo, copy_dir, run, show, target_dir, test_cache_dir};
 
 /// `cargo xtask install-check`.
 pub fn run_check(root: &Path) -> Result<()> {
@@ -47,7 +48,7 @@ pub fn run_check(root: &Path) -> Result<()> {
 
     let project = scratch.path().join("project");
     copy_dir(&root.join("tests/fixtures/v4-sample"), &project)?;
-    let cache = scratch.path().join("cache");
+    let cache = test_cache_dir(root);
     let installed = |args: &[&str]| -> Result<Output> {
         let mut cmd = Command::new(&bin);
         cmd.args(args)

@@ -42,7 +42,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   build-plugins             build every WASM plugin into its plugin folder
-  test                      WASM components, fmt, one build linted by clippy, every test
+  test [--timings]          WASM components, fmt, one build linted by clippy, every test
+                            (--timings: cargo's build timings, in target/cargo-timings/)
   embed [--check]           rebuild the plugins embedded in bmad-host into host/embedded/
                             (--check: fail unless it matches; --toolchain V: move the pin)
   install-check             cargo install --path host, then run the demo with no --plugins
@@ -61,7 +62,7 @@ fn main() -> Result<()> {
     let root = workspace_root()?;
     match args.first().map(String::as_str) {
         Some("build-plugins") => build_plugins(&root),
-        Some("test") => test(&root),
+        Some("test") => test(&root, args.iter().any(|a| a == "--timings")),
         Some("embed") => embed::run_embed(&root, &embed::Options::parse(&args[1..])?),
         Some("install-check") => install_check::run_check(&root),
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
@@ -203,6 +204,14 @@ fn target_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
 }
 
+/// The compiled-component cache the tests share (`target/bmad-host-test-cache`, the test
+/// harness's `cache_dir`), for the checks that run `bmad-host` after the tests: the default
+/// components are already compiled in it (compiling the six with a debug build of cranelift
+/// takes about 40 CPU-seconds), and it is no user's cache.
+fn test_cache_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("bmad-host-test-cache")
+}
+
 /// The test crate's WebAssembly components (`tests/components/*`), built for the tests.
 const TEST_COMPONENTS: &[&str] = &[
     "bmad-test-good",
@@ -223,7 +232,7 @@ const TEST_COMPONENTS: &[&str] = &[
 /// `cargo clippy --workspace --all-targets` covers), and the tests run on that very build. The
 /// WASM components (plugins and test components) are built first, and the tests are told so
 /// (`BMAD_TESTS_PREBUILT`) instead of each starting a nested cargo.
-fn test(root: &Path) -> Result<()> {
+fn test(root: &Path, timings: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let step = |name: &str, at: std::time::Instant| {
         eprintln!("xtask test: {name} took {:.1}s", at.elapsed().as_secs_f64());
@@ -263,7 +272,11 @@ fn test(root: &Path) -> Result<()> {
                 "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
             )
             .env("BMAD_TESTS_PREBUILT", "1")
-            .args(args);
+            .args(&args[..1]);
+        if timings {
+            cmd.arg("--timings");
+        }
+        cmd.args(&args[1..]);
         run(&mut cmd)
     };
     // The benches first, on their own: building them builds `host`'s `bmad-host` binary, which

@@ -125,6 +125,7 @@ fn check(root: &Path, scratch: &Path) -> Result<()> {
     let host = crate::target_dir(root).join("debug").join("bmad-host");
     let mut cmd = Command::new(&host);
     cmd.current_dir(&project)
+        .env("BMAD_HOST_CACHE_DIR", crate::test_cache_dir(root))
         .arg("plugins")
         .arg("check")
         .arg("--json")

@@ -133,10 +133,19 @@ mod tests {
     #[test]
     fn the_embedded_set_loads_like_folders_and_serves_every_role() {
         use super::super::{PluginConfig, PluginSet, PluginSources, inspect_from};
-        let cache = tempfile::tempdir().expect("tempdir");
+        // The tests' shared cache (`target/bmad-host-test-cache`, as the integration tests'
+        // harness has it): a debug build of cranelift takes about 40 CPU-seconds to compile
+        // the six components, and compiling is not what this test tests. The test binary is
+        // `target/<profile>/deps/…`.
+        let exe = std::env::current_exe().expect("current exe");
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("the test binary lives in target/<profile>/deps");
+        let project = tempfile::tempdir().expect("tempdir");
         let cfg = PluginConfig {
-            cache_dir: Some(cache.path().to_path_buf()),
-            project_root: cache.path().to_path_buf(),
+            cache_dir: Some(target.join("bmad-host-test-cache")),
+            project_root: project.path().to_path_buf(),
             ..PluginConfig::default()
         };
         let sources = PluginSources::embedded_and(None);

@@ -12,7 +12,7 @@ use bmad_host::policy::{
     Round, RoundKind, Running, StepReport, Story, StoryState,
 };
 use bmad_host_tests::components::{Folder, plugin_folder, wasm};
-use bmad_host_tests::harness::{Project, Run, fake_claude};
+use bmad_host_tests::harness::{Project, Run, fake_claude, warm_cache_dir};
 use tempfile::TempDir;
 
 fn path_str(path: &Path) -> &str {
@@ -36,15 +36,16 @@ fn folder_with(name: &str, role: &str, krate: &str, wit: &str) -> TempDir {
 }
 
 /// The embedded plugins with `folder`'s over them, as `bmad-host` loads them.
+/// The components come from the tests' warm cache: compiling them is not what these tests test.
 fn load(folder: Option<&Path>, roles: &[(&str, &str)]) -> Result<PluginSet, PluginError> {
-    let cache = tempfile::tempdir().expect("tempdir");
+    let project = tempfile::tempdir().expect("tempdir");
     let cfg = PluginConfig {
         roles: roles
             .iter()
             .map(|(r, p)| ((*r).to_string(), (*p).to_string()))
             .collect(),
-        project_root: cache.path().to_path_buf(),
-        cache_dir: Some(cache.path().join("cache")),
+        project_root: project.path().to_path_buf(),
+        cache_dir: Some(warm_cache_dir()),
         ..PluginConfig::default()
     };
     PluginSet::load_from(&PluginSources::embedded_and(folder), &cfg)
@@ -173,12 +174,12 @@ fn the_scheduler_role_needs_a_scheduler() {
     assert!(e.to_string().contains("new in bmad:policy@0.2.0"), "{e}");
     // Without the embedded plugins and with no scheduler in the folder, the set loads (the
     // role is optional) and says so when asked.
-    let cache = tempfile::tempdir().expect("tempdir");
+    let project = tempfile::tempdir().expect("tempdir");
     let only = tempfile::tempdir().expect("tempdir");
     bmad_host_tests::components::plugin_dir(only.path(), "bmad-test-good");
     let cfg = PluginConfig {
-        project_root: cache.path().to_path_buf(),
-        cache_dir: Some(cache.path().join("cache")),
+        project_root: project.path().to_path_buf(),
+        cache_dir: Some(warm_cache_dir()),
         ..PluginConfig::default()
     };
     let set = PluginSet::load(only.path(), &cfg).expect("load");
