@@ -70,10 +70,17 @@ impl RunLock {
     }
 }
 
-/// Whether a process holds the run lock `lock` now, as the kernel's table of locks
-/// (`/proc/locks`) says. Read only: the lock is neither taken nor touched (even a brief shared
-/// `flock` as a probe would make a `run` starting at that instant fail as locked). `Some(false)`
-/// when there is no lock file; `None` when the table cannot be read.
+/// Whether some process holds the run lock at `lock`, as the kernel's lock table says. Read
+/// only: the lock is neither taken nor touched (even a brief shared `flock` as a probe would make
+/// a `run` starting at that instant fail as locked). `Some(false)` when there is no lock file;
+/// `None` when the table cannot be read.
+///
+/// `/proc/locks` is a `seq_file`, read a page at a time, and each page is found by its position
+/// in the kernel's list: a lock taken or dropped by any other process between two pages (SQLite
+/// takes and drops POSIX locks all the time) shifts the list, and a held lock can fall between
+/// the pages. So a lock the table does not show is looked for where it cannot be skipped: in
+/// the `fdinfo` of the process whose pid the lock file holds, which lists the locks of each of
+/// its open files. Either view seeing it held is proof; a lock neither shows is not held.
 pub(super) fn held(lock: &Path) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::metadata(lock) {
@@ -81,7 +88,7 @@ pub(super) fn held(lock: &Path) -> Option<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
-    // `/proc/locks` names a file `MAJOR:MINOR:INODE`, the device numbers in hex.
+    // Both name a file `MAJOR:MINOR:INODE`, the device numbers in hex.
     let dev = meta.dev();
     let file = format!(
         "{:02x}:{:02x}:{}",
@@ -89,13 +96,42 @@ pub(super) fn held(lock: &Path) -> Option<bool> {
         nix::sys::stat::minor(dev),
         meta.ino()
     );
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
-    Some(table.lines().any(|line| {
-        // A process waiting for a lock has its own line, marked `->`: not a holder.
-        !line.contains("->")
-            && line.split_whitespace().nth(1) == Some("FLOCK")
-            && line.split_whitespace().any(|field| field == file)
-    }))
+    let in_table = std::fs::read_to_string("/proc/locks")
+        .ok()
+        .map(|table| table.lines().any(|line| holds_flock(line, &file)));
+    if in_table == Some(true) {
+        return in_table;
+    }
+    let holder = std::fs::read_to_string(lock)
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok());
+    if holder.is_some_and(|pid| holder_shows(pid, &file)) {
+        return Some(true);
+    }
+    in_table
+}
+
+/// Whether a line of the lock table (or a `lock:` line of an `fdinfo`) is a held `flock` on
+/// `file`. A process waiting for a lock has its own line, marked `->`: not a holder.
+fn holds_flock(line: &str, file: &str) -> bool {
+    !line.contains("->")
+        && line.split_whitespace().nth(1) == Some("FLOCK")
+        && line.split_whitespace().any(|field| field == file)
+}
+
+/// Whether process `pid` holds a `flock` on `file`, from the `lock:` lines of the `fdinfo` of
+/// each of its open files (each small, read whole).
+fn holder_shows(pid: u32, file: &str) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_to_string(fd.path()).is_ok_and(|info| {
+            info.lines()
+                .filter_map(|line| line.strip_prefix("lock:"))
+                .any(|line| holds_flock(line, file))
+        })
+    })
 }
 
 #[cfg(test)]
@@ -112,5 +148,32 @@ mod tests {
         assert!(Journal::open(dir.path()).is_err());
         drop(journal);
         assert_eq!(run_in_progress(dir.path()), Some(false));
+    }
+
+    /// The second view, for when the table is read while other processes change it: the
+    /// holder's own `fdinfo` shows the lock exactly while it is held.
+    #[test]
+    fn the_holders_fdinfo_shows_the_lock_while_it_is_held() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path()).expect("open");
+        let lock = super::super::paths::state_dir(dir.path()).join(super::super::LOCK_FILE);
+        let meta = std::fs::metadata(&lock).expect("the lock file");
+        let file = format!(
+            "{:02x}:{:02x}:{}",
+            nix::sys::stat::major(meta.dev()),
+            nix::sys::stat::minor(meta.dev()),
+            meta.ino()
+        );
+        let pid: u32 = std::fs::read_to_string(&lock)
+            .expect("read")
+            .trim()
+            .parse()
+            .expect("the holder wrote its pid");
+        assert_eq!(pid, std::process::id());
+        assert!(super::holder_shows(pid, &file));
+        assert!(!super::holder_shows(pid, "00:00:1"), "another file");
+        drop(journal);
+        assert!(!super::holder_shows(pid, &file));
     }
 }
