@@ -64,7 +64,7 @@ fn main() -> Result<()> {
         Some("build-plugins") => build_plugins(&root),
         Some("test") => test(&root, args.iter().any(|a| a == "--timings")),
         Some("embed") => embed::run_embed(&root, &embed::Options::parse(&args[1..])?),
-        Some("install-check") => install_check::run_check(&root),
+        Some("install-check") => install_check::run_check(&root, install_check::Build::Plain),
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
@@ -260,17 +260,7 @@ fn test(root: &Path, timings: bool) -> Result<()> {
     let t = std::time::Instant::now();
     let linted = |args: &[&str]| -> Result<()> {
         let mut cmd = cargo();
-        cmd.current_dir(root)
-            .arg("--config")
-            .arg(format!(
-                "build.rustc-workspace-wrapper={}",
-                toml::Value::from(clippy_driver()?.to_string_lossy().into_owned())
-            ))
-            // What `cargo clippy -- -D warnings` hands clippy-driver.
-            .env(
-                "CLIPPY_ARGS",
-                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
-            )
+        linted_by_clippy(cmd.current_dir(root))?
             .env("BMAD_TESTS_PREBUILT", "1")
             .args(&args[..1]);
         if timings {
@@ -300,7 +290,7 @@ fn test(root: &Path, timings: bool) -> Result<()> {
     step("SDK check (a plugin built outside the workspace)", t);
 
     let t = std::time::Instant::now();
-    install_check::run_check(root)?;
+    install_check::run_check(root, install_check::Build::AsTested)?;
     step(
         "install check (cargo install --path host, the demo with no --plugins)",
         t,
@@ -324,6 +314,23 @@ fn docs(root: &Path) -> Result<()> {
     ]))?;
     eprintln!("docs/configuration.md is current");
     Ok(())
+}
+
+/// `cmd` (a cargo command, before its subcommand) with the workspace's crates compiled through
+/// `clippy-driver`, denying warnings: what `cargo clippy -- -D warnings` does, in a build that
+/// also produces code.
+fn linted_by_clippy(cmd: &mut Command) -> Result<&mut Command> {
+    Ok(cmd
+        .arg("--config")
+        .arg(format!(
+            "build.rustc-workspace-wrapper={}",
+            toml::Value::from(clippy_driver()?.to_string_lossy().into_owned())
+        ))
+        // What `cargo clippy -- -D warnings` hands clippy-driver.
+        .env(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        ))
 }
 
 /// `clippy-driver` of the toolchain that runs us (next to `$CARGO`), else the one on PATH.

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use bmad_host_tests::fake_log;
-use bmad_host_tests::harness::{Project, Run, fake_claude};
+use bmad_host_tests::harness::{Project, Run, copy_dir, fake_claude, warm_cache_dir};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -194,8 +194,36 @@ fn load_kinds(cache: &Path) -> (Vec<String>, String) {
     (kinds, run.stderr())
 }
 
+/// A private copy of the tests' warm cache (every embedded component compiled), at `dir`: the
+/// entries a bypassed cache holds, without compiling them again.
+fn copy_of_warm_cache(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    copy_dir(&warm_cache_dir(), dir);
+    for entry in [dir.to_path_buf()]
+        .into_iter()
+        .chain(
+            std::fs::read_dir(dir)
+                .expect("read")
+                .flatten()
+                .map(|e| e.path()),
+        )
+        .filter(|p| p.is_dir())
+    {
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    // The copy is a cache this user may use: every component loads from it.
+    let (kinds, stderr) = load_kinds(dir);
+    assert!(
+        !kinds.is_empty() && kinds.iter().all(|k| k == "cached"),
+        "{kinds:?}: {stderr}"
+    );
+}
+
+// Each case compiles every embedded component once with a debug build of cranelift (about 40
+// CPU-seconds): one test each, so that they run side by side.
+
 #[test]
-fn the_component_cache_is_never_read_from_a_directory_others_can_write() {
+fn the_component_cache_is_the_users_alone_and_read_on_the_second_start() {
     use std::os::unix::fs::PermissionsExt as _;
     let base = tempfile::tempdir().expect("tempdir");
 
@@ -210,6 +238,14 @@ fn the_component_cache_is_never_read_from_a_directory_others_can_write() {
     assert!(second.iter().all(|k| k == "cached"), "{second:?}");
     let mode = std::fs::metadata(&own).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "a new cache is the user's alone");
+}
+
+#[test]
+fn the_component_cache_is_never_read_from_a_directory_others_can_write() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let base = tempfile::tempdir().expect("tempdir");
+    let own = base.path().join("own");
+    copy_of_warm_cache(&own);
 
     // The same entries in a directory everyone can write: bypassed, with a warning.
     std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o777)).expect("chmod");
@@ -219,15 +255,22 @@ fn the_component_cache_is_never_read_from_a_directory_others_can_write() {
         stderr.contains("not using the component cache") && stderr.contains("writable"),
         "{stderr}"
     );
-    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+}
 
+#[test]
+fn the_component_cache_is_never_read_from_a_directory_another_user_owns() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let base = tempfile::tempdir().expect("tempdir");
     // Owned by someone else (as root, hand it to nobody): bypassed too.
     let me = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(base.path()).expect("meta"));
-    if me == 0 {
-        std::os::unix::fs::chown(&own, Some(65534), None).expect("chown");
-        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let (kinds, stderr) = load_kinds(&own);
-        assert!(kinds.iter().all(|k| k == "cold"), "{kinds:?}");
-        assert!(stderr.contains("owned by uid 65534"), "{stderr}");
+    if me != 0 {
+        return;
     }
+    let own = base.path().join("own");
+    copy_of_warm_cache(&own);
+    std::os::unix::fs::chown(&own, Some(65534), None).expect("chown");
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (kinds, stderr) = load_kinds(&own);
+    assert!(kinds.iter().all(|k| k == "cold"), "{kinds:?}");
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
 }
