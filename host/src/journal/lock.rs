@@ -82,20 +82,12 @@ impl RunLock {
 /// the `fdinfo` of the process whose pid the lock file holds, which lists the locks of each of
 /// its open files. Either view seeing it held is proof; a lock neither shows is not held.
 pub(super) fn held(lock: &Path) -> Option<bool> {
-    use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::metadata(lock) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
         Err(_) => return None,
     };
-    // Both name a file `MAJOR:MINOR:INODE`, the device numbers in hex.
-    let dev = meta.dev();
-    let file = format!(
-        "{:02x}:{:02x}:{}",
-        nix::sys::stat::major(dev),
-        nix::sys::stat::minor(dev),
-        meta.ino()
-    );
+    let file = file_id(&meta);
     let in_table = std::fs::read_to_string("/proc/locks")
         .ok()
         .map(|table| table.lines().any(|line| holds_flock(line, &file)));
@@ -109,6 +101,19 @@ pub(super) fn held(lock: &Path) -> Option<bool> {
         return Some(true);
     }
     in_table
+}
+
+/// How the lock table and an `fdinfo` name a file: `MAJOR:MINOR:INODE`, the device numbers in
+/// hex.
+fn file_id(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let dev = meta.dev();
+    format!(
+        "{:02x}:{:02x}:{}",
+        nix::sys::stat::major(dev),
+        nix::sys::stat::minor(dev),
+        meta.ino()
+    )
 }
 
 /// Whether a line of the lock table (or a `lock:` line of an `fdinfo`) is a held `flock` on
@@ -154,17 +159,10 @@ mod tests {
     /// holder's own `fdinfo` shows the lock exactly while it is held.
     #[test]
     fn the_holders_fdinfo_shows_the_lock_while_it_is_held() {
-        use std::os::unix::fs::MetadataExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = Journal::open(dir.path()).expect("open");
         let lock = super::super::paths::state_dir(dir.path()).join(super::super::LOCK_FILE);
-        let meta = std::fs::metadata(&lock).expect("the lock file");
-        let file = format!(
-            "{:02x}:{:02x}:{}",
-            nix::sys::stat::major(meta.dev()),
-            nix::sys::stat::minor(meta.dev()),
-            meta.ino()
-        );
+        let file = super::file_id(&std::fs::metadata(&lock).expect("the lock file"));
         let pid: u32 = std::fs::read_to_string(&lock)
             .expect("read")
             .trim()
