@@ -222,7 +222,11 @@ pub fn run(root: &Path) -> Result<()> {
     let installed = started.elapsed();
 
     super::build_plugins(root)?;
-    super::run(super::cargo().current_dir(root).args([
+    // Built as `cargo xtask test` builds them (its workspace crates through clippy-driver), so
+    // that after it (as in CI) nothing is compiled again: a plain build would change their
+    // fingerprints and compile bmad-host and the test crate once more (35 s on 2 cores).
+    let mut build = super::cargo();
+    super::linted_by_clippy(build.current_dir(root))?.args([
         "build",
         "-p",
         "bmad-host-tests",
@@ -230,7 +234,8 @@ pub fn run(root: &Path) -> Result<()> {
         "bmad-host",
         "--bin",
         "mock-anthropic",
-    ]))?;
+    ]);
+    super::run(&mut build)?;
     let built = started.elapsed() - installed;
     let bins = super::target_dir(root).join("debug");
     let env = Env {
@@ -238,7 +243,9 @@ pub fn run(root: &Path) -> Result<()> {
         claude,
         bmad_host: bins.join("bmad-host"),
         mock: bins.join("mock-anthropic"),
-        cache: super::target_dir(root).join("e2e").join("components"),
+        // The tests' component cache: after `cargo xtask test` the default components are
+        // compiled there already (a debug build of bmad-host takes ~17 s to compile them).
+        cache: super::test_cache_dir(root),
         work: std::env::temp_dir().join(format!("bmad-host-e2e-{}", std::process::id())),
     };
     std::fs::create_dir_all(&env.work)
