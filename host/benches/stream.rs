@@ -101,6 +101,7 @@ fn stream(c: &mut Criterion) {
         append_system_prompt: None,
         extra_args: vec![],
         transcript: dir.path().join("transcript.ndjson"),
+        keeper: None,
     };
     let limits = Limits {
         retries: 0,

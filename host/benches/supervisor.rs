@@ -43,6 +43,7 @@ fn spec(bin: &Path, dir: &Path) -> CallSpec {
         append_system_prompt: None,
         extra_args: vec![],
         transcript: dir.join("transcript.ndjson"),
+        keeper: None,
     }
 }
 

@@ -96,6 +96,7 @@ fn main() {
         append_system_prompt: None,
         extra_args: vec![],
         transcript: dir.path().join("transcript.ndjson"),
+        keeper: None,
     };
     let limits = Limits {
         retries: 0,

@@ -667,6 +667,8 @@ settings! {
         wait_on_limit: bool = false;
             flag "--wait-on-limit";
             help "on a usage limit with a stated reset time, wait for it instead of stopping";
+        keeper: bool = false;
+            help "run each call under a keeper process (`bmad-host __keep`) that kills the call's whole tree as soon as the host dies, even by `kill -9`, instead of when the next run starts; costs one more process per call";
     }
 
     /// `[workflow]`: how far a story may go before a person looks at it.

@@ -67,6 +67,7 @@ impl FakeCall {
             append_system_prompt: None,
             extra_args: vec![],
             transcript: root.join("runs/r1/transcript.ndjson"),
+            keeper: None,
         };
         Self {
             dir,

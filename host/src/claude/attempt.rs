@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::sync::watch;
 
-use crate::process::{self, Survivor, SurvivorKind, Tracker, pipe_holders, pipe_inode};
+use crate::process::{self, Survivor, SurvivorKind, Tracker, keeper, pipe_holders, pipe_inode};
 
 use super::judge::{judge_result, usage_limit};
 use super::reader::{LineReader, Read};
@@ -270,10 +270,25 @@ pub(crate) async fn run_attempt(
     let subreaper = process::ensure_subreaper();
     let marker = new_marker();
     let args = build_args(spec, limits);
-    let mut cmd = Command::new(&spec.bin);
+    // Under a keeper, the call's tree dies with the host (`kill -9` included): the keeper holds
+    // the lifeline's other end, dropped with this function's frame once the call has ended.
+    let (mut cmd, _lifeline) = match &spec.keeper {
+        Some(exe) => match keeper::command(exe, limits.term_grace, &spec.bin) {
+            Ok((cmd, lifeline)) => (cmd, Some(lifeline)),
+            Err(e) => {
+                let message = format!("cannot make the keeper's lifeline pipe: {e}");
+                transcript.note("spawn_failed", json!({ "error": message }));
+                return AttemptResult::spawn_failed(message);
+            }
+        },
+        None => {
+            let mut cmd = Command::new(&spec.bin);
+            cmd.stdin(Stdio::null());
+            (cmd, None)
+        }
+    };
     cmd.args(&args)
         .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -283,7 +298,7 @@ pub(crate) async fn run_attempt(
         .env(CALL_MARKER_ENV, &marker);
     transcript.note(
         "attempt",
-        json!({ "attempt": attempt, "bin": spec.bin.display().to_string(), "args": args, "cwd": spec.cwd.display().to_string(), "marker": marker }),
+        json!({ "attempt": attempt, "bin": spec.bin.display().to_string(), "args": args, "cwd": spec.cwd.display().to_string(), "marker": marker, "keeper": spec.keeper.is_some() }),
     );
     if let Err(e) = std::fs::read_dir(&spec.cwd) {
         let message = format!("working directory {}: {e}", spec.cwd.display());
@@ -774,6 +789,7 @@ mod tests {
             append_system_prompt: Some("be brief".into()),
             extra_args: vec!["--debug".into()],
             transcript: PathBuf::from("/tmp/t"),
+            keeper: None,
         };
         let limits = Limits {
             max_turns: 7,

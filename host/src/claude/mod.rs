@@ -109,6 +109,9 @@ pub struct CallSpec {
     pub extra_args: Vec<String>,
     /// Where the transcript goes (appended to; parent directories are created).
     pub transcript: PathBuf,
+    /// Run the call under a keeper ([`crate::process::keeper`]), this `bmad-host` binary, so
+    /// that its process tree dies with the host; `None` runs it directly.
+    pub keeper: Option<PathBuf>,
 }
 
 /// A policy's answer to an event.

@@ -9,6 +9,7 @@
 //! signalled) and reaps the orphans. A process has ended only when it is reaped, no descendant
 //! is alive and its output is at EOF; what keeps an end from being proven is a [`Survivor`].
 
+pub mod keeper;
 mod tree;
 
 use std::process::ExitStatus;

@@ -184,6 +184,8 @@ impl Driver<'_> {
             append_system_prompt: request.append_system_prompt.clone(),
             extra_args: c.extra_args.value.clone(),
             transcript,
+            // The running binary itself, even if its file was replaced since it started.
+            keeper: c.keeper.value.then(|| PathBuf::from("/proc/self/exe")),
         }
     }
 

@@ -20,6 +20,7 @@ mod hostile_paths;
 mod hostile_review;
 mod hostile_trust;
 mod journal;
+mod keeper;
 mod mock_anthropic;
 mod notify;
 mod parallel;
