@@ -1807,7 +1807,8 @@ mod tests {
                     n if n.ends_with("LIMIT")
                         || n.ends_with("DRAFTS")
                         || n.ends_with("REVIEW")
-                        || n.ends_with("CAP") =>
+                        || n.ends_with("CAP")
+                        || n.ends_with("KEEPER") =>
                     {
                         "true"
                     }

@@ -381,6 +381,8 @@ pub struct Ui {
     limit_note: Option<String>,
     /// Where every event is copied to (the notifiers), when set.
     tap: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+    /// Where the NDJSON lines go instead of stdout (a worker's, for the client that follows it).
+    lines: Option<tokio::sync::mpsc::UnboundedSender<serde_json::Value>>,
     /// A parallel run on a terminal: one progress line per lane with a story, under the run's
     /// line (made when the first lane's event arrives).
     lanes: Option<Lanes>,
@@ -437,6 +439,7 @@ impl Ui {
             turns: 0,
             limit_note: None,
             tap: None,
+            lines: None,
             lanes: None,
         }
     }
@@ -456,7 +459,12 @@ impl Ui {
     /// as with one job.
     pub fn emit_in(&mut self, lane: Option<u32>, event: Event) {
         if self.json {
-            write_json_line(&event, lane);
+            match (&self.lines, json_line(&event, lane)) {
+                // A sink whose reader is gone loses the line, never the event.
+                (Some(lines), Some(line)) => drop(lines.send(line)),
+                (None, Some(line)) => write_json_line(&line),
+                (_, None) => {}
+            }
         }
         self.show(&event);
         if let Some(lane) = lane {
@@ -468,6 +476,11 @@ impl Ui {
             // A tap whose reader is gone loses the copy, never the event.
             let _ = tap.send(event);
         }
+    }
+
+    /// Sends the NDJSON lines (with `--json`) to `lines` instead of stdout.
+    pub fn send_lines_to(&mut self, lines: tokio::sync::mpsc::UnboundedSender<serde_json::Value>) {
+        self.lines = Some(lines);
     }
 
     /// Copies every event a notifier may be told of ([`Event::notify_name`]) to `tap`, from now
@@ -851,8 +864,10 @@ pub struct Reporter {
 impl Reporter {
     /// Publishes `event` (written whole, as one line) with `warning` for people on stderr.
     pub fn report(&self, event: &Event, warning: &str) {
-        if self.json {
-            write_json_line(event, None);
+        if self.json
+            && let Some(line) = json_line(event, None)
+        {
+            write_json_line(&line);
         }
         if !self.quiet {
             eprintln!("warning: {warning}");
@@ -870,17 +885,23 @@ fn unproven(clean: bool) -> &'static str {
 }
 
 /// Writes one event as a JSON line with a timestamp, flushing at once so scripts see it live.
-fn write_json_line(event: &Event, lane: Option<u32>) {
+/// `event` as its NDJSON object: the event's fields, `ts` and (in a lane) `lane`.
+fn json_line(event: &Event, lane: Option<u32>) -> Option<serde_json::Value> {
     let Ok(serde_json::Value::Object(mut map)) = serde_json::to_value(event) else {
-        return;
+        return None;
     };
     map.insert("ts".into(), serde_json::Value::String(timestamp()));
     if let Some(lane) = lane {
         map.insert("lane".into(), serde_json::Value::from(lane));
     }
+    Some(serde_json::Value::Object(map))
+}
+
+/// Writes one NDJSON line to stdout.
+pub fn write_json_line(line: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
     // A closed stdout (the reader went away) must not stop the run: ignore write errors.
-    let _ = serde_json::to_writer(&mut out, &map);
+    let _ = serde_json::to_writer(&mut out, line);
     let _ = out.write_all(b"\n");
     let _ = out.flush();
 }

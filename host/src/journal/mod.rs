@@ -20,6 +20,7 @@ mod model;
 mod paths;
 mod payload;
 mod schema;
+mod steps;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use schema::SCHEMA_VERSION;
 pub fn run_in_progress(project_root: &std::path::Path) -> Option<bool> {
     lock::held(&state_dir(project_root).join(LOCK_FILE))
 }
+pub use steps::StepStore;
 pub use store::{Journal, JournalReader};
 
 /// Everything that can go wrong in the journal. Each message names the file involved.

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::summary::Tally;
 use crate::config::Config;
-use crate::journal::{Journal, RunId};
+use crate::journal::{Journal, RunId, StepStore};
 use crate::plugins::{PluginSet, PolicySession};
 use crate::policy::{Role, Story};
 use crate::process::Interrupt;
@@ -29,6 +29,8 @@ pub(super) struct Driver<'a> {
     pub config: &'a Config,
     pub plugins: &'a PluginSet,
     pub journal: &'a RefCell<Journal>,
+    /// Where the steps are journaled: `journal` itself, or a durable-execution engine's.
+    pub steps: &'a RefCell<dyn StepStore + 'a>,
     pub run: RunId,
     pub ui: &'a std::sync::Mutex<Ui>,
     pub interrupts: watch::Receiver<Interrupt>,

@@ -19,7 +19,9 @@ use super::summary::Results;
 use crate::config::Config;
 use crate::context::Plan;
 use crate::error::Error;
-use crate::journal::{Journal, JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo};
+use crate::journal::{
+    Journal, JournalError, PluginFingerprint, RunFingerprint, RunId, RunInfo, StepStore,
+};
 use crate::plugins::PluginSet;
 use crate::policy::Layout;
 use crate::process::Interrupt;
@@ -30,7 +32,18 @@ use crate::workflow::StoryResult;
 
 /// `bmad-host run`: drives the plan's stories in order, resuming an unfinished run unless
 /// `fresh`. Returns the exit code (see [`crate::exit`]).
-pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
+pub async fn run(plan: Plan, ui: Ui, fresh: bool) -> Result<u8, Error> {
+    run_with(plan, ui, fresh, None).await
+}
+
+/// [`run`], its steps journaled in `steps` instead of the project's journal when given (a
+/// durable-execution engine's worker: the project's journal keeps the rest of the run).
+pub(crate) async fn run_with(
+    plan: Plan,
+    mut ui: Ui,
+    fresh: bool,
+    steps: Option<&RefCell<dyn StepStore + '_>>,
+) -> Result<u8, Error> {
     let Plan {
         context,
         project,
@@ -77,6 +90,7 @@ pub async fn run(plan: Plan, mut ui: Ui, fresh: bool) -> Result<u8, Error> {
         config: &config,
         plugins: &plugins,
         journal: &journal_cell,
+        steps: steps.unwrap_or(&journal_cell),
         run: run.id.clone(),
         ui: &ui_cell,
         interrupts,

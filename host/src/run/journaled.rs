@@ -55,12 +55,9 @@ impl Driver<'_> {
     ) -> Result<Begun<I>, JournalError> {
         let key = self.step_key::<I>(ctx, seq);
         // The journal is borrowed for the call only (the lanes of a parallel run share it).
-        let start = self
-            .journal
-            .borrow_mut()
-            .begin_step(&key, &to_json(intent))?;
+        let start = self.steps.borrow_mut().begin_step(&key, &to_json(intent))?;
         begun(start).map_err(|detail| JournalError::Undecodable {
-            path: self.journal.borrow().path().to_owned(),
+            path: self.steps.borrow().path().to_owned(),
             run: key.run.clone(),
             story: key.story.clone(),
             step: step_name(&key, "result"),
@@ -74,7 +71,7 @@ impl Driver<'_> {
         step: Open<I>,
         result: &I::Result,
     ) -> Result<(), JournalError> {
-        self.journal
+        self.steps
             .borrow_mut()
             .finish_step(step.id, &to_json(result))
     }
@@ -89,7 +86,7 @@ impl Driver<'_> {
         result: &I::Result,
     ) -> Result<(), JournalError> {
         let key = self.step_key::<I>(ctx, seq);
-        self.journal
+        self.steps
             .borrow_mut()
             .record_step(&key, &to_json(intent), &to_json(result))?;
         Ok(())

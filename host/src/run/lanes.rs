@@ -564,6 +564,7 @@ impl<'s, 'd> Shared<'s, 'd> {
                     config: driver.config,
                     plugins: driver.plugins,
                     journal: driver.journal,
+                    steps: driver.steps,
                     run: driver.run.clone(),
                     ui: driver.ui,
                     interrupts: rx,

@@ -41,4 +41,6 @@ mod summary;
 
 pub use build::flow_of;
 pub use entry::run;
+#[cfg(feature = "restate")]
+pub(crate) use entry::run_with;
 pub use observe::{StatusProblem, observed};
