@@ -61,6 +61,14 @@ pub enum Command {
 
 A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh starts over.")]
     Run(RunArgs),
+    /// Serve the story workflow of a durable-execution engine (`--engine restate`): a worker.
+    ///
+    /// Needs a bmad-host built with the `restate` feature. Register the worker's address with
+    /// the Restate server; `bmad-host run --engine restate` then submits stories to it.
+    #[command(after_help = "Examples:
+  bmad-host worker --engine restate --listen 127.0.0.1:9080 --project ~/src/shop --plugins plugins/
+  restate deployments register http://127.0.0.1:9080")]
+    Worker(WorkerArgs),
     /// Show every story: id, title, file, parsed state, raw status, gate, and journal progress.
     #[command(after_help = "Examples:
   bmad-host status --project ~/src/shop
@@ -132,6 +140,39 @@ pub struct RunArgs {
     /// Start a new run instead of resuming an unfinished one (old runs are kept).
     #[arg(long)]
     pub fresh: bool,
+    /// Where the stories run: `local` (this process, the project's journal) or `restate`
+    /// (workflows of a Restate server, run by `bmad-host worker`s; needs --restate).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    pub engine: Engine,
+    /// The Restate server's ingress URL (with --engine restate), e.g. http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL", required_if_eq("engine", "restate"))]
+    pub restate: Option<String>,
+}
+
+/// Where a run's stories are driven and journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// In this process, journaled in the project's SQLite journal.
+    Local,
+    /// As Restate workflows, on `bmad-host worker`s (feature `restate`).
+    Restate,
+}
+
+/// `bmad-host worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The common flags.
+    #[command(flatten)]
+    pub common: Common,
+    /// The engine whose workflows this worker serves (only `restate`).
+    #[arg(long, value_enum)]
+    pub engine: Engine,
+    /// The address the worker listens on for the engine, e.g. 127.0.0.1:9080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The flags that override configuration values.
+    #[command(flatten)]
+    pub settings: SettingArgs,
 }
 
 /// The flags that override configuration values (`run`, and `config` to preview them).
@@ -378,6 +419,7 @@ impl Command {
     pub fn common(&self) -> Option<&Common> {
         match self {
             Command::Run(a) => Some(&a.common),
+            Command::Worker(a) => Some(&a.common),
             Command::Status(a) => Some(&a.common),
             Command::Log(a) => Some(&a.common),
             Command::Report(a) => Some(&a.common),

@@ -43,6 +43,9 @@ pub enum Error {
     /// The user's trust store cannot be written (`bmad-host trust`).
     #[error(transparent)]
     Trust(#[from] crate::trust::TrustError),
+    /// A durable-execution engine (`worker`, `run --engine restate`).
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// Bad usage the command line parser could not catch (a story that does not exist, ...).
     #[error("{0}")]
     Usage(String),
@@ -74,6 +77,7 @@ impl Error {
             | Error::Journal(_)
             | Error::Git(_)
             | Error::Trust(_)
+            | Error::Engine(_)
             | Error::Report(_)
             | Error::Write { .. }
             | Error::Usage(_)

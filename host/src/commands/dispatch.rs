@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::cli::{Cli, Command, Common, PluginsCommand};
+use crate::cli::{Cli, Command, Common, Engine, PluginsCommand};
 use crate::config::Overrides;
 use crate::context::Context;
+use crate::engine::EngineError;
 use crate::error::{Error, Report};
 use crate::exit;
 
@@ -112,15 +113,61 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             )?;
             // What the project's file would run or grant is in force only once it is trusted.
             context.config.require_trust()?;
-            super::run::run(
-                context,
-                args.epic,
-                args.story.as_deref(),
-                args.dry_run,
-                args.fresh,
-            )
+            match (args.engine, args.restate.as_deref()) {
+                (Engine::Restate, Some(url)) if !args.dry_run => {
+                    restate_run(context, args.epic, args.story.as_deref(), url)
+                }
+                _ => super::run::run(
+                    context,
+                    args.epic,
+                    args.story.as_deref(),
+                    args.dry_run,
+                    args.fresh,
+                ),
+            }
+        }
+        Command::Worker(args) => {
+            if args.engine != Engine::Restate {
+                return Err(EngineError::LocalWorker.into());
+            }
+            let options = trusting(args.common.options(), args.settings.trust);
+            restate_worker(options, args.settings.overrides(), args.listen)
         }
     }
+}
+
+#[cfg(feature = "restate")]
+fn restate_run(
+    context: Context,
+    epic: Option<u32>,
+    story: Option<&str>,
+    url: &str,
+) -> Result<u8, Error> {
+    crate::engine::restate::run(context, epic, story, url)
+}
+
+#[cfg(not(feature = "restate"))]
+fn restate_run(_: Context, _: Option<u32>, _: Option<&str>, _: &str) -> Result<u8, Error> {
+    Err(EngineError::NotBuilt.into())
+}
+
+#[cfg(feature = "restate")]
+fn restate_worker(
+    options: crate::context::Options,
+    overrides: Overrides,
+    listen: std::net::SocketAddr,
+) -> Result<u8, Error> {
+    let spec = crate::engine::restate::WorkerSpec { options, overrides };
+    crate::engine::restate::worker(spec, listen)
+}
+
+#[cfg(not(feature = "restate"))]
+fn restate_worker(
+    _: crate::context::Options,
+    _: Overrides,
+    _: std::net::SocketAddr,
+) -> Result<u8, Error> {
+    Err(EngineError::NotBuilt.into())
 }
 
 /// `options` with `--trust` added.

@@ -55,6 +55,14 @@ pub use store::{Journal, JournalReader};
 /// Everything that can go wrong in the journal. Each message names the file involved.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// A durable-execution engine's worker could not journal a step with the engine.
+    #[error("the engine's journal could not keep step {step}: {detail}")]
+    Engine {
+        /// The step (its entry name).
+        step: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// A file-system operation on the journal's directory or files failed.
     #[error("cannot {action} {}", path.display())]
     Io {

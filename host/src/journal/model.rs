@@ -73,6 +73,11 @@ impl StepId {
     pub fn get(self) -> i64 {
         self.0
     }
+
+    /// A step id of another [`super::StepStore`] than the SQLite journal (numbered by it).
+    pub fn of_store(n: i64) -> Self {
+        Self(n)
+    }
 }
 
 impl fmt::Display for StepId {

@@ -8,7 +8,7 @@ use super::{Journal, JournalError, JournalReader, StepId, StepKey, StepStart};
 
 /// Where a run keeps its journaled steps: the project's SQLite journal, or (a worker of a
 /// durable-execution engine) the engine's journal of the story's workflow. Intents and results
-/// are the typed payloads of [`StepIntent`], as JSON.
+/// are the typed payloads of [`super::StepIntent`], as JSON.
 pub trait StepStore {
     /// Commits `intent` for `key`, or finds the step finished (its result) or interrupted (an
     /// attempt to redo).

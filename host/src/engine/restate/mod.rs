@@ -1,0 +1,104 @@
+//! Stories as Restate workflows (feature `restate`): the worker that serves them and the client
+//! side of `run --engine restate`.
+//!
+//! A story's workflow (`StoryWorkflow`, keyed `<project>.<story>.<run>`) runs the same run loop
+//! as a local run, for that one story, on the worker's own thread, with its steps journaled by
+//! Restate ([`steps`]): each agent call, gate run, status write and policy decision is one entry
+//! of the workflow's journal, so a worker that takes a story over replays what is journaled and
+//! runs only what is not. Every call runs under a keeper ([`crate::process::keeper`]): a killed
+//! worker's agent dies with it. The worker drives one story at a time.
+
+mod client;
+mod steps;
+// The workflow macro writes a public client whose methods carry no docs.
+#[allow(
+    missing_docs,
+    reason = "the restate macro's generated client has no docs"
+)]
+mod workflow;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use client::run;
+
+use super::EngineError;
+use crate::config::Overrides;
+use crate::context::{Context, Options};
+
+/// What a story's workflow is given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoryInput {
+    /// The story id (`1.2`).
+    pub story: String,
+}
+
+/// What a story's workflow returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoryOutput {
+    /// The story id.
+    pub story: String,
+    /// The exit code a local run of the story alone would have ([`crate::exit`]).
+    pub exit_code: u8,
+    /// The error that stopped it, if one did.
+    pub error: Option<String>,
+    /// Its NDJSON events, in order.
+    pub events: Vec<serde_json::Value>,
+}
+
+/// How the worker resolves the project for each story (as `run` would, with keepers on).
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// The common flags (`--project`, `--plugins`, ...).
+    pub options: Options,
+    /// The setting flags.
+    pub overrides: Overrides,
+}
+
+impl WorkerSpec {
+    fn context(&self) -> Result<Context, crate::error::Error> {
+        let mut context = Context::resolve(self.options.clone(), &self.overrides)?;
+        context.config.require_trust()?;
+        // A call must be gone before another worker may start it again.
+        context.config.claude.keeper.value = true;
+        Ok(context)
+    }
+}
+
+/// `bmad-host worker --engine restate --listen ADDR`: serves the story workflow until killed.
+pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::Error> {
+    // A configuration or project that cannot run fails now, not at the first story.
+    let context = spec.context()?;
+    let timeout = context.config.claude.timeout.value;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(crate::error::Error::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| EngineError::Listen {
+                addr: listen,
+                source,
+            })?;
+        // Restate gives up on an invocation that shows no progress for `inactivity_timeout` +
+        // `abort_timeout` and retries it: longer than the longest agent call (its timeout and
+        // the teardown graces), so that a long call is never abandoned and run again.
+        let options = ServiceOptions::new()
+            .inactivity_timeout(timeout + Duration::from_secs(5 * 60))
+            .abort_timeout(Duration::from_secs(10 * 60));
+        let workflow = workflow::StoryWorkflow::new(spec);
+        let endpoint = Endpoint::builder()
+            .bind(workflow.into_service_definition().options(options))
+            .build();
+        eprintln!(
+            "bmad-host worker: serving the story workflow on http://{listen}/ (register it with the Restate server)"
+        );
+        HttpServer::new(endpoint).serve(listener).await;
+        Ok(crate::exit::OK)
+    })
+}
