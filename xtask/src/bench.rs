@@ -997,7 +997,7 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 /// A BMAD v4 project (the sample's config, agents and architecture docs) whose PRD holds one
 /// epic of `n` stories, none drafted.
-fn generate_project(root: &Path, project: &Path, n: usize) -> Result<()> {
+pub(crate) fn generate_project(root: &Path, project: &Path, n: usize) -> Result<()> {
     let _ = fs::remove_dir_all(project);
     copy_dir(&root.join("tests/fixtures/v4-sample"), project)?;
     let stories = project.join("docs/stories");

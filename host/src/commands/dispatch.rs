@@ -157,7 +157,12 @@ fn restate_worker(
     overrides: Overrides,
     listen: std::net::SocketAddr,
 ) -> Result<u8, Error> {
-    let spec = crate::engine::restate::WorkerSpec { options, overrides };
+    let root = crate::context::project_root(&options.project)?;
+    let spec = crate::engine::restate::WorkerSpec {
+        options,
+        overrides,
+        root,
+    };
     crate::engine::restate::worker(spec, listen)
 }
 

@@ -117,6 +117,9 @@
 //!   the real CLI would read it: `prompt`, `append_system_prompt`, `model`, `allowed_tools`,
 //!   `permission_mode`, `dangerously_skip_permissions`, `unknown_options`.
 //! - `FAKE_CLAUDE_SESSION`: the `session_id` to print (default: a fresh uuid-like id).
+//! - `FAKE_CLAUDE_EXCLUSIVE`: a folder; each call holds an exclusive lock on
+//!   `<story>-<role>.lock` there for its whole life, and its log line says `"overlap": true` when
+//!   another call of the same story and role held it (two copies alive at once).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -1376,6 +1379,7 @@ fn log_call(
     left: Leftovers<'_>,
 ) -> Result<()> {
     let Leftovers { grandchild, orphan } = left;
+    let overlap = exclusive(story, role);
     let env: BTreeMap<String, String> = std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("BMAD_HOST_") || k == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"
@@ -1394,6 +1398,7 @@ fn log_call(
         "stdin": fs::read_link("/proc/self/fd/0").map(|p| p.display().to_string()).unwrap_or_default(),
         "grandchild": grandchild,
         "orphan": orphan,
+        "overlap": overlap,
         "session_id": session(),
         "prompt": args.prompt,
         "append_system_prompt": args.append_system_prompt,
@@ -1406,6 +1411,27 @@ fn log_call(
     let mut f = OpenOptions::new().create(true).append(true).open(log)?;
     f.write_all(format!("{line}\n").as_bytes())?;
     Ok(())
+}
+
+/// `FAKE_CLAUDE_EXCLUSIVE`: takes this call's lock for the rest of its life; whether another
+/// call held it (`None` without the variable).
+fn exclusive(story: &str, role: &str) -> Option<bool> {
+    let dir = std::env::var_os("FAKE_CLAUDE_EXCLUSIVE")?;
+    let path = Path::new(&dir).join(format!("{story}-{role}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ok()?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => {
+            // Held until this process ends, whichever way.
+            std::mem::forget(lock);
+            Some(false)
+        }
+        Err(_) => Some(true),
+    }
 }
 
 fn run() -> Result<u8> {

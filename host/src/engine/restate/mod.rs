@@ -56,6 +56,8 @@ pub struct WorkerSpec {
     pub options: Options,
     /// The setting flags.
     pub overrides: Overrides,
+    /// The project's root (a git work tree).
+    pub root: std::path::PathBuf,
 }
 
 impl WorkerSpec {
@@ -79,6 +81,11 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         .build()
         .map_err(crate::error::Error::Runtime)?;
     runtime.block_on(async move {
+        // Each step's files are a commit of the project's work tree (see `steps`).
+        let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
+        crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts)
+            .toplevel(&spec.root)
+            .await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| EngineError::Listen {

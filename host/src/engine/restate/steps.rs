@@ -12,6 +12,13 @@
 //!
 //! The loop's requests wait for the answer, so its `finish` returns only once Restate holds the
 //! result, as a commit of the SQLite journal would.
+//!
+//! Replay must see the files each step saw: every result and record entry carries the commit of
+//! the project's work tree as the step left it ([`Tree::snapshot`], a git commit of whatever
+//! changed), and the workflow's first entry the commit it started from. A replayed entry puts
+//! the work tree back at its commit ([`Tree::restore`]) before the loop goes on, so the loop
+//! reads what it read the first time, and an interrupted call's half-made edits are dropped
+//! before it is redone.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -94,6 +101,73 @@ pub(super) fn entry_name(key: &StepKey) -> String {
     )
 }
 
+/// The project's git work tree, as the steps leave it.
+#[derive(Debug)]
+pub(super) struct Tree {
+    root: PathBuf,
+    git: crate::git::Git,
+}
+
+impl Tree {
+    pub(super) fn new(root: PathBuf) -> Self {
+        // No Ctrl-C reaches a worker's git commands: the worker ends by being stopped.
+        let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
+        Self {
+            root,
+            git: crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts),
+        }
+    }
+
+    /// Commits whatever changed (nothing ignored) and names the commit: the work tree as a
+    /// step left it.
+    pub(super) async fn snapshot(&self, step: &str) -> Result<String, HandlerError> {
+        let committed = self
+            .git
+            .commit_all(&self.root, &format!("bmad-host: {step}"), "")
+            .await
+            .map_err(|e| handler_error(&e))?;
+        match committed {
+            Some(sha) => Ok(sha),
+            None => self
+                .git
+                .rev(&self.root, "HEAD")
+                .await
+                .map_err(|e| handler_error(&e)),
+        }
+    }
+
+    /// Puts the work tree back at `sha` (ignored files, `.bmad-host/` among them, stay).
+    pub(super) async fn restore(&self, sha: &str) -> Result<(), TerminalError> {
+        let reset = self
+            .git
+            .run(&self.root, &["reset", "--quiet", "--hard", sha])
+            .await;
+        let clean = match reset {
+            Ok(_) => {
+                self.git
+                    .run(&self.root, &["clean", "--quiet", "-d", "--force"])
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        clean.map(drop).map_err(|e| {
+            TerminalError::new(format!(
+                "cannot put the work tree back at {sha}: {}",
+                crate::error::Report(&e)
+            ))
+        })
+    }
+}
+
+fn handler_error(e: &crate::git::GitError) -> HandlerError {
+    HandlerError::from(std::io::Error::other(crate::error::Report(e).to_string()))
+}
+
+/// A journaled entry's commit, if it has one.
+fn head_of(entry: &Value) -> Option<&str> {
+    entry.get("head").and_then(Value::as_str)
+}
+
 impl StepStore for EngineSteps {
     fn begin_step(&mut self, key: &StepKey, intent: &Value) -> Result<StepStart, JournalError> {
         let name = entry_name(key);
@@ -136,6 +210,7 @@ impl StepStore for EngineSteps {
 /// drops its [`EngineSteps`].
 pub(super) async fn serve(
     ctx: &WorkflowContext<'_>,
+    tree: &Tree,
     requests: &mut UnboundedReceiver<Request>,
 ) -> Result<(), TerminalError> {
     let mut ids = 0_i64;
@@ -170,7 +245,7 @@ pub(super) async fn serve(
             } => {
                 ids += 1;
                 let id = StepId::of_store(ids);
-                next = begin(ctx, requests, &name, intent, id, reply).await?;
+                next = begin(ctx, tree, requests, &name, intent, id, reply).await?;
             }
         }
     }
@@ -188,6 +263,7 @@ enum Ended {
 /// ended the step without finishing it, if one did.
 async fn begin(
     ctx: &WorkflowContext<'_>,
+    tree: &Tree,
     requests: &mut UnboundedReceiver<Request>,
     name: &str,
     intent: Value,
@@ -216,7 +292,8 @@ async fn begin(
         .run(move || async move {
             ran_flag.store(true, Ordering::Relaxed);
             let _ = answer.send(Ok(go));
-            let (entry, how) = wait_for_result(pending, id).await;
+            let (mut entry, how) = wait_for_result(pending, id).await;
+            entry["head"] = json!(tree.snapshot(name).await?);
             *ended_slot
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(how);
@@ -238,7 +315,10 @@ async fn begin(
             None => None,
         });
     }
-    // Replayed: the journal has the step's end.
+    // Replayed: the journal has the step's end, and the work tree as it left it.
+    if let Some(head) = head_of(&entry) {
+        tree.restore(head).await?;
+    }
     if let Some(result) = entry.get("result") {
         let _ = reply.send(Ok(StepStart::Done(result.clone())));
         return Ok(None);
@@ -253,10 +333,12 @@ async fn begin(
             result,
             reply: ack,
         }) if finished == id => {
-            let entry = json!({ "result": result });
-            ctx.run(|| async move { Ok(Json(entry)) })
-                .name(format!("{name} again"))
-                .await?;
+            ctx.run(|| async move {
+                let head = tree.snapshot(name).await?;
+                Ok(Json(json!({ "result": result, "head": head })))
+            })
+            .name(format!("{name} again"))
+            .await?;
             let _ = ack.send(Ok(()));
             Ok(None)
         }

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use restate_sdk::prelude::*;
 
@@ -31,6 +32,21 @@ impl StoryWorkflow {
     ) -> Result<Json<StoryOutput>, HandlerError> {
         let _one = self.one.lock().await;
         let story = input.into_inner().story;
+        // The work tree as the workflow found it, or (replaying) as it found it the first time.
+        let tree = steps::Tree::new(self.spec.root.clone());
+        let ran = AtomicBool::new(false);
+        let flag = &ran;
+        let tree_ref = &tree;
+        let base = ctx
+            .run(move || async move {
+                flag.store(true, Ordering::Relaxed);
+                tree_ref.snapshot("base").await
+            })
+            .name("base")
+            .await?;
+        if !ran.load(Ordering::Relaxed) {
+            tree.restore(&base).await?;
+        }
         let workflow = ctx.key().to_string();
         let (requests, mut incoming) = tokio::sync::mpsc::unbounded_channel();
         let (done, output) = tokio::sync::oneshot::channel();
@@ -43,7 +59,7 @@ impl StoryWorkflow {
                 let _ = done.send(drive(&spec, &name, steps));
             })
             .map_err(|e| TerminalError::new(format!("cannot start the story's thread: {e}")))?;
-        steps::serve(&ctx, &mut incoming).await?;
+        steps::serve(&ctx, &tree, &mut incoming).await?;
         let output = output
             .await
             .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;

@@ -1,0 +1,577 @@
+//! `cargo xtask e2e-restate`: stories as Restate workflows, with a worker killed in the middle
+//! of an agent call. Needs npm (not part of `cargo xtask test`).
+//!
+//! It installs the pinned `@restatedev/restate-server` with npm into `target/e2e-restate/npm`
+//! (reused when present), builds `bmad-host` with the `restate` feature and the fake Claude,
+//! generates an 8-story BMAD v4 epic, and starts on loopback: the server, two workers on the
+//! same project, and a TCP front with fail-over that the server knows as the one deployment
+//! (a deployment is one address; Restate does not spread a service over two). Then
+//! `bmad-host run --engine restate` drives the epic; the Dev call of story 1.4 waits on a FIFO,
+//! and once it runs, the worker running it is killed with SIGKILL.
+//!
+//! It asserts: the run ends with exit 0 and every story done; the killed call was made again
+//! (once) and no other agent call twice: the fake's calls are the journal's finished agent-call
+//! entries plus the killed one; never two copies of one story's call alive at once (the fake
+//! holds a lock per story and role for its whole life); nothing of the killed worker's call
+//! left (its keeper took the tree down at once); no process of the test left at the end.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use serde_json::{Value, json};
+
+/// The Restate server this is checked against.
+const SERVER_VERSION: &str = "1.7.12";
+
+/// Stories in the epic.
+const STORIES: usize = 8;
+
+/// The story whose Dev call is killed with its worker.
+const KILLED: &str = "1.4";
+
+pub fn run(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let target = super::target_dir(root);
+    super::build_plugins(root)?;
+    // Linted as `cargo xtask test` lints the default build: the feature's code is checked here.
+    let mut build = super::cargo();
+    super::run(super::linted_by_clippy(build.current_dir(root))?.args([
+        "build",
+        "-p",
+        "bmad-host-tests",
+        "--features",
+        "bmad-host/restate",
+        "--bin",
+        "bmad-host",
+        "--bin",
+        "fake-claude",
+    ]))?;
+    let bin = target.join("debug");
+    let server = ensure_server(&target.join("e2e-restate").join("npm"))?;
+    let work = target.join("e2e-restate").join("run");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let project = work.join("project");
+    super::bench::generate_project(root, &project, STORIES)?;
+    // The workers keep each step's files as a commit of the project's work tree.
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "--all"],
+        &[
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            "the epic",
+        ],
+    ] {
+        super::run(Command::new("git").current_dir(&project).args(args))?;
+    }
+    let go = work.join("go");
+    let status = Command::new("mkfifo").arg(&go).status()?;
+    ensure!(status.success(), "mkfifo {}", go.display());
+    let script = work.join("script.json");
+    fs::write(
+        &script,
+        serde_json::to_vec(&json!({
+            "calls": [{ "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "wait_for": go }]
+        }))?,
+    )?;
+    let exclusive = work.join("locks");
+    fs::create_dir_all(&exclusive)?;
+    let log = work.join("calls.ndjson");
+    let tag = format!("e2e-restate-{}", std::process::id());
+    let mut procs = Procs::default();
+
+    let (ingress, admin, fabric) = (free_port()?, free_port()?, free_port()?);
+    let mut server_child = Command::new(&server)
+        .args(["--listen-mode", "tcp", "--no-logo", "--base-dir"])
+        .arg(work.join("server"))
+        .env(
+            "RESTATE_INGRESS__BIND_ADDRESS",
+            format!("127.0.0.1:{ingress}"),
+        )
+        .env("RESTATE_ADMIN__BIND_ADDRESS", format!("127.0.0.1:{admin}"))
+        .env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{fabric}"))
+        .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", server.display()))?;
+    let server_out = server_child.stdout.take().context("server stdout")?;
+    procs.add("restate-server", server_child);
+    wait_for_line(
+        server_out,
+        &format!("server.port: {admin}"),
+        &work.join("server.log"),
+    )?;
+
+    let cache = super::test_cache_dir(root);
+    let worker = |port: u16, name: &str| -> Result<Child> {
+        let mut child = Command::new(bin.join("bmad-host"))
+            .args(["worker", "--engine", "restate", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--project")
+            .arg(&project)
+            .arg("--plugins")
+            .arg(root.join("plugins"))
+            .arg("--claude-bin")
+            .arg(bin.join("fake-claude"))
+            .env("BMAD_HOST_CACHE_DIR", &cache)
+            .env("FAKE_CLAUDE_SCRIPT", &script)
+            .env("FAKE_CLAUDE_LOG", &log)
+            .env("FAKE_CLAUDE_EXCLUSIVE", &exclusive)
+            .env("E2E_RESTATE_TAG", &tag)
+            .stdout(fs::File::create(work.join(format!("{name}.out")))?)
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start a worker")?;
+        let err = child.stderr.take().context("worker stderr")?;
+        wait_for_line(
+            err,
+            "serving the story workflow",
+            &work.join(format!("{name}.err")),
+        )?;
+        Ok(child)
+    };
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let a = worker(port_a, "worker-a")?;
+    let b = worker(port_b, "worker-b")?;
+    let (pid_a, pid_b) = (a.id(), b.id());
+    procs.add("worker-a", a);
+    procs.add("worker-b", b);
+    let front = Front::start(vec![port_a, port_b])?;
+    let registered = http(
+        admin,
+        "POST",
+        "/deployments",
+        &json!({ "uri": format!("http://127.0.0.1:{}", front.port) }),
+    )?;
+    ensure!(
+        registered.0 / 100 == 2,
+        "registering the workers' front: HTTP {}: {}",
+        registered.0,
+        registered.1
+    );
+
+    let mut client = Command::new(bin.join("bmad-host"))
+        .args(["run", "--engine", "restate", "--json", "--restate"])
+        .arg(format!("http://127.0.0.1:{ingress}"))
+        .arg("--project")
+        .arg(&project)
+        .arg("--plugins")
+        .arg(root.join("plugins"))
+        .arg("--claude-bin")
+        .arg(bin.join("fake-claude"))
+        .env("BMAD_HOST_CACHE_DIR", &cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start bmad-host run --engine restate")?;
+
+    // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before).
+    drop(fs::OpenOptions::new().write(true).open(&go)?);
+    let calls = read_calls(&log)?;
+    let killed_call = calls
+        .iter()
+        .rev()
+        .find(|c| c["role"] == "dev" && c["story"] == KILLED)
+        .context("the Dev call of the story to kill is not in the fake's log")?
+        .clone();
+    let keeper = u32::try_from(killed_call["ppid"].as_u64().unwrap_or(0))?;
+    let host = parent_of(keeper).context("the killed call's keeper has no parent")?;
+    ensure!(
+        host == pid_a || host == pid_b,
+        "the call's keeper {keeper} runs under {host}, not a worker ({pid_a}, {pid_b})"
+    );
+    let victim = if host == pid_a {
+        "worker-a"
+    } else {
+        "worker-b"
+    };
+    eprintln!("e2e-restate: story {KILLED}'s Dev call runs on {victim} (pid {host}): SIGKILL");
+    let killed_at = Instant::now();
+    procs.kill(victim);
+    let call_pid = u32::try_from(killed_call["pid"].as_u64().unwrap_or(0))?;
+    let gone = wait_gone(&[keeper, call_pid], Duration::from_secs(30));
+    let teardown = killed_at.elapsed();
+
+    let mut out = String::new();
+    client
+        .stdout
+        .take()
+        .context("client stdout")?
+        .read_to_string(&mut out)?;
+    let mut err = String::new();
+    client
+        .stderr
+        .take()
+        .context("client stderr")?
+        .read_to_string(&mut err)?;
+    let code = client.wait()?.code();
+    fs::write(work.join("client.ndjson"), &out)?;
+    let events: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let journal = http(
+        admin,
+        "POST",
+        "/query",
+        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
+    )?;
+    procs.stop_all();
+    front.stop();
+
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+    check(code == Some(0), format!("run exit code {code:?}: {err}"));
+    let finished = events.iter().find(|e| e["event"] == "run_finished");
+    check(
+        finished.is_some_and(|f| f["done"] == STORIES && f["engine"] == "restate"),
+        format!("run_finished: {finished:?}"),
+    );
+    check(
+        gone.is_empty(),
+        format!("the killed worker's call outlived it: {gone:?}"),
+    );
+    let calls = read_calls(&log)?;
+    let overlaps: Vec<&Value> = calls.iter().filter(|c| c["overlap"] == true).collect();
+    check(
+        overlaps.is_empty(),
+        format!("two copies of one story's call alive at once: {overlaps:?}"),
+    );
+    // Each finished agent-call step is one journal entry (its name without ` intent`).
+    let rows: Vec<Value> = serde_json::from_str::<Value>(&journal.1)
+        .ok()
+        .and_then(|v| v["rows"].as_array().cloned())
+        .unwrap_or_default();
+    let mut finished_steps: BTreeMap<String, usize> = BTreeMap::new();
+    for row in &rows {
+        let name = row["name"].as_str().unwrap_or_default();
+        if name.contains(" agent-call #") && !name.ends_with(" intent") {
+            let story = name.split(' ').next().unwrap_or_default().to_string();
+            let role = name.split(' ').nth(2).unwrap_or_default().to_string();
+            *finished_steps.entry(format!("{story} {role}")).or_default() += 1;
+        }
+    }
+    let mut made: BTreeMap<String, usize> = BTreeMap::new();
+    for call in &calls {
+        let key = format!(
+            "{} {}",
+            call["story"].as_str().unwrap_or_default(),
+            call["role"].as_str().unwrap_or_default()
+        );
+        *made.entry(key).or_default() += 1;
+    }
+    let mut expected = finished_steps.clone();
+    *expected.entry(format!("{KILLED} dev")).or_default() += 1;
+    check(
+        made == expected,
+        format!(
+            "agent calls made {made:?}, but the journal's finished calls plus the killed one are {expected:?}"
+        ),
+    );
+    let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
+    check(left.is_empty(), format!("processes left: {left:?}"));
+
+    let total_calls = calls.len();
+    let steps: usize = finished_steps.values().sum();
+    if failures.is_empty() {
+        println!(
+            "e2e-restate PASS  {STORIES} stories done through 2 workers; {victim} killed during {KILLED}'s Dev call, its tree gone {} ms after; \
+             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; no overlap, nothing left; {:.1}s (killed at {:.1}s)",
+            teardown.as_millis(),
+            started.elapsed().as_secs_f64(),
+            killed_at.duration_since(started).as_secs_f64()
+        );
+        Ok(())
+    } else {
+        for f in &failures {
+            eprintln!("e2e-restate FAIL: {f}");
+        }
+        bail!(
+            "{} check(s) failed; the run's files are in {}",
+            failures.len(),
+            work.display()
+        )
+    }
+}
+
+/// The server at `dir/node_modules/.bin/restate-server`, installed with npm unless there.
+fn ensure_server(dir: &Path) -> Result<PathBuf> {
+    let bin = dir.join("node_modules/.bin/restate-server");
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(SERVER_VERSION));
+    if installed {
+        return Ok(bin);
+    }
+    fs::create_dir_all(dir)?;
+    super::run(Command::new("npm").current_dir(dir).args([
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--no-save",
+        "--prefix",
+        ".",
+        &format!("@restatedev/restate-server@{SERVER_VERSION}"),
+    ]))
+    .context(
+        "cargo xtask e2e-restate installs the Restate server with npm: install Node.js and npm",
+    )?;
+    Ok(bin)
+}
+
+/// A port nobody listens on now (the kernel's pick).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Reads `from` until a line contains `needle`; keeps what it read in `copy`, and the rest of
+/// the stream too (on a thread, so the writer never blocks on a full pipe).
+fn wait_for_line(
+    from: impl std::io::Read + Send + 'static,
+    needle: &str,
+    copy: &Path,
+) -> Result<()> {
+    let mut file = fs::File::create(copy)?;
+    let mut lines = BufReader::new(from).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                writeln!(file, "{line}")?;
+                if line.contains(needle) {
+                    break;
+                }
+            }
+            _ => bail!("`{needle}` never came (see {})", copy.display()),
+        }
+    }
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+        }
+    });
+    Ok(())
+}
+
+/// One HTTP/1.1 request with a JSON body to 127.0.0.1:`port`; the status and the body.
+fn http(port: u16, method: &str, path: &str, body: &Value) -> Result<(u16, String)> {
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Accept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, rest) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        },
+    ))
+}
+
+/// A chunked body's data.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn read_calls(log: &Path) -> Result<Vec<Value>> {
+    Ok(fs::read_to_string(log)
+        .with_context(|| format!("reading {}", log.display()))?
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Waits (by pidfd, up to `limit`) until each of `pids` has ended; those still alive.
+fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + limit;
+    pids.iter()
+        .copied()
+        .filter(|&pid| {
+            let Some(pid_) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            else {
+                return false;
+            };
+            // A pid that cannot be opened has ended already.
+            let Ok(fd) = rustix::process::pidfd_open(pid_, rustix::process::PidfdFlags::empty())
+            else {
+                return false;
+            };
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let Ok(timeout) = rustix::event::Timespec::try_from(left) else {
+                    return true;
+                };
+                let mut poll = [rustix::event::PollFd::new(
+                    &fd,
+                    rustix::event::PollFlags::IN,
+                )];
+                match rustix::event::poll(&mut poll, Some(&timeout)) {
+                    Ok(1) => return false,
+                    Err(rustix::io::Errno::INTR) => {}
+                    _ => return true,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Live processes whose environment holds `entry` (`KEY=value`).
+fn processes_with(entry: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == entry.as_bytes()))
+                && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().next())
+                        .is_some_and(|state| state != "Z" && state != "X")
+                })
+        })
+        .collect()
+}
+
+/// The processes this check started, stopped at the end (and on an early return).
+#[derive(Default)]
+struct Procs(Vec<(String, Child)>);
+
+impl Procs {
+    fn add(&mut self, name: &str, child: Child) {
+        self.0.push((name.to_string(), child));
+    }
+
+    fn kill(&mut self, name: &str) {
+        for (n, child) in &mut self.0 {
+            if n == name {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// A TCP front with fail-over: each connection goes to the next backend in turn that accepts
+/// it (a dead worker refuses, so its connections go to the other).
+struct Front {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Front {
+    fn start(backends: Vec<u16>) -> Result<Front> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let next = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            for incoming in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(client) = incoming else { continue };
+                let first = next.fetch_add(1, Ordering::Relaxed);
+                let backend = (0..backends.len()).find_map(|i| {
+                    TcpStream::connect(("127.0.0.1", backends[(first + i) % backends.len()])).ok()
+                });
+                let Some(backend) = backend else { continue };
+                pipe(client, backend);
+            }
+        });
+        Ok(Front { port, stop })
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies both ways between `a` and `b` until either side closes.
+fn pipe(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let one = move |mut from: TcpStream, mut to: TcpStream| {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    };
+    std::thread::spawn(move || one(a, b2));
+    std::thread::spawn(move || one(b, a2));
+}
