@@ -170,6 +170,14 @@ pub struct WorkerArgs {
     /// The address the worker listens on for the engine, e.g. 127.0.0.1:9080.
     #[arg(long, value_name = "ADDR")]
     pub listen: std::net::SocketAddr,
+    /// The Restate server's ingress URL, where the worker takes each story's lease, e.g.
+    /// http://127.0.0.1:8080.
+    #[arg(long, value_name = "URL")]
+    pub restate: String,
+    /// How long a story's lease lasts without renewal: after a worker dies, another one waits
+    /// this long at most before it redoes the call (e.g. 15s).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "15s")]
+    pub lease_ttl: Duration,
     /// The flags that override configuration values.
     #[command(flatten)]
     pub settings: SettingArgs,

@@ -34,6 +34,9 @@ const SERVER_VERSION: &str = "1.7.12";
 /// Stories in the epic.
 const STORIES: usize = 8;
 
+/// How long a story's lease lasts without renewal (the survivor waits for it to expire).
+const LEASE_TTL: &str = "4s";
+
 /// The story whose Dev call is killed with its worker.
 const KILLED: &str = "1.4";
 
@@ -122,6 +125,9 @@ pub fn run(root: &Path) -> Result<()> {
         let mut child = Command::new(bin.join("bmad-host"))
             .args(["worker", "--engine", "restate", "--listen"])
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--restate")
+            .arg(format!("http://127.0.0.1:{ingress}"))
+            .args(["--lease-ttl", LEASE_TTL])
             .arg("--project")
             .arg(&project)
             .arg("--plugins")
@@ -133,6 +139,7 @@ pub fn run(root: &Path) -> Result<()> {
             .env("FAKE_CLAUDE_LOG", &log)
             .env("FAKE_CLAUDE_EXCLUSIVE", &exclusive)
             .env("E2E_RESTATE_TAG", &tag)
+            .env("BMAD_HOST_LOG", "info")
             .stdout(fs::File::create(work.join(format!("{name}.out")))?)
             .stderr(Stdio::piped())
             .spawn()
@@ -287,6 +294,17 @@ pub fn run(root: &Path) -> Result<()> {
             "agent calls made {made:?}, but the journal's finished calls plus the killed one are {expected:?}"
         ),
     );
+    // The survivor took the story over only once the dead worker's lease had expired.
+    let survivor = if victim == "worker-a" {
+        "worker-b"
+    } else {
+        "worker-a"
+    };
+    let survivor_log = fs::read_to_string(work.join(format!("{survivor}.err"))).unwrap_or_default();
+    check(
+        survivor_log.contains("the story's lease is held: waiting for it to expire"),
+        format!("{survivor} did not wait for the dead worker's lease (see {survivor}.err)"),
+    );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
     check(left.is_empty(), format!("processes left: {left:?}"));
 
@@ -295,7 +313,7 @@ pub fn run(root: &Path) -> Result<()> {
     if failures.is_empty() {
         println!(
             "e2e-restate PASS  {STORIES} stories done through 2 workers; {victim} killed during {KILLED}'s Dev call, its tree gone {} ms after; \
-             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; no overlap, nothing left; {:.1}s (killed at {:.1}s)",
+             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; the survivor waited for the lease ({LEASE_TTL}); no overlap, nothing left; {:.1}s (killed at {:.1}s)",
             teardown.as_millis(),
             started.elapsed().as_secs_f64(),
             killed_at.duration_since(started).as_secs_f64()

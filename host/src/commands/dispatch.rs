@@ -131,7 +131,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
                 return Err(EngineError::LocalWorker.into());
             }
             let options = trusting(args.common.options(), args.settings.trust);
-            restate_worker(options, args.settings.overrides(), args.listen)
+            restate_worker(options, args.settings.overrides(), &args)
         }
     }
 }
@@ -155,22 +155,24 @@ fn restate_run(_: Context, _: Option<u32>, _: Option<&str>, _: &str) -> Result<u
 fn restate_worker(
     options: crate::context::Options,
     overrides: Overrides,
-    listen: std::net::SocketAddr,
+    args: &crate::cli::WorkerArgs,
 ) -> Result<u8, Error> {
     let root = crate::context::project_root(&options.project)?;
     let spec = crate::engine::restate::WorkerSpec {
         options,
         overrides,
         root,
+        ingress: args.restate.trim_end_matches('/').to_string(),
+        lease_ttl: args.lease_ttl,
     };
-    crate::engine::restate::worker(spec, listen)
+    crate::engine::restate::worker(spec, args.listen)
 }
 
 #[cfg(not(feature = "restate"))]
 fn restate_worker(
     _: crate::context::Options,
     _: Overrides,
-    _: std::net::SocketAddr,
+    _: &crate::cli::WorkerArgs,
 ) -> Result<u8, Error> {
     Err(EngineError::NotBuilt.into())
 }

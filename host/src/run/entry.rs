@@ -36,13 +36,20 @@ pub async fn run(plan: Plan, ui: Ui, fresh: bool) -> Result<u8, Error> {
     run_with(plan, ui, fresh, None).await
 }
 
-/// [`run`], its steps journaled in `steps` instead of the project's journal when given (a
-/// durable-execution engine's worker: the project's journal keeps the rest of the run).
+/// A run hosted by a durable-execution engine's worker: where its steps are journaled (the
+/// engine's journal; the project's keeps the rest of the run), and what interrupts its calls
+/// (the worker, which has lost the story's lease; not Ctrl-C).
+pub(crate) struct Hosted<'a> {
+    pub steps: &'a RefCell<dyn StepStore + 'a>,
+    pub interrupts: watch::Receiver<Interrupt>,
+}
+
+/// [`run`], hosted by an engine's worker when `hosted` is given.
 pub(crate) async fn run_with(
     plan: Plan,
     mut ui: Ui,
     fresh: bool,
-    steps: Option<&RefCell<dyn StepStore + '_>>,
+    hosted: Option<Hosted<'_>>,
 ) -> Result<u8, Error> {
     let Plan {
         context,
@@ -64,11 +71,17 @@ pub(crate) async fn run_with(
         crate::process::claim_adopted_orphans();
     }
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
-    let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
-    // The handler is in place before anything starts (the task itself first runs when the run
-    // loop first waits: the runtime has one thread).
-    let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
-    tokio::spawn(watch_ctrl_c(sigint, interrupt_tx));
+    let (steps, interrupts) = match hosted {
+        Some(Hosted { steps, interrupts }) => (Some(steps), interrupts),
+        None => {
+            let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
+            // The handler is in place before anything starts (the task itself first runs when
+            // the run loop first waits: the runtime has one thread).
+            let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+            tokio::spawn(watch_ctrl_c(sigint, interrupt_tx));
+            (None, interrupts)
+        }
+    };
 
     let notifiers =
         crate::notify::Notifiers::start(&config.notify, root.clone(), run.id.to_string(), &mut ui);

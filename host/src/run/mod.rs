@@ -42,5 +42,5 @@ mod summary;
 pub use build::flow_of;
 pub use entry::run;
 #[cfg(feature = "restate")]
-pub(crate) use entry::run_with;
+pub(crate) use entry::{Hosted, run_with};
 pub use observe::{StatusProblem, observed};

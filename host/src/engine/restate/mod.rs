@@ -9,6 +9,7 @@
 //! worker's agent dies with it. The worker drives one story at a time.
 
 mod client;
+mod lease;
 mod steps;
 // The workflow macro writes a public client whose methods carry no docs.
 #[allow(
@@ -58,6 +59,10 @@ pub struct WorkerSpec {
     pub overrides: Overrides,
     /// The project's root (a git work tree).
     pub root: std::path::PathBuf,
+    /// The Restate server's ingress, for the leases.
+    pub ingress: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
 }
 
 impl WorkerSpec {
@@ -98,9 +103,16 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         let options = ServiceOptions::new()
             .inactivity_timeout(timeout + Duration::from_secs(5 * 60))
             .abort_timeout(Duration::from_secs(10 * 60));
-        let workflow = workflow::StoryWorkflow::new(spec);
+        let holder = format!("{}:{listen}:{}", hostname(), std::process::id());
+        let leases = lease::Leases {
+            ingress: spec.ingress.clone(),
+            holder,
+            ttl: spec.lease_ttl,
+        };
+        let workflow = workflow::StoryWorkflow::new(spec, leases);
         let endpoint = Endpoint::builder()
             .bind(workflow.into_service_definition().options(options))
+            .bind(lease::StoryLease)
             .build();
         eprintln!(
             "bmad-host worker: serving the story workflow on http://{listen}/ (register it with the Restate server)"
@@ -108,4 +120,11 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         HttpServer::new(endpoint).serve(listener).await;
         Ok(crate::exit::OK)
     })
+}
+
+/// This machine's name, for the lease's holder.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }

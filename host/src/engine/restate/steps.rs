@@ -29,7 +29,9 @@ use restate_sdk::prelude::*;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::journal::{JournalError, StepId, StepKey, StepStart, StepStore};
+use super::lease::Leases;
+use crate::journal::{JournalError, StepId, StepKey, StepKind, StepStart, StepStore};
+use crate::process::Interrupt;
 
 /// What the run loop asks the handler.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ pub(super) enum Request {
     Begin {
         name: String,
         intent: Value,
+        /// Runs processes (an agent call, gates): only under the story's lease.
+        leased: bool,
         reply: mpsc::Sender<Result<StepStart, String>>,
     },
     Finish {
@@ -174,6 +178,7 @@ impl StepStore for EngineSteps {
         self.ask(name.clone(), |reply| Request::Begin {
             name,
             intent: intent.clone(),
+            leased: matches!(key.kind, StepKind::AgentCall | StepKind::Gates),
             reply,
         })
     }
@@ -208,11 +213,21 @@ impl StepStore for EngineSteps {
 
 /// The handler's side: answers the run loop's requests with `ctx`'s journal until the loop
 /// drops its [`EngineSteps`].
+/// The story's lease, taken by the steps that run processes; what stops the loop's call when
+/// the lease is lost.
+pub(super) struct Lease<'a> {
+    pub leases: &'a Leases,
+    /// The lease object's key: the workflow's.
+    pub key: &'a str,
+    pub interrupt: &'a tokio::sync::watch::Sender<Interrupt>,
+}
+
 pub(super) async fn serve(
     ctx: &WorkflowContext<'_>,
     tree: &Tree,
+    lease: &Lease<'_>,
     requests: &mut UnboundedReceiver<Request>,
-) -> Result<(), TerminalError> {
+) -> Result<(), HandlerError> {
     let mut ids = 0_i64;
     // A request that arrived while a step was open and ended it (the loop left the step).
     let mut next: Option<Request> = None;
@@ -241,14 +256,27 @@ pub(super) async fn serve(
             Request::Begin {
                 name,
                 intent,
+                leased,
                 reply,
             } => {
                 ids += 1;
-                let id = StepId::of_store(ids);
-                next = begin(ctx, tree, requests, &name, intent, id, reply).await?;
+                let step = Step {
+                    name: &name,
+                    id: StepId::of_store(ids),
+                    lease: leased.then_some(lease),
+                };
+                next = begin(ctx, tree, requests, &step, intent, reply).await?;
             }
         }
     }
+}
+
+/// A step being begun.
+struct Step<'a> {
+    name: &'a str,
+    id: StepId,
+    /// The lease it runs under, if it runs processes.
+    lease: Option<&'a Lease<'a>>,
 }
 
 /// How a step's result entry ended.
@@ -265,11 +293,11 @@ async fn begin(
     ctx: &WorkflowContext<'_>,
     tree: &Tree,
     requests: &mut UnboundedReceiver<Request>,
-    name: &str,
+    step: &Step<'_>,
     intent: Value,
-    id: StepId,
     reply: mpsc::Sender<Result<StepStart, String>>,
-) -> Result<Option<Request>, TerminalError> {
+) -> Result<Option<Request>, HandlerError> {
+    let (name, id) = (step.name, step.id);
     let intent_ran = AtomicBool::new(false);
     let flag = &intent_ran;
     ctx.run(move || async move {
@@ -291,8 +319,38 @@ async fn begin(
     let entry = ctx
         .run(move || async move {
             ran_flag.store(true, Ordering::Relaxed);
+            // Taken each time the step runs, never replayed: a journaled grant would be the
+            // grant of a worker that may be dead.
+            let held = match step.lease {
+                Some(lease) => Some(
+                    lease
+                        .leases
+                        .acquire(lease.key)
+                        .await
+                        .map_err(|e| HandlerError::from(std::io::Error::other(e)))?,
+                ),
+                None => None,
+            };
             let _ = answer.send(Ok(go));
-            let (mut entry, how) = wait_for_result(pending, id).await;
+            let (mut entry, how) = match (&held, step.lease) {
+                (Some(held), Some(lease)) => {
+                    let mut lost = held.lost.clone();
+                    tokio::select! {
+                        ended = wait_for_result(pending, id) => ended,
+                        () = until_lost(&mut lost) => {
+                            // Stop the call now; the loop then stops the story, and this attempt
+                            // fails: the lease's next holder redoes the step.
+                            let _ = lease.interrupt.send(Interrupt::Immediate);
+                            let _ = wait_for_result(pending, id).await;
+                            return Err(HandlerError::from(std::io::Error::other(
+                                "lost the story's lease while the step ran",
+                            )));
+                        }
+                    }
+                }
+                _ => wait_for_result(pending, id).await,
+            };
+            drop(held);
             entry["head"] = json!(tree.snapshot(name).await?);
             *ended_slot
                 .lock()
@@ -344,6 +402,12 @@ async fn begin(
         }
         other => Ok(other),
     }
+}
+
+/// Returns once the lease is lost.
+async fn until_lost(lost: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard is dropped here, not held across the caller's awaits.
+    let _ = lost.wait_for(|lost| *lost).await.map(drop);
 }
 
 /// Waits for the loop to finish step `id`; anything else first means it left the step.

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use restate_sdk::prelude::*;
 
+use super::lease::Leases;
 use super::steps;
 use super::{StoryInput, StoryOutput, WorkerSpec};
 use crate::context::Plan;
 use crate::error::Report;
+use crate::process::Interrupt;
+use crate::run::Hosted;
 use crate::ui::{Ui, Verbosity};
 
 /// The story workflow a worker serves.
@@ -19,6 +22,8 @@ pub(crate) struct StoryWorkflow {
     spec: Arc<WorkerSpec>,
     /// One story at a time: the run loop owns the project's files while it drives one.
     one: tokio::sync::Mutex<()>,
+    /// The stories' leases, as this worker takes them.
+    leases: Leases,
 }
 
 #[restate_sdk::workflow]
@@ -48,6 +53,7 @@ impl StoryWorkflow {
             tree.restore(&base).await?;
         }
         let workflow = ctx.key().to_string();
+        let (interrupt, interrupts) = tokio::sync::watch::channel(Interrupt::None);
         let (requests, mut incoming) = tokio::sync::mpsc::unbounded_channel();
         let (done, output) = tokio::sync::oneshot::channel();
         let spec = Arc::clone(&self.spec);
@@ -56,19 +62,34 @@ impl StoryWorkflow {
             .name(format!("story {story}"))
             .spawn(move || {
                 let steps = steps::EngineSteps::new(requests, &workflow);
-                let _ = done.send(drive(&spec, &name, steps));
+                let _ = done.send(drive(&spec, &name, steps, interrupts));
             })
             .map_err(|e| TerminalError::new(format!("cannot start the story's thread: {e}")))?;
-        steps::serve(&ctx, &tree, &mut incoming).await?;
+        let key = ctx.key().to_string();
+        let lease = steps::Lease {
+            leases: &self.leases,
+            key: &key,
+            interrupt: &interrupt,
+        };
+        let served = steps::serve(&ctx, &tree, &lease, &mut incoming).await;
+        // The loop's next request fails now (it stops), and this worker takes no other story
+        // until it has.
+        drop(incoming);
+        let output = output.await;
+        served?;
         let output = output
-            .await
             .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;
         Ok(Json(output))
     }
 }
 
 /// Runs the loop for `story` on this thread, its steps in `steps`; its events are collected.
-fn drive(spec: &WorkerSpec, story: &str, steps: steps::EngineSteps) -> StoryOutput {
+fn drive(
+    spec: &WorkerSpec,
+    story: &str,
+    steps: steps::EngineSteps,
+    interrupts: tokio::sync::watch::Receiver<Interrupt>,
+) -> StoryOutput {
     let (lines, mut events) = tokio::sync::mpsc::unbounded_channel();
     let result = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,7 +102,11 @@ fn drive(spec: &WorkerSpec, story: &str, steps: steps::EngineSteps) -> StoryOutp
         let steps = RefCell::new(steps);
         // Each story is a fresh run of the project's journal: what must survive the worker is
         // in Restate's.
-        runtime.block_on(crate::run::run_with(plan, ui, true, Some(&steps)))
+        let hosted = Hosted {
+            steps: &steps,
+            interrupts,
+        };
+        runtime.block_on(crate::run::run_with(plan, ui, true, Some(hosted)))
     })();
     let mut collected = Vec::new();
     while let Ok(line) = events.try_recv() {
@@ -100,10 +125,11 @@ fn drive(spec: &WorkerSpec, story: &str, steps: steps::EngineSteps) -> StoryOutp
 }
 
 impl StoryWorkflow {
-    pub(crate) fn new(spec: WorkerSpec) -> Self {
+    pub(crate) fn new(spec: WorkerSpec, leases: Leases) -> Self {
         Self {
             spec: Arc::new(spec),
             one: tokio::sync::Mutex::new(()),
+            leases,
         }
     }
 }
