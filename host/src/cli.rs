@@ -142,7 +142,7 @@ pub struct RunArgs {
     pub fresh: bool,
     /// Where the stories run: `local` (this process, the project's journal) or `restate`
     /// (workflows of a Restate server, run by `bmad-host worker`s; needs --restate).
-    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    #[arg(long, value_enum, default_value_t = Engine::Local, hide_possible_values = true)]
     pub engine: Engine,
     /// The Restate server's ingress URL (with --engine restate), e.g. http://127.0.0.1:8080.
     #[arg(long, value_name = "URL", required_if_eq("engine", "restate"))]
@@ -165,7 +165,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub common: Common,
     /// The engine whose workflows this worker serves (only `restate`).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, hide_possible_values = true)]
     pub engine: Engine,
     /// The address the worker listens on for the engine, e.g. 127.0.0.1:9080.
     #[arg(long, value_name = "ADDR")]

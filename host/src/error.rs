@@ -45,7 +45,7 @@ pub enum Error {
     Trust(#[from] crate::trust::TrustError),
     /// A durable-execution engine (`worker`, `run --engine restate`).
     #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] EngineError),
     /// Bad usage the command line parser could not catch (a story that does not exist, ...).
     #[error("{0}")]
     Usage(String),
@@ -143,4 +143,36 @@ mod tests {
         );
         assert_eq!(transparent.exit_code(), exit::USAGE);
     }
+}
+
+/// What goes wrong between bmad-host and an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The binary was built without the engine.
+    #[error(
+        "this bmad-host was built without the `restate` feature: install one with it (`cargo install --path host --features restate`)"
+    )]
+    NotBuilt,
+    /// `worker --engine local`.
+    #[error(
+        "a worker serves an engine's workflows: use `--engine restate` (a local run needs no worker)"
+    )]
+    LocalWorker,
+    /// The worker's address is taken or not ours.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine refused a request or could not be reached.
+    #[error("Restate at {url}: {detail}")]
+    Ingress {
+        /// The request's URL.
+        url: String,
+        /// What happened.
+        detail: String,
+    },
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 /// The top-level modules, from the entry down. A module uses only modules of later rows.
 const LAYERS: &[&[&str]] = &[
     &["commands"],
+    &["engine"],
     &["cli", "run"],
     &["context", "notify"],
     &["error", "gates"],
@@ -21,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &["journal", "process"],
     &["policy"],
-    &["bindings", "config", "exit", "trust"],
+    &["bindings", "config", "exit", "http", "trust"],
 ];
 
 fn src() -> PathBuf {

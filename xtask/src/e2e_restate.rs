@@ -40,47 +40,162 @@ const LEASE_TTL: &str = "4s";
 /// The story whose Dev call is killed with its worker.
 const KILLED: &str = "1.4";
 
-pub fn run(root: &Path) -> Result<()> {
-    let started = Instant::now();
-    let target = super::target_dir(root);
-    super::build_plugins(root)?;
-    // Linted as `cargo xtask test` lints the default build: the feature's code is checked here.
-    let mut build = super::cargo();
-    super::run(super::linted_by_clippy(build.current_dir(root))?.args([
-        "build",
-        "-p",
-        "bmad-host-tests",
-        "--features",
-        "bmad-host/restate",
-        "--bin",
-        "bmad-host",
-        "--bin",
-        "fake-claude",
-    ]))?;
-    let bin = target.join("debug");
-    let server = ensure_server(&target.join("e2e-restate").join("npm"))?;
-    let work = target.join("e2e-restate").join("run");
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work)?;
-    let project = work.join("project");
-    super::bench::generate_project(root, &project, STORIES)?;
-    // The workers keep each step's files as a commit of the project's work tree.
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "--all"],
-        &[
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@localhost",
-            "commit",
-            "--quiet",
-            "-m",
-            "the epic",
-        ],
-    ] {
-        super::run(Command::new("git").current_dir(&project).args(args))?;
+/// The binaries, the server and the folder of one check.
+struct Setup {
+    root: PathBuf,
+    bin: PathBuf,
+    server: PathBuf,
+    cache: PathBuf,
+    work: PathBuf,
+}
+
+impl Setup {
+    /// Builds bmad-host with the feature (linted by clippy, as `cargo xtask test` lints the
+    /// default build) and the fake Claude, installs the server, empties `target/e2e-restate/NAME`.
+    fn new(root: &Path, name: &str) -> Result<Setup> {
+        let target = super::target_dir(root);
+        super::build_plugins(root)?;
+        let mut build = super::cargo();
+        super::run(super::linted_by_clippy(build.current_dir(root))?.args([
+            "build",
+            "-p",
+            "bmad-host-tests",
+            "--features",
+            "bmad-host/restate",
+            "--bin",
+            "bmad-host",
+            "--bin",
+            "fake-claude",
+        ]))?;
+        let server = ensure_server(&target.join("e2e-restate").join("npm"))?;
+        let work = target.join("e2e-restate").join(name);
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work)?;
+        Ok(Setup {
+            root: root.to_path_buf(),
+            bin: target.join("debug"),
+            server,
+            cache: super::test_cache_dir(root),
+            work,
+        })
     }
+
+    /// A generated v4 epic of `stories` stories at `work/NAME`, committed in a git work tree
+    /// of its own (the workers keep each step's files as a commit of it).
+    fn project(&self, name: &str, stories: usize) -> Result<PathBuf> {
+        let project = self.work.join(name);
+        super::bench::generate_project(&self.root, &project, stories)?;
+        for args in [
+            &["init", "--quiet"][..],
+            &["add", "--all"],
+            &[
+                "-c",
+                "user.name=e2e",
+                "-c",
+                "user.email=e2e@localhost",
+                "commit",
+                "--quiet",
+                "-m",
+                "the epic",
+            ],
+        ] {
+            super::run(Command::new("git").current_dir(&project).args(args))?;
+        }
+        Ok(project)
+    }
+
+    /// Starts the server on free loopback ports; its ingress and admin ports once it listens.
+    fn start_server(&self, procs: &mut Procs) -> Result<(u16, u16)> {
+        let (ingress, admin, fabric) = (free_port()?, free_port()?, free_port()?);
+        let mut child = Command::new(&self.server)
+            .args(["--listen-mode", "tcp", "--no-logo", "--base-dir"])
+            .arg(self.work.join("server"))
+            .env(
+                "RESTATE_INGRESS__BIND_ADDRESS",
+                format!("127.0.0.1:{ingress}"),
+            )
+            .env("RESTATE_ADMIN__BIND_ADDRESS", format!("127.0.0.1:{admin}"))
+            .env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{fabric}"))
+            .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.server.display()))?;
+        let out = child.stdout.take().context("server stdout")?;
+        procs.add("restate-server", child);
+        wait_for_line(
+            out,
+            &format!("server.port: {admin}"),
+            &self.work.join("server.log"),
+        )?;
+        Ok((ingress, admin))
+    }
+
+    /// `bmad-host ARGS` on `project` with the fake Claude and the tests' component cache.
+    fn bmad_host(&self, project: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.bin.join("bmad-host"));
+        cmd.args(args)
+            .arg("--project")
+            .arg(project)
+            .arg("--plugins")
+            .arg(self.root.join("plugins"))
+            .arg("--claude-bin")
+            .arg(self.bin.join("fake-claude"))
+            .env("BMAD_HOST_CACHE_DIR", &self.cache);
+        cmd
+    }
+
+    /// Starts worker `name` on `port` and returns once it serves.
+    fn start_worker(
+        &self,
+        procs: &mut Procs,
+        name: &str,
+        port: u16,
+        ingress: u16,
+        project: &Path,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<u32> {
+        let mut cmd = self.bmad_host(project, &["worker", "--engine", "restate"]);
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--restate")
+            .arg(format!("http://127.0.0.1:{ingress}"))
+            .args(["--lease-ttl", LEASE_TTL])
+            .env("BMAD_HOST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(fs::File::create(self.work.join(format!("{name}.out")))?)
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("cannot start a worker")?;
+        let err = child.stderr.take().context("worker stderr")?;
+        let pid = child.id();
+        procs.add(name, child);
+        wait_for_line(
+            err,
+            "serving the story workflow",
+            &self.work.join(format!("{name}.err")),
+        )?;
+        Ok(pid)
+    }
+}
+
+/// Registers `uri` as the deployment of the server whose admin API is on `admin`.
+fn register(admin: u16, uri: &str) -> Result<()> {
+    let (status, body) = http(admin, "POST", "/deployments", &json!({ "uri": uri }))?;
+    ensure!(
+        status / 100 == 2,
+        "registering {uri}: HTTP {status}: {body}"
+    );
+    Ok(())
+}
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--bench") {
+        return bench(root);
+    }
+    let started = Instant::now();
+    let setup = Setup::new(root, "run")?;
+    let work = setup.work.clone();
+    let project = setup.project("project", STORIES)?;
     let go = work.join("go");
     let status = Command::new("mkfifo").arg(&go).status()?;
     ensure!(status.success(), "mkfifo {}", go.display());
@@ -96,92 +211,23 @@ pub fn run(root: &Path) -> Result<()> {
     let log = work.join("calls.ndjson");
     let tag = format!("e2e-restate-{}", std::process::id());
     let mut procs = Procs::default();
-
-    let (ingress, admin, fabric) = (free_port()?, free_port()?, free_port()?);
-    let mut server_child = Command::new(&server)
-        .args(["--listen-mode", "tcp", "--no-logo", "--base-dir"])
-        .arg(work.join("server"))
-        .env(
-            "RESTATE_INGRESS__BIND_ADDRESS",
-            format!("127.0.0.1:{ingress}"),
-        )
-        .env("RESTATE_ADMIN__BIND_ADDRESS", format!("127.0.0.1:{admin}"))
-        .env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{fabric}"))
-        .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", server.display()))?;
-    let server_out = server_child.stdout.take().context("server stdout")?;
-    procs.add("restate-server", server_child);
-    wait_for_line(
-        server_out,
-        &format!("server.port: {admin}"),
-        &work.join("server.log"),
-    )?;
-
-    let cache = super::test_cache_dir(root);
-    let worker = |port: u16, name: &str| -> Result<Child> {
-        let mut child = Command::new(bin.join("bmad-host"))
-            .args(["worker", "--engine", "restate", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--restate")
-            .arg(format!("http://127.0.0.1:{ingress}"))
-            .args(["--lease-ttl", LEASE_TTL])
-            .arg("--project")
-            .arg(&project)
-            .arg("--plugins")
-            .arg(root.join("plugins"))
-            .arg("--claude-bin")
-            .arg(bin.join("fake-claude"))
-            .env("BMAD_HOST_CACHE_DIR", &cache)
-            .env("FAKE_CLAUDE_SCRIPT", &script)
-            .env("FAKE_CLAUDE_LOG", &log)
-            .env("FAKE_CLAUDE_EXCLUSIVE", &exclusive)
-            .env("E2E_RESTATE_TAG", &tag)
-            .env("BMAD_HOST_LOG", "info")
-            .stdout(fs::File::create(work.join(format!("{name}.out")))?)
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start a worker")?;
-        let err = child.stderr.take().context("worker stderr")?;
-        wait_for_line(
-            err,
-            "serving the story workflow",
-            &work.join(format!("{name}.err")),
-        )?;
-        Ok(child)
-    };
+    let (ingress, admin) = setup.start_server(&mut procs)?;
+    let env = [
+        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
+        ("FAKE_CLAUDE_LOG", log.as_os_str()),
+        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
+        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
+    ];
     let (port_a, port_b) = (free_port()?, free_port()?);
-    let a = worker(port_a, "worker-a")?;
-    let b = worker(port_b, "worker-b")?;
-    let (pid_a, pid_b) = (a.id(), b.id());
-    procs.add("worker-a", a);
-    procs.add("worker-b", b);
+    let pid_a = setup.start_worker(&mut procs, "worker-a", port_a, ingress, &project, &env)?;
+    let pid_b = setup.start_worker(&mut procs, "worker-b", port_b, ingress, &project, &env)?;
     let front = Front::start(vec![port_a, port_b])?;
-    let registered = http(
-        admin,
-        "POST",
-        "/deployments",
-        &json!({ "uri": format!("http://127.0.0.1:{}", front.port) }),
-    )?;
-    ensure!(
-        registered.0 / 100 == 2,
-        "registering the workers' front: HTTP {}: {}",
-        registered.0,
-        registered.1
-    );
+    register(admin, &format!("http://127.0.0.1:{}", front.port))?;
 
-    let mut client = Command::new(bin.join("bmad-host"))
-        .args(["run", "--engine", "restate", "--json", "--restate"])
+    let mut client = setup
+        .bmad_host(&project, &["run", "--engine", "restate", "--json"])
+        .arg("--restate")
         .arg(format!("http://127.0.0.1:{ingress}"))
-        .arg("--project")
-        .arg(&project)
-        .arg("--plugins")
-        .arg(root.join("plugins"))
-        .arg("--claude-bin")
-        .arg(bin.join("fake-claude"))
-        .env("BMAD_HOST_CACHE_DIR", &cache)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -592,4 +638,103 @@ fn pipe(a: TcpStream, b: TcpStream) {
     };
     std::thread::spawn(move || one(a, b2));
     std::thread::spawn(move || one(b, a2));
+}
+
+/// Stories in the benchmark's epic.
+const BENCH_STORIES: usize = 20;
+
+/// `--bench`: the same generated epic driven by a local run (the SQLite journal) and by one
+/// worker through the Restate server; wall time per story, and the engine's cost per journaled
+/// step (the difference over the local run's steps).
+fn bench(root: &Path) -> Result<()> {
+    let setup = Setup::new(root, "bench")?;
+    let local = setup.project("local", BENCH_STORIES)?;
+    // The components compiled before anything is timed.
+    let warm = setup.bmad_host(&local, &["run", "--dry-run"]).output()?;
+    ensure!(warm.status.success(), "bmad-host run --dry-run failed");
+    let timed = |cmd: &mut Command| -> Result<(Duration, Vec<Value>)> {
+        let t = Instant::now();
+        let out = cmd.output()?;
+        let took = t.elapsed();
+        ensure!(
+            out.status.success(),
+            "{:?} failed: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Ok((took, events))
+    };
+    let (local_time, local_events) = timed(&mut setup.bmad_host(&local, &["run", "--json"]))?;
+    let log = setup.bmad_host(&local, &["log", "--json"]).output()?;
+    let steps = String::from_utf8_lossy(&log.stdout).lines().count();
+
+    let remote = setup.project("restate", BENCH_STORIES)?;
+    let mut procs = Procs::default();
+    let (ingress, admin) = setup.start_server(&mut procs)?;
+    let port = free_port()?;
+    setup.start_worker(&mut procs, "worker", port, ingress, &remote, &[])?;
+    register(admin, &format!("http://127.0.0.1:{port}"))?;
+    let url = format!("http://127.0.0.1:{ingress}");
+    let (restate_time, restate_events) = timed(&mut setup.bmad_host(
+        &remote,
+        &["run", "--engine", "restate", "--json", "--restate", &url],
+    ))?;
+    let (_, entries) = http(
+        admin,
+        "POST",
+        "/query",
+        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
+    )?;
+    let entries = serde_json::from_str::<Value>(&entries)
+        .ok()
+        .and_then(|v| v["rows"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    procs.stop_all();
+
+    let done = |events: &[Value]| {
+        events
+            .iter()
+            .find(|e| e["event"] == "run_finished")
+            .and_then(|e| e["done"].as_u64())
+            .unwrap_or(0)
+    };
+    let calls = |events: &[Value]| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "agent_started")
+            .count()
+    };
+    ensure!(
+        done(&local_events) == BENCH_STORIES as u64
+            && done(&restate_events) == BENCH_STORIES as u64,
+        "not every story was done"
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let per_story = |d: Duration| ms(d) / BENCH_STORIES as f64;
+    let extra = ms(restate_time) - ms(local_time);
+    println!(
+        "e2e-restate --bench: {BENCH_STORIES}-story epic, fake Claude, debug build, one worker, loopback\n\
+         | | SQLite journal (local run) | Restate (one worker) |\n\
+         | --- | --- | --- |\n\
+         | wall time | {:.0} ms | {:.0} ms |\n\
+         | per story | {:.1} ms | {:.1} ms |\n\
+         | agent calls | {} | {} |\n\
+         | journaled steps / entries | {steps} steps | {entries} `ctx.run` entries |\n\
+         | engine's cost per step | | {:.1} ms ({:.0} ms more over {steps} steps) |\n\
+         | engine's cost per story | | {:.1} ms |",
+        ms(local_time),
+        ms(restate_time),
+        per_story(local_time),
+        per_story(restate_time),
+        calls(&local_events),
+        calls(&restate_events),
+        extra / steps.max(1) as f64,
+        extra,
+        extra / BENCH_STORIES as f64,
+    );
+    Ok(())
 }

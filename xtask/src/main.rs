@@ -51,7 +51,8 @@ commands:
   demo [--v6]               run bmad-host on a sample project with the fake Claude
   bench                     run the benchmarks and write BENCHMARKS.md
   e2e [CASE...]             bmad-host with the real Claude CLI (npm) against mock-anthropic
-  e2e-restate               stories as Restate workflows on two workers, one killed mid-call (npm)
+  e2e-restate [--bench]     stories as Restate workflows on two workers, one killed mid-call (npm);
+                            --bench: the engine's cost per step and story against the SQLite journal
   report-check              the demo run's report in headless Chromium; writes docs/report.png
   build-js-plugin [--check] build examples/qa-js (npm: componentize-js); --check: run it in bmad-host
   new-plugin NAME --role R  create plugins/NAME from the template (R: status|sm|dev|qa|scheduler);
@@ -70,7 +71,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(&root, args.iter().any(|a| a == "--v6")),
         Some("bench") => bench(&root),
         Some("e2e") => e2e::run(&root),
-        Some("e2e-restate") => e2e_restate::run(&root),
+        Some("e2e-restate") => e2e_restate::run(&root, &args[1..]),
         Some("report-check") => report_check::run(&root),
         Some("build-js-plugin") => js_plugin::run(&root, args.iter().any(|a| a == "--check")),
         Some("new-plugin") => new_plugin::run(&args[1..], &root),

@@ -13,6 +13,7 @@ mod build_flow;
 mod cli_snapshots;
 mod converge;
 mod embedded;
+mod engine;
 mod gates;
 mod hostile_ends;
 mod hostile_grants;
