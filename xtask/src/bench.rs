@@ -268,7 +268,14 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         load: [load_before, load_average()],
         micro: opts.micro,
     };
-    let text = report.render();
+    let mut text = report.render();
+    // The section `cargo xtask e2e-restate --bench` writes stays as it was.
+    if let Ok(old) = fs::read_to_string(&opts.out)
+        && let Some(at) = old.find(super::e2e_restate::BENCH_MARKER)
+    {
+        text.push('\n');
+        text.push_str(&old[at..]);
+    }
     fs::write(&opts.out, &text).with_context(|| format!("cannot write {}", opts.out.display()))?;
     eprintln!("\n{}", report.targets_table());
     eprintln!(

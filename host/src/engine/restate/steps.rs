@@ -110,6 +110,8 @@ pub(super) fn entry_name(key: &StepKey) -> String {
 pub(super) struct Tree {
     root: PathBuf,
     git: crate::git::Git,
+    /// The commit the work tree was last known to be at, clean.
+    head: Mutex<Option<String>>,
 }
 
 impl Tree {
@@ -119,25 +121,53 @@ impl Tree {
         Self {
             root,
             git: crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts),
+            head: Mutex::new(None),
         }
+    }
+
+    fn known_head(&self) -> Option<String> {
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_head(&self, sha: &str) {
+        *self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sha.to_string());
     }
 
     /// Commits whatever changed (nothing ignored) and names the commit: the work tree as a
     /// step left it.
     pub(super) async fn snapshot(&self, step: &str) -> Result<String, HandlerError> {
+        // Most steps (the policies' decisions) change nothing: one `git status` then.
+        if let Some(head) = self.known_head() {
+            let changes = self
+                .git
+                .changes(&self.root)
+                .await
+                .map_err(|e| handler_error(&e))?;
+            if changes.is_empty() {
+                return Ok(head);
+            }
+        }
         let committed = self
             .git
             .commit_all(&self.root, &format!("bmad-host: {step}"), "")
             .await
             .map_err(|e| handler_error(&e))?;
-        match committed {
-            Some(sha) => Ok(sha),
+        let sha = match committed {
+            Some(sha) => sha,
             None => self
                 .git
                 .rev(&self.root, "HEAD")
                 .await
-                .map_err(|e| handler_error(&e)),
-        }
+                .map_err(|e| handler_error(&e))?,
+        };
+        self.set_head(&sha);
+        Ok(sha)
     }
 
     /// Puts the work tree back at `sha` (ignored files, `.bmad-host/` among them, stay).
@@ -154,12 +184,14 @@ impl Tree {
             }
             Err(e) => Err(e),
         };
-        clean.map(drop).map_err(|e| {
+        clean.map_err(|e| {
             TerminalError::new(format!(
                 "cannot put the work tree back at {sha}: {}",
                 crate::error::Report(&e)
             ))
-        })
+        })?;
+        self.set_head(sha);
+        Ok(())
     }
 }
 
