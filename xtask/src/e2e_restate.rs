@@ -195,7 +195,26 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let started = Instant::now();
     let setup = Setup::new(root, "run")?;
     let work = setup.work.clone();
-    let project = setup.project("project", STORIES)?;
+    // The shared remote (bare), and a clone of it for each worker and for the client.
+    let seed = setup.project("seed", STORIES)?;
+    let remote = work.join("remote.git");
+    super::run(
+        Command::new("git")
+            .args(["clone", "--quiet", "--bare"])
+            .arg(&seed)
+            .arg(&remote),
+    )?;
+    let clone = |name: &str| -> Result<PathBuf> {
+        let dir = work.join(name);
+        super::run(
+            Command::new("git")
+                .args(["clone", "--quiet"])
+                .arg(&remote)
+                .arg(&dir),
+        )?;
+        Ok(dir)
+    };
+    let (clone_a, clone_b, project) = (clone("worker-a")?, clone("worker-b")?, clone("client")?);
     let go = work.join("go");
     let status = Command::new("mkfifo").arg(&go).status()?;
     ensure!(status.success(), "mkfifo {}", go.display());
@@ -219,8 +238,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
     ];
     let (port_a, port_b) = (free_port()?, free_port()?);
-    let pid_a = setup.start_worker(&mut procs, "worker-a", port_a, ingress, &project, &env)?;
-    let pid_b = setup.start_worker(&mut procs, "worker-b", port_b, ingress, &project, &env)?;
+    let pid_a = setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
+    let pid_b = setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
     let front = Front::start(vec![port_a, port_b])?;
     register(admin, &format!("http://127.0.0.1:{}", front.port))?;
 
@@ -340,6 +359,47 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "agent calls made {made:?}, but the journal's finished calls plus the killed one are {expected:?}"
         ),
     );
+    // Every story landed on the shared branch exactly once, done.
+    let landed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "story_landed")
+        .collect();
+    check(
+        landed.len() == STORIES,
+        format!("{} story_landed events, not {STORIES}", landed.len()),
+    );
+    let log = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args(["log", "--format=%B", "HEAD"])
+        .output()?;
+    let mut trailers: BTreeMap<String, usize> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&log.stdout).lines() {
+        if let Some(key) = line.strip_prefix("Bmad-Story: ") {
+            *trailers.entry(key.to_string()).or_default() += 1;
+        }
+    }
+    check(
+        trailers.len() == STORIES && trailers.values().all(|&n| n == 1),
+        format!("the shared branch's story commits: {trailers:?}"),
+    );
+    let check_clone = clone("check")?;
+    let status = Command::new(setup.bin.join("bmad-host"))
+        .args(["status", "--json", "--project"])
+        .arg(&check_clone)
+        .arg("--plugins")
+        .arg(root.join("plugins"))
+        .env("BMAD_HOST_CACHE_DIR", &setup.cache)
+        .output()?;
+    let states: Vec<String> = String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|s| s["state"].as_str().unwrap_or("?").to_string())
+        .collect();
+    check(
+        states.len() == STORIES && states.iter().all(|s| s == "done"),
+        format!("the stories on the shared branch: {states:?}"),
+    );
     // The survivor took the story over only once the dead worker's lease had expired.
     let survivor = if victim == "worker-a" {
         "worker-b"
@@ -359,7 +419,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if failures.is_empty() {
         println!(
             "e2e-restate PASS  {STORIES} stories done through 2 workers; {victim} killed during {KILLED}'s Dev call, its tree gone {} ms after; \
-             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; the survivor waited for the lease ({LEASE_TTL}); no overlap, nothing left; {:.1}s (killed at {:.1}s)",
+             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; the survivor waited for the lease ({LEASE_TTL}); each story landed once on the shared branch, done; no overlap, nothing left; {:.1}s (killed at {:.1}s)",
             teardown.as_millis(),
             started.elapsed().as_secs_f64(),
             killed_at.duration_since(started).as_secs_f64()

@@ -46,7 +46,7 @@ async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
     for entry in &plan.stories {
         let story = entry.id.to_string();
         let key = format!("{project}.{}.{run_id}", key_part(story.as_str().into()));
-        submit(url, &key, &story).await?;
+        submit(url, &key, &story, &project).await?;
         let output = attach(url, &key).await?;
         for line in &output.events {
             match line["event"].as_str() {
@@ -67,6 +67,18 @@ async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
                 Some("run_finished") => finished.push(line.clone()),
                 _ => emit(ui, line),
             }
+        }
+        if let Some(landed) = &output.landed {
+            emit(
+                ui,
+                &json!({
+                    "event": "story_landed",
+                    "story": story,
+                    "commit": landed.commit,
+                    "branch": landed.branch,
+                    "ts": crate::ui::timestamp(),
+                }),
+            );
         }
         if let Some(error) = &output.error {
             ui.say(&format!("story {story}: {error}"));
@@ -134,6 +146,12 @@ fn emit(ui: &Ui, line: &Value) {
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         )),
+        Some("story_landed") => ui.say(&format!(
+            "story {}: landed on {} as {}",
+            line["story"].as_str().unwrap_or("?"),
+            line["branch"].as_str().unwrap_or("?"),
+            line["commit"].as_str().unwrap_or("?"),
+        )),
         Some("run_finished") => ui.say(&format!(
             "{} done, {} failed, {} escalated, {} not run",
             line["done"], line["failed"], line["escalated"], line["not_run"]
@@ -156,10 +174,11 @@ fn key_part(text: std::borrow::Cow<'_, str>) -> String {
 }
 
 /// Starts the story's workflow (it then runs whether or not this process waits for it).
-async fn submit(url: &str, key: &str, story: &str) -> Result<(), EngineError> {
+async fn submit(url: &str, key: &str, story: &str, project: &str) -> Result<(), EngineError> {
     let target = format!("{url}/{WORKFLOW}/{key}/run/send");
     let body = serde_json::to_vec(&StoryInput {
         story: story.to_string(),
+        project: project.to_string(),
     })
     .unwrap_or_default();
     let (status, answer) = crate::http::send(hyper::Method::POST, &target, &body)

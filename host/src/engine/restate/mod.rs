@@ -9,6 +9,7 @@
 //! worker's agent dies with it. The worker drives one story at a time.
 
 mod client;
+mod lane;
 mod lease;
 mod steps;
 // The workflow macro writes a public client whose methods carry no docs.
@@ -35,6 +36,9 @@ use crate::context::{Context, Options};
 pub struct StoryInput {
     /// The story id (`1.2`).
     pub story: String,
+    /// The project's key: its integration lane's.
+    #[serde(default)]
+    pub project: String,
 }
 
 /// What a story's workflow returns.
@@ -48,6 +52,9 @@ pub struct StoryOutput {
     pub error: Option<String>,
     /// Its NDJSON events, in order.
     pub events: Vec<serde_json::Value>,
+    /// Where it landed on the shared branch (workers with a shared remote, a story done).
+    #[serde(default)]
+    pub landed: Option<lane::Landed>,
 }
 
 /// How the worker resolves the project for each story (as `run` would, with keepers on).
@@ -109,10 +116,12 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
             holder,
             ttl: spec.lease_ttl,
         };
+        let root = spec.root.clone();
         let workflow = workflow::StoryWorkflow::new(spec, leases);
         let endpoint = Endpoint::builder()
             .bind(workflow.into_service_definition().options(options))
             .bind(lease::StoryLease)
+            .bind(lane::IntegrationLane { root: root.clone() })
             .build();
         eprintln!(
             "bmad-host worker: serving the story workflow on http://{listen}/ (register it with the Restate server)"

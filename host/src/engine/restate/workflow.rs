@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use restate_sdk::prelude::*;
 
+use super::lane::{IntegrationLaneClient, Landing};
 use super::lease::Leases;
 use super::steps;
 use super::{StoryInput, StoryOutput, WorkerSpec};
@@ -36,16 +37,16 @@ impl StoryWorkflow {
         input: Json<StoryInput>,
     ) -> Result<Json<StoryOutput>, HandlerError> {
         let _one = self.one.lock().await;
-        let story = input.into_inner().story;
+        let StoryInput { story, project } = input.into_inner();
         // The work tree as the workflow found it, or (replaying) as it found it the first time.
-        let tree = steps::Tree::new(self.spec.root.clone());
+        let tree = steps::Tree::open(self.spec.root.clone(), &story).await;
         let ran = AtomicBool::new(false);
         let flag = &ran;
         let tree_ref = &tree;
         let base = ctx
             .run(move || async move {
                 flag.store(true, Ordering::Relaxed);
-                tree_ref.snapshot("base").await
+                tree_ref.start().await
             })
             .name("base")
             .await?;
@@ -77,10 +78,44 @@ impl StoryWorkflow {
         drop(incoming);
         let output = output.await;
         served?;
-        let output = output
+        let mut output = output
             .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;
+        if tree.shared() && output.exit_code == crate::exit::OK && finished_done(&output) {
+            // Its last step's commit, on its branch, lands through the project's lane.
+            let end = ctx
+                .run(|| async { tree.snapshot("end").await })
+                .name("end")
+                .await?;
+            let title = output
+                .events
+                .iter()
+                .find(|e| e["event"] == "story_started")
+                .and_then(|e| e["title"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let landing = Landing {
+                key: ctx.key().to_string(),
+                story: story.clone(),
+                title,
+                sha: end,
+            };
+            let landed = ctx
+                .object_client::<IntegrationLaneClient<'_>>(project.as_str())
+                .land(Json(landing))
+                .call()
+                .await?;
+            output.landed = Some(landed.into_inner());
+        }
         Ok(Json(output))
     }
+}
+
+/// Whether the story ended done.
+fn finished_done(output: &StoryOutput) -> bool {
+    output
+        .events
+        .iter()
+        .any(|e| e["event"] == "story_finished" && e["result"] == "done")
 }
 
 /// Runs the loop for `story` on this thread, its steps in `steps`; its events are collected.
@@ -121,6 +156,7 @@ fn drive(
         exit_code,
         error,
         events: collected,
+        landed: None,
     }
 }
 

@@ -1,0 +1,154 @@
+//! The integration lane: one Restate virtual object per project (`IntegrationLane`), so that
+//! finished stories land on the shared branch one at a time, whichever machines their workers
+//! are on. Landing a story squashes its branch (`bmad/<story>`, as its last step left it) onto
+//! the shared branch's head as one commit, `<id>: <title>` with a `Bmad-Story: <workflow>`
+//! trailer, and pushes it. It is one journaled step; if it is run again (its worker died before
+//! Restate kept its result), it finds its trailer on the branch and lands nothing twice.
+
+use std::path::PathBuf;
+
+use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A story to land.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Landing {
+    /// The story's workflow key (the trailer).
+    pub key: String,
+    /// The story id.
+    pub story: String,
+    /// Its title.
+    pub title: String,
+    /// The commit its last step left.
+    pub sha: String,
+}
+
+/// Where it landed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Landed {
+    /// The commit on the shared branch.
+    pub commit: String,
+    /// The shared branch.
+    pub branch: String,
+}
+
+/// The lane object: lands in a worktree of this worker's clone of its own
+/// (`.bmad-host/lane`), beside the story it may be driving.
+#[derive(Debug)]
+pub(crate) struct IntegrationLane {
+    pub root: PathBuf,
+}
+
+#[restate_sdk::object]
+impl IntegrationLane {
+    /// Lands one finished story on the shared branch.
+    #[handler]
+    async fn land(
+        &self,
+        ctx: ObjectContext<'_>,
+        landing: Json<Landing>,
+    ) -> Result<Json<Landed>, HandlerError> {
+        let landing = landing.into_inner();
+        let root = self.root.clone();
+        let landed = ctx
+            .run(|| async move { land(&root, &landing).await.map(Json) })
+            .name("land")
+            .await?;
+        Ok(landed)
+    }
+}
+
+async fn land(root: &std::path::Path, l: &Landing) -> Result<Landed, HandlerError> {
+    let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
+    let git = crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts);
+    let err = |e: crate::git::GitError| {
+        HandlerError::from(std::io::Error::other(crate::error::Report(&e).to_string()))
+    };
+    let lane = crate::journal::state_dir(root).join("lane");
+    let lane_dir = lane.to_string_lossy().into_owned();
+    if !lane.join(".git").exists() {
+        let _ = git.output(root, &["worktree", "prune"]).await;
+        git.run(
+            root,
+            &[
+                "worktree", "add", "--quiet", "--force", "--detach", &lane_dir,
+            ],
+        )
+        .await
+        .map_err(err)?;
+    }
+    git.run(&lane, &["fetch", "--quiet", "origin"])
+        .await
+        .map_err(err)?;
+    let head = git
+        .run(
+            &lane,
+            &["symbolic-ref", "--short", "refs/remotes/origin/HEAD"],
+        )
+        .await
+        .map_err(err)?;
+    let shared = head.stdout.trim().to_string();
+    let branch = shared.trim_start_matches("origin/").to_string();
+    git.run(
+        &lane,
+        &["checkout", "--quiet", "--force", "--detach", &shared],
+    )
+    .await
+    .map_err(err)?;
+    let trailer = format!("Bmad-Story: {}", l.key);
+    let grep = format!("--grep=^{}$", regex_escape(&trailer));
+    let found = git
+        .run(&lane, &["log", "--format=%H", &grep, &shared])
+        .await
+        .map_err(err)?;
+    if let Some(commit) = found.stdout.lines().next() {
+        // Landed before (its result was not journaled): not twice.
+        return Ok(Landed {
+            commit: commit.to_string(),
+            branch,
+        });
+    }
+    let story_ref = format!("+refs/heads/bmad/{0}:refs/remotes/origin/bmad/{0}", l.story);
+    git.run(&lane, &["fetch", "--quiet", "origin", &story_ref])
+        .await
+        .map_err(err)?;
+    let merged = git
+        .output(&lane, &["merge", "--squash", "--quiet", &l.sha])
+        .await
+        .map_err(err)?;
+    if !merged.success() {
+        let _ = git
+            .output(&lane, &["reset", "--quiet", "--hard", &shared])
+            .await;
+        return Err(TerminalError::new(format!(
+            "story {} does not land on {branch}: {}",
+            l.story,
+            merged.text()
+        ))
+        .into());
+    }
+    let subject = format!("{}: {}", l.story, l.title);
+    let commit = git
+        .commit_all(&lane, &subject, &trailer)
+        .await
+        .map_err(err)?
+        .unwrap_or_default();
+    let target = format!("HEAD:refs/heads/{branch}");
+    git.run(&lane, &["push", "--quiet", "origin", &target])
+        .await
+        .map_err(err)?;
+    Ok(Landed { commit, branch })
+}
+
+/// `text` with the characters a basic regular expression reads specially escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = matches!(c, '.' | '[' | ']' | '*' | '^' | '$' | '\\');
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
