@@ -243,7 +243,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let front = Front::start(vec![port_a, port_b])?;
     register(admin, &format!("http://127.0.0.1:{}", front.port))?;
 
-    let mut client = setup
+    let client = setup
         .bmad_host(&project, &["run", "--engine", "restate", "--json"])
         .arg("--restate")
         .arg(format!("http://127.0.0.1:{ingress}"))
@@ -279,19 +279,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let gone = wait_gone(&[keeper, call_pid], Duration::from_secs(30));
     let teardown = killed_at.elapsed();
 
-    let mut out = String::new();
-    client
-        .stdout
-        .take()
-        .context("client stdout")?
-        .read_to_string(&mut out)?;
-    let mut err = String::new();
-    client
-        .stderr
-        .take()
-        .context("client stderr")?
-        .read_to_string(&mut err)?;
-    let code = client.wait()?.code();
+    let finished = client.wait_with_output()?;
+    let (out, err) = (
+        String::from_utf8_lossy(&finished.stdout).into_owned(),
+        String::from_utf8_lossy(&finished.stderr).into_owned(),
+    );
+    let code = finished.status.code();
     fs::write(work.join("client.ndjson"), &out)?;
     let events: Vec<Value> = out
         .lines()

@@ -175,44 +175,40 @@ fn key_part(text: std::borrow::Cow<'_, str>) -> String {
 
 /// Starts the story's workflow (it then runs whether or not this process waits for it).
 async fn submit(url: &str, key: &str, story: &str, project: &str) -> Result<(), EngineError> {
-    let target = format!("{url}/{WORKFLOW}/{key}/run/send");
     let body = serde_json::to_vec(&StoryInput {
         story: story.to_string(),
         project: project.to_string(),
     })
     .unwrap_or_default();
-    let (status, answer) = crate::http::send(hyper::Method::POST, &target, &body)
-        .await
-        .map_err(|detail| EngineError::Ingress {
-            url: target.clone(),
-            detail,
-        })?;
-    if !status.is_success() {
-        return Err(EngineError::Ingress {
-            url: target,
-            detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&answer)),
-        });
-    }
-    Ok(())
+    let target = format!("{url}/{WORKFLOW}/{key}/run/send");
+    ingress(hyper::Method::POST, target, &body).await.map(drop)
 }
 
 /// Waits for the story's workflow to end; its output.
 async fn attach(url: &str, key: &str) -> Result<StoryOutput, EngineError> {
     let target = format!("{url}/restate/workflow/{WORKFLOW}/{key}/attach");
-    let (status, answer) = crate::http::send(hyper::Method::GET, &target, &[])
-        .await
-        .map_err(|detail| EngineError::Ingress {
-            url: target.clone(),
-            detail,
-        })?;
-    if !status.is_success() {
-        return Err(EngineError::Ingress {
-            url: target,
-            detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&answer)),
-        });
-    }
+    let answer = ingress(hyper::Method::GET, target.clone(), &[]).await?;
     serde_json::from_slice(&answer).map_err(|e| EngineError::Ingress {
         url: target,
         detail: format!("the workflow's output does not decode: {e}"),
     })
+}
+
+/// One request to the ingress; the answer of a 2xx status.
+async fn ingress(
+    method: hyper::Method,
+    target: String,
+    body: &[u8],
+) -> Result<bytes::Bytes, EngineError> {
+    match crate::http::send(method, &target, body).await {
+        Ok((status, answer)) if status.is_success() => Ok(answer),
+        Ok((status, answer)) => Err(EngineError::Ingress {
+            url: target,
+            detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&answer)),
+        }),
+        Err(detail) => Err(EngineError::Ingress {
+            url: target,
+            detail,
+        }),
+    }
 }
