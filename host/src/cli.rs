@@ -304,6 +304,10 @@ pub struct StatusArgs {
     /// Only stories of this epic.
     #[arg(long, value_name = "N")]
     pub epic: Option<u32>,
+    /// Show the stories' workflows as the Restate server at this admin URL keeps them (runs
+    /// made with --engine restate), e.g. http://127.0.0.1:9070.
+    #[arg(long, value_name = "URL")]
+    pub restate_admin: Option<String>,
 }
 
 /// `bmad-host log`.
@@ -315,6 +319,10 @@ pub struct LogArgs {
     /// Only this story's steps.
     #[arg(long, value_name = "ID")]
     pub story: Option<String>,
+    /// Show the steps the Restate server at this admin URL journaled (runs made with --engine
+    /// restate), e.g. http://127.0.0.1:9070.
+    #[arg(long, value_name = "URL")]
+    pub restate_admin: Option<String>,
 }
 
 /// `bmad-host report`.

@@ -45,7 +45,11 @@ pub(crate) async fn send(
         .await
         .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut request = Request::builder().method(method).uri(path);
+    // Answers are read as JSON (Restate's admin API answers a query in Arrow otherwise).
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::ACCEPT, "application/json");
     if !body.is_empty() {
         request = request.header(hyper::header::CONTENT_TYPE, "application/json");
     }

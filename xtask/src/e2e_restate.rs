@@ -290,6 +290,31 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    // `status` and `log` read the engine's state of the run.
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let inspect = |command: &str| -> Result<Vec<Value>> {
+        let out = Command::new(setup.bin.join("bmad-host"))
+            .args([
+                command,
+                "--json",
+                "--restate-admin",
+                &admin_url,
+                "--project",
+            ])
+            .arg(&project)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "bmad-host {command} --restate-admin: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect())
+    };
+    let engine_status = inspect("status")?;
+    let engine_log = inspect("log")?;
     let journal = http(
         admin,
         "POST",
@@ -393,6 +418,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         states.len() == STORIES && states.iter().all(|s| s == "done"),
         format!("the stories on the shared branch: {states:?}"),
     );
+    check(
+        engine_status.len() == STORIES && engine_status.iter().all(|s| s["status"] == "completed"),
+        format!("status --restate-admin: {engine_status:?}"),
+    );
+    let killed_step = format!("{KILLED} c1 dev agent-call #0");
+    let logged = engine_log
+        .iter()
+        .filter(|e| e["step"] == killed_step.as_str())
+        .count();
+    let stories_logged: std::collections::BTreeSet<&str> = engine_log
+        .iter()
+        .filter_map(|e| e["story"].as_str())
+        .collect();
+    check(
+        logged == 1 && stories_logged.len() == STORIES,
+        format!("log --restate-admin: `{killed_step}` {logged} times, stories {stories_logged:?}"),
+    );
     // The survivor took the story over only once the dead worker's lease had expired.
     let survivor = if victim == "worker-a" {
         "worker-b"
@@ -412,7 +454,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if failures.is_empty() {
         println!(
             "e2e-restate PASS  {STORIES} stories done through 2 workers; {victim} killed during {KILLED}'s Dev call, its tree gone {} ms after; \
-             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; the survivor waited for the lease ({LEASE_TTL}); each story landed once on the shared branch, done; no overlap, nothing left; {:.1}s (killed at {:.1}s)",
+             {total_calls} agent calls for {steps} journaled finished calls + 1 killed; the survivor waited for the lease ({LEASE_TTL}); each story landed once on the shared branch, done; status and log read the engine; no overlap, nothing left; {:.1}s (killed at {:.1}s)",
             teardown.as_millis(),
             started.elapsed().as_secs_f64(),
             killed_at.duration_since(started).as_secs_f64()

@@ -72,6 +72,16 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             context.warn_untrusted();
             super::config::print(&context)
         }
+        Command::Status(args) if args.restate_admin.is_some() => {
+            let root = crate::context::project_root(&args.common.project)?;
+            let admin = args.restate_admin.as_deref().unwrap_or_default();
+            restate_inspect(&root, admin, None, args.common.json, false)
+        }
+        Command::Log(args) if args.restate_admin.is_some() => {
+            let root = crate::context::project_root(&args.common.project)?;
+            let admin = args.restate_admin.as_deref().unwrap_or_default();
+            restate_inspect(&root, admin, args.story.as_deref(), args.common.json, true)
+        }
         Command::Status(args) => {
             let context = Context::resolve(args.common.options(), &Overrides::default())?;
             context.warn_untrusted();
@@ -134,6 +144,33 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             restate_worker(options, args.settings.overrides(), &args)
         }
     }
+}
+
+/// `status` (`log`: the steps) of the engine's workflows of the project at `root`.
+#[cfg(feature = "restate")]
+fn restate_inspect(
+    root: &std::path::Path,
+    admin: &str,
+    story: Option<&str>,
+    json: bool,
+    steps: bool,
+) -> Result<u8, Error> {
+    if steps {
+        crate::engine::restate::log(root, admin, story, json)
+    } else {
+        crate::engine::restate::status(root, admin, json)
+    }
+}
+
+#[cfg(not(feature = "restate"))]
+fn restate_inspect(
+    _: &std::path::Path,
+    _: &str,
+    _: Option<&str>,
+    _: bool,
+    _: bool,
+) -> Result<u8, Error> {
+    Err(EngineError::NotBuilt.into())
 }
 
 #[cfg(feature = "restate")]

@@ -1,6 +1,6 @@
 //! `--engine restate` in the default build (without the `restate` feature), through the real
-//! binary: `run --engine restate` and `worker` exit 2 saying how to get the feature, before
-//! they touch anything; `--engine restate` needs `--restate`; a worker serves only an engine.
+//! binary: `run --engine restate`, `worker` and `status`/`log --restate-admin` exit 2 saying
+//! how to get the feature, before they touch anything; `--engine restate` needs `--restate`; a worker serves only an engine.
 //! (With the feature, `cargo xtask e2e-restate` drives them against a real Restate server.)
 
 use bmad_host_tests::harness::{Project, Run};
@@ -29,6 +29,20 @@ fn without_the_feature_the_engine_commands_say_how_to_get_it() {
             "--listen",
             "127.0.0.1:0",
             "--restate",
+            "http://127.0.0.1:1",
+        ],
+        &[
+            "status",
+            "--project",
+            dir,
+            "--restate-admin",
+            "http://127.0.0.1:1",
+        ],
+        &[
+            "log",
+            "--project",
+            dir,
+            "--restate-admin",
             "http://127.0.0.1:1",
         ],
     ] {

@@ -34,12 +34,7 @@ pub fn run(
 async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
     let started = Instant::now();
     let run_id = format!("r{}", jiff::Timestamp::now().as_millisecond());
-    let project = key_part(
-        plan.context
-            .root
-            .file_name()
-            .map_or("project".into(), |n| n.to_string_lossy()),
-    );
+    let project = project_key(&plan.context.root);
     let mut finished = Vec::new();
     let mut code = crate::exit::OK;
     let mut first = true;
@@ -160,6 +155,14 @@ fn emit(ui: &Ui, line: &Value) {
     }
 }
 
+/// The project's part of its workflows' keys: its folder's name.
+pub(super) fn project_key(root: &std::path::Path) -> String {
+    key_part(
+        root.file_name()
+            .map_or("project".into(), |n| n.to_string_lossy()),
+    )
+}
+
 /// Characters a workflow key keeps (the rest become `_`).
 fn key_part(text: std::borrow::Cow<'_, str>) -> String {
     text.chars()
@@ -195,7 +198,7 @@ async fn attach(url: &str, key: &str) -> Result<StoryOutput, EngineError> {
 }
 
 /// One request to the ingress; the answer of a 2xx status.
-async fn ingress(
+pub(super) async fn ingress(
     method: hyper::Method,
     target: String,
     body: &[u8],

@@ -9,6 +9,7 @@
 //! worker's agent dies with it. The worker drives one story at a time.
 
 mod client;
+mod inspect;
 mod lane;
 mod lease;
 mod steps;
@@ -26,6 +27,7 @@ use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use client::run;
+pub use inspect::{log, status};
 
 use super::EngineError;
 use crate::config::Overrides;
