@@ -273,6 +273,11 @@ pub(crate) async fn run_attempt(
     // Under a keeper, the call's tree dies with the host (`kill -9` included): the keeper holds
     // the lifeline's other end, dropped with this function's frame once the call has ended.
     let (mut cmd, _lifeline) = match &spec.keeper {
+        Some(_) if !keeper::can_start(&spec.bin) => {
+            let message = format!("{}: no such executable", spec.bin.display());
+            transcript.note("spawn_failed", json!({ "error": message }));
+            return AttemptResult::spawn_failed(message);
+        }
         Some(exe) => match keeper::command(exe, limits.term_grace, &spec.bin) {
             Ok((cmd, lifeline)) => (cmd, Some(lifeline)),
             Err(e) => {

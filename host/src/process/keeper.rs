@@ -56,6 +56,21 @@ pub fn command(
     Ok((cmd, Lifeline(write)))
 }
 
+/// Whether `program` can be started: a path to an executable file, or a name found on `PATH`.
+/// The host asks before it starts a keeper, so that a missing program fails as a spawn does
+/// rather than as a program that exited 127.
+pub fn can_start(program: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let runnable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return runnable(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))))
+}
+
 /// `bmad-host __keep GRACE_MS PROGRAM ARGS…`: runs the keeper (`args` are those after
 /// [`KEEPER_ARG`]).
 pub fn main(args: Vec<OsString>) -> ExitCode {

@@ -174,3 +174,33 @@ fn the_keeper_exits_as_its_program_did() {
         .expect("run the keeper");
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn under_a_keeper_a_missing_cli_fails_to_start_as_without_one() {
+    let project = Project::fixture("v4-sample");
+    let plugins = bmad_host_tests::harness::plugins();
+    let run = Run::bmad_host(
+        &[
+            "run",
+            "--json",
+            "--plugins",
+            plugins.to_str().expect("utf-8"),
+            "--project",
+            project.path().to_str().expect("utf-8"),
+            "--claude-bin",
+            "/nonexistent/claude",
+            "--story",
+            "1.1",
+        ],
+        &[("BMAD_HOST_CLAUDE_KEEPER", "true")],
+    );
+    assert_ne!(run.code(), 0);
+    let finished = run.events_named("agent_finished");
+    assert_eq!(finished.len(), 1, "{}", run.stderr());
+    let message = finished[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("/nonexistent/claude: no such executable"),
+        "{message}"
+    );
+    assert_eq!(finished[0]["outcome"], "spawn_failed", "{}", finished[0]);
+}
