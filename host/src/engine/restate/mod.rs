@@ -13,6 +13,7 @@ mod inspect;
 mod lane;
 mod lease;
 mod steps;
+mod tree;
 // The workflow macro writes a public client whose methods carry no docs.
 #[allow(
     missing_docs,
