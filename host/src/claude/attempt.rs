@@ -572,7 +572,7 @@ impl State<'_> {
     async fn harvest(&mut self) {
         let survivors = self
             .tracker
-            .kill_all(Instant::now() + self.limits.term_grace)
+            .kill_all(process::killed_by(self.limits.term_grace))
             .await;
         // The process itself is reaped and none of its descendants is alive.
         self.proven_gone = survivors.is_empty() && self.exited.is_some();

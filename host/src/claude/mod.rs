@@ -52,7 +52,8 @@ pub struct Limits {
     /// How long the process may take to exit after SIGINT before SIGTERM.
     pub interrupt_grace: Duration,
     /// How long the process may take to exit after SIGTERM before SIGKILL; also the bound on
-    /// waiting for killed processes to disappear.
+    /// waiting for killed processes to disappear (at least
+    /// [`crate::process::KILLED_GONE_WITHIN`]).
     pub term_grace: Duration,
     /// How long the process may take to exit on its own after its `result` line.
     pub exit_grace: Duration,

@@ -21,7 +21,7 @@ use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{ExitCode, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
@@ -169,7 +169,7 @@ async fn keep(grace: Duration, program: OsString, args: Vec<OsString>) -> ExitCo
         }
     };
     tracker.root_reaped();
-    let _ = tracker.kill_all(Instant::now() + grace).await;
+    let _ = tracker.kill_all(super::killed_by(grace)).await;
     mirror(status)
 }
 

@@ -24,6 +24,18 @@ pub(crate) use tree::{
 };
 pub use tree::{Survivor, SurvivorKind, claim_adopted_orphans};
 
+/// The least time a SIGKILLed process is given to disappear before it is called a survivor
+/// (the graces are the limits' `term_grace` when longer). The wait ends as soon as it is gone;
+/// on a loaded machine a killed process can take a few hundred milliseconds to be scheduled
+/// and exit, and a survivor stops the run.
+pub const KILLED_GONE_WITHIN: Duration = Duration::from_secs(2);
+
+/// The deadline for SIGKILLed processes to be gone: `grace` from now, and at least
+/// [`KILLED_GONE_WITHIN`].
+pub(crate) fn killed_by(grace: Duration) -> Instant {
+    Instant::now() + grace.max(KILLED_GONE_WITHIN)
+}
+
 /// Environment variable set on every process the host starts (agent calls and gates), with a
 /// value unique to the call.
 pub const CALL_MARKER_ENV: &str = "BMAD_HOST_CALL";
@@ -87,7 +99,7 @@ pub(crate) async fn terminate(
     }
     tracker.scan();
     tracker.signal_group(Signal::SIGKILL);
-    match tokio::time::timeout(kill_grace, child.wait()).await {
+    match tokio::time::timeout(kill_grace.max(KILLED_GONE_WITHIN), child.wait()).await {
         Ok(status) => Terminated {
             status: status.ok(),
             reaped: true,
@@ -128,7 +140,7 @@ pub(crate) async fn end_command(
     if survivors.is_empty() {
         tracker.root_reaped();
     }
-    survivors.extend(tracker.kill_all(Instant::now() + grace).await);
+    survivors.extend(tracker.kill_all(killed_by(grace)).await);
     (status, survivors)
 }
 
@@ -140,5 +152,5 @@ pub(crate) async fn end_command(
 pub async fn stop_leftovers(marker: &str, grace: Duration) -> Vec<Survivor> {
     let mut tracker = Tracker::new(0, marker.to_string(), false);
     tracker.root_reaped();
-    tracker.kill_all(Instant::now() + grace).await
+    tracker.kill_all(killed_by(grace)).await
 }
