@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -117,12 +118,16 @@ impl Setup {
             .env("RESTATE_ADMIN__BIND_ADDRESS", format!("127.0.0.1:{admin}"))
             .env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{fabric}"))
             .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
+            .env("E2E_RESTATE_SERVER", self.work.as_os_str())
+            // npm's `restate-server` is a Node.js wrapper that starts the server as its child:
+            // both go with their process group.
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot start {}", self.server.display()))?;
         let out = child.stdout.take().context("server stdout")?;
-        procs.add("restate-server", child);
+        procs.add_group("restate-server", child);
         wait_for_line(
             out,
             &format!("server.port: {admin}"),
@@ -448,6 +453,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
     check(left.is_empty(), format!("processes left: {left:?}"));
+    // The server (npm's wrapper and the server it started) is gone too, once killed.
+    let server = processes_with(&format!("E2E_RESTATE_SERVER={}", work.display()));
+    let server_left = wait_gone(&server, Duration::from_secs(10));
+    check(
+        server_left.is_empty(),
+        format!("the Restate server outlived the check: {server_left:?}"),
+    );
 
     let total_calls = calls.len();
     let steps: usize = finished_steps.values().sum();
@@ -650,31 +662,50 @@ fn processes_with(entry: &str) -> Vec<u32> {
         .collect()
 }
 
-/// The processes this check started, stopped at the end (and on an early return).
+/// The processes this check started, stopped at the end (and on an early return): each a
+/// process, or (the server) a process group.
 #[derive(Default)]
-struct Procs(Vec<(String, Child)>);
+struct Procs(Vec<(String, Child, bool)>);
 
 impl Procs {
     fn add(&mut self, name: &str, child: Child) {
-        self.0.push((name.to_string(), child));
+        self.0.push((name.to_string(), child, false));
+    }
+
+    fn add_group(&mut self, name: &str, child: Child) {
+        self.0.push((name.to_string(), child, true));
     }
 
     fn kill(&mut self, name: &str) {
-        for (n, child) in &mut self.0 {
+        for (n, child, group) in &mut self.0 {
             if n == name {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(child, *group);
             }
         }
     }
 
     fn stop_all(&mut self) {
-        for (_, child) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+        for (_, child, group) in &mut self.0 {
+            stop(child, *group);
         }
         self.0.clear();
     }
+}
+
+/// SIGKILL to `child` (to its process group when `group`), then reaps it.
+fn stop(child: &mut Child, group: bool) {
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    match pid {
+        Some(pid) if group => {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+        _ => {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
 }
 
 impl Drop for Procs {
