@@ -1,19 +1,26 @@
 //! `cargo xtask e2e-restate`: stories as Restate workflows, with a worker killed in the middle
-//! of an agent call. Needs npm (not part of `cargo xtask test`).
+//! of an agent call. Needs npm (not part of `cargo xtask test`; step 3 of `.ci/run`).
 //!
 //! It installs the pinned `@restatedev/restate-server` with npm into `target/e2e-restate/npm`
-//! (reused when present), builds `bmad-host` with the `restate` feature and the fake Claude,
-//! generates an 8-story BMAD v4 epic, and starts on loopback: the server, two workers on the
-//! same project, and a TCP front with fail-over that the server knows as the one deployment
-//! (a deployment is one address; Restate does not spread a service over two). Then
-//! `bmad-host run --engine restate` drives the epic; the Dev call of story 1.4 waits on a FIFO,
-//! and once it runs, the worker running it is killed with SIGKILL.
+//! (reused when present), builds `bmad-host` with the `restate` feature (linted by clippy) and
+//! the fake Claude, generates an 8-story BMAD v4 epic in a bare git repository (the shared
+//! remote), and starts on loopback: the server, two workers each in a clone of its own, and a
+//! TCP front with fail-over that the server knows as the one deployment (a deployment is one
+//! address; Restate does not spread a service over two). Then `bmad-host run --engine restate`
+//! drives the epic from a third clone; the Dev call of story 1.4 waits on a FIFO, and once it
+//! runs, the worker running it is killed with SIGKILL.
 //!
 //! It asserts: the run ends with exit 0 and every story done; the killed call was made again
 //! (once) and no other agent call twice: the fake's calls are the journal's finished agent-call
-//! entries plus the killed one; never two copies of one story's call alive at once (the fake
-//! holds a lock per story and role for its whole life); nothing of the killed worker's call
-//! left (its keeper took the tree down at once); no process of the test left at the end.
+//! entries plus the killed one; the survivor waited for the dead worker's lease; never two
+//! copies of one story's call alive at once (the fake holds a lock per story and role for its
+//! whole life); every story landed exactly once on the shared branch, and is done there;
+//! `status` and `log --restate-admin` read the engine; nothing of the killed worker's call left
+//! (its keeper took the tree down at once); no process of the check left at the end, the
+//! server's included.
+//!
+//! `--bench` drives a 20-story epic once locally and once through one worker, and writes the
+//! engine's cost per step and per story into BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::fs;
