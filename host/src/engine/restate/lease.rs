@@ -196,8 +196,10 @@ impl Leases {
                 wait_ms = grant.wait_ms,
                 "the story's lease is held: waiting for it to expire"
             );
-            // A deadline: the holder's lease ends then unless renewed.
-            tokio::time::sleep(Duration::from_millis(grant.wait_ms.max(1))).await;
+            // Not a wait for the holder to finish: the instant its lease ends unless renewed,
+            // after which the lease is asked for again.
+            let expiry = Duration::from_millis(grant.wait_ms.max(1));
+            tokio::time::sleep(expiry).await; // a deadline: the holder's lease expiry
         };
         let (tx, lost) = watch::channel(false);
         let renewal = tokio::spawn({
