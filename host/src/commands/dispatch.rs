@@ -75,12 +75,12 @@ fn dispatch(command: Command) -> Result<u8, Error> {
         Command::Status(args) if args.restate_admin.is_some() => {
             let root = crate::context::project_root(&args.common.project)?;
             let admin = args.restate_admin.as_deref().unwrap_or_default();
-            restate_inspect(&root, admin, None, args.common.json, false)
+            crate::engine::restate::status(&root, admin, args.common.json)
         }
         Command::Log(args) if args.restate_admin.is_some() => {
             let root = crate::context::project_root(&args.common.project)?;
             let admin = args.restate_admin.as_deref().unwrap_or_default();
-            restate_inspect(&root, admin, args.story.as_deref(), args.common.json, true)
+            crate::engine::restate::log(&root, admin, args.story.as_deref(), args.common.json)
         }
         Command::Status(args) => {
             let context = Context::resolve(args.common.options(), &Overrides::default())?;
@@ -125,7 +125,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             context.config.require_trust()?;
             match (args.engine, args.restate.as_deref()) {
                 (Engine::Restate, Some(url)) if !args.dry_run => {
-                    restate_run(context, args.epic, args.story.as_deref(), url)
+                    crate::engine::restate::run(context, args.epic, args.story.as_deref(), url)
                 }
                 _ => super::run::run(
                     context,
@@ -140,78 +140,21 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             if args.engine != Engine::Restate {
                 return Err(EngineError::LocalWorker.into());
             }
-            let options = trusting(args.common.options(), args.settings.trust);
-            restate_worker(options, args.settings.overrides(), &args)
+            crate::engine::restate::worker(worker_spec(&args)?, args.listen)
         }
     }
 }
 
-/// `status` (`log`: the steps) of the engine's workflows of the project at `root`.
-#[cfg(feature = "restate")]
-fn restate_inspect(
-    root: &std::path::Path,
-    admin: &str,
-    story: Option<&str>,
-    json: bool,
-    steps: bool,
-) -> Result<u8, Error> {
-    if steps {
-        crate::engine::restate::log(root, admin, story, json)
-    } else {
-        crate::engine::restate::status(root, admin, json)
-    }
-}
-
-#[cfg(not(feature = "restate"))]
-fn restate_inspect(
-    _: &std::path::Path,
-    _: &str,
-    _: Option<&str>,
-    _: bool,
-    _: bool,
-) -> Result<u8, Error> {
-    Err(EngineError::NotBuilt.into())
-}
-
-#[cfg(feature = "restate")]
-fn restate_run(
-    context: Context,
-    epic: Option<u32>,
-    story: Option<&str>,
-    url: &str,
-) -> Result<u8, Error> {
-    crate::engine::restate::run(context, epic, story, url)
-}
-
-#[cfg(not(feature = "restate"))]
-fn restate_run(_: Context, _: Option<u32>, _: Option<&str>, _: &str) -> Result<u8, Error> {
-    Err(EngineError::NotBuilt.into())
-}
-
-#[cfg(feature = "restate")]
-fn restate_worker(
-    options: crate::context::Options,
-    overrides: Overrides,
-    args: &crate::cli::WorkerArgs,
-) -> Result<u8, Error> {
-    let root = crate::context::project_root(&options.project)?;
-    let spec = crate::engine::restate::WorkerSpec {
+/// `bmad-host worker`'s [`WorkerSpec`](crate::engine::WorkerSpec), from its arguments.
+fn worker_spec(args: &crate::cli::WorkerArgs) -> Result<crate::engine::WorkerSpec, Error> {
+    let options = trusting(args.common.options(), args.settings.trust);
+    Ok(crate::engine::WorkerSpec {
+        root: crate::context::project_root(&options.project)?,
         options,
-        overrides,
-        root,
+        overrides: args.settings.overrides(),
         ingress: args.restate.trim_end_matches('/').to_string(),
         lease_ttl: args.lease_ttl,
-    };
-    crate::engine::restate::worker(spec, args.listen)
-}
-
-#[cfg(not(feature = "restate"))]
-fn restate_worker(
-    _: crate::context::Options,
-    _: Overrides,
-    _: &crate::cli::WorkerArgs,
-) -> Result<u8, Error> {
-    Err(EngineError::NotBuilt.into())
+    })
 }
 
 /// `options` with `--trust` added.

@@ -30,9 +30,8 @@ use serde::{Deserialize, Serialize};
 pub use client::run;
 pub use inspect::{log, status};
 
-use super::EngineError;
-use crate::config::Overrides;
-use crate::context::{Context, Options};
+use super::{EngineError, WorkerSpec};
+use crate::context::Context;
 
 /// What a story's workflow is given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,21 +57,6 @@ pub struct StoryOutput {
     /// Where it landed on the shared branch (workers with a shared remote, a story done).
     #[serde(default)]
     pub landed: Option<lane::Landed>,
-}
-
-/// How the worker resolves the project for each story (as `run` would, with keepers on).
-#[derive(Debug, Clone)]
-pub struct WorkerSpec {
-    /// The common flags (`--project`, `--plugins`, ...).
-    pub options: Options,
-    /// The setting flags.
-    pub overrides: Overrides,
-    /// The project's root (a git work tree).
-    pub root: std::path::PathBuf,
-    /// The Restate server's ingress, for the leases.
-    pub ingress: String,
-    /// How long a lease lasts without renewal.
-    pub lease_ttl: Duration,
 }
 
 impl WorkerSpec {
