@@ -69,6 +69,15 @@ A run that stopped (crash, Ctrl-C, reboot) resumes where it stopped; --fresh sta
   bmad-host worker --engine restate --listen 127.0.0.1:9080 --project ~/src/shop --plugins plugins/
   restate deployments register http://127.0.0.1:9080")]
     Worker(WorkerArgs),
+    /// Spread the Restate server's requests over several workers (feature `restate`).
+    ///
+    /// Restate sends all of a deployment's invocations over one HTTP/2 connection: register this
+    /// balancer as the one deployment, and it gives each new invocation to the worker with the
+    /// fewest open, so that each worker drives its own story.
+    #[command(after_help = "Examples:
+  bmad-host balance --listen 0.0.0.0:9070 http://10.0.0.5:9080 http://10.0.0.6:9080
+  restate deployments register http://10.0.0.4:9070")]
+    Balance(BalanceArgs),
     /// Show every story: id, title, file, parsed state, raw status, gate, and journal progress.
     #[command(after_help = "Examples:
   bmad-host status --project ~/src/shop
@@ -181,6 +190,17 @@ pub struct WorkerArgs {
     /// The flags that override configuration values.
     #[command(flatten)]
     pub settings: SettingArgs,
+}
+
+/// `bmad-host balance`.
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    /// The address the Restate server reaches the balancer on, e.g. 0.0.0.0:9070.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Each worker's URL (its `--listen`), e.g. http://10.0.0.5:9080.
+    #[arg(value_name = "WORKER", required = true)]
+    pub workers: Vec<String>,
 }
 
 /// The flags that override configuration values (`run`, and `config` to preview them).
@@ -443,7 +463,7 @@ impl Command {
             Command::Plugins(PluginsCommand::Export(a)) => Some(&a.common),
             Command::Config(a) => Some(&a.common),
             Command::Trust(a) => Some(&a.common),
-            Command::Completions { .. } => None,
+            Command::Balance(_) | Command::Completions { .. } => None,
         }
     }
 }

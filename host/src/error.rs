@@ -167,6 +167,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// `bmad-host balance` was given bad workers.
+    #[error("balance: {0}")]
+    Balance(String),
     /// The engine refused a request or could not be reached.
     #[error("Restate at {url}: {detail}")]
     Ingress {

@@ -29,8 +29,6 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -190,6 +188,83 @@ impl Setup {
     }
 }
 
+/// Holds the FIFOs of `hold` open for writing until the Dev calls waiting on them have both
+/// opened them (so both are alive), then checks from the fake's log that their keepers run under
+/// two different workers of `workers`; closes them (the calls go on). A call that never opens
+/// its FIFO (the two stories on one worker, one waiting for the other) fails after a deadline.
+fn both_held(hold: &[PathBuf; 2], log: &Path, workers: &[u32]) -> Result<()> {
+    let (opened, held) = std::sync::mpsc::channel();
+    for fifo in hold {
+        let (fifo, opened) = (fifo.clone(), opened.clone());
+        std::thread::spawn(move || {
+            let _ = opened.send(fs::OpenOptions::new().write(true).open(&fifo));
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut writers = Vec::new();
+    while writers.len() < hold.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match held.recv_timeout(left) {
+            Ok(writer) => writers.push(writer?),
+            Err(_) => {
+                // Each FIFO has a writer now (held here) or one waiting to open it (a thread):
+                // a reader opens at once, and lets the waiting one go.
+                for fifo in hold {
+                    let _ = fs::File::open(fifo);
+                }
+                bail!("the Dev calls of 1.1 and 1.2 were not both running within 300 s");
+            }
+        }
+    }
+    let calls = read_calls(log)?;
+    let host_of = |story: &str| -> Result<u32> {
+        let call = calls
+            .iter()
+            .find(|c| c["role"] == "dev" && c["story"] == story)
+            .with_context(|| format!("the Dev call of {story} is not in the fake's log"))?;
+        let keeper = u32::try_from(call["ppid"].as_u64().unwrap_or(0))?;
+        parent_of(keeper).with_context(|| format!("{story}'s keeper {keeper} has no parent"))
+    };
+    let (one, two) = (host_of("1.1")?, host_of("1.2")?);
+    drop(writers);
+    ensure!(
+        workers.contains(&one) && workers.contains(&two) && one != two,
+        "the Dev calls of 1.1 and 1.2 ran under {one} and {two}, not each under its own worker of {workers:?}"
+    );
+    Ok(())
+}
+
+impl Setup {
+    /// Starts `bmad-host balance` in front of the workers on `ports`; its port once it serves.
+    fn start_balancer(
+        &self,
+        procs: &mut Procs,
+        ports: &[u16],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<u16> {
+        let port = free_port()?;
+        let mut child = Command::new(self.bin.join("bmad-host"))
+            .arg("balance")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(ports.iter().map(|p| format!("http://127.0.0.1:{p}")))
+            .env("BMAD_HOST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start bmad-host balance")?;
+        let err = child.stderr.take().context("balance stderr")?;
+        procs.add("balance", child);
+        wait_for_line(
+            err,
+            "bmad-host balance: serving",
+            &self.work.join("balance.err"),
+        )?;
+        Ok(port)
+    }
+}
+
 /// Registers `uri` as the deployment of the server whose admin API is on `admin`.
 fn register(admin: u16, uri: &str) -> Result<()> {
     let (status, body) = http(admin, "POST", "/deployments", &json!({ "uri": uri }))?;
@@ -230,11 +305,22 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let go = work.join("go");
     let status = Command::new("mkfifo").arg(&go).status()?;
     ensure!(status.success(), "mkfifo {}", go.display());
+    // The Dev calls of 1.1 and 1.2 (admitted together: two jobs) each wait on a FIFO of its own
+    // and run as long as the check holds it open.
+    let hold = [work.join("hold-1.1"), work.join("hold-1.2")];
+    for fifo in &hold {
+        let status = Command::new("mkfifo").arg(fifo).status()?;
+        ensure!(status.success(), "mkfifo {}", fifo.display());
+    }
     let script = work.join("script.json");
     fs::write(
         &script,
         serde_json::to_vec(&json!({
-            "calls": [{ "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "wait_for": go }]
+            "calls": [
+                { "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "wait_for": go },
+                { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "wait_for": hold[0] },
+                { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "wait_for": hold[1] },
+            ]
         }))?,
     )?;
     let exclusive = work.join("locks");
@@ -252,18 +338,24 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let (port_a, port_b) = (free_port()?, free_port()?);
     let pid_a = setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
     let pid_b = setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
-    let front = Front::start(vec![port_a, port_b])?;
-    register(admin, &format!("http://127.0.0.1:{}", front.port))?;
+    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
+    register(admin, &format!("http://127.0.0.1:{front}"))?;
 
     let client = setup
-        .bmad_host(&project, &["run", "--engine", "restate", "--json"])
+        .bmad_host(
+            &project,
+            &["run", "--engine", "restate", "--json", "--jobs", "2"],
+        )
         .arg("--restate")
         .arg(format!("http://127.0.0.1:{ingress}"))
+        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start bmad-host run --engine restate")?;
 
+    // Both held calls alive at once, each on a worker of its own: the balancer spread them.
+    let spread = both_held(&hold, &log, &[pid_a, pid_b]);
     // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before).
     drop(fs::OpenOptions::new().write(true).open(&go)?);
     let calls = read_calls(&log)?;
@@ -334,7 +426,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
     )?;
     procs.stop_all();
-    front.stop();
 
     let mut failures = Vec::new();
     let mut check = |ok: bool, what: String| {
@@ -343,6 +434,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     };
     check(code == Some(0), format!("run exit code {code:?}: {err}"));
+    if let Err(e) = &spread {
+        check(false, format!("stories 1.1 and 1.2 side by side: {e:#}"));
+    }
     let finished = events.iter().find(|e| e["event"] == "run_finished");
     check(
         finished.is_some_and(|f| f["done"] == STORIES && f["engine"] == "restate"),
@@ -719,58 +813,6 @@ impl Drop for Procs {
     fn drop(&mut self) {
         self.stop_all();
     }
-}
-
-/// A TCP front with fail-over: each connection goes to the next backend in turn that accepts
-/// it (a dead worker refuses, so its connections go to the other).
-struct Front {
-    port: u16,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Front {
-    fn start(backends: Vec<u16>) -> Result<Front> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let next = Arc::new(AtomicUsize::new(0));
-        let flag = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            for incoming in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(client) = incoming else { continue };
-                let first = next.fetch_add(1, Ordering::Relaxed);
-                let backend = (0..backends.len()).find_map(|i| {
-                    TcpStream::connect(("127.0.0.1", backends[(first + i) % backends.len()])).ok()
-                });
-                let Some(backend) = backend else { continue };
-                pipe(client, backend);
-            }
-        });
-        Ok(Front { port, stop })
-    }
-
-    fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop so that it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
-/// Copies both ways between `a` and `b` until either side closes.
-fn pipe(a: TcpStream, b: TcpStream) {
-    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
-        return;
-    };
-    let one = move |mut from: TcpStream, mut to: TcpStream| {
-        let _ = std::io::copy(&mut from, &mut to);
-        let _ = to.shutdown(std::net::Shutdown::Both);
-        let _ = from.shutdown(std::net::Shutdown::Both);
-    };
-    std::thread::spawn(move || one(a, b2));
-    std::thread::spawn(move || one(b, a2));
 }
 
 /// Where the `--bench` section of BENCHMARKS.md starts (`cargo xtask bench` keeps it).

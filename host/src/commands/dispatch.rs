@@ -142,6 +142,7 @@ fn dispatch(command: Command) -> Result<u8, Error> {
             }
             crate::engine::restate::worker(worker_spec(&args)?, args.listen)
         }
+        Command::Balance(args) => crate::engine::restate::balance(args.listen, &args.workers),
     }
 }
 

@@ -13,6 +13,11 @@ pub fn worker(_: WorkerSpec, _: SocketAddr) -> Result<u8, Error> {
     Err(EngineError::NotBuilt.into())
 }
 
+/// `bmad-host balance`.
+pub fn balance(_: SocketAddr, _: &[String]) -> Result<u8, Error> {
+    Err(EngineError::NotBuilt.into())
+}
+
 /// `bmad-host run --engine restate`.
 pub fn run(_: Context, _: Option<u32>, _: Option<&str>, _: &str) -> Result<u8, Error> {
     Err(EngineError::NotBuilt.into())

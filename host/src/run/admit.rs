@@ -18,13 +18,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::plugins::{PluginError, Scheduler};
+use crate::plugins::{PluginError, PluginSet, Scheduler};
 use crate::policy::{self, StoryState};
-use crate::project::StoryId;
+use crate::project::{Project, StoryEntry, StoryId};
 
 /// A story waiting to start, as the host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Candidate {
+pub(crate) struct Candidate {
     /// Its id.
     pub id: StoryId,
     /// Its state as its file says (`None`: not drafted, or unreadable).
@@ -35,9 +35,34 @@ pub(super) struct Candidate {
     pub depends_on: Option<Vec<StoryId>>,
 }
 
+impl Candidate {
+    /// A story as the scheduler sees it: its state and what its file (in `project`'s checkout)
+    /// declares.
+    pub(crate) fn of(project: &Project, plugins: &PluginSet, entry: &StoryEntry) -> Self {
+        let text = project.read_story(entry).ok();
+        let declared = text
+            .as_ref()
+            .map(|t| crate::project::declared(&t.text))
+            .unwrap_or_default();
+        let state = text.and_then(|t| {
+            let parse = plugins.parse_status(&t.text).ok()?;
+            match super::observe::observed(&entry.path, &parse) {
+                crate::workflow::Observed::State(state) => Some(state),
+                _ => None,
+            }
+        });
+        Candidate {
+            id: entry.id,
+            state,
+            footprint: declared.footprint,
+            depends_on: declared.depends_on,
+        }
+    }
+}
+
 /// A story in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Running {
+pub(crate) struct Running {
     /// Its id.
     pub id: StoryId,
     /// Its declared footprint (empty: unknown).
@@ -46,7 +71,7 @@ pub(super) struct Running {
 
 /// What a scheduler decides from.
 #[derive(Debug)]
-pub(super) struct Board<'a> {
+pub(crate) struct Board<'a> {
     /// The stories waiting to start, in story order.
     pub waiting: &'a [Candidate],
     /// The stories in flight (driven, or waiting for the integration lane).
@@ -68,7 +93,7 @@ impl Board<'_> {
 
 /// What a story's epic siblings mean when it names no dependency (`[workflow] same_epic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SameEpic {
+pub(crate) enum SameEpic {
     /// A story waits for the earlier stories of its epic.
     Serial,
     /// Stories of one epic run side by side.
@@ -77,7 +102,7 @@ pub(super) enum SameEpic {
 
 /// The scheduler role's component, asked with the run's dependency rule applied.
 #[derive(Debug)]
-pub(super) struct Admission {
+pub(crate) struct Admission {
     /// The component.
     pub scheduler: Scheduler,
     /// `[workflow] same_epic`.

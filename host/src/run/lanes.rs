@@ -464,27 +464,9 @@ impl Driver<'_> {
         }
     }
 
-    /// A story as the scheduler sees it: its state and what its file (in the main checkout)
-    /// declares.
+    /// A story as the scheduler sees it (in the main checkout).
     fn candidate(&self, entry: &StoryEntry) -> Candidate {
-        let text = self.project.read_story(entry).ok();
-        let declared = text
-            .as_ref()
-            .map(|t| crate::project::declared(&t.text))
-            .unwrap_or_default();
-        let state = text.and_then(|t| {
-            let parse = self.plugins.parse_status(&t.text).ok()?;
-            match super::observe::observed(&entry.path, &parse) {
-                crate::workflow::Observed::State(state) => Some(state),
-                _ => None,
-            }
-        });
-        Candidate {
-            id: entry.id,
-            state,
-            footprint: declared.footprint,
-            depends_on: declared.depends_on,
-        }
+        Candidate::of(self.project, self.plugins, entry)
     }
 }
 

@@ -19,7 +19,7 @@
 //! `lanes` (a parallel run, `--jobs N`: a worktree and a driver per story, one integration
 //! lane) and `admit` (which waiting story may start: the scheduler).
 
-mod admit;
+pub(crate) mod admit;
 mod agent;
 mod build;
 mod caps;

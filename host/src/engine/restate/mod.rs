@@ -8,6 +8,7 @@
 //! runs only what is not. Every call runs under a keeper ([`crate::process::keeper`]): a killed
 //! worker's agent dies with it. The worker drives one story at a time.
 
+mod balance;
 mod client;
 mod inspect;
 mod lane;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use balance::balance;
 pub use client::run;
 pub use inspect::{log, status};
 

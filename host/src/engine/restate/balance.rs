@@ -1,0 +1,287 @@
+//! `bmad-host balance --listen ADDR WORKER...`: the one deployment address the Restate server
+//! knows for several workers.
+//!
+//! Restate sends every invocation of a deployment over one HTTP/2 connection, each invocation a
+//! stream, so a TCP balancer pins them all to one worker. This one balances the streams: each
+//! new request goes to the worker with the fewest streams open through it (ties in turn), so
+//! that a worker driving a story is not given a second one while another is idle. A worker that
+//! cannot be reached gets `502` for that request (Restate retries the invocation, which then
+//! goes to another worker) and is skipped for [`DOWN_FOR`]. A dead peer on either side is found
+//! by HTTP/2 pings within [`PING_EVERY`] + [`PING_TIMEOUT`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::EngineError;
+
+/// How long a worker that could not be reached is skipped.
+pub const DOWN_FOR: Duration = Duration::from_secs(5);
+/// How often a connection with no traffic is pinged.
+pub const PING_EVERY: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is taken for dead.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A worker behind the balancer.
+#[derive(Debug)]
+struct Worker {
+    /// `http://host:port`.
+    uri: Uri,
+    /// The requests open through it (a story's workflow is one for its whole run).
+    streams: AtomicUsize,
+    /// Until when it is skipped, after it could not be reached.
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl Worker {
+    fn up(&self, now: Instant) -> bool {
+        lock(&self.down_until).is_none_or(|until| until <= now)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The workers and the client that reaches them.
+#[derive(Debug)]
+struct Balancer {
+    workers: Vec<Worker>,
+    /// Where the next tie starts, so that ties go round.
+    turn: AtomicUsize,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Balancer {
+    /// The worker for the next request: among those up (all, when none is), the one with the
+    /// fewest open streams; ties go in turn.
+    fn pick(&self) -> usize {
+        let now = Instant::now();
+        let any_up = self.workers.iter().any(|w| w.up(now));
+        let start = self.turn.fetch_add(1, Ordering::Relaxed);
+        let n = self.workers.len();
+        (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| !any_up || self.workers[i].up(now))
+            .min_by_key(|&i| self.workers[i].streams.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    async fn forward(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
+        let index = self.pick();
+        let open = Open::new(Arc::clone(&self), index);
+        let worker = &self.workers[index];
+        let (mut parts, body) = request.into_parts();
+        let mut uri = worker.uri.clone().into_parts();
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = match Uri::from_parts(uri) {
+            Ok(uri) => uri,
+            Err(e) => return Ok(bad_gateway(format!("bad request path: {e}"))),
+        };
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                *lock(&worker.down_until) = None;
+                Ok(response.map(|body| Counted { body, _open: open }.boxed()))
+            }
+            Err(e) => {
+                if e.is_connect() {
+                    *lock(&worker.down_until) = Some(Instant::now() + DOWN_FOR);
+                }
+                tracing::warn!(worker = %worker.uri, error = %e, "the worker did not answer");
+                Ok(bad_gateway(format!(
+                    "worker {} did not answer: {e}",
+                    worker.uri
+                )))
+            }
+        }
+    }
+}
+
+fn bad_gateway(text: String) -> Response<BoxBody<Bytes, hyper::Error>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)).map_err(|n| match n {}).boxed());
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+/// One open stream through a worker, counted until dropped.
+#[derive(Debug)]
+struct Open {
+    balancer: Arc<Balancer>,
+    index: usize,
+}
+
+impl Open {
+    fn new(balancer: Arc<Balancer>, index: usize) -> Self {
+        balancer.workers[index]
+            .streams
+            .fetch_add(1, Ordering::Relaxed);
+        Self { balancer, index }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.balancer.workers[self.index]
+            .streams
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A worker's response body, its stream counted open while it lasts.
+#[derive(Debug)]
+struct Counted {
+    body: Incoming,
+    _open: Open,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The workers' URLs checked: `http://host:port`, nothing after.
+fn worker_uris(workers: &[String]) -> Result<Vec<Uri>, EngineError> {
+    if workers.is_empty() {
+        return Err(EngineError::Balance(
+            "no worker given: name each worker's URL, e.g. http://10.0.0.5:9080".into(),
+        ));
+    }
+    workers
+        .iter()
+        .map(|w| {
+            let uri: Uri = w.trim_end_matches('/').parse().map_err(|e| {
+                EngineError::Balance(format!("worker `{w}` is not a URL: {e}"))
+            })?;
+            if uri.scheme_str() != Some("http")
+                || uri.authority().is_none()
+                || uri.path_and_query().is_some_and(|p| p.as_str() != "/")
+            {
+                return Err(EngineError::Balance(format!(
+                    "worker `{w}`: give it as http://HOST:PORT (the worker's --listen), nothing after"
+                )));
+            }
+            Ok(uri)
+        })
+        .collect()
+}
+
+/// `bmad-host balance`: forwards the Restate server's requests to `workers` until killed.
+pub fn balance(listen: SocketAddr, workers: &[String]) -> Result<u8, crate::error::Error> {
+    let uris = worker_uris(workers)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(crate::error::Error::Runtime)?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| EngineError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_only(true)
+            .http2_keep_alive_interval(PING_EVERY)
+            .http2_keep_alive_timeout(PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
+            .build_http();
+        let balancer = Arc::new(Balancer {
+            workers: uris
+                .into_iter()
+                .map(|uri| Worker {
+                    uri,
+                    streams: AtomicUsize::new(0),
+                    down_until: Mutex::new(None),
+                })
+                .collect(),
+            turn: AtomicUsize::new(0),
+            client,
+        });
+        eprintln!(
+            "bmad-host balance: serving {} workers on http://{listen}/ (register it with the Restate server)",
+            balancer.workers.len()
+        );
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let balancer = Arc::clone(&balancer);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    Arc::clone(&balancer).forward(request)
+                });
+                let mut builder =
+                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(PING_EVERY)
+                    .keep_alive_timeout(PING_TIMEOUT);
+                if let Err(e) = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_urls_must_be_plain_http_addresses() {
+        assert!(worker_uris(&["http://127.0.0.1:9080".into(), "http://b:1/".into()]).is_ok());
+        for bad in ["127.0.0.1:9080", "https://a:1", "http://a:1/x", "not a url"] {
+            let e = worker_uris(&[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(
+            worker_uris(&[])
+                .unwrap_err()
+                .to_string()
+                .contains("no worker")
+        );
+    }
+}
