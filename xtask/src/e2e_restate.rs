@@ -73,6 +73,18 @@ impl Setup {
             "--bin",
             "fake-claude",
         ]))?;
+        // The engine's own unit tests (the balancer's choice, ...), built with the feature.
+        let mut unit = super::cargo();
+        super::run(unit.current_dir(root).args([
+            "test",
+            "-p",
+            "bmad-host",
+            "--features",
+            "restate",
+            "--lib",
+            "--",
+            "engine::",
+        ]))?;
         let server = ensure_server(&target.join("e2e-restate").join("npm"))?;
         let work = target.join("e2e-restate").join(name);
         let _ = fs::remove_dir_all(&work);

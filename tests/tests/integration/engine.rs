@@ -1,5 +1,5 @@
 //! `--engine restate` in the default build (without the `restate` feature), through the real
-//! binary: `run --engine restate`, `worker` and `status`/`log --restate-admin` exit 2 saying
+//! binary: `run --engine restate`, `worker`, `balance` and `status`/`log --restate-admin` exit 2 saying
 //! how to get the feature, before they touch anything; `--engine restate` needs `--restate`; a worker serves only an engine.
 //! (With the feature, `cargo xtask e2e-restate` drives them against a real Restate server.)
 
@@ -45,6 +45,7 @@ fn without_the_feature_the_engine_commands_say_how_to_get_it() {
             "--restate-admin",
             "http://127.0.0.1:1",
         ],
+        &["balance", "--listen", "127.0.0.1:0", "http://127.0.0.1:1"],
     ] {
         let run = Run::bmad_host(args, &[]);
         assert_eq!(run.code(), 2, "{args:?}: {}", run.stderr());

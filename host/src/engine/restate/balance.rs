@@ -270,6 +270,57 @@ pub fn balance(listen: SocketAddr, workers: &[String]) -> Result<u8, crate::erro
 mod tests {
     use super::*;
 
+    fn balancer(n: usize) -> Arc<Balancer> {
+        Arc::new(Balancer {
+            workers: (0..n)
+                .map(|i| Worker {
+                    uri: format!("http://127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    streams: AtomicUsize::new(0),
+                    down_until: Mutex::new(None),
+                })
+                .collect(),
+            turn: AtomicUsize::new(0),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    #[test]
+    fn a_new_stream_goes_to_the_worker_with_fewest_open_and_ties_go_round() {
+        let b = balancer(3);
+        // Ties go in turn.
+        let firsts: Vec<usize> = (0..3).map(|_| b.pick()).collect();
+        assert_eq!(firsts, [0, 1, 2]);
+        // A story's stream open on 0 and on 1: the next goes to 2 whatever the turn.
+        let _on0 = Open::new(Arc::clone(&b), 0);
+        let _on1 = Open::new(Arc::clone(&b), 1);
+        assert_eq!((0..4).map(|_| b.pick()).collect::<Vec<_>>(), [2, 2, 2, 2]);
+        {
+            let _on2 = Open::new(Arc::clone(&b), 2);
+            let _again = Open::new(Arc::clone(&b), 2);
+            assert_ne!(b.pick(), 2);
+        }
+        // Closed streams count no more.
+        assert_eq!(b.workers[2].streams.load(Ordering::Relaxed), 0);
+        assert_eq!(b.pick(), 2);
+    }
+
+    #[test]
+    fn a_worker_that_could_not_be_reached_is_skipped_until_its_time_is_up_unless_all_are() {
+        let b = balancer(2);
+        *lock(&b.workers[0].down_until) = Some(Instant::now() + DOWN_FOR);
+        let _busy = Open::new(Arc::clone(&b), 1);
+        // 0 has fewer streams, but is down.
+        assert_eq!((0..3).map(|_| b.pick()).collect::<Vec<_>>(), [1, 1, 1]);
+        // Its time is up.
+        *lock(&b.workers[0].down_until) = Some(Instant::now());
+        assert_eq!(b.pick(), 0);
+        // All down: the fewest open among all.
+        for w in &b.workers {
+            *lock(&w.down_until) = Some(Instant::now() + DOWN_FOR);
+        }
+        assert_eq!(b.pick(), 0);
+    }
+
     #[test]
     fn worker_urls_must_be_plain_http_addresses() {
         assert!(worker_uris(&["http://127.0.0.1:9080".into(), "http://b:1/".into()]).is_ok());
