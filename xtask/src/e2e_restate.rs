@@ -1,23 +1,30 @@
-//! `cargo xtask e2e-restate`: stories as Restate workflows, with a worker killed in the middle
-//! of an agent call. Needs npm (not part of `cargo xtask test`; step 3 of `.ci/run`).
+//! `cargo xtask e2e-restate`: stories as Restate workflows on two workers. Needs npm (not part
+//! of `cargo xtask test`; step 3 of `.ci/run`).
 //!
-//! It installs the pinned `@restatedev/restate-server` with npm into `target/e2e-restate/npm`
-//! (reused when present), builds `bmad-host` with the `restate` feature (linted by clippy) and
-//! the fake Claude, generates an 8-story BMAD v4 epic in a bare git repository (the shared
-//! remote), and starts on loopback: the server, two workers each in a clone of its own, and a
-//! TCP front with fail-over that the server knows as the one deployment (a deployment is one
-//! address; Restate does not spread a service over two). Then `bmad-host run --engine restate`
-//! drives the epic from a third clone; the Dev call of story 1.4 waits on a FIFO, and once it
-//! runs, the worker running it is killed with SIGKILL.
+//! It runs the engine's unit tests (built with the `restate` feature), installs the pinned
+//! `@restatedev/restate-server` with npm into `target/e2e-restate/npm` (reused when present),
+//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes two
+//! checks, each with its own server, a bare git repository as the shared remote, two workers on
+//! loopback each in a clone of its own, and `bmad-host balance` in front of them as the one
+//! deployment the server knows; `bmad-host run --engine restate --jobs 2` drives a generated
+//! BMAD v4 epic from a third clone.
 //!
-//! It asserts: the run ends with exit 0 and every story done; the killed call was made again
-//! (once) and no other agent call twice: the fake's calls are the journal's finished agent-call
-//! entries plus the killed one; the survivor waited for the dead worker's lease; never two
-//! copies of one story's call alive at once (the fake holds a lock per story and role for its
-//! whole life); every story landed exactly once on the shared branch, and is done there;
-//! `status` and `log --restate-admin` read the engine; nothing of the killed worker's call left
-//! (its keeper took the tree down at once); no process of the check left at the end, the
-//! server's included.
+//! 1. A worker killed (8 stories). The Dev calls of 1.1 and 1.2 each wait on a FIFO the check
+//!    holds open until both have opened theirs: both alive at once, each under its own worker
+//!    (the balancer spread them). The Dev call of 1.4 waits on a FIFO, and once it runs, the
+//!    worker running it is killed with SIGKILL. It asserts: exit 0 and every story done; the
+//!    killed call made again (once) and no other agent call twice (the fake's calls are the
+//!    journal's finished agent-call entries plus the killed one); the survivor waited for the
+//!    dead worker's lease; never two copies of one story's call alive at once (the fake holds a
+//!    lock per story and role for its whole life); every story landed exactly once on the shared
+//!    branch, and is done there; `status` and `log --restate-admin` read the engine; nothing of
+//!    the killed worker's call left (its keeper took the tree down at once); no process of the
+//!    check left at the end, the server's included.
+//! 2. A usage limit (4 stories). Worker-b's first Dev call hits its account's usage limit,
+//!    resetting in 10 minutes. It asserts: exit 0 and every story done, long before the reset;
+//!    worker-b made no call after the limited one and said it paused; the balancer skipped it;
+//!    the limited call was redone on worker-a; every agent-call step made once but the limited
+//!    one (twice); no overlap, nothing left.
 //!
 //! `--bench` drives a 20-story epic once locally and once through one worker, and writes the
 //! engine's cost per step and per story into BENCHMARKS.md.
@@ -120,6 +127,46 @@ impl Setup {
             super::run(Command::new("git").current_dir(&project).args(args))?;
         }
         Ok(project)
+    }
+
+    /// The same binaries and server, for another check in `target/e2e-restate/NAME` (emptied).
+    fn sibling(&self, name: &str) -> Result<Setup> {
+        let work = self.work.with_file_name(name);
+        let _ = fs::remove_dir_all(&work);
+        fs::create_dir_all(&work)?;
+        Ok(Setup {
+            root: self.root.clone(),
+            bin: self.bin.clone(),
+            server: self.server.clone(),
+            cache: self.cache.clone(),
+            work,
+        })
+    }
+
+    /// A generated epic of `stories` stories as a bare repository, `remote.git`: the shared
+    /// remote of the workers.
+    fn shared_remote(&self, stories: usize) -> Result<PathBuf> {
+        let seed = self.project("seed", stories)?;
+        let remote = self.work.join("remote.git");
+        super::run(
+            Command::new("git")
+                .args(["clone", "--quiet", "--bare"])
+                .arg(&seed)
+                .arg(&remote),
+        )?;
+        Ok(remote)
+    }
+
+    /// A clone of `remote` at `work/NAME`.
+    fn clone_of(&self, remote: &Path, name: &str) -> Result<PathBuf> {
+        let dir = self.work.join(name);
+        super::run(
+            Command::new("git")
+                .args(["clone", "--quiet"])
+                .arg(remote)
+                .arg(&dir),
+        )?;
+        Ok(dir)
     }
 
     /// Starts the server on free loopback ports; its ingress and admin ports once it listens.
@@ -291,28 +338,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--bench") {
         return bench(root);
     }
-    let started = Instant::now();
     let setup = Setup::new(root, "run")?;
+    killed_worker(root, &setup)?;
+    limited_worker(&setup.sibling("limit")?)
+}
+
+/// The main check: 8 stories, two jobs, a worker killed in the middle of a call.
+fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
+    let started = Instant::now();
     let work = setup.work.clone();
-    // The shared remote (bare), and a clone of it for each worker and for the client.
-    let seed = setup.project("seed", STORIES)?;
-    let remote = work.join("remote.git");
-    super::run(
-        Command::new("git")
-            .args(["clone", "--quiet", "--bare"])
-            .arg(&seed)
-            .arg(&remote),
-    )?;
-    let clone = |name: &str| -> Result<PathBuf> {
-        let dir = work.join(name);
-        super::run(
-            Command::new("git")
-                .args(["clone", "--quiet"])
-                .arg(&remote)
-                .arg(&dir),
-        )?;
-        Ok(dir)
-    };
+    let remote = setup.shared_remote(STORIES)?;
+    let clone = |name: &str| setup.clone_of(&remote, name);
     let (clone_a, clone_b, project) = (clone("worker-a")?, clone("worker-b")?, clone("client")?);
     let go = work.join("go");
     let status = Command::new("mkfifo").arg(&go).status()?;
@@ -595,6 +631,215 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             work.display()
         )
     }
+}
+
+/// Stories of the usage-limit check.
+const LIMIT_STORIES: usize = 4;
+
+/// The second check: worker-b's account hits its usage limit (resetting in 10 minutes) on its
+/// first Dev call. Asserts: the run still ends with every story done, well before the reset
+/// (the limited story went on on worker-a); worker-b made no call after the limited one, and
+/// said it paused; the balancer skipped it; the limited call was redone (once) and no other
+/// call twice; no overlap, nothing left.
+fn limited_worker(setup: &Setup) -> Result<()> {
+    let started = Instant::now();
+    let work = setup.work.clone();
+    let remote = setup.shared_remote(LIMIT_STORIES)?;
+    let (clone_a, clone_b, project) = (
+        setup.clone_of(&remote, "worker-a")?,
+        setup.clone_of(&remote, "worker-b")?,
+        setup.clone_of(&remote, "client")?,
+    );
+    let reset = Command::new("date")
+        .args(["-u", "-d", "+10 min", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()?;
+    let reset = String::from_utf8_lossy(&reset.stdout).trim().to_string();
+    let limited = work.join("limited");
+    let script = work.join("script.json");
+    fs::write(
+        &script,
+        serde_json::to_vec(&json!({
+            "calls": [{ "role": "dev", "only_env": "E2E_WORKER=worker-b", "once": limited,
+                        "do": "usage_limit", "reset": reset }]
+        }))?,
+    )?;
+    let exclusive = work.join("locks");
+    fs::create_dir_all(&exclusive)?;
+    let log = work.join("calls.ndjson");
+    let tag = format!("e2e-restate-limit-{}", std::process::id());
+    let mut procs = Procs::default();
+    let (ingress, admin) = setup.start_server(&mut procs)?;
+    let env = |worker: &'static str| {
+        vec![
+            ("FAKE_CLAUDE_SCRIPT", script.clone().into_os_string()),
+            ("FAKE_CLAUDE_LOG", log.clone().into_os_string()),
+            ("FAKE_CLAUDE_EXCLUSIVE", exclusive.clone().into_os_string()),
+            ("E2E_RESTATE_TAG", tag.clone().into()),
+            ("E2E_WORKER", worker.into()),
+        ]
+    };
+    let (env_a, env_b) = (env("worker-a"), env("worker-b"));
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    setup.start_worker(
+        &mut procs,
+        "worker-a",
+        port_a,
+        ingress,
+        &clone_a,
+        &refs(&env_a),
+    )?;
+    setup.start_worker(
+        &mut procs,
+        "worker-b",
+        port_b,
+        ingress,
+        &clone_b,
+        &refs(&env_b),
+    )?;
+    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &refs(&env_a))?;
+    register(admin, &format!("http://127.0.0.1:{front}"))?;
+    let finished = setup
+        .bmad_host(
+            &project,
+            &["run", "--engine", "restate", "--json", "--jobs", "2"],
+        )
+        .arg("--restate")
+        .arg(format!("http://127.0.0.1:{ingress}"))
+        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
+        .env("E2E_RESTATE_TAG", &tag)
+        .output()
+        .context("cannot run bmad-host run --engine restate")?;
+    let journal = http(
+        admin,
+        "POST",
+        "/query",
+        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
+    )?;
+    procs.stop_all();
+
+    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
+    fs::write(work.join("client.ndjson"), &out)?;
+    let events: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+    let code = finished.status.code();
+    check(
+        code == Some(0),
+        format!(
+            "run exit code {code:?}: {}",
+            String::from_utf8_lossy(&finished.stderr)
+        ),
+    );
+    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
+    check(
+        run_finished.is_some_and(|f| f["done"] == LIMIT_STORIES),
+        format!("run_finished: {run_finished:?}"),
+    );
+    let calls = read_calls(&log)?;
+    let on = |call: &Value, worker: &str| {
+        call["cwd"]
+            .as_str()
+            .is_some_and(|cwd| Path::new(cwd).starts_with(work.join(worker)))
+    };
+    let at = calls.iter().position(|c| c["do"] == "usage_limit");
+    check(
+        at.is_some_and(|i| on(&calls[i], "worker-b")),
+        format!(
+            "no usage-limited call on worker-b in the fake's log ({} calls)",
+            calls.len()
+        ),
+    );
+    let at = at.unwrap_or(calls.len());
+    let limited_story = calls
+        .get(at)
+        .map(|c| c["story"].clone())
+        .unwrap_or_default();
+    let after_on_b: Vec<String> = calls[at.saturating_add(1).min(calls.len())..]
+        .iter()
+        .filter(|c| on(c, "worker-b"))
+        .map(|c| format!("{} {}", c["story"], c["role"]))
+        .collect();
+    check(
+        after_on_b.is_empty(),
+        format!("worker-b made calls after its usage limit: {after_on_b:?}"),
+    );
+    let redone = calls[at.saturating_add(1).min(calls.len())..]
+        .iter()
+        .any(|c| c["story"] == limited_story && c["role"] == "dev" && on(c, "worker-a"));
+    check(
+        redone,
+        format!("the limited Dev call of {limited_story} was not redone on worker-a"),
+    );
+    let overlaps = calls.iter().filter(|c| c["overlap"] == true).count();
+    check(
+        overlaps == 0,
+        format!("{overlaps} calls overlapped a copy of themselves"),
+    );
+    // Each agent-call step of the engine's journal made once, the limited one twice (its entry
+    // says it was left, and the redone call's is `<step> again`).
+    let rows: Vec<Value> = serde_json::from_str::<Value>(&journal.1)
+        .ok()
+        .and_then(|v| v["rows"].as_array().cloned())
+        .unwrap_or_default();
+    let steps: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.contains(" agent-call #"))
+        .map(|n| n.trim_end_matches(" intent").trim_end_matches(" again"))
+        .collect();
+    let finished_calls = steps.len();
+    check(
+        calls.len() == finished_calls + 1,
+        format!(
+            "{} agent calls made for {finished_calls} agent-call steps in the journal (plus the limited one): {steps:?}",
+            calls.len()
+        ),
+    );
+    let b_log = fs::read_to_string(work.join("worker-b.err")).unwrap_or_default();
+    check(
+        b_log.contains("usage limit: this worker takes no story until the reset"),
+        "worker-b did not say it paused (see worker-b.err)".into(),
+    );
+    let balance_log = fs::read_to_string(work.join("balance.err")).unwrap_or_default();
+    check(
+        balance_log.contains("the worker takes nothing for now: skipped"),
+        "the balancer did not skip the paused worker (see balance.err)".into(),
+    );
+    let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
+    check(left.is_empty(), format!("processes left: {left:?}"));
+    if failures.is_empty() {
+        println!(
+            "e2e-restate PASS  usage limit on worker-b (reset {reset}) at its Dev call of {limited_story}: worker-b took no story after it, \
+             the balancer skipped it, {limited_story} went on on worker-a; {LIMIT_STORIES} stories done in {:.1}s, not waiting for the reset; \
+             {} agent calls for {finished_calls} journaled agent-call steps + the limited one redone; no overlap, nothing left",
+            started.elapsed().as_secs_f64(),
+            calls.len()
+        );
+        Ok(())
+    } else {
+        for f in &failures {
+            eprintln!("e2e-restate FAIL: {f}");
+        }
+        bail!(
+            "{} check(s) failed; the run's files are in {}",
+            failures.len(),
+            work.display()
+        )
+    }
+}
+
+/// `env` as `Command::envs` takes it.
+fn refs<'a>(
+    env: &'a [(&'static str, std::ffi::OsString)],
+) -> Vec<(&'static str, &'a std::ffi::OsStr)> {
+    env.iter().map(|(k, v)| (*k, v.as_os_str())).collect()
 }
 
 /// The server at `dir/node_modules/.bin/restate-server`, installed with npm unless there.

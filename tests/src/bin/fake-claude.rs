@@ -39,12 +39,14 @@
 //! }
 //! ```
 //! The first entry whose `role`, `story` and `occurrence` all match (an absent key matches
-//! anything) gives the behaviour, else `default`, else `{"do": "play"}`. `occurrence` counts the
-//! calls with the same role and story, from 1, in the state file `<script>.state` (locked, so
-//! concurrent calls count right). For QA, `verdicts[occurrence - 1]` is the gate verdict (the
-//! last one repeats; default PASS), and `findings[occurrence - 1]` (a list of texts; the last
-//! one repeats) the findings of a FAIL or CONCERNS verdict instead of the fixed one (v4: the
-//! gate's `top_issues`, ids `TEST-001`...; v6: `[AI-Review][High]` / `[Review][High]` items).
+//! anything; `only_env: "NAME=VALUE"` also needs that in the call's environment, and `once:
+//! PATH` matches only the first call that creates PATH) gives the behaviour, else `default`,
+//! else `{"do": "play"}`. `occurrence` counts the calls with the same role and story, from 1,
+//! in the state file `<script>.state` (locked, so concurrent calls count right). For QA,
+//! `verdicts[occurrence - 1]` is the gate verdict (the last one repeats; default PASS), and
+//! `findings[occurrence - 1]` (a list of texts; the last one repeats) the findings of a FAIL or
+//! CONCERNS verdict instead of the fixed one (v4: the gate's `top_issues`, ids `TEST-001`...;
+//! v6: `[AI-Review][High]` / `[Review][High]` items).
 //!
 //! A behaviour object: `do` is one of
 //! - `play` (default): the role play above.
@@ -302,6 +304,10 @@ struct Entry {
     role: Option<String>,
     story: Option<String>,
     occurrence: Option<u32>,
+    /// `NAME=VALUE`: the entry is for calls whose environment has it (one worker's, say).
+    only_env: Option<String>,
+    /// A path: the entry is for one call only, the first that creates this file.
+    once: Option<PathBuf>,
     #[serde(flatten)]
     behaviour: Behaviour,
 }
@@ -363,6 +369,17 @@ fn choose_behaviour(role: &str, story: &str) -> Result<(Behaviour, u32)> {
         e.role.as_deref().is_none_or(|r| r == role)
             && e.story.as_deref().is_none_or(|s| s == story)
             && e.occurrence.is_none_or(|o| o == occurrence)
+            && e.only_env.as_deref().is_none_or(|kv| {
+                kv.split_once('=')
+                    .is_some_and(|(k, v)| std::env::var(k).is_ok_and(|x| x == v))
+            })
+            && e.once.as_deref().is_none_or(|path| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                    .is_ok()
+            })
     });
     let b = match found {
         Some(e) => e.behaviour,

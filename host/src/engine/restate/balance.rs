@@ -6,7 +6,9 @@
 //! new request goes to the worker with the fewest streams open through it (ties in turn), so
 //! that a worker driving a story is not given a second one while another is idle. A worker that
 //! cannot be reached gets `502` for that request (Restate retries the invocation, which then
-//! goes to another worker) and is skipped for [`DOWN_FOR`]. A dead peer on either side is found
+//! goes to another worker) and is skipped for [`DOWN_FOR`]; one that answers `503` with
+//! `Retry-After` (paused at its account's usage limit) is skipped for that long, and the header
+//! is dropped from the answer, so that Restate retries at once instead of waiting for it. A dead peer on either side is found
 //! by HTTP/2 pings within [`PING_EVERY`] + [`PING_TIMEOUT`].
 
 use std::convert::Infallible;
@@ -95,8 +97,17 @@ impl Balancer {
             Err(e) => return Ok(bad_gateway(format!("bad request path: {e}"))),
         };
         match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => {
-                *lock(&worker.down_until) = None;
+            Ok(mut response) => {
+                let paused = paused_for(&response);
+                *lock(&worker.down_until) = paused.map(|secs| {
+                    tracing::warn!(worker = %worker.uri, secs, "the worker takes nothing for now: skipped");
+                    Instant::now() + Duration::from_secs(secs)
+                });
+                if paused.is_some() {
+                    // Restate would wait that long before it retries; another worker may take
+                    // the invocation now.
+                    response.headers_mut().remove(hyper::header::RETRY_AFTER);
+                }
                 Ok(response.map(|body| Counted { body, _open: open }.boxed()))
             }
             Err(e) => {
@@ -111,6 +122,22 @@ impl Balancer {
             }
         }
     }
+}
+
+/// A worker's `503` with `Retry-After: SECONDS` (a paused worker, see `pause.rs`): how long to
+/// skip it.
+fn paused_for<B>(response: &Response<B>) -> Option<u64> {
+    if response.status() != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    response
+        .headers()
+        .get(hyper::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn bad_gateway(text: String) -> Response<BoxBody<Bytes, hyper::Error>> {
@@ -319,6 +346,21 @@ mod tests {
             *lock(&w.down_until) = Some(Instant::now() + DOWN_FOR);
         }
         assert_eq!(b.pick(), 0);
+    }
+
+    #[test]
+    fn a_503_with_retry_after_is_a_pause_and_nothing_else_is() {
+        let answer = |status: u16, retry: Option<&str>| {
+            let mut r = Response::builder().status(status);
+            if let Some(v) = retry {
+                r = r.header("retry-after", v);
+            }
+            r.body(()).unwrap()
+        };
+        assert_eq!(paused_for(&answer(503, Some("600"))), Some(600));
+        assert_eq!(paused_for(&answer(503, None)), None);
+        assert_eq!(paused_for(&answer(503, Some("soon"))), None);
+        assert_eq!(paused_for(&answer(200, Some("600"))), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod client;
 mod inspect;
 mod lane;
 mod lease;
+mod pause;
 mod steps;
 mod tree;
 // The workflow macro writes a public client whose methods carry no docs.
@@ -67,6 +68,9 @@ impl WorkerSpec {
         context.config.require_trust()?;
         // A call must be gone before another worker may start it again.
         context.config.claude.keeper.value = true;
+        // A usage limit pauses the worker and sends the story elsewhere ([`pause`]), instead of
+        // holding it here until the reset.
+        context.config.claude.wait_on_limit.value = false;
         Ok(context)
     }
 }
@@ -106,7 +110,8 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
             ttl: spec.lease_ttl,
         };
         let root = spec.root.clone();
-        let workflow = workflow::StoryWorkflow::new(spec, leases);
+        let pause = std::sync::Arc::new(pause::Pause::default());
+        let workflow = workflow::StoryWorkflow::new(spec, leases, std::sync::Arc::clone(&pause));
         let endpoint = Endpoint::builder()
             .bind(workflow.into_service_definition().options(options))
             .bind(lease::StoryLease)
@@ -115,7 +120,7 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         eprintln!(
             "bmad-host worker: serving the story workflow on http://{listen}/ (register it with the Restate server)"
         );
-        HttpServer::new(endpoint).serve(listener).await;
+        pause::serve(listener, endpoint, pause).await;
         Ok(crate::exit::OK)
     })
 }

@@ -9,6 +9,7 @@ use restate_sdk::prelude::*;
 
 use super::lane::{IntegrationLaneClient, Landing};
 use super::lease::Leases;
+use super::pause::{self, Pause};
 use super::steps;
 use super::{StoryInput, StoryOutput, WorkerSpec};
 use crate::context::Plan;
@@ -25,6 +26,8 @@ pub(crate) struct StoryWorkflow {
     one: tokio::sync::Mutex<()>,
     /// The stories' leases, as this worker takes them.
     leases: Leases,
+    /// Until when this worker takes no story (its account's usage limit).
+    pause: Arc<Pause>,
 }
 
 #[restate_sdk::workflow]
@@ -38,6 +41,10 @@ impl StoryWorkflow {
     ) -> Result<Json<StoryOutput>, HandlerError> {
         let _one = self.one.lock().await;
         let StoryInput { story, project } = input.into_inner();
+        // Paused while it waited for the story before: not this one either.
+        if let Some((until, _)) = self.pause.left(jiff::Timestamp::now()) {
+            return Err(paused(&story, until));
+        }
         // The work tree as the workflow found it, or (replaying) as it found it the first time.
         let tree = steps::Tree::open(self.spec.root.clone(), &story).await;
         let ran = AtomicBool::new(false);
@@ -80,6 +87,11 @@ impl StoryWorkflow {
         served?;
         let mut output = output
             .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;
+        if let Some(reset) = pause::limited(&output.events) {
+            let until = self.pause.until_reset(reset, jiff::Timestamp::now());
+            tracing::warn!(%story, %until, "usage limit: this worker takes no story until the reset; the story goes back to Restate");
+            return Err(paused(&story, until));
+        }
         if tree.shared() && output.exit_code == crate::exit::OK && finished_done(&output) {
             // Its last step's commit, on its branch, lands through the project's lane.
             let end = ctx
@@ -108,6 +120,14 @@ impl StoryWorkflow {
         }
         Ok(Json(output))
     }
+}
+
+/// The retryable error of a story this worker will not drive before `until`: Restate retries
+/// it, on another worker when there is one.
+fn paused(story: &str, until: jiff::Timestamp) -> HandlerError {
+    HandlerError::from(std::io::Error::other(format!(
+        "story {story}: this worker's Claude account is at its usage limit until {until}; the story goes on on another worker, or here after the reset"
+    )))
 }
 
 /// Whether the story ended done.
@@ -161,11 +181,12 @@ fn drive(
 }
 
 impl StoryWorkflow {
-    pub(crate) fn new(spec: WorkerSpec, leases: Leases) -> Self {
+    pub(crate) fn new(spec: WorkerSpec, leases: Leases, pause: Arc<Pause>) -> Self {
         Self {
             spec: Arc::new(spec),
             one: tokio::sync::Mutex::new(()),
             leases,
+            pause,
         }
     }
 }
