@@ -7,9 +7,11 @@
 //! step runs (a replayed grant would be the dead worker's). It waits while another worker holds
 //! it unexpired: a worker that died lost its lease at most `ttl` after its last renewal, and its
 //! keeper took its call down at once (milliseconds), so the call is gone before anyone else may
-//! start it. A worker that cannot renew (cut off from the server, or the lease was taken over
-//! after it expired) learns it has lost the lease and tears its call down: two copies of a call
-//! never run at once.
+//! start it. A worker alive but cut off from the server takes its lease for lost once it has not
+//! renewed it for two thirds of its time, and tears its call down (SIGKILL, no grace) in the
+//! last third, before the lease expires: two copies of a call never run at once. (A worker
+//! frozen for longer than the whole lease, a stopped process or a suspended machine, finds its
+//! renewal refused when it wakes, and stops its call then.)
 
 use std::time::Duration;
 
@@ -213,17 +215,21 @@ impl Leases {
         })
     }
 
-    /// Renews the lease every third of its time until it is refused or cannot be renewed
-    /// before it expires; then says it is lost.
+    /// Renews the lease every third of its time until it is refused or has not been renewed by
+    /// a third of its time before it expires; then says it is lost. That last third is the
+    /// teardown's: the call is gone before the lease expires, so before anyone else may take it.
     async fn renew(&self, key: &str, token: u64, lost: watch::Sender<bool>) {
+        let margin = self.ttl / 3;
         let mut valid_until = tokio::time::Instant::now() + self.ttl;
-        let mut every = tokio::time::interval(self.ttl / 3);
+        let mut every = tokio::time::interval(margin);
         every.tick().await;
         loop {
             every.tick().await;
             let asked = tokio::time::Instant::now();
+            // The server counts the lease from when it renews it, after `asked`.
+            let deadline = valid_until - margin;
             let renewed = tokio::time::timeout_at(
-                valid_until,
+                deadline,
                 self.call(
                     key,
                     "renew",
@@ -238,7 +244,7 @@ impl Leases {
                 Ok(Ok(answer)) if answer.as_ref() == b"true" => valid_until = asked + self.ttl,
                 Ok(Ok(_)) => break,
                 // Unreachable: try again while the lease may still be ours.
-                Ok(Err(e)) if tokio::time::Instant::now() < valid_until => {
+                Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
                     tracing::warn!(key, error = %e, "cannot renew the story's lease");
                 }
                 _ => break,
