@@ -9,10 +9,10 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One NDJSON event. Field names are part of the scripting contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The run began (or resumed).
@@ -82,7 +82,7 @@ pub enum Event {
         /// Whether its end was proven: process reaped, no descendant alive, output at EOF.
         clean: bool,
         /// When not `clean`: the processes that keep its end from being proven.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         survivors: Vec<SurvivorInfo>,
     },
     /// The CLI reported the account close to or over one of its usage limits (its
@@ -187,7 +187,7 @@ pub enum Event {
         /// Whether its end was proven: process reaped, no descendant alive, output at EOF.
         clean: bool,
         /// When not `clean`: the processes that keep its end from being proven.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         survivors: Vec<SurvivorInfo>,
     },
     /// A story's parsed state changed.
@@ -285,13 +285,13 @@ pub enum Event {
         /// `input_tokens + output_tokens`: what `max_run_tokens` counts.
         tokens: u64,
         /// When a run spend cap stopped the run: which, with the figures.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         capped: Option<String>,
         /// The exit code the process ends with.
         exit_code: i32,
         /// When the run stopped because the end of a call or gate (this run's or an earlier
         /// one's) could not be proven: the processes still alive.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         survivors: Vec<SurvivorInfo>,
     },
 }
@@ -324,7 +324,7 @@ impl Event {
 }
 
 /// One sprint-status value the host set, as the `sprint_reconciled` event shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SprintChangeInfo {
     /// The key.
     pub key: String,
@@ -337,7 +337,7 @@ pub struct SprintChangeInfo {
 }
 
 /// A process that keeps the end of a call or gate from being proven, as the events show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SurvivorInfo {
     /// Its pid.
     pub pid: i32,
@@ -383,6 +383,9 @@ pub struct Ui {
     tap: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
     /// Where the NDJSON lines go instead of stdout (a worker's, for the client that follows it).
     lines: Option<tokio::sync::mpsc::UnboundedSender<serde_json::Value>>,
+    /// While it is false, each line sent to `lines` says `"replayed": true` (a worker replaying
+    /// a story's journal re-emits what another worker emitted first).
+    live: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// A parallel run on a terminal: one progress line per lane with a story, under the run's
     /// line (made when the first lane's event arrives).
     lanes: Option<Lanes>,
@@ -440,6 +443,7 @@ impl Ui {
             limit_note: None,
             tap: None,
             lines: None,
+            live: None,
             lanes: None,
         }
     }
@@ -461,7 +465,16 @@ impl Ui {
         if self.json {
             match (&self.lines, json_line(&event, lane)) {
                 // A sink whose reader is gone loses the line, never the event.
-                (Some(lines), Some(line)) => drop(lines.send(line)),
+                (Some(lines), Some(mut line)) => {
+                    if self
+                        .live
+                        .as_ref()
+                        .is_some_and(|live| !live.load(std::sync::atomic::Ordering::SeqCst))
+                    {
+                        line["replayed"] = serde_json::Value::Bool(true);
+                    }
+                    drop(lines.send(line));
+                }
                 (None, Some(line)) => write_json_line(&line),
                 (_, None) => {}
             }
@@ -478,9 +491,16 @@ impl Ui {
         }
     }
 
-    /// Sends the NDJSON lines (with `--json`) to `lines` instead of stdout.
-    pub fn send_lines_to(&mut self, lines: tokio::sync::mpsc::UnboundedSender<serde_json::Value>) {
-        self.lines = Some(lines);
+    /// A worker's: NDJSON lines only, to `lines`, each marked `"replayed": true` while `live`
+    /// is false.
+    pub fn lines_for_engine(
+        lines: tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
+        live: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        let mut ui = Ui::new(true, Verbosity::Quiet);
+        ui.lines = Some(lines);
+        ui.live = Some(live);
+        ui
     }
 
     /// Copies every event a notifier may be told of ([`Event::notify_name`]) to `tap`, from now
@@ -961,6 +981,29 @@ pub fn clock(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_s_lines_are_marked_replayed_until_it_runs_a_step_of_its_own() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let live = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut ui = Ui::lines_for_engine(tx, std::sync::Arc::clone(&live));
+        let changed = || Event::StateChanged {
+            story: "1.1".into(),
+            from: None,
+            to: "draft".into(),
+        };
+        ui.emit(changed());
+        live.store(true, std::sync::atomic::Ordering::SeqCst);
+        ui.emit(changed());
+        let (replayed, own) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        assert_eq!(replayed["replayed"], true);
+        assert_eq!(own.get("replayed"), None);
+        // Both read back as the event they were.
+        for line in [replayed, own] {
+            let event: Event = serde_json::from_value(line).unwrap();
+            assert!(matches!(event, Event::StateChanged { .. }));
+        }
+    }
 
     #[test]
     fn events_serialize_with_their_name_and_fields() {

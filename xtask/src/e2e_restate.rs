@@ -251,9 +251,14 @@ impl Setup {
 
 /// Holds the FIFOs of `hold` open for writing until the Dev calls waiting on them have both
 /// opened them (so both are alive), then checks from the fake's log that their keepers run under
-/// two different workers of `workers`; closes them (the calls go on). A call that never opens
+/// two different workers of `workers`, and runs `while_held`; closes them (the calls go on). A call that never opens
 /// its FIFO (the two stories on one worker, one waiting for the other) fails after a deadline.
-fn both_held(hold: &[PathBuf; 2], log: &Path, workers: &[u32]) -> Result<()> {
+fn both_held(
+    hold: &[PathBuf; 2],
+    log: &Path,
+    workers: &[u32],
+    while_held: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let (opened, held) = std::sync::mpsc::channel();
     for fifo in hold {
         let (fifo, opened) = (fifo.clone(), opened.clone());
@@ -287,7 +292,9 @@ fn both_held(hold: &[PathBuf; 2], log: &Path, workers: &[u32]) -> Result<()> {
         parent_of(keeper).with_context(|| format!("{story}'s keeper {keeper} has no parent"))
     };
     let (one, two) = (host_of("1.1")?, host_of("1.2")?);
+    let seen = while_held();
     drop(writers);
+    seen?;
     ensure!(
         workers.contains(&one) && workers.contains(&two) && one != two,
         "the Dev calls of 1.1 and 1.2 ran under {one} and {two}, not each under its own worker of {workers:?}"
@@ -406,7 +413,37 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         .context("cannot start bmad-host run --engine restate")?;
 
     // Both held calls alive at once, each on a worker of its own: the balancer spread them.
-    let spread = both_held(&hold, &log, &[pid_a, pid_b]);
+    // The client's lines, as it prints them.
+    let mut client = client;
+    let (printed, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = client.stdout.take().context("client stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = printed.send(line);
+        }
+        all
+    });
+    // Events arrive while their story runs: the held calls' `agent_started` are printed while
+    // the calls cannot end.
+    let live = || -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut started = std::collections::BTreeSet::new();
+        while started.len() < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = lines.recv_timeout(left).context(
+                "the held Dev calls' agent_started lines were not printed while they ran",
+            )?;
+            let event: Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["event"] == "agent_started" && event["role"] == "dev" {
+                started.insert(event["story"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        Ok(())
+    };
+    let spread = both_held(&hold, &log, &[pid_a, pid_b], live);
     // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before).
     drop(fs::OpenOptions::new().write(true).open(&go)?);
     let calls = read_calls(&log)?;
@@ -436,7 +473,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
 
     let finished = client.wait_with_output()?;
     let (out, err) = (
-        String::from_utf8_lossy(&finished.stdout).into_owned(),
+        reader.join().unwrap_or_default(),
         String::from_utf8_lossy(&finished.stderr).into_owned(),
     );
     let code = finished.status.code();
@@ -486,7 +523,10 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     };
     check(code == Some(0), format!("run exit code {code:?}: {err}"));
     if let Err(e) = &spread {
-        check(false, format!("stories 1.1 and 1.2 side by side: {e:#}"));
+        check(
+            false,
+            format!("stories 1.1 and 1.2 side by side, their events live: {e:#}"),
+        );
     }
     let finished = events.iter().find(|e| e["event"] == "run_finished");
     check(
@@ -534,6 +574,20 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
             "agent calls made {made:?}, but the journal's finished calls plus the killed one are {expected:?}"
         ),
     );
+    // Each story's start and end shown once, the taken-over one's too (its survivor's replayed
+    // events are not shown again).
+    for name in ["story_started", "story_finished"] {
+        let mut per_story: BTreeMap<String, usize> = BTreeMap::new();
+        for e in events.iter().filter(|e| e["event"] == name) {
+            *per_story
+                .entry(e["story"].as_str().unwrap_or("?").to_string())
+                .or_default() += 1;
+        }
+        check(
+            per_story.len() == STORIES && per_story.values().all(|&n| n == 1),
+            format!("{name} lines per story: {per_story:?}"),
+        );
+    }
     // Every story landed on the shared branch exactly once, done.
     let landed: Vec<&Value> = events
         .iter()
@@ -882,8 +936,9 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
     setup.start_worker(&mut procs, "worker-b", port_b, link_b.port, &clone_b, &env)?;
     let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
     register(admin, &format!("http://127.0.0.1:{front}"))?;
+    // For people this time: the local run's lines and table.
     let client = setup
-        .bmad_host(&project, &["run", "--engine", "restate", "--json"])
+        .bmad_host(&project, &["run", "--engine", "restate"])
         .arg("--restate")
         .arg(format!("http://127.0.0.1:{ingress}"))
         .env("E2E_RESTATE_TAG", &tag)
@@ -921,12 +976,8 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
     let finished = client.wait_with_output()?;
     procs.stop_all();
 
-    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
-    fs::write(work.join("client.ndjson"), &out)?;
-    let events: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let people = String::from_utf8_lossy(&finished.stderr).into_owned();
+    fs::write(work.join("client.err"), &people)?;
     let mut failures = Vec::new();
     let mut check = |ok: bool, what: String| {
         if !ok {
@@ -934,17 +985,18 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
         }
     };
     let code = finished.status.code();
+    check(code == Some(0), format!("run exit code {code:?}: {people}"));
+    let row = people
+        .lines()
+        .find(|l| l.starts_with("1.1 "))
+        .unwrap_or_default();
     check(
-        code == Some(0),
+        people.contains("running ")
+            && row.split_whitespace().nth(1) == Some("done")
+            && people.contains("* API-equivalent cost"),
         format!(
-            "run exit code {code:?}: {}",
-            String::from_utf8_lossy(&finished.stderr)
+            "the output for people (client.err) lacks its start or its table row `1.1 done`: {people}"
         ),
-    );
-    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
-    check(
-        run_finished.is_some_and(|f| f["done"] == 1),
-        format!("run_finished: {run_finished:?}"),
     );
     check(
         alive.is_empty(),

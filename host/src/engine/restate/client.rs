@@ -1,11 +1,13 @@
 //! `bmad-host run --engine restate --restate URL`: submits the selected stories as workflows to
 //! the Restate server's ingress, up to `--jobs` of them at a time, admitted as a local parallel
 //! run admits them (the scheduler role's component, `[workflow] same_epic`), waits for each, and
-//! prints its events as it ends, as a local run would (one `run_started` and one `run_finished`
-//! for the whole run). A story that stops before its end (a usage limit, an error) stops the
+//! prints their events as they happen, as a local run would (one `run_started` and one
+//! `run_finished` for the whole run; with more than one job, each story's lines carry its
+//! `lane`). The events are read from each story's `StoryEvents` object every
+//! [`EVENTS_EVERY`], and at its end from its output too (a line is shown once). A story that stops before its end (a usage limit, an error) stops the
 //! admission of others; one that fails or is escalated only holds back its dependents.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use futures::StreamExt as _;
@@ -20,10 +22,14 @@ use crate::error::Error;
 use crate::policy::Layout;
 use crate::project::StoryId;
 use crate::run::admit::{Admission, Board, Candidate, Running, SameEpic};
-use crate::ui::{Ui, write_json_line};
+use crate::ui::{Event, Ui, write_json_line};
 
 /// The workflow's name at the ingress.
 const WORKFLOW: &str = "StoryWorkflow";
+
+/// How often the events of the running stories are fetched: a display refresh (a story's end
+/// is awaited, not polled).
+pub const EVENTS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs the plan's stories as workflows of the Restate server at `url`; returns the exit code.
 pub fn run(
@@ -38,14 +44,126 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    runtime.block_on(follow(&plan, &ui, url.trim_end_matches('/')))
+    runtime.block_on(follow(&plan, ui, url.trim_end_matches('/')))
 }
 
-async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
+/// A story in flight, as the client follows it.
+#[derive(Debug)]
+struct Followed {
+    id: StoryId,
+    /// Its workflow's key.
+    key: String,
+    /// Its lane (a run of more than one job), as a local parallel run numbers them.
+    lane: Option<u32>,
+    /// How many lines of its events object have been read.
+    read: usize,
+    /// The lines shown, as text (a line is shown once, live or from the story's output).
+    shown: HashSet<String>,
+}
+
+impl Followed {
+    /// Shows `line` unless shown before (or replayed, or a run's own line).
+    fn show(&mut self, out: &mut Out, line: &Value, finished: &mut Vec<Value>) {
+        match line["event"].as_str() {
+            Some("run_started") => return,
+            Some("run_finished") => {
+                finished.push(line.clone());
+                return;
+            }
+            _ if line["replayed"] == true => return,
+            _ => {}
+        }
+        if self.shown.insert(line.to_string()) {
+            out.line(line, self.lane);
+        }
+    }
+}
+
+/// Where the run's lines go: NDJSON as the workers wrote them, or the local run's output for
+/// people.
+#[derive(Debug)]
+struct Out {
+    ui: Ui,
+    /// The stories' `story_finished` lines shown, for the table at the end.
+    ends: Vec<Value>,
+}
+
+impl Out {
+    fn line(&mut self, line: &Value, lane: Option<u32>) {
+        if line["event"] == "story_finished" {
+            self.ends.push(line.clone());
+        }
+        if self.ui.json() {
+            let mut line = line.clone();
+            if let Some(lane) = lane {
+                line["lane"] = json!(lane);
+            }
+            write_json_line(&line);
+        } else if let Ok(event) = serde_json::from_value::<Event>(line.clone()) {
+            self.ui.emit_in(lane, event);
+        }
+    }
+
+    /// The end-of-run table for people, as a local run prints it.
+    fn table(&self) {
+        if self.ui.json() {
+            return;
+        }
+        let ui = &self.ui;
+        let mut ends: Vec<&Value> = self.ends.iter().collect();
+        ends.sort_by_key(|e| e["story"].as_str().and_then(|s| s.parse::<StoryId>().ok()));
+        ui.say("");
+        ui.say(&format!(
+            "{:<7}{:<11}{:>7}{:>10}{:>8}{:>10}",
+            "story", "result", "cycles", "time", "turns", "cost*"
+        ));
+        for end in ends {
+            let ms = end["duration_ms"].as_u64().unwrap_or(0);
+            ui.say(&format!(
+                "{:<7}{:<11}{:>7}{:>10}{:>8}{:>10}",
+                end["story"].as_str().unwrap_or("?"),
+                end["result"].as_str().unwrap_or("?"),
+                end["cycles"].as_u64().unwrap_or(0),
+                crate::ui::clock(std::time::Duration::from_millis(ms)),
+                end["turns"].as_u64().unwrap_or(0),
+                format!("${:.2}", end["cost_usd"].as_f64().unwrap_or(0.0))
+            ));
+            if let Some(reason) = end["reason"].as_str() {
+                ui.say(&format!("       {reason}"));
+            }
+        }
+        ui.say("* API-equivalent cost reported by the CLI");
+        ui.say("steps: bmad-host log --restate-admin URL (the server's admin API)");
+    }
+
+    fn landed(&self, story: &str, landed: &super::lane::Landed) {
+        let line = json!({
+            "event": "story_landed",
+            "story": story,
+            "commit": landed.commit,
+            "branch": landed.branch,
+            "ts": crate::ui::timestamp(),
+        });
+        if self.ui.json() {
+            write_json_line(&line);
+        } else {
+            self.ui.say(&format!(
+                "story {story}: landed on {} as {}",
+                landed.branch, landed.commit
+            ));
+        }
+    }
+}
+
+async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
     let started = Instant::now();
     let run_id = format!("r{}", jiff::Timestamp::now().as_millisecond());
     let project = project_key(&plan.context.root);
-    emit(ui, &run_started(plan, &run_id));
+    let mut out = Out {
+        ui,
+        ends: Vec::new(),
+    };
+    out.line(&run_started(plan, &run_id), None);
     let jobs = usize::try_from(plan.context.config.workflow.jobs.value.max(1)).unwrap_or(1);
     let admission = Admission {
         scheduler: plan.plugins.scheduler()?,
@@ -62,11 +180,15 @@ async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
     let mut unfinished: BTreeSet<StoryId> = waiting.iter().map(|c| c.id).collect();
     let mut failed: BTreeSet<StoryId> = BTreeSet::new();
     let mut running: Vec<Running> = Vec::new();
+    let mut followed: Vec<Followed> = Vec::new();
+    let mut lanes: Vec<u32> = (1..=u32::try_from(jobs).unwrap_or(1)).rev().collect();
     let mut in_flight = FuturesUnordered::new();
     let mut finished = Vec::new();
-    // The first story that stopped without ending (a usage limit, an error, Ctrl-C on its
-    // worker): no other starts, and the run's code is its.
+    // The first story that stopped without ending (an error, Ctrl-C on its worker): no other
+    // starts, and the run's code is its.
     let mut halted: Option<u8> = None;
+    let mut refresh = tokio::time::interval(EVENTS_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if halted.is_none() {
             let admitted = admission.admit(&Board {
@@ -88,16 +210,58 @@ async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
                     id,
                     footprint: candidate.footprint,
                 });
+                let lane = lanes.pop().filter(|_| jobs > 1);
+                followed.push(Followed {
+                    id,
+                    key: key.clone(),
+                    lane,
+                    read: 0,
+                    shown: HashSet::new(),
+                });
                 in_flight.push(async move { (id, attach(url, &key).await) });
             }
         }
-        let Some((id, output)) = in_flight.next().await else {
+        if in_flight.is_empty() {
             break;
+        }
+        let (id, output) = tokio::select! {
+            ended = in_flight.next() => match ended {
+                Some(ended) => ended,
+                None => break,
+            },
+            _ = refresh.tick() => {
+                for story in &mut followed {
+                    for line in new_events(url, story).await {
+                        story.show(&mut out, &line, &mut Vec::new());
+                    }
+                }
+                continue;
+            }
         };
         let output = output?;
+        let Some(pos) = followed.iter().position(|f| f.id == id) else {
+            continue;
+        };
+        let mut story = followed.remove(pos);
+        // What the workers appended since the last refresh, then what the last one kept.
+        for line in new_events(url, &mut story).await {
+            story.show(&mut out, &line, &mut Vec::new());
+        }
+        for line in &output.events {
+            story.show(&mut out, line, &mut finished);
+        }
+        forget_events(url, &story.key).await;
+        if let Some(lane) = story.lane {
+            lanes.push(lane);
+        }
+        if let Some(landed) = &output.landed {
+            out.landed(&output.story, landed);
+        }
+        if let Some(error) = &output.error {
+            out.ui.say(&format!("story {}: {error}", output.story));
+        }
         running.retain(|r| r.id != id);
         unfinished.remove(&id);
-        show(ui, &output, &mut finished);
         match ended(&output) {
             Some(true) => {}
             Some(false) => {
@@ -123,15 +287,22 @@ async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
             slots: jobs,
         };
         for story in &waiting {
-            emit(
-                ui,
+            out.line(
                 &json!({
                     "event": "story_finished",
                     "story": story.id.to_string(),
                     "result": "escalated",
                     "reason": admission.why_not_started(story, &board),
+                    "cycles": 0,
+                    "duration_ms": 0,
+                    "cost_usd": 0.0,
+                    "turns": 0,
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                    "tokens": 0,
                     "ts": crate::ui::timestamp(),
                 }),
+                None,
             );
             escalated += 1;
         }
@@ -150,13 +321,36 @@ async fn follow(plan: &Plan, ui: &Ui, url: &str) -> Result<u8, Error> {
     total["duration_ms"] = json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
     total["exit_code"] = json!(code);
     total["engine"] = json!("restate");
+    total["ts"] = json!(crate::ui::timestamp());
     let reached: u64 = ["done", "failed", "escalated"]
         .iter()
         .filter_map(|k| total[*k].as_u64())
         .sum();
     total["not_run"] = json!((plan.stories.len() as u64).saturating_sub(reached));
-    emit(ui, &total);
+    out.line(&total, None);
+    out.table();
     Ok(code)
+}
+
+/// The lines of `story`'s events object not read yet (none when it cannot be read: the story's
+/// output brings them at its end).
+async fn new_events(url: &str, story: &mut Followed) -> Vec<Value> {
+    let target = format!("{url}/StoryEvents/{}/since", story.key);
+    let body = serde_json::to_vec(&story.read).unwrap_or_default();
+    let Ok(answer) = ingress(hyper::Method::POST, target, &body).await else {
+        return Vec::new();
+    };
+    let lines: Vec<Value> = serde_json::from_slice(&answer).unwrap_or_default();
+    story.read += lines.len();
+    lines
+}
+
+/// Drops the story's events object's lines, all shown (best effort: they are small).
+async fn forget_events(url: &str, key: &str) {
+    let target = format!("{url}/StoryEvents/{key}/clear");
+    if let Err(e) = ingress(hyper::Method::POST, target, &[]).await {
+        tracing::debug!(key, error = %e, "cannot clear the story's events");
+    }
 }
 
 /// The run's `run_started` line, made here (the stories' own are not shown).
@@ -176,33 +370,6 @@ fn run_started(plan: &Plan, run_id: &str) -> Value {
         "engine": "restate",
         "ts": crate::ui::timestamp(),
     })
-}
-
-/// Prints a story's events as it ended (its `run_started` left out, its `run_finished` kept
-/// in `finished` for the total), and where it landed.
-fn show(ui: &Ui, output: &StoryOutput, finished: &mut Vec<Value>) {
-    for line in &output.events {
-        match line["event"].as_str() {
-            Some("run_started") => {}
-            Some("run_finished") => finished.push(line.clone()),
-            _ => emit(ui, line),
-        }
-    }
-    if let Some(landed) = &output.landed {
-        emit(
-            ui,
-            &json!({
-                "event": "story_landed",
-                "story": output.story,
-                "commit": landed.commit,
-                "branch": landed.branch,
-                "ts": crate::ui::timestamp(),
-            }),
-        );
-    }
-    if let Some(error) = &output.error {
-        ui.say(&format!("story {}: {error}", output.story));
-    }
 }
 
 /// Whether the story ended: `Some(true)` done, `Some(false)` failed or escalated, `None`
@@ -241,36 +408,6 @@ fn sum(lines: &[Value]) -> Value {
     }
     total["interrupted"] = json!(lines.iter().any(|l| l["interrupted"] == true));
     total
-}
-
-/// An NDJSON line (`--json`), or the story lines for people.
-fn emit(ui: &Ui, line: &Value) {
-    if ui.json() {
-        write_json_line(line);
-        return;
-    }
-    match line["event"].as_str() {
-        Some("story_finished") => ui.say(&format!(
-            "story {}: {}{}",
-            line["story"].as_str().unwrap_or("?"),
-            line["result"].as_str().unwrap_or("?"),
-            line["reason"]
-                .as_str()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        )),
-        Some("story_landed") => ui.say(&format!(
-            "story {}: landed on {} as {}",
-            line["story"].as_str().unwrap_or("?"),
-            line["branch"].as_str().unwrap_or("?"),
-            line["commit"].as_str().unwrap_or("?"),
-        )),
-        Some("run_finished") => ui.say(&format!(
-            "{} done, {} failed, {} escalated, {} not run",
-            line["done"], line["failed"], line["escalated"], line["not_run"]
-        )),
-        _ => {}
-    }
 }
 
 /// The project's part of its workflows' keys: its folder's name.
@@ -331,5 +468,63 @@ pub(super) async fn ingress(
             url: target,
             detail,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn story_finished_run(done: usize, cost: f64) -> Value {
+        Event::RunFinished {
+            run_id: "local".into(),
+            total: 1,
+            done,
+            failed: 0,
+            escalated: 0,
+            not_run: 1 - done,
+            interrupted: false,
+            duration_ms: 10,
+            cost_usd: cost,
+            input_tokens: 5,
+            output_tokens: 6,
+            tokens: 11,
+            capped: None,
+            exit_code: 0,
+            survivors: Vec::new(),
+        }
+        .to_json()
+    }
+
+    #[test]
+    fn the_run_s_total_adds_the_stories_up_and_reads_as_a_run_finished_event() {
+        let mut total = sum(&[story_finished_run(1, 0.5), story_finished_run(1, 0.25)]);
+        total["engine"] = json!("restate");
+        assert_eq!(total["done"], 2);
+        assert_eq!(total["tokens"], 22);
+        assert_eq!(total["cost_usd"], 0.75);
+        // People see it as a local run's end.
+        let event: Event = serde_json::from_value(total).expect("a run_finished event");
+        assert!(matches!(event, Event::RunFinished { done: 2, .. }));
+    }
+
+    #[test]
+    fn a_story_that_stopped_before_its_end_is_told_from_one_that_ended() {
+        let output = |events: Vec<Value>, error: Option<&str>| StoryOutput {
+            story: "1.1".into(),
+            exit_code: 1,
+            error: error.map(String::from),
+            events,
+            landed: None,
+        };
+        let done = json!({"event": "story_finished", "result": "done"});
+        let failed = json!({"event": "story_finished", "result": "failed"});
+        assert_eq!(ended(&output(vec![done.clone()], None)), Some(true));
+        assert_eq!(ended(&output(vec![failed], None)), Some(false));
+        assert_eq!(
+            ended(&output(vec![json!({"event": "usage_limit"})], None)),
+            None
+        );
+        assert_eq!(ended(&output(vec![done], Some("journal"))), None);
     }
 }

@@ -10,6 +10,7 @@
 
 mod balance;
 mod client;
+mod events;
 mod inspect;
 mod lane;
 mod lease;
@@ -115,6 +116,7 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         let endpoint = Endpoint::builder()
             .bind(workflow.into_service_definition().options(options))
             .bind(lease::StoryLease)
+            .bind(events::StoryEvents)
             .bind(lane::IntegrationLane { root: root.clone() })
             .build();
         eprintln!(

@@ -160,10 +160,14 @@ pub(super) struct Lease<'a> {
 
 /// The handler's side: answers the run loop's requests with `ctx`'s journal until the loop
 /// drops its [`EngineSteps`].
+///
+/// `live` becomes true once an entry runs here rather than replays: the loop's events from then
+/// on are this worker's own.
 pub(super) async fn serve(
     ctx: &WorkflowContext<'_>,
     tree: &Tree,
     lease: &Lease<'_>,
+    live: &AtomicBool,
     requests: &mut UnboundedReceiver<Request>,
 ) -> Result<(), HandlerError> {
     let mut ids = 0_i64;
@@ -185,7 +189,13 @@ pub(super) async fn serve(
                 reply,
             } => {
                 let entry = json!({ "intent": intent, "result": result });
-                let done = ctx.run(|| async move { Ok(Json(entry)) }).name(name).await;
+                let done = ctx
+                    .run(|| async move {
+                        live.store(true, Ordering::SeqCst);
+                        Ok(Json(entry))
+                    })
+                    .name(name)
+                    .await;
                 let _ = reply.send(done.map(drop).map_err(|e| e.to_string()));
             }
             Request::Finish { id, reply, .. } => {
@@ -202,6 +212,7 @@ pub(super) async fn serve(
                     name: &name,
                     id: StepId::of_store(ids),
                     lease: leased.then_some(lease),
+                    live,
                 };
                 next = begin(ctx, tree, requests, &step, intent, reply).await?;
             }
@@ -215,6 +226,8 @@ struct Step<'a> {
     id: StepId,
     /// The lease it runs under, if it runs processes.
     lease: Option<&'a Lease<'a>>,
+    /// Set once an entry runs here (see [`serve`]).
+    live: &'a AtomicBool,
 }
 
 /// How a step's result entry ended.
@@ -238,8 +251,10 @@ async fn begin(
     let (name, id) = (step.name, step.id);
     let intent_ran = AtomicBool::new(false);
     let flag = &intent_ran;
+    let live = step.live;
     ctx.run(move || async move {
         flag.store(true, Ordering::Relaxed);
+        live.store(true, Ordering::SeqCst);
         Ok(Json(intent))
     })
     .name(format!("{name} intent"))
@@ -257,6 +272,7 @@ async fn begin(
     let entry = ctx
         .run(move || async move {
             ran_flag.store(true, Ordering::Relaxed);
+            live.store(true, Ordering::SeqCst);
             // Taken each time the step runs, never replayed: a journaled grant would be the
             // grant of a worker that may be dead.
             let held = match step.lease {
@@ -330,6 +346,7 @@ async fn begin(
             reply: ack,
         }) if finished == id => {
             ctx.run(|| async move {
+                live.store(true, Ordering::SeqCst);
                 let head = tree.snapshot(name).await?;
                 Ok(Json(json!({ "result": result, "head": head })))
             })

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use restate_sdk::prelude::*;
 
+use super::events;
 use super::lane::{IntegrationLaneClient, Landing};
 use super::lease::Leases;
 use super::pause::{self, Pause};
@@ -16,7 +17,7 @@ use crate::context::Plan;
 use crate::error::Report;
 use crate::process::Interrupt;
 use crate::run::Hosted;
-use crate::ui::{Ui, Verbosity};
+use crate::ui::Ui;
 
 /// The story workflow a worker serves.
 #[derive(Debug)]
@@ -57,20 +58,30 @@ impl StoryWorkflow {
             })
             .name("base")
             .await?;
+        // Replaying, the loop's events are another worker's until a step runs here.
+        let live = Arc::new(AtomicBool::new(ran.load(Ordering::Relaxed)));
         if !ran.load(Ordering::Relaxed) {
             tree.restore(&base).await?;
         }
         let workflow = ctx.key().to_string();
+        let (lines, feed_lines) = tokio::sync::mpsc::unbounded_channel();
+        let feed = tokio::spawn(events::feed(
+            self.spec.ingress.clone(),
+            workflow.clone(),
+            feed_lines,
+        ));
         let (interrupt, interrupts) = tokio::sync::watch::channel(Interrupt::None);
         let (requests, mut incoming) = tokio::sync::mpsc::unbounded_channel();
         let (done, output) = tokio::sync::oneshot::channel();
         let spec = Arc::clone(&self.spec);
         let name = story.clone();
+        let marks = Arc::clone(&live);
         std::thread::Builder::new()
             .name(format!("story {story}"))
             .spawn(move || {
                 let steps = steps::EngineSteps::new(requests, &workflow);
-                let _ = done.send(drive(&spec, &name, steps, interrupts));
+                let ui = Ui::lines_for_engine(lines, marks);
+                let _ = done.send(drive(&spec, &name, steps, interrupts, ui));
             })
             .map_err(|e| TerminalError::new(format!("cannot start the story's thread: {e}")))?;
         let key = ctx.key().to_string();
@@ -79,7 +90,7 @@ impl StoryWorkflow {
             key: &key,
             interrupt: &interrupt,
         };
-        let served = steps::serve(&ctx, &tree, &lease, &mut incoming).await;
+        let served = steps::serve(&ctx, &tree, &lease, &live, &mut incoming).await;
         // The loop's next request fails now (it stops), and this worker takes no other story
         // until it has.
         drop(incoming);
@@ -87,6 +98,8 @@ impl StoryWorkflow {
         served?;
         let mut output = output
             .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;
+        // The loop's thread is gone, and its lines with it: the feed has them all.
+        output.events = feed.await.unwrap_or_default();
         if let Some(reset) = pause::limited(&output.events) {
             let until = self.pause.until_reset(reset, jiff::Timestamp::now());
             tracing::warn!(%story, %until, "usage limit: this worker takes no story until the reset; the story goes back to Restate");
@@ -138,22 +151,20 @@ fn finished_done(output: &StoryOutput) -> bool {
         .any(|e| e["event"] == "story_finished" && e["result"] == "done")
 }
 
-/// Runs the loop for `story` on this thread, its steps in `steps`; its events are collected.
+/// Runs the loop for `story` on this thread, its steps in `steps`, its events sent by `ui`.
 fn drive(
     spec: &WorkerSpec,
     story: &str,
     steps: steps::EngineSteps,
     interrupts: tokio::sync::watch::Receiver<Interrupt>,
+    ui: Ui,
 ) -> StoryOutput {
-    let (lines, mut events) = tokio::sync::mpsc::unbounded_channel();
     let result = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(crate::error::Error::Runtime)?;
         let plan = Plan::resolve(spec.context()?, None, Some(story))?;
-        let mut ui = Ui::new(true, Verbosity::Quiet);
-        ui.send_lines_to(lines);
         let steps = RefCell::new(steps);
         // Each story is a fresh run of the project's journal: what must survive the worker is
         // in Restate's.
@@ -163,10 +174,6 @@ fn drive(
         };
         runtime.block_on(crate::run::run_with(plan, ui, true, Some(hosted)))
     })();
-    let mut collected = Vec::new();
-    while let Ok(line) = events.try_recv() {
-        collected.push(line);
-    }
     let (exit_code, error) = match result {
         Ok(code) => (code, None),
         Err(e) => (e.exit_code(), Some(Report(&e).to_string())),
@@ -175,7 +182,7 @@ fn drive(
         story: story.to_string(),
         exit_code,
         error,
-        events: collected,
+        events: Vec::new(),
         landed: None,
     }
 }

@@ -1,0 +1,106 @@
+//! A story's events as they happen: the worker driving it appends each batch of its NDJSON lines
+//! to a virtual object (`StoryEvents`, keyed like the story's workflow) over the ingress, and
+//! `run --engine restate` reads what is new while the story runs.
+//!
+//! The lines are not journal entries: a worker that replays a story's journal re-emits the
+//! replayed steps' events, marked `"replayed": true` (see [`crate::ui::Ui::lines_for_engine`]),
+//! and those are not appended: the worker that ran the steps appended them first. A batch a
+//! worker could not append (the ingress unreachable) is only late: the story's output carries
+//! every line of its last attempt, and the client shows the ones it has not shown.
+
+use restate_sdk::prelude::*;
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// The state key of the lines.
+const LINES: &str = "lines";
+
+/// The object: a story's lines, in the order they were appended.
+#[derive(Debug)]
+pub(crate) struct StoryEvents;
+
+#[restate_sdk::object]
+impl StoryEvents {
+    /// Adds a batch of lines.
+    #[handler]
+    async fn append(
+        &self,
+        ctx: ObjectContext<'_>,
+        lines: Json<Vec<Value>>,
+    ) -> Result<(), HandlerError> {
+        let mut all = ctx
+            .get::<Json<Vec<Value>>>(LINES)
+            .await?
+            .map(Json::into_inner)
+            .unwrap_or_default();
+        all.extend(lines.into_inner());
+        ctx.set(LINES, Json(all));
+        Ok(())
+    }
+
+    /// The lines from the `from`th on.
+    #[handler]
+    async fn since(
+        &self,
+        ctx: SharedObjectContext<'_>,
+        from: Json<usize>,
+    ) -> Result<Json<Vec<Value>>, HandlerError> {
+        let all = ctx
+            .get::<Json<Vec<Value>>>(LINES)
+            .await?
+            .map(Json::into_inner)
+            .unwrap_or_default();
+        Ok(Json(all.into_iter().skip(from.into_inner()).collect()))
+    }
+
+    /// Forgets the lines (the client has shown them all).
+    #[handler]
+    async fn clear(&self, ctx: ObjectContext<'_>) -> Result<(), HandlerError> {
+        ctx.clear(LINES);
+        Ok(())
+    }
+}
+
+/// The worker's side: appends each batch of `lines` that is not replayed to the story `key`'s
+/// object at `ingress`, in order, until the run loop is done; returns every line.
+pub(crate) async fn feed(
+    ingress: String,
+    key: String,
+    mut lines: UnboundedReceiver<Value>,
+) -> Vec<Value> {
+    let url = format!("{ingress}/StoryEvents/{key}/append");
+    let mut all = Vec::new();
+    let mut warned = false;
+    while let Some(first) = lines.recv().await {
+        let start = all.len();
+        all.push(first);
+        while let Ok(more) = lines.try_recv() {
+            all.push(more);
+        }
+        let batch: Vec<&Value> = all[start..]
+            .iter()
+            .filter(|l| l["replayed"] != true)
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let body = serde_json::to_vec(&batch).unwrap_or_default();
+        let sent = crate::http::send(hyper::Method::POST, &url, &body).await;
+        let failed = match sent {
+            Ok((status, _)) if status.is_success() => None,
+            Ok((status, answer)) => Some(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&answer)
+            )),
+            Err(e) => Some(e),
+        };
+        if let Some(e) = failed
+            && !warned
+        {
+            // Once per story: the lines still reach the client with the story's output.
+            tracing::warn!(%key, error = %e, "cannot append the story's events");
+            warned = true;
+        }
+    }
+    all
+}
