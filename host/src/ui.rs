@@ -995,12 +995,12 @@ mod tests {
         ui.emit(changed());
         live.store(true, std::sync::atomic::Ordering::SeqCst);
         ui.emit(changed());
-        let (replayed, own) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        let (replayed, own) = (rx.try_recv().expect("valid"), rx.try_recv().expect("valid"));
         assert_eq!(replayed["replayed"], true);
         assert_eq!(own.get("replayed"), None);
         // Both read back as the event they were.
         for line in [replayed, own] {
-            let event: Event = serde_json::from_value(line).unwrap();
+            let event: Event = serde_json::from_value(line).expect("valid");
             assert!(matches!(event, Event::StateChanged { .. }));
         }
     }

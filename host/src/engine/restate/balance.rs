@@ -301,7 +301,9 @@ mod tests {
         Arc::new(Balancer {
             workers: (0..n)
                 .map(|i| Worker {
-                    uri: format!("http://127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    uri: format!("http://127.0.0.1:{}", 9000 + i)
+                        .parse()
+                        .expect("valid"),
                     streams: AtomicUsize::new(0),
                     down_until: Mutex::new(None),
                 })
@@ -355,7 +357,7 @@ mod tests {
             if let Some(v) = retry {
                 r = r.header("retry-after", v);
             }
-            r.body(()).unwrap()
+            r.body(()).expect("valid")
         };
         assert_eq!(paused_for(&answer(503, Some("600"))), Some(600));
         assert_eq!(paused_for(&answer(503, None)), None);
@@ -367,12 +369,14 @@ mod tests {
     fn worker_urls_must_be_plain_http_addresses() {
         assert!(worker_uris(&["http://127.0.0.1:9080".into(), "http://b:1/".into()]).is_ok());
         for bad in ["127.0.0.1:9080", "https://a:1", "http://a:1/x", "not a url"] {
-            let e = worker_uris(&[bad.into()]).unwrap_err().to_string();
+            let e = worker_uris(&[bad.into()])
+                .expect_err("an error")
+                .to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }
         assert!(
             worker_uris(&[])
-                .unwrap_err()
+                .expect_err("an error")
                 .to_string()
                 .contains("no worker")
         );

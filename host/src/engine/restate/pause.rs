@@ -146,12 +146,12 @@ mod tests {
 
     #[test]
     fn a_pause_lasts_until_the_reset_and_a_longer_one_stays() {
-        let now: Timestamp = "2026-12-04T06:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-12-04T06:00:00Z".parse().expect("valid");
         let pause = Pause::default();
         assert_eq!(pause.left(now), None);
-        let reset: Timestamp = "2026-12-04T07:00:00Z".parse().unwrap();
+        let reset: Timestamp = "2026-12-04T07:00:00Z".parse().expect("valid");
         let end = pause.until_reset(Some(reset), now);
-        assert_eq!(end, reset.checked_add(RESET_MARGIN).unwrap());
+        assert_eq!(end, reset.checked_add(RESET_MARGIN).expect("valid"));
         assert_eq!(
             pause.left(now),
             Some((end, Duration::from_secs(3600) + RESET_MARGIN))
@@ -173,7 +173,7 @@ mod tests {
         let stopped = [json!({"event": "story_started"}), limit.clone()];
         assert_eq!(
             limited(&stopped),
-            Some(Some("2026-12-04T07:00:00Z".parse().unwrap()))
+            Some(Some("2026-12-04T07:00:00Z".parse().expect("valid")))
         );
         let unstated = [json!({"event": "usage_limit", "resets_at": null})];
         assert_eq!(limited(&unstated), Some(None));
