@@ -376,8 +376,8 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         serde_json::to_vec(&json!({
             "calls": [
                 { "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "wait_for": go },
-                { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "wait_for": hold[0] },
-                { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "wait_for": hold[1] },
+                { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
+                { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
             ]
         }))?,
     )?;
@@ -914,7 +914,7 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
     fs::write(
         &script,
         serde_json::to_vec(&json!({
-            "calls": [{ "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "wait_for": hold }]
+            "calls": [{ "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold }]
         }))?,
     )?;
     let exclusive = work.join("locks");

@@ -81,8 +81,8 @@
 //! session, with stdin, stdout and stderr away from the call's, re-parented to the nearest
 //! subreaper; the fake waits until it runs without environment and its shell is gone);
 //! `wait_for: PATH` (before its first line, opens the FIFO at PATH for reading, which blocks until
-//! a writer opens it, and reads it to its end: a test's go signal, and a writer that keeps it
-//! open holds the call until it closes it); `result_text` (the success
+//! a writer opens it, and closes it at once: a test's go signal); `held_by: PATH` (then opens
+//! the FIFO at PATH and reads it to its end: the call runs until its writer closes it); `result_text` (the success
 //! text); `exit_code` (after a success, default 0); `linger: true` (after a success result, keep
 //! running instead of exiting); `set_status` (as dev: the status value written instead of `Ready
 //! for Review` / `review`; a v6.12 spec's frontmatter `status:` is set too) and `sprint_status`
@@ -277,6 +277,7 @@ struct Behaviour {
     #[serde(default)]
     orphan: bool,
     wait_for: Option<PathBuf>,
+    held_by: Option<PathBuf>,
     file: Option<PathBuf>,
     #[serde(default)]
     play: bool,
@@ -1495,9 +1496,12 @@ fn run() -> Result<u8> {
         )?;
     }
     if let Some(fifo) = &b.wait_for {
-        // Read to its end: a writer that keeps it open keeps the call alive until it closes.
-        let mut hold = File::open(fifo).with_context(|| format!("opening {}", fifo.display()))?;
-        std::io::copy(&mut hold, &mut std::io::sink())?;
+        File::open(fifo).with_context(|| format!("opening {}", fifo.display()))?;
+    }
+    if let Some(fifo) = &b.held_by {
+        // Read to its end: the writer keeps the call alive until it closes.
+        let mut held = File::open(fifo).with_context(|| format!("opening {}", fifo.display()))?;
+        std::io::copy(&mut held, &mut std::io::sink())?;
     }
     let cwd = std::env::current_dir()?;
     let max_turns = args.max_turns.unwrap_or(u32::MAX);
