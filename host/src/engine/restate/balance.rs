@@ -98,12 +98,10 @@ impl Balancer {
         };
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(mut response) => {
-                let paused = paused_for(&response);
-                *lock(&worker.down_until) = paused.map(|secs| {
+                // A mark ends by itself: an answer to a request sent before it does not end it.
+                if let Some(secs) = paused_for(&response) {
                     tracing::warn!(worker = %worker.uri, secs, "the worker takes nothing for now: skipped");
-                    Instant::now() + Duration::from_secs(secs)
-                });
-                if paused.is_some() {
+                    *lock(&worker.down_until) = Some(Instant::now() + Duration::from_secs(secs));
                     // Restate would wait that long before it retries; another worker may take
                     // the invocation now.
                     response.headers_mut().remove(hyper::header::RETRY_AFTER);

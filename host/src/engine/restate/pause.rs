@@ -66,10 +66,12 @@ impl Pause {
     }
 }
 
-/// The usage limit that stopped a story, from its events: when it resets, if stated.
+/// The usage limit that stopped a story, from its events (this worker's own, not those it
+/// replayed): when it resets, if stated.
 pub(crate) fn limited(events: &[serde_json::Value]) -> Option<Option<Timestamp>> {
-    let ended = events.iter().any(|e| e["event"] == "story_finished");
-    let limit = events.iter().rev().find(|e| e["event"] == "usage_limit")?;
+    let own = || events.iter().filter(|e| e["replayed"] != true);
+    let ended = own().any(|e| e["event"] == "story_finished");
+    let limit = own().filter(|e| e["event"] == "usage_limit").last()?;
     (!ended).then(|| limit["resets_at"].as_str().and_then(|t| t.parse().ok()))
 }
 
@@ -181,5 +183,8 @@ mod tests {
         let ended = [limit, json!({"event": "story_finished", "result": "done"})];
         assert_eq!(limited(&ended), None);
         assert_eq!(limited(&[json!({"event": "story_finished"})]), None);
+        // Another worker's limit, replayed here, is not this one's.
+        let replayed = [json!({"event": "usage_limit", "resets_at": null, "replayed": true})];
+        assert_eq!(limited(&replayed), None);
     }
 }
