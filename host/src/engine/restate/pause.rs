@@ -71,7 +71,7 @@ impl Pause {
 pub(crate) fn limited(events: &[serde_json::Value]) -> Option<Option<Timestamp>> {
     let own = || events.iter().filter(|e| e["replayed"] != true);
     let ended = own().any(|e| e["event"] == "story_finished");
-    let limit = own().filter(|e| e["event"] == "usage_limit").last()?;
+    let limit = own().rfind(|e| e["event"] == "usage_limit")?;
     (!ended).then(|| limit["resets_at"].as_str().and_then(|t| t.parse().ok()))
 }
 
