@@ -375,7 +375,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         &script,
         serde_json::to_vec(&json!({
             "calls": [
-                { "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "wait_for": go },
+                { "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "held_by": go },
                 { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
                 { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
             ]
@@ -444,8 +444,9 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         Ok(())
     };
     let spread = both_held(&hold, &log, &[pid_a, pid_b], live);
-    // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before).
-    drop(fs::OpenOptions::new().write(true).open(&go)?);
+    // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before),
+    // and stays alive while the FIFO is held open: until its worker is killed.
+    let go_writer = fs::OpenOptions::new().write(true).open(&go)?;
     let calls = read_calls(&log)?;
     let killed_call = calls
         .iter()
@@ -470,6 +471,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     let call_pid = u32::try_from(killed_call["pid"].as_u64().unwrap_or(0))?;
     let gone = wait_gone(&[keeper, call_pid], Duration::from_secs(30));
     let teardown = killed_at.elapsed();
+    drop(go_writer);
 
     let finished = client.wait_with_output()?;
     let (out, err) = (

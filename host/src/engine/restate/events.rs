@@ -12,6 +12,10 @@ use restate_sdk::prelude::*;
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// How long the worker gathers lines before it sends them: a batching window (the client reads
+/// every [`super::client::EVENTS_EVERY`], so a line is not shown later for it).
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The state key of the lines.
 const LINES: &str = "lines";
 
@@ -61,45 +65,62 @@ impl StoryEvents {
     }
 }
 
-/// The worker's side: appends each batch of `lines` that is not replayed to the story `key`'s
-/// object at `ingress`, in order, until the run loop is done; returns every line.
+/// The worker's side: sends each batch of `lines` that is not replayed to the story `key`'s
+/// object at `ingress` (one-way, in order: the server queues them on the object), until the run
+/// loop is done; returns every line once the loop is done, without waiting for the sends.
 pub(crate) async fn feed(
     ingress: String,
     key: String,
     mut lines: UnboundedReceiver<Value>,
 ) -> Vec<Value> {
-    let url = format!("{ingress}/StoryEvents/{key}/append");
+    let (batches, mut to_send) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let url = format!("{ingress}/StoryEvents/{key}/append/send");
+        let mut warned = false;
+        while let Some(body) = to_send.recv().await {
+            let failed = match crate::http::send(hyper::Method::POST, &url, &body).await {
+                Ok((status, _)) if status.is_success() => None,
+                Ok((status, answer)) => Some(format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&answer)
+                )),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed
+                && !warned
+            {
+                // Once per story: the lines still reach the client with the story's output.
+                tracing::warn!(%key, error = %e, "cannot append the story's events");
+                warned = true;
+            }
+        }
+    });
     let mut all = Vec::new();
-    let mut warned = false;
-    while let Some(first) = lines.recv().await {
+    let mut open = true;
+    while open && let Some(first) = lines.recv().await {
         let start = all.len();
         all.push(first);
-        while let Ok(more) = lines.try_recv() {
-            all.push(more);
+        // The lines of the next moments go with it: each append is an invocation of the server.
+        let window = tokio::time::sleep(GATHER);
+        tokio::pin!(window);
+        loop {
+            tokio::select! {
+                more = lines.recv() => match more {
+                    Some(line) => all.push(line),
+                    None => {
+                        open = false;
+                        break;
+                    }
+                },
+                () = &mut window => break,
+            }
         }
         let batch: Vec<&Value> = all[start..]
             .iter()
             .filter(|l| l["replayed"] != true)
             .collect();
-        if batch.is_empty() {
-            continue;
-        }
-        let body = serde_json::to_vec(&batch).unwrap_or_default();
-        let sent = crate::http::send(hyper::Method::POST, &url, &body).await;
-        let failed = match sent {
-            Ok((status, _)) if status.is_success() => None,
-            Ok((status, answer)) => Some(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&answer)
-            )),
-            Err(e) => Some(e),
-        };
-        if let Some(e) = failed
-            && !warned
-        {
-            // Once per story: the lines still reach the client with the story's output.
-            tracing::warn!(%key, error = %e, "cannot append the story's events");
-            warned = true;
+        if !batch.is_empty() {
+            let _ = batches.send(serde_json::to_vec(&batch).unwrap_or_default());
         }
     }
     all
