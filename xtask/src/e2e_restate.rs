@@ -1524,11 +1524,13 @@ fn bench(root: &Path) -> Result<()> {
          after each step that changed it ({commits:.0} commits, {:.1} ms each here: seven git \
          processes), checks it after each other step ({:.1} ms per `git status`), and journals \
          two entries per step (intent, result) and one per decision, each a round trip to the \
-         server; each story is also one submission, one attach, and the worker resolving the \
-         project and loading the plugins again. The git work is about {:.0} ms per story of the \
-         {:.0} (an estimate from the two figures above); this check does not separate the rest \
-         (the server's round trips and the per-story setup). Against an agent call of minutes \
-         this is noise; against the fake's 15 ms calls it is most of the time.\n",
+         server; each story is also one submission, one attach, the worker resolving the \
+         project and loading the plugins again, and its events sent to the server in batches \
+         (one per 250 ms of the story at most, each an invocation of the server) that the \
+         client reads every 0.5 s. The git work is about {:.0} ms per story of the {:.0} (an \
+         estimate from the two figures above); this check does not separate the rest (the \
+         server's round trips, the events and the per-story setup). Against an agent call of \
+         minutes this is noise; against the fake's 15 ms calls it is most of the time.\n",
         utc_now(),
         machine(),
         ms(local_time),
