@@ -112,23 +112,34 @@ impl Setup {
     fn project(&self, name: &str, stories: usize) -> Result<PathBuf> {
         let project = self.work.join(name);
         super::bench::generate_project(&self.root, &project, stories)?;
-        for args in [
-            &["init", "--quiet"][..],
-            &["add", "--all"],
-            &[
-                "-c",
-                "user.name=e2e",
-                "-c",
-                "user.email=e2e@localhost",
-                "commit",
-                "--quiet",
-                "-m",
-                "the epic",
-            ],
-        ] {
-            super::run(Command::new("git").current_dir(&project).args(args))?;
-        }
+        commit_all(&project)?;
         Ok(project)
+    }
+
+    /// A generated epic of `stories` stories as a bare repository, `remote.git`: the shared
+    /// remote of the workers.
+    fn shared_remote(&self, stories: usize) -> Result<PathBuf> {
+        let seed = self.project("seed", stories)?;
+        self.bare(&seed)
+    }
+
+    /// The project at `fixture` (committed) as the bare repository `remote.git`.
+    fn shared_remote_of(&self, fixture: &Path) -> Result<PathBuf> {
+        let seed = self.work.join("seed");
+        super::copy_dir(fixture, &seed)?;
+        commit_all(&seed)?;
+        self.bare(&seed)
+    }
+
+    fn bare(&self, seed: &Path) -> Result<PathBuf> {
+        let remote = self.work.join("remote.git");
+        super::run(
+            Command::new("git")
+                .args(["clone", "--quiet", "--bare"])
+                .arg(seed)
+                .arg(&remote),
+        )?;
+        Ok(remote)
     }
 
     /// The same binaries and server, for another check in `target/e2e-restate/NAME` (emptied).
@@ -143,20 +154,6 @@ impl Setup {
             cache: self.cache.clone(),
             work,
         })
-    }
-
-    /// A generated epic of `stories` stories as a bare repository, `remote.git`: the shared
-    /// remote of the workers.
-    fn shared_remote(&self, stories: usize) -> Result<PathBuf> {
-        let seed = self.project("seed", stories)?;
-        let remote = self.work.join("remote.git");
-        super::run(
-            Command::new("git")
-                .args(["clone", "--quiet", "--bare"])
-                .arg(&seed)
-                .arg(&remote),
-        )?;
-        Ok(remote)
     }
 
     /// A clone of `remote` at `work/NAME`.
@@ -333,6 +330,27 @@ impl Setup {
     }
 }
 
+/// `git init`, and everything at `project` committed.
+fn commit_all(project: &Path) -> Result<()> {
+    for args in [
+        &["init", "--quiet"][..],
+        &["add", "--all"],
+        &[
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            "the epic",
+        ],
+    ] {
+        super::run(Command::new("git").current_dir(project).args(args))?;
+    }
+    Ok(())
+}
+
 /// Registers `uri` as the deployment of the server whose admin API is on `admin`.
 fn register(admin: u16, uri: &str) -> Result<()> {
     let (status, body) = http(admin, "POST", "/deployments", &json!({ "uri": uri }))?;
@@ -350,7 +368,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let setup = Setup::new(root, "run")?;
     killed_worker(root, &setup)?;
     limited_worker(&setup.sibling("limit")?)?;
-    cut_off_worker(&setup.sibling("cut")?)
+    cut_off_worker(&setup.sibling("cut")?)?;
+    v6_side_by_side(root, &setup.sibling("v6")?)
 }
 
 /// The main check: 8 stories, two jobs, a worker killed in the middle of a call.
@@ -447,6 +466,18 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before),
     // and stays alive while the FIFO is held open: until its worker is killed.
     let go_writer = fs::OpenOptions::new().write(true).open(&go)?;
+    // The client shows the call's start while it runs, before its worker is killed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .context("the client did not print the Dev call of the story to kill while it ran")?;
+        let event: Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["event"] == "agent_started" && event["role"] == "dev" && event["story"] == KILLED {
+            break;
+        }
+    }
     let calls = read_calls(&log)?;
     let killed_call = calls
         .iter()
@@ -1031,6 +1062,123 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
             "e2e-restate PASS  {victim} cut off from the ingress during 1.1's Dev call: it took its lease ({LEASE_TTL}) for lost and tore the call down {} ms after the cut; \
              {survivor} redid the call, never beside the first copy; the story done in {:.1}s; nothing left",
             torn_down.as_millis(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    } else {
+        for f in &failures {
+            eprintln!("e2e-restate FAIL: {f}");
+        }
+        bail!(
+            "{} check(s) failed; the run's files are in {}",
+            failures.len(),
+            work.display()
+        )
+    }
+}
+
+/// The fourth check: the BMAD v6 sample (3 stories, a sprint-status with their keys on
+/// neighbouring lines), two jobs side by side. Asserts: every story done and landed, the
+/// sprint-status of stories that ran side by side merged key by key (a worker says so), and the
+/// shared branch's sprint-status has every story `done`; nothing left.
+fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
+    let started = Instant::now();
+    let work = setup.work.clone();
+    let remote = setup.shared_remote_of(&root.join("tests/fixtures/v6-sample"))?;
+    let (clone_a, clone_b, project) = (
+        setup.clone_of(&remote, "worker-a")?,
+        setup.clone_of(&remote, "worker-b")?,
+        setup.clone_of(&remote, "client")?,
+    );
+    let exclusive = work.join("locks");
+    fs::create_dir_all(&exclusive)?;
+    let log = work.join("calls.ndjson");
+    let tag = format!("e2e-restate-v6-{}", std::process::id());
+    let mut procs = Procs::default();
+    let (ingress, admin) = setup.start_server(&mut procs)?;
+    let env = [
+        ("FAKE_CLAUDE_LOG", log.as_os_str()),
+        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
+        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
+    ];
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
+    setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
+    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
+    register(admin, &format!("http://127.0.0.1:{front}"))?;
+    let finished = setup
+        .bmad_host(
+            &project,
+            &["run", "--engine", "restate", "--json", "--jobs", "2"],
+        )
+        .arg("--restate")
+        .arg(format!("http://127.0.0.1:{ingress}"))
+        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
+        .env("E2E_RESTATE_TAG", &tag)
+        .output()
+        .context("cannot run bmad-host run --engine restate")?;
+    procs.stop_all();
+
+    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
+    fs::write(work.join("client.ndjson"), &out)?;
+    let events: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+    let code = finished.status.code();
+    check(
+        code == Some(0),
+        format!(
+            "run exit code {code:?}: {}",
+            String::from_utf8_lossy(&finished.stderr)
+        ),
+    );
+    let landed = events
+        .iter()
+        .filter(|e| e["event"] == "story_landed")
+        .count();
+    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
+    check(
+        run_finished.is_some_and(|f| f["done"] == 3) && landed == 3,
+        format!("run_finished: {run_finished:?}; {landed} stories landed"),
+    );
+    let merged_by_key = ["worker-a", "worker-b"].iter().any(|w| {
+        fs::read_to_string(work.join(format!("{w}.err")))
+            .is_ok_and(|l| l.contains("merged the sprint-status key by key"))
+    });
+    check(
+        merged_by_key,
+        "no worker merged a sprint-status key by key: the stories did not land side by side".into(),
+    );
+    let sprint = Command::new("git")
+        .arg("--git-dir")
+        .arg(&remote)
+        .args([
+            "show",
+            "HEAD:_bmad-output/implementation-artifacts/sprint-status.yaml",
+        ])
+        .output()?;
+    let sprint = String::from_utf8_lossy(&sprint.stdout).into_owned();
+    let values: Vec<String> = sprint
+        .lines()
+        .filter(|l| l.trim_start().starts_with("1-"))
+        .map(|l| l.trim().to_string())
+        .collect();
+    check(
+        values.len() == 3 && values.iter().all(|v| v.contains(": done")),
+        format!("the shared branch's sprint-status stories: {values:?}"),
+    );
+    let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
+    check(left.is_empty(), format!("processes left: {left:?}"));
+    if failures.is_empty() {
+        println!(
+            "e2e-restate PASS  BMAD v6, 2 jobs: 3 stories done and landed in {:.1}s, the sprint-status of stories run side by side merged key by key; all three done on the shared branch; nothing left",
             started.elapsed().as_secs_f64()
         );
         Ok(())

@@ -139,7 +139,7 @@ pub use id::{ParseStoryIdError, StoryId};
 pub use ledger::{Known, LedgerChange, LedgerPlan, epic_keys};
 pub use sprint::{
     EPIC_VALUES, RETROSPECTIVE_VALUES, STORY_VALUES, SprintEntry, SprintKey, SprintStatus,
-    epic_value, sprint_spelling, sprint_value_state, story_rank,
+    epic_value, merge_story_keys, sprint_spelling, sprint_value_state, story_rank,
 };
 pub use text::slug;
 pub use write::{Drift, MAX_STORY_BYTES, SprintSync, StoryText, Written, status_spelling};

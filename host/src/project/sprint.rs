@@ -536,6 +536,41 @@ pub(crate) fn plan_key_edits(bytes: &[u8], wanted: &[(String, String)]) -> Plann
     }
 }
 
+/// sprint-status of two stories that ran side by side, merged key by key: `shared` (the shared
+/// branch's, with the other story landed) with each `development_status` value that `story` (the
+/// landing story's last commit) changed from `base` (where it started) set on it. The rest of
+/// `shared` stays as it is. `Err` says why it cannot be done (a file not in the one-`key: value`
+/// per-line form, a key `shared` does not have).
+pub fn merge_story_keys(
+    path: &Path,
+    base: &[u8],
+    story: &[u8],
+    shared: &[u8],
+) -> Result<Vec<u8>, String> {
+    let before = parse_editable(path, base)?;
+    let after = parse_editable(path, story)?;
+    parse_editable(path, shared)?;
+    let value_before = |key: &str| {
+        before
+            .entries()
+            .iter()
+            .rev()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let wanted: Vec<(String, String)> = after
+        .entries()
+        .iter()
+        .filter(|e| value_before(&e.key) != Some(e.value.as_str()))
+        .map(|e| (e.key.clone(), e.value.clone()))
+        .collect();
+    let planned = plan_key_edits(shared, &wanted);
+    match planned.problems.into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(planned.bytes),
+    }
+}
+
 /// Where a story value stands in the workflow (`backlog` 0 to `done` 4), legacy and other-case
 /// spellings read as their current value; `None` when it is not a story value. Statuses move
 /// up this order, and back down only through review (a send-back to `in-progress`).
@@ -848,6 +883,33 @@ impl fmt::Display for SprintKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_stories_sprint_statuses_merge_key_by_key() {
+        let path = Path::new("sprint-status.yaml");
+        let file = |one: &str, two: &str, epic: &str| {
+            format!(
+                "# comment\nlast_updated: x\n\ndevelopment_status:\n  epic-1: {epic}\n  1-1-a: {one}\n  1-2-b: \"{two}\"  # note\n"
+            )
+        };
+        let base = file("ready-for-dev", "backlog", "backlog");
+        // 1.1 landed first: the shared branch has its values.
+        let shared = file("done", "backlog", "in-progress");
+        // 1.2, from the same base, changed its own key and the epic's.
+        let story = file("ready-for-dev", "done", "in-progress");
+        let merged = merge_story_keys(path, base.as_bytes(), story.as_bytes(), shared.as_bytes())
+            .expect("merged");
+        assert_eq!(
+            String::from_utf8(merged).expect("utf-8"),
+            file("done", "done", "in-progress"),
+            "1.1's value kept, 1.2's set with its quoting and comment"
+        );
+        // A key the shared branch lost cannot be set.
+        let gone = "development_status:\n  epic-1: in-progress\n  1-1-a: done\n";
+        let e = merge_story_keys(path, base.as_bytes(), story.as_bytes(), gone.as_bytes())
+            .expect_err("no key");
+        assert!(e.contains("1-2-b"), "{e}");
+    }
 
     const SAMPLE: &str = "# generated: today\n# STATUS DEFINITIONS: backlog, done\n\ngenerated: 03-07-2026 09:00\nproject: p\n\ndevelopment_status:\n  # Epic 1\n  epic-1: in-progress   # started\n  1-1-setup: done\n  1-2-sign-up: \"review\"\n  1-10-late: 'backlog' # the tenth\n  epic-1-retrospective: optional\n\n  epic-2: backlog\n  2-1-water: backlog\naction_items: []\n";
 

@@ -65,6 +65,11 @@ impl StoryEvents {
     }
 }
 
+/// Whether `line` says an agent call begins.
+fn starts_a_call(line: &Value) -> bool {
+    line["event"] == "agent_started"
+}
+
 /// The worker's side: sends each batch of `lines` that is not replayed to the story `key`'s
 /// object at `ingress` (one-way, in order: the server queues them on the object), until the run
 /// loop is done; returns every line once the loop is done, without waiting for the sends.
@@ -99,14 +104,20 @@ pub(crate) async fn feed(
     let mut open = true;
     while open && let Some(first) = lines.recv().await {
         let start = all.len();
+        let mut flush = starts_a_call(&first);
         all.push(first);
-        // The lines of the next moments go with it: each append is an invocation of the server.
+        // The lines of the next moments go with it (each append is an invocation of the
+        // server), but not past a call's start: nothing follows for a while, and a worker that
+        // dies in the call has sent what came before.
         let window = tokio::time::sleep(GATHER);
         tokio::pin!(window);
-        loop {
+        while !flush {
             tokio::select! {
                 more = lines.recv() => match more {
-                    Some(line) => all.push(line),
+                    Some(line) => {
+                        flush = starts_a_call(&line);
+                        all.push(line);
+                    }
                     None => {
                         open = false;
                         break;

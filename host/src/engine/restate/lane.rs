@@ -3,7 +3,9 @@
 //! are on. Landing a story squashes its branch (`bmad/<story>`, as its last step left it) onto
 //! the shared branch's head as one commit, `<id>: <title>` with a `Bmad-Story: <workflow>`
 //! trailer, and pushes it. It is one journaled step; if it is run again (its worker died before
-//! Restate kept its result), it finds its trailer on the branch and lands nothing twice.
+//! Restate kept its result), it finds its trailer on the branch and lands nothing twice. Stories
+//! run side by side conflict in a v6 sprint-status (their keys are next to each other): that
+//! file is merged key by key; any other conflict fails the story's workflow.
 
 use std::path::PathBuf;
 
@@ -117,15 +119,20 @@ async fn land(root: &std::path::Path, l: &Landing) -> Result<Landed, HandlerErro
         .await
         .map_err(err)?;
     if !merged.success() {
-        let _ = git
-            .output(&lane, &["reset", "--quiet", "--hard", &shared])
-            .await;
-        return Err(TerminalError::new(format!(
-            "story {} does not land on {branch}: {}",
-            l.story,
-            merged.text()
-        ))
-        .into());
+        // Stories run side by side each change their own sprint-status keys, next to each
+        // other's: that file merges key by key; any other conflict stops the story.
+        let sprint = sprint_path(root, &git).await;
+        if let Err(why) = merge_sprint(&git, &lane, sprint.as_deref(), &shared, &l.sha).await {
+            let _ = git
+                .output(&lane, &["reset", "--quiet", "--hard", &shared])
+                .await;
+            return Err(TerminalError::new(format!(
+                "story {} does not land on {branch}: {why}\n{}",
+                l.story,
+                merged.text()
+            ))
+            .into());
+        }
     }
     let subject = format!("{}: {}", l.story, l.title);
     let commit = git
@@ -138,6 +145,65 @@ async fn land(root: &std::path::Path, l: &Landing) -> Result<Landed, HandlerErro
         .await
         .map_err(err)?;
     Ok(Landed { commit, branch })
+}
+
+/// The project's sprint-status (v6), relative to its repository's top, when it has one.
+async fn sprint_path(root: &std::path::Path, git: &crate::git::Git) -> Option<String> {
+    let project = crate::project::Project::discover(root).ok()?;
+    let sprint = project.sprint_status_path()?.to_path_buf();
+    let top = git.toplevel(root).await.ok()?.canonicalize().ok()?;
+    let rel = root
+        .canonicalize()
+        .ok()?
+        .strip_prefix(&top)
+        .ok()?
+        .to_path_buf();
+    Some(rel.join(sprint).display().to_string())
+}
+
+/// Resolves a squash merge whose only conflict is the sprint-status at `sprint`: the shared
+/// branch's file with the values the story changed set on it
+/// ([`crate::project::merge_story_keys`]), staged. `Err` says why not.
+async fn merge_sprint(
+    git: &crate::git::Git,
+    lane: &std::path::Path,
+    sprint: Option<&str>,
+    shared: &str,
+    sha: &str,
+) -> Result<(), String> {
+    let text = |e: crate::git::GitError| crate::error::Report(&e).to_string();
+    let conflicted = git
+        .run(lane, &["diff", "--name-only", "--diff-filter=U"])
+        .await
+        .map_err(text)?;
+    let conflicted: Vec<&str> = conflicted.stdout.lines().collect();
+    let Some(sprint) = sprint.filter(|s| conflicted == [*s]) else {
+        return Err(format!("conflicts in {}", conflicted.join(", ")));
+    };
+    let base = git
+        .run(lane, &["merge-base", shared, sha])
+        .await
+        .map_err(text)?;
+    let base = base.stdout.trim();
+    let show = |rev: &str| format!("{rev}:{sprint}");
+    let (at_base, in_story, on_shared) = (
+        git.run(lane, &["show", &show(base)]).await.map_err(text)?,
+        git.run(lane, &["show", &show(sha)]).await.map_err(text)?,
+        git.run(lane, &["show", &show(shared)])
+            .await
+            .map_err(text)?,
+    );
+    let merged = crate::project::merge_story_keys(
+        std::path::Path::new(sprint),
+        at_base.stdout.as_bytes(),
+        in_story.stdout.as_bytes(),
+        on_shared.stdout.as_bytes(),
+    )
+    .map_err(|e| format!("{sprint}: {e}"))?;
+    std::fs::write(lane.join(sprint), merged).map_err(|e| format!("{sprint}: {e}"))?;
+    git.run(lane, &["add", "--", sprint]).await.map_err(text)?;
+    tracing::info!(%sprint, "merged the sprint-status key by key");
+    Ok(())
 }
 
 /// `text` with the characters a basic regular expression reads specially escaped.
