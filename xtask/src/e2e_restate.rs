@@ -3,28 +3,36 @@
 //!
 //! It runs the engine's unit tests (built with the `restate` feature), installs the pinned
 //! `@restatedev/restate-server` with npm into `target/e2e-restate/npm` (reused when present),
-//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes two
+//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes four
 //! checks, each with its own server, a bare git repository as the shared remote, two workers on
 //! loopback each in a clone of its own, and `bmad-host balance` in front of them as the one
-//! deployment the server knows; `bmad-host run --engine restate --jobs 2` drives a generated
-//! BMAD v4 epic from a third clone.
+//! deployment the server knows; `bmad-host run --engine restate` (two jobs, but in check 3)
+//! drives a BMAD epic from a third clone.
 //!
 //! 1. A worker killed (8 stories). The Dev calls of 1.1 and 1.2 each wait on a FIFO the check
 //!    holds open until both have opened theirs: both alive at once, each under its own worker
-//!    (the balancer spread them). The Dev call of 1.4 waits on a FIFO, and once it runs, the
-//!    worker running it is killed with SIGKILL. It asserts: exit 0 and every story done; the
+//!    (the balancer spread them), and the client prints their starts while they run. The Dev
+//!    call of 1.4 is held on a FIFO, and once the client has printed its start, the worker
+//!    running it is killed with SIGKILL. It asserts: exit 0 and every story done; the
 //!    killed call made again (once) and no other agent call twice (the fake's calls are the
 //!    journal's finished agent-call entries plus the killed one); the survivor waited for the
 //!    dead worker's lease; never two copies of one story's call alive at once (the fake holds a
-//!    lock per story and role for its whole life); every story landed exactly once on the shared
-//!    branch, and is done there; `status` and `log --restate-admin` read the engine; nothing of
-//!    the killed worker's call left (its keeper took the tree down at once); no process of the
-//!    check left at the end, the server's included.
+//!    lock per story and role for its whole life); each story's start and end printed once;
+//!    every story landed exactly once on the shared branch, and is done there; `status` and
+//!    `log --restate-admin` read the engine; nothing of the killed worker's call left (its
+//!    keeper took the tree down at once); no process of the check left at the end, the
+//!    server's included.
 //! 2. A usage limit (4 stories). Worker-b's first Dev call hits its account's usage limit,
 //!    resetting in 10 minutes. It asserts: exit 0 and every story done, long before the reset;
 //!    worker-b made no call after the limited one and said it paused; the balancer skipped it;
 //!    the limited call was redone on worker-a; every agent-call step made once but the limited
 //!    one (twice); no overlap, nothing left.
+//! 3. A worker cut off (1 story, the client for people). The ingress link of the worker running
+//!    the Dev call is cut while the call runs. It asserts: the worker took its lease for lost
+//!    and killed the call by itself; the other worker redid it, never beside the first copy;
+//!    the local run's table printed; nothing left.
+//! 4. BMAD v6 side by side (the v6 sample, 3 stories): every story done and landed, a
+//!    sprint-status merged key by key, all three done in the shared branch's sprint-status.
 //!
 //! `--bench` drives a 20-story epic once locally and once through one worker, and writes the
 //! engine's cost per step and per story into BENCHMARKS.md.
