@@ -3,7 +3,7 @@
 //!
 //! It runs the engine's unit tests (built with the `restate` feature), installs the pinned
 //! `@restatedev/restate-server` with npm into `target/e2e-restate/npm` (reused when present),
-//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes four
+//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes five
 //! checks, each with its own server, a bare git repository as the shared remote, two workers on
 //! loopback each in a clone of its own, and `bmad-host balance` in front of them as the one
 //! deployment the server knows; `bmad-host run --engine restate` (two jobs, but in check 3)
@@ -33,6 +33,8 @@
 //!    the local run's table printed; nothing left.
 //! 4. BMAD v6 side by side (the v6 sample, 3 stories): every story done and landed, a
 //!    sprint-status merged key by key, all three done in the shared branch's sprint-status.
+//! 5. A conflict (2 stories whose Dev calls both create one file): one lands, the other's
+//!    landing fails (`integration_failed` naming the file), it counts as failed, exit 1.
 //!
 //! `--bench` drives a 20-story epic once locally and once through one worker, and writes the
 //! engine's cost per step and per story into BENCHMARKS.md.
@@ -377,7 +379,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     killed_worker(root, &setup)?;
     limited_worker(&setup.sibling("limit")?)?;
     cut_off_worker(&setup.sibling("cut")?)?;
-    v6_side_by_side(root, &setup.sibling("v6")?)
+    v6_side_by_side(root, &setup.sibling("v6")?)?;
+    conflict(&setup.sibling("conflict")?)
 }
 
 /// The main check: 8 stories, two jobs, a worker killed in the middle of a call.
@@ -1187,6 +1190,120 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     if failures.is_empty() {
         println!(
             "e2e-restate PASS  BMAD v6, 2 jobs: 3 stories done and landed in {:.1}s, the sprint-status of stories run side by side merged key by key; all three done on the shared branch; nothing left",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    } else {
+        for f in &failures {
+            eprintln!("e2e-restate FAIL: {f}");
+        }
+        bail!(
+            "{} check(s) failed; the run's files are in {}",
+            failures.len(),
+            work.display()
+        )
+    }
+}
+
+/// The fifth check: two stories side by side whose Dev calls both create `src/same.txt`, each
+/// with its own text. Asserts: one lands, the other's landing fails (`integration_failed`, the
+/// lane's reason naming the file) and it counts as failed (exit 1); nothing left.
+fn conflict(setup: &Setup) -> Result<()> {
+    let started = Instant::now();
+    let work = setup.work.clone();
+    let remote = setup.shared_remote(2)?;
+    let (clone_a, clone_b, project) = (
+        setup.clone_of(&remote, "worker-a")?,
+        setup.clone_of(&remote, "worker-b")?,
+        setup.clone_of(&remote, "client")?,
+    );
+    let script = work.join("script.json");
+    fs::write(
+        &script,
+        serde_json::to_vec(&json!({
+            "calls": [
+                { "role": "dev", "story": "1.1", "write_files": { "src/same.txt": "one\n" } },
+                { "role": "dev", "story": "1.2", "write_files": { "src/same.txt": "two\n" } },
+            ]
+        }))?,
+    )?;
+    let tag = format!("e2e-restate-conflict-{}", std::process::id());
+    let mut procs = Procs::default();
+    let (ingress, admin) = setup.start_server(&mut procs)?;
+    let env = [
+        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
+        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
+    ];
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
+    setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
+    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
+    register(admin, &format!("http://127.0.0.1:{front}"))?;
+    let finished = setup
+        .bmad_host(
+            &project,
+            &["run", "--engine", "restate", "--json", "--jobs", "2"],
+        )
+        .arg("--restate")
+        .arg(format!("http://127.0.0.1:{ingress}"))
+        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
+        .env("E2E_RESTATE_TAG", &tag)
+        .output()
+        .context("cannot run bmad-host run --engine restate")?;
+    procs.stop_all();
+
+    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
+    fs::write(work.join("client.ndjson"), &out)?;
+    let events: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut failures = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        if !ok {
+            failures.push(what);
+        }
+    };
+    let code = finished.status.code();
+    check(
+        code == Some(1),
+        format!(
+            "run exit code {code:?}, not 1: {}",
+            String::from_utf8_lossy(&finished.stderr)
+        ),
+    );
+    // Both loops end done; one story lands, the other's landing fails.
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "integration_failed")
+        .collect();
+    let landed = events
+        .iter()
+        .filter(|e| e["event"] == "story_landed")
+        .count();
+    check(
+        landed == 1 && failed.len() == 1,
+        format!("{landed} landed, integration_failed {failed:?}"),
+    );
+    let reason = failed
+        .first()
+        .and_then(|f| f["reason"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    check(
+        reason.contains("does not land") && reason.contains("src/same.txt"),
+        format!("the failed story's reason: {reason:?}"),
+    );
+    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
+    check(
+        run_finished.is_some_and(|f| f["done"] == 1 && f["failed"] == 1 && f["exit_code"] == 1),
+        format!("run_finished: {run_finished:?}"),
+    );
+    let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
+    check(left.is_empty(), format!("processes left: {left:?}"));
+    if failures.is_empty() {
+        println!(
+            "e2e-restate PASS  two stories side by side writing one file: one landed, the other failed with `{reason}`; exit 1 in {:.1}s; nothing left",
             started.elapsed().as_secs_f64()
         );
         Ok(())

@@ -59,23 +59,65 @@ struct Followed {
     read: usize,
     /// The lines shown, as text (a line is shown once, live or from the story's output).
     shown: HashSet<String>,
+    /// The result of the `story_finished` line shown, if one was.
+    result: Option<String>,
+    /// The last `run_finished` line a worker sent live (its spend, when the story's output has
+    /// none).
+    last_run: Option<Value>,
 }
 
 impl Followed {
-    /// Shows `line` unless shown before (or replayed, or a run's own line).
-    fn show(&mut self, out: &mut Out, line: &Value, finished: &mut Vec<Value>) {
+    /// Shows `line` unless shown before (or replayed, or a run's own line: its `run_finished`
+    /// is kept).
+    fn show(&mut self, out: &mut Out, line: &Value) {
         match line["event"].as_str() {
             Some("run_started") => return,
             Some("run_finished") => {
-                finished.push(line.clone());
+                self.last_run = Some(line.clone());
                 return;
             }
             _ if line["replayed"] == true => return,
             _ => {}
         }
         if self.shown.insert(line.to_string()) {
+            if line["event"] == "story_finished" {
+                self.result = line["result"].as_str().map(str::to_owned);
+            }
             out.line(line, self.lane);
         }
+    }
+
+    /// Shows that its workflow failed (`reason`): a `story_finished` line, failed, or when the
+    /// story's end was shown already (it failed to land), an `integration_failed` line.
+    fn show_failure(&mut self, out: &mut Out, reason: &str) {
+        let story = self.id.to_string();
+        let line = if self.result.is_some() {
+            json!({
+                "event": "integration_failed",
+                "story": story,
+                "reason": reason,
+                "files": [],
+                "back_to_dev": false,
+            })
+        } else {
+            json!({
+                "event": "story_finished",
+                "story": story,
+                "result": "failed",
+                "reason": reason,
+                "cycles": 0,
+                "duration_ms": 0,
+                "cost_usd": 0.0,
+                "turns": 0,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "tokens": 0,
+            })
+        };
+        let mut line = line;
+        line["ts"] = json!(crate::ui::timestamp());
+        self.show(out, &line);
+        self.result = Some("failed".into());
     }
 }
 
@@ -184,6 +226,9 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
     let mut lanes: Vec<u32> = (1..=u32::try_from(jobs).unwrap_or(1)).rev().collect();
     let mut in_flight = FuturesUnordered::new();
     let mut finished = Vec::new();
+    // How the stories ended, as this run saw it (a story its loop finished done that did not
+    // land is failed; one that stopped before its end is in none).
+    let (mut done, mut failed_count, mut escalated) = (0_u64, 0_u64, 0_u64);
     // The first story that stopped without ending (an error, Ctrl-C on its worker): no other
     // starts, and the run's code is its.
     let mut halted: Option<u8> = None;
@@ -217,6 +262,8 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
                     lane,
                     read: 0,
                     shown: HashSet::new(),
+                    result: None,
+                    last_run: None,
                 });
                 in_flight.push(async move { (id, attach(url, &key).await) });
             }
@@ -232,52 +279,67 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
             _ = refresh.tick() => {
                 for story in &mut followed {
                     for line in new_events(url, story).await {
-                        story.show(&mut out, &line, &mut Vec::new());
+                        story.show(&mut out, &line);
                     }
                 }
                 continue;
             }
         };
-        let output = output?;
+        let attached = output?;
         let Some(pos) = followed.iter().position(|f| f.id == id) else {
             continue;
         };
         let mut story = followed.remove(pos);
         // What the workers appended since the last refresh, then what the last one kept.
         for line in new_events(url, &mut story).await {
-            story.show(&mut out, &line, &mut Vec::new());
+            story.show(&mut out, &line);
         }
-        for line in &output.events {
-            story.show(&mut out, line, &mut finished);
+        let mut stopped = None;
+        match &attached {
+            Attached::Output(output) => {
+                story.last_run = None;
+                for line in &output.events {
+                    story.show(&mut out, line);
+                }
+                if let Some(landed) = &output.landed {
+                    out.landed(&output.story, landed);
+                }
+                if let Some(error) = &output.error {
+                    out.ui.say(&format!("story {}: {error}", output.story));
+                }
+                if ended(output).is_none() {
+                    stopped = Some(match output.exit_code {
+                        crate::exit::OK => crate::exit::STORY_FAILED,
+                        code => code,
+                    });
+                }
+            }
+            Attached::Failed(reason) => story.show_failure(&mut out, reason),
         }
         forget_events(url, &story.key).await;
         if let Some(lane) = story.lane {
             lanes.push(lane);
         }
-        if let Some(landed) = &output.landed {
-            out.landed(&output.story, landed);
-        }
-        if let Some(error) = &output.error {
-            out.ui.say(&format!("story {}: {error}", output.story));
-        }
+        finished.extend(story.last_run.take());
         running.retain(|r| r.id != id);
         unfinished.remove(&id);
-        match ended(&output) {
-            Some(true) => {}
-            Some(false) => {
+        match (stopped, story.result.as_deref()) {
+            (Some(code), _) => {
                 failed.insert(id);
+                halted.get_or_insert(code);
             }
-            None => {
+            (None, Some("done")) => done += 1,
+            (None, Some("escalated")) => {
                 failed.insert(id);
-                halted.get_or_insert(match output.exit_code {
-                    crate::exit::OK => crate::exit::STORY_FAILED,
-                    code => code,
-                });
+                escalated += 1;
+            }
+            (None, _) => {
+                failed.insert(id);
+                failed_count += 1;
             }
         }
     }
     // Stories the scheduler never started while nothing ran: escalated, each with its reason.
-    let mut escalated = 0;
     if halted.is_none() {
         let board = Board {
             waiting: &waiting,
@@ -307,15 +369,17 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
             escalated += 1;
         }
     }
+    // The spend from the stories' own ends; the counts as this run saw the stories end (a
+    // story done by its loop that did not land is failed).
     let mut total = sum(&finished);
-    total["escalated"] = json!(total["escalated"].as_u64().unwrap_or(0) + escalated);
-    let code = halted.unwrap_or(
-        if total["failed"].as_u64().unwrap_or(0) + total["escalated"].as_u64().unwrap_or(0) > 0 {
-            crate::exit::STORY_FAILED
-        } else {
-            crate::exit::OK
-        },
-    );
+    total["done"] = json!(done);
+    total["failed"] = json!(failed_count);
+    total["escalated"] = json!(escalated);
+    let code = halted.unwrap_or(if failed_count + escalated > 0 {
+        crate::exit::STORY_FAILED
+    } else {
+        crate::exit::OK
+    });
     total["run_id"] = json!(run_id);
     total["total"] = json!(plan.stories.len());
     total["duration_ms"] = json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
@@ -443,13 +507,45 @@ async fn submit(url: &str, key: &str, story: &str, project: &str) -> Result<(), 
 }
 
 /// Waits for the story's workflow to end; its output.
-async fn attach(url: &str, key: &str) -> Result<StoryOutput, EngineError> {
+///
+/// A workflow that failed (a terminal error: a story that does not land, say) is the story
+/// failed, with the error as its reason; a server that cannot be reached is an error.
+async fn attach(url: &str, key: &str) -> Result<Attached, EngineError> {
     let target = format!("{url}/restate/workflow/{WORKFLOW}/{key}/attach");
-    let answer = ingress(hyper::Method::GET, target.clone(), &[]).await?;
-    serde_json::from_slice(&answer).map_err(|e| EngineError::Ingress {
-        url: target,
-        detail: format!("the workflow's output does not decode: {e}"),
-    })
+    let answer = match crate::http::send(hyper::Method::GET, &target, &[]).await {
+        Ok((status, answer)) if status.is_success() => answer,
+        Ok((status, answer)) => return Ok(Attached::Failed(failure(status, &answer))),
+        Err(detail) => {
+            return Err(EngineError::Ingress {
+                url: target,
+                detail,
+            });
+        }
+    };
+    serde_json::from_slice(&answer)
+        .map(Attached::Output)
+        .map_err(|e| EngineError::Ingress {
+            url: target,
+            detail: format!("the workflow's output does not decode: {e}"),
+        })
+}
+
+/// How a story's workflow ended.
+#[derive(Debug)]
+enum Attached {
+    /// With its output.
+    Output(StoryOutput),
+    /// It failed: the reason (a story that does not land, say).
+    Failed(String),
+}
+
+/// The reason of a workflow that failed with `status` and `body`.
+fn failure(status: hyper::StatusCode, body: &[u8]) -> String {
+    let message = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
+    format!("its workflow failed (HTTP {status}): {message}")
 }
 
 /// One request to the ingress; the answer of a 2xx status.
@@ -506,6 +602,15 @@ mod tests {
         // People see it as a local run's end.
         let event: Event = serde_json::from_value(total).expect("a run_finished event");
         assert!(matches!(event, Event::RunFinished { done: 2, .. }));
+    }
+
+    #[test]
+    fn a_failed_workflow_s_reason_is_the_engine_s_message() {
+        let body = br#"{"message": "story 1.2 does not land on main: conflicts in src/a.rs"}"#;
+        let reason = failure(hyper::StatusCode::INTERNAL_SERVER_ERROR, body);
+        assert!(reason.contains("HTTP 500"), "{reason}");
+        assert!(reason.ends_with("conflicts in src/a.rs"), "{reason}");
+        assert!(failure(hyper::StatusCode::NOT_FOUND, b" gone ").ends_with(": gone"));
     }
 
     #[test]
