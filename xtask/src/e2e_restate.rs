@@ -3,7 +3,7 @@
 //!
 //! It runs the engine's unit tests (built with the `restate` feature), installs the pinned
 //! `@restatedev/restate-server` with npm into `target/e2e-restate/npm` (reused when present),
-//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes five
+//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes six
 //! checks, each with its own server, a bare git repository as the shared remote, two workers on
 //! loopback each in a clone of its own, and `bmad-host balance` in front of them as the one
 //! deployment the server knows; `bmad-host run --engine restate` (two jobs, but in check 3)
@@ -35,6 +35,8 @@
 //!    sprint-status merged key by key, all three done in the shared branch's sprint-status.
 //! 5. A conflict (2 stories whose Dev calls both create one file): one lands, the other's
 //!    landing fails (`integration_failed` naming the file), it counts as failed, exit 1.
+//! 6. A gate on the merged result (2 stories, each adding a file of its own; the project's gate
+//!    allows one): one lands, the other's landing fails naming the gate, exit 1.
 //!
 //! `--bench` drives a 20-story epic once locally and once through one worker, and writes the
 //! engine's cost per step and per story into BENCHMARKS.md.
@@ -380,7 +382,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     limited_worker(&setup.sibling("limit")?)?;
     cut_off_worker(&setup.sibling("cut")?)?;
     v6_side_by_side(root, &setup.sibling("v6")?)?;
-    conflict(&setup.sibling("conflict")?)
+    not_landed(&setup.sibling("conflict")?, NotLanded::Conflict)?;
+    not_landed(&setup.sibling("gate")?, NotLanded::Gate)
+}
+
+/// How the second of two stories side by side does not land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotLanded {
+    /// Both create `src/same.txt`, each with its own text.
+    Conflict,
+    /// Each adds a file of its own to `feat/`; the project's gate allows one.
+    Gate,
 }
 
 /// The main check: 8 stories, two jobs, a worker killed in the middle of a call.
@@ -1205,13 +1217,37 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     }
 }
 
-/// The fifth check: two stories side by side whose Dev calls both create `src/same.txt`, each
-/// with its own text. Asserts: one lands, the other's landing fails (`integration_failed`, the
-/// lane's reason naming the file) and it counts as failed (exit 1); nothing left.
-fn conflict(setup: &Setup) -> Result<()> {
+/// The fifth and sixth checks: two stories side by side, the second of which cannot land
+/// (`how`). Asserts: one lands, the other's landing fails (`integration_failed`, the lane's
+/// reason naming the file, or the gate that failed on the merged result) and it counts as
+/// failed (exit 1); nothing left.
+fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     let started = Instant::now();
     let work = setup.work.clone();
-    let remote = setup.shared_remote(2)?;
+    let seed = setup.project("seed", 2)?;
+    if how == NotLanded::Gate {
+        // Passes on each story's own work tree, fails once both have landed.
+        fs::write(
+            seed.join("bmad-host.toml"),
+            "[[gates]]\nname = \"one-feature\"\ncommand = \"test $(ls feat 2>/dev/null | wc -l) -lt 2\"\n",
+        )?;
+        super::run(
+            Command::new("git")
+                .current_dir(&seed)
+                .args(["add", "--all"]),
+        )?;
+        super::run(Command::new("git").current_dir(&seed).args([
+            "-c",
+            "user.name=e2e",
+            "-c",
+            "user.email=e2e@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            "a gate",
+        ]))?;
+    }
+    let remote = setup.bare(&seed)?;
     let (clone_a, clone_b, project) = (
         setup.clone_of(&remote, "worker-a")?,
         setup.clone_of(&remote, "worker-b")?,
@@ -1220,19 +1256,25 @@ fn conflict(setup: &Setup) -> Result<()> {
     let script = work.join("script.json");
     fs::write(
         &script,
-        serde_json::to_vec(&json!({
-            "calls": [
+        serde_json::to_vec(&match how {
+            NotLanded::Conflict => json!({ "calls": [
                 { "role": "dev", "story": "1.1", "write_files": { "src/same.txt": "one\n" } },
                 { "role": "dev", "story": "1.2", "write_files": { "src/same.txt": "two\n" } },
-            ]
-        }))?,
+            ]}),
+            NotLanded::Gate => json!({ "calls": [
+                { "role": "dev", "story": "1.1", "write_files": { "feat/a.txt": "a\n" } },
+                { "role": "dev", "story": "1.2", "write_files": { "feat/b.txt": "b\n" } },
+            ]}),
+        })?,
     )?;
-    let tag = format!("e2e-restate-conflict-{}", std::process::id());
+    let tag = format!("e2e-restate-landing-{}", std::process::id());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
     let env = [
         ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
+        // The seed's bmad-host.toml (its gate) is the check's own.
+        ("BMAD_HOST_TRUST", std::ffi::OsStr::new("1")),
     ];
     let (port_a, port_b) = (free_port()?, free_port()?);
     setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
@@ -1248,6 +1290,7 @@ fn conflict(setup: &Setup) -> Result<()> {
         .arg(format!("http://127.0.0.1:{ingress}"))
         .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
         .env("E2E_RESTATE_TAG", &tag)
+        .env("BMAD_HOST_TRUST", "1")
         .output()
         .context("cannot run bmad-host run --engine restate")?;
     procs.stop_all();
@@ -1290,8 +1333,12 @@ fn conflict(setup: &Setup) -> Result<()> {
         .and_then(|f| f["reason"].as_str())
         .unwrap_or_default()
         .to_string();
+    let why = match how {
+        NotLanded::Conflict => "src/same.txt",
+        NotLanded::Gate => "gate `one-feature` failed after integration",
+    };
     check(
-        reason.contains("does not land") && reason.contains("src/same.txt"),
+        reason.contains("does not land") && reason.contains(why),
         format!("the failed story's reason: {reason:?}"),
     );
     let run_finished = events.iter().find(|e| e["event"] == "run_finished");
@@ -1303,7 +1350,7 @@ fn conflict(setup: &Setup) -> Result<()> {
     check(left.is_empty(), format!("processes left: {left:?}"));
     if failures.is_empty() {
         println!(
-            "e2e-restate PASS  two stories side by side writing one file: one landed, the other failed with `{reason}`; exit 1 in {:.1}s; nothing left",
+            "e2e-restate PASS  two stories side by side ({how:?}): one landed, the other failed with `{reason}`; exit 1 in {:.1}s; nothing left",
             started.elapsed().as_secs_f64()
         );
         Ok(())

@@ -5,7 +5,9 @@
 //! trailer, and pushes it. It is one journaled step; if it is run again (its worker died before
 //! Restate kept its result), it finds its trailer on the branch and lands nothing twice. Stories
 //! run side by side conflict in a v6 sprint-status (their keys are next to each other): that
-//! file is merged key by key; any other conflict fails the story's workflow.
+//! file is merged key by key; any other conflict fails the story's workflow. The project's
+//! gates run on the merged result before it is pushed, as in the local lane; one that fails
+//! fails the story's workflow too.
 
 use std::path::PathBuf;
 
@@ -39,6 +41,8 @@ pub struct Landed {
 #[derive(Debug)]
 pub(crate) struct IntegrationLane {
     pub root: PathBuf,
+    /// The project's gates (`[[gates]]`, enabled), run on the merged result before it is pushed.
+    pub gates: Vec<crate::config::GateConfig>,
 }
 
 #[restate_sdk::object]
@@ -51,16 +55,20 @@ impl IntegrationLane {
         landing: Json<Landing>,
     ) -> Result<Json<Landed>, HandlerError> {
         let landing = landing.into_inner();
-        let root = self.root.clone();
+        let (root, gates) = (self.root.clone(), &self.gates);
         let landed = ctx
-            .run(|| async move { land(&root, &landing).await.map(Json) })
+            .run(|| async move { land(&root, gates, &landing).await.map(Json) })
             .name("land")
             .await?;
         Ok(landed)
     }
 }
 
-async fn land(root: &std::path::Path, l: &Landing) -> Result<Landed, HandlerError> {
+async fn land(
+    root: &std::path::Path,
+    gates: &[crate::config::GateConfig],
+    l: &Landing,
+) -> Result<Landed, HandlerError> {
     let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
     let git = crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts);
     let err = |e: crate::git::GitError| {
@@ -134,6 +142,17 @@ async fn land(root: &std::path::Path, l: &Landing) -> Result<Landed, HandlerErro
             .into());
         }
     }
+    // The gates again, on the merged result, as the local lane runs them.
+    if let Err(why) = run_gates(root, &lane, gates, l).await {
+        let _ = git
+            .output(&lane, &["reset", "--quiet", "--hard", &shared])
+            .await;
+        return Err(TerminalError::new(format!(
+            "story {} does not land on {branch}: {why}",
+            l.story
+        ))
+        .into());
+    }
     let subject = format!("{}: {}", l.story, l.title);
     let commit = git
         .commit_all(&lane, &subject, &trailer)
@@ -147,17 +166,69 @@ async fn land(root: &std::path::Path, l: &Landing) -> Result<Landed, HandlerErro
     Ok(Landed { commit, branch })
 }
 
+/// Runs `gates` at the project's root in the lane's worktree `lane`; `Err` names the ones that
+/// failed with their output's tail, or a gate whose end could not be proven.
+async fn run_gates(
+    root: &std::path::Path,
+    lane: &std::path::Path,
+    gates: &[crate::config::GateConfig],
+    l: &Landing,
+) -> Result<(), String> {
+    if gates.is_empty() {
+        return Ok(());
+    }
+    let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
+    let git = crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts.clone());
+    let work = match project_in_repo(root, &git).await {
+        Some(rel) => lane.join(rel),
+        None => lane.to_path_buf(),
+    };
+    let env = [
+        ("BMAD_HOST_STORY_ID".to_string(), l.story.clone()),
+        ("BMAD_HOST_INTEGRATION".to_string(), "1".to_string()),
+    ];
+    let mut failed = Vec::new();
+    for gate in gates {
+        let run = crate::gates::run_gate(gate, &work, &env, interrupts.clone()).await;
+        if !run.clean {
+            let who: Vec<String> = run.survivors.iter().map(|s| s.pid.to_string()).collect();
+            return Err(format!(
+                "the end of gate `{}` on the merged result cannot be proven (still alive: {})",
+                gate.name,
+                who.join(", ")
+            ));
+        }
+        if !run.report.passed {
+            failed.push(format!(
+                "gate `{}` failed after integration: {}",
+                gate.name,
+                run.report.output_tail.trim()
+            ));
+        }
+    }
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(failed.join("; ")),
+    }
+}
+
+/// The project's root relative to its repository's top.
+async fn project_in_repo(root: &std::path::Path, git: &crate::git::Git) -> Option<PathBuf> {
+    let top = git.toplevel(root).await.ok()?.canonicalize().ok()?;
+    Some(
+        root.canonicalize()
+            .ok()?
+            .strip_prefix(&top)
+            .ok()?
+            .to_path_buf(),
+    )
+}
+
 /// The project's sprint-status (v6), relative to its repository's top, when it has one.
 async fn sprint_path(root: &std::path::Path, git: &crate::git::Git) -> Option<String> {
     let project = crate::project::Project::discover(root).ok()?;
     let sprint = project.sprint_status_path()?.to_path_buf();
-    let top = git.toplevel(root).await.ok()?.canonicalize().ok()?;
-    let rel = root
-        .canonicalize()
-        .ok()?
-        .strip_prefix(&top)
-        .ok()?
-        .to_path_buf();
+    let rel = project_in_repo(root, git).await?;
     Some(rel.join(sprint).display().to_string())
 }
 

@@ -81,6 +81,7 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
     // A configuration or project that cannot run fails now, not at the first story.
     let context = spec.context()?;
     let timeout = context.config.claude.timeout.value;
+    let gates: Vec<crate::config::GateConfig> = context.config.active_gates().cloned().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,6 +105,11 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         let options = ServiceOptions::new()
             .inactivity_timeout(timeout + Duration::from_secs(5 * 60))
             .abort_timeout(Duration::from_secs(10 * 60));
+        // Landing runs the gates: as long as the longest of them.
+        let longest_gate = gates.iter().map(|g| g.timeout).max().unwrap_or_default();
+        let lane_options = ServiceOptions::new()
+            .inactivity_timeout(longest_gate + Duration::from_secs(5 * 60))
+            .abort_timeout(Duration::from_secs(10 * 60));
         let holder = format!("{}:{listen}:{}", hostname(), std::process::id());
         let leases = lease::Leases {
             ingress: spec.ingress.clone(),
@@ -117,7 +123,14 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
             .bind(workflow.into_service_definition().options(options))
             .bind(lease::StoryLease)
             .bind(events::StoryEvents)
-            .bind(lane::IntegrationLane { root: root.clone() })
+            .bind(
+                lane::IntegrationLane {
+                    root: root.clone(),
+                    gates,
+                }
+                .into_service_definition()
+                .options(lane_options),
+            )
             .build();
         eprintln!(
             "bmad-host worker: serving the story workflow on http://{listen}/ (register it with the Restate server)"
