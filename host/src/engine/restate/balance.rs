@@ -224,12 +224,7 @@ fn worker_uris(workers: &[String]) -> Result<Vec<Uri>, EngineError> {
 /// `bmad-host balance`: forwards the Restate server's requests to `workers` until killed.
 pub fn balance(listen: SocketAddr, workers: &[String]) -> Result<u8, crate::error::Error> {
     let uris = worker_uris(workers)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(crate::error::Error::Runtime)?;
-    runtime.block_on(async move {
+    super::runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| EngineError::Listen {

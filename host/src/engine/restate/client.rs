@@ -92,30 +92,16 @@ impl Followed {
     fn show_failure(&mut self, out: &mut Out, reason: &str) {
         let story = self.id.to_string();
         let line = if self.result.is_some() {
-            json!({
-                "event": "integration_failed",
-                "story": story,
-                "reason": reason,
-                "files": [],
-                "back_to_dev": false,
-            })
+            Event::IntegrationFailed {
+                story,
+                reason: reason.to_owned(),
+                files: Vec::new(),
+                back_to_dev: false,
+            }
+            .to_json()
         } else {
-            json!({
-                "event": "story_finished",
-                "story": story,
-                "result": "failed",
-                "reason": reason,
-                "cycles": 0,
-                "duration_ms": 0,
-                "cost_usd": 0.0,
-                "turns": 0,
-                "input_tokens": 0,
-                "output_tokens": 0,
-                "tokens": 0,
-            })
+            ended_here(story, "failed", reason.to_owned())
         };
-        let mut line = line;
-        line["ts"] = json!(crate::ui::timestamp());
         self.show(out, &line);
         self.result = Some("failed".into());
     }
@@ -349,23 +335,8 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
             slots: jobs,
         };
         for story in &waiting {
-            out.line(
-                &json!({
-                    "event": "story_finished",
-                    "story": story.id.to_string(),
-                    "result": "escalated",
-                    "reason": admission.why_not_started(story, &board),
-                    "cycles": 0,
-                    "duration_ms": 0,
-                    "cost_usd": 0.0,
-                    "turns": 0,
-                    "input_tokens": 0,
-                    "output_tokens": 0,
-                    "tokens": 0,
-                    "ts": crate::ui::timestamp(),
-                }),
-                None,
-            );
+            let why = admission.why_not_started(story, &board);
+            out.line(&ended_here(story.id.to_string(), "escalated", why), None);
             escalated += 1;
         }
     }
@@ -394,6 +365,24 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
     out.line(&total, None);
     out.table();
     Ok(code)
+}
+
+/// The `story_finished` line of a story that ended here, not in a worker's loop: `result`, why,
+/// nothing spent.
+fn ended_here(story: String, result: &str, reason: String) -> Value {
+    Event::StoryFinished {
+        story,
+        result: result.to_owned(),
+        reason: Some(reason),
+        cycles: 0,
+        duration_ms: 0,
+        cost_usd: 0.0,
+        turns: 0,
+        input_tokens: 0,
+        output_tokens: 0,
+        tokens: 0,
+    }
+    .to_json()
 }
 
 /// The lines of `story`'s events object not read yet (none when it cannot be read: the story's

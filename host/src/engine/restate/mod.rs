@@ -82,12 +82,7 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
     let context = spec.context()?;
     let timeout = context.config.claude.timeout.value;
     let gates: Vec<crate::config::GateConfig> = context.config.active_gates().cloned().collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(crate::error::Error::Runtime)?;
-    runtime.block_on(async move {
+    runtime()?.block_on(async move {
         // Each step's files are a commit of the project's work tree (see `steps`).
         let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
         crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts)
@@ -138,6 +133,15 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         pause::serve(listener, endpoint, pause).await;
         Ok(crate::exit::OK)
     })
+}
+
+/// The runtime of a long-running engine process (a worker, the balancer).
+fn runtime() -> Result<tokio::runtime::Runtime, crate::error::Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(crate::error::Error::Runtime)
 }
 
 /// This machine's name, for the lease's holder.
