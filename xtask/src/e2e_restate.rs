@@ -363,6 +363,72 @@ fn commit_all(project: &Path) -> Result<()> {
     Ok(())
 }
 
+impl Setup {
+    /// Clones of `remote` for two workers and the client.
+    fn three_clones(&self, remote: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+        Ok((
+            self.clone_of(remote, "worker-a")?,
+            self.clone_of(remote, "worker-b")?,
+            self.clone_of(remote, "client")?,
+        ))
+    }
+
+    /// Starts worker-a and worker-b in `clones`, each reaching the server's ingress at its port
+    /// of `ingress`, with its `env`, and `bmad-host balance` in front of them, registered with
+    /// the server whose admin API is on `admin`; the workers' pids.
+    fn start_pair(
+        &self,
+        procs: &mut Procs,
+        clones: [&Path; 2],
+        ingress: [u16; 2],
+        admin: u16,
+        env: [&[(&str, &std::ffi::OsStr)]; 2],
+    ) -> Result<[u32; 2]> {
+        let ports = [free_port()?, free_port()?];
+        let mut pids = [0; 2];
+        for (i, name) in ["worker-a", "worker-b"].into_iter().enumerate() {
+            pids[i] = self.start_worker(procs, name, ports[i], ingress[i], clones[i], env[i])?;
+        }
+        let front = self.start_balancer(procs, &ports, env[0])?;
+        register(admin, &format!("http://127.0.0.1:{front}"))?;
+        Ok(pids)
+    }
+
+    /// `run --engine restate --json --jobs 2` (stories of one epic side by side) from `project`
+    /// to its end, tagged `tag` (`trust`: the project's bmad-host.toml); its output, and its
+    /// NDJSON lines (kept in `client.ndjson`).
+    fn run_two_jobs(
+        &self,
+        project: &Path,
+        ingress: u16,
+        tag: &str,
+        trust: bool,
+    ) -> Result<(std::process::Output, Vec<Value>)> {
+        let mut client = self.bmad_host(
+            project,
+            &["run", "--engine", "restate", "--json", "--jobs", "2"],
+        );
+        client
+            .arg("--restate")
+            .arg(format!("http://127.0.0.1:{ingress}"))
+            .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
+            .env("E2E_RESTATE_TAG", tag);
+        if trust {
+            client.env("BMAD_HOST_TRUST", "1");
+        }
+        let finished = client
+            .output()
+            .context("cannot run bmad-host run --engine restate")?;
+        let out = String::from_utf8_lossy(&finished.stdout).into_owned();
+        fs::write(self.work.join("client.ndjson"), &out)?;
+        let events = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        Ok((finished, events))
+    }
+}
+
 /// Registers `uri` as the deployment of the server whose admin API is on `admin`.
 fn register(admin: u16, uri: &str) -> Result<()> {
     let (status, body) = http(admin, "POST", "/deployments", &json!({ "uri": uri }))?;
@@ -435,11 +501,13 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
     ];
-    let (port_a, port_b) = (free_port()?, free_port()?);
-    let pid_a = setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
-    let pid_b = setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
-    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
-    register(admin, &format!("http://127.0.0.1:{front}"))?;
+    let [pid_a, pid_b] = setup.start_pair(
+        &mut procs,
+        [&clone_a, &clone_b],
+        [ingress, ingress],
+        admin,
+        [&env, &env],
+    )?;
 
     let client = setup
         .bmad_host(
@@ -571,31 +639,26 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     )?;
     procs.stop_all();
 
-    let mut failures = Vec::new();
-    let mut check = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
-    check(code == Some(0), format!("run exit code {code:?}: {err}"));
+    let mut checks = Checks::default();
+    checks.check(code == Some(0), format!("run exit code {code:?}: {err}"));
     if let Err(e) = &spread {
-        check(
+        checks.check(
             false,
             format!("stories 1.1 and 1.2 side by side, their events live: {e:#}"),
         );
     }
     let finished = events.iter().find(|e| e["event"] == "run_finished");
-    check(
+    checks.check(
         finished.is_some_and(|f| f["done"] == STORIES && f["engine"] == "restate"),
         format!("run_finished: {finished:?}"),
     );
-    check(
+    checks.check(
         gone.is_empty(),
         format!("the killed worker's call outlived it: {gone:?}"),
     );
     let calls = read_calls(&log)?;
     let overlaps: Vec<&Value> = calls.iter().filter(|c| c["overlap"] == true).collect();
-    check(
+    checks.check(
         overlaps.is_empty(),
         format!("two copies of one story's call alive at once: {overlaps:?}"),
     );
@@ -624,7 +687,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     }
     let mut expected = finished_steps.clone();
     *expected.entry(format!("{KILLED} dev")).or_default() += 1;
-    check(
+    checks.check(
         made == expected,
         format!(
             "agent calls made {made:?}, but the journal's finished calls plus the killed one are {expected:?}"
@@ -639,7 +702,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
                 .entry(e["story"].as_str().unwrap_or("?").to_string())
                 .or_default() += 1;
         }
-        check(
+        checks.check(
             per_story.len() == STORIES && per_story.values().all(|&n| n == 1),
             format!("{name} lines per story: {per_story:?}"),
         );
@@ -649,7 +712,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         .iter()
         .filter(|e| e["event"] == "story_landed")
         .collect();
-    check(
+    checks.check(
         landed.len() == STORIES,
         format!("{} story_landed events, not {STORIES}", landed.len()),
     );
@@ -664,7 +727,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
             *trailers.entry(key.to_string()).or_default() += 1;
         }
     }
-    check(
+    checks.check(
         trailers.len() == STORIES && trailers.values().all(|&n| n == 1),
         format!("the shared branch's story commits: {trailers:?}"),
     );
@@ -681,11 +744,11 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|s| s["state"].as_str().unwrap_or("?").to_string())
         .collect();
-    check(
+    checks.check(
         states.len() == STORIES && states.iter().all(|s| s == "done"),
         format!("the stories on the shared branch: {states:?}"),
     );
-    check(
+    checks.check(
         engine_status.len() == STORIES && engine_status.iter().all(|s| s["status"] == "completed"),
         format!("status --restate-admin: {engine_status:?}"),
     );
@@ -698,7 +761,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         .iter()
         .filter_map(|e| e["story"].as_str())
         .collect();
-    check(
+    checks.check(
         logged == 1 && stories_logged.len() == STORIES,
         format!("log --restate-admin: `{killed_step}` {logged} times, stories {stories_logged:?}"),
     );
@@ -709,38 +772,70 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         "worker-a"
     };
     let survivor_log = fs::read_to_string(work.join(format!("{survivor}.err"))).unwrap_or_default();
-    check(
+    checks.check(
         survivor_log.contains("the story's lease is held: waiting for it to expire"),
         format!("{survivor} did not wait for the dead worker's lease (see {survivor}.err)"),
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
-    check(left.is_empty(), format!("processes left: {left:?}"));
+    checks.check(left.is_empty(), format!("processes left: {left:?}"));
     // The server (npm's wrapper and the server it started) is gone too, once killed.
     let server = processes_with(&format!("E2E_RESTATE_SERVER={}", work.display()));
     let server_left = wait_gone(&server, Duration::from_secs(10));
-    check(
+    checks.check(
         server_left.is_empty(),
         format!("the Restate server outlived the check: {server_left:?}"),
     );
 
     let total_calls = calls.len();
     let steps: usize = finished_steps.values().sum();
-    if failures.is_empty() {
-        println!(
-            "e2e-restate PASS  {STORIES} stories done through 2 workers; {victim} killed during {KILLED}'s Dev call, its tree gone {} ms after; \
+    checks.report(&work, || {
+        format!(
+            "{STORIES} stories done through 2 workers; {victim} killed during {KILLED}'s Dev call, its tree gone {} ms after; \
              {total_calls} agent calls for {steps} journaled finished calls + 1 killed; the survivor waited for the lease ({LEASE_TTL}); each story landed once on the shared branch, done; status and log read the engine; no overlap, nothing left; {:.1}s (killed at {:.1}s)",
             teardown.as_millis(),
             started.elapsed().as_secs_f64(),
             killed_at.duration_since(started).as_secs_f64()
+        )
+    })
+}
+
+/// A check's findings: what failed, said at the end.
+#[derive(Debug, Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    /// Notes `what` unless `ok`.
+    fn check(&mut self, ok: bool, what: String) {
+        if !ok {
+            self.0.push(what);
+        }
+    }
+
+    /// Notes a client that did not exit with `want`, with what it said.
+    fn exit_code(&mut self, finished: &std::process::Output, want: i32) {
+        let code = finished.status.code();
+        self.check(
+            code == Some(want),
+            format!(
+                "run exit code {code:?}, not {want}: {}",
+                String::from_utf8_lossy(&finished.stderr)
+            ),
         );
-        Ok(())
-    } else {
-        for f in &failures {
+    }
+
+    /// `PASS` and the line `pass` makes when nothing failed; else each failure, and an error
+    /// naming the check's folder `work`.
+    fn report(self, work: &Path, pass: impl FnOnce() -> String) -> Result<()> {
+        if self.0.is_empty() {
+            println!("e2e-restate PASS  {}", pass());
+            return Ok(());
+        }
+        for f in &self.0 {
             eprintln!("e2e-restate FAIL: {f}");
         }
         bail!(
             "{} check(s) failed; the run's files are in {}",
-            failures.len(),
+            self.0.len(),
             work.display()
         )
     }
@@ -758,11 +853,7 @@ fn limited_worker(setup: &Setup) -> Result<()> {
     let started = Instant::now();
     let work = setup.work.clone();
     let remote = setup.shared_remote(LIMIT_STORIES)?;
-    let (clone_a, clone_b, project) = (
-        setup.clone_of(&remote, "worker-a")?,
-        setup.clone_of(&remote, "worker-b")?,
-        setup.clone_of(&remote, "client")?,
-    );
+    let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let reset = Command::new("date")
         .args(["-u", "-d", "+10 min", "+%Y-%m-%dT%H:%M:%SZ"])
         .output()?;
@@ -792,36 +883,14 @@ fn limited_worker(setup: &Setup) -> Result<()> {
         ]
     };
     let (env_a, env_b) = (env("worker-a"), env("worker-b"));
-    let (port_a, port_b) = (free_port()?, free_port()?);
-    setup.start_worker(
+    setup.start_pair(
         &mut procs,
-        "worker-a",
-        port_a,
-        ingress,
-        &clone_a,
-        &refs(&env_a),
+        [&clone_a, &clone_b],
+        [ingress, ingress],
+        admin,
+        [&refs(&env_a), &refs(&env_b)],
     )?;
-    setup.start_worker(
-        &mut procs,
-        "worker-b",
-        port_b,
-        ingress,
-        &clone_b,
-        &refs(&env_b),
-    )?;
-    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &refs(&env_a))?;
-    register(admin, &format!("http://127.0.0.1:{front}"))?;
-    let finished = setup
-        .bmad_host(
-            &project,
-            &["run", "--engine", "restate", "--json", "--jobs", "2"],
-        )
-        .arg("--restate")
-        .arg(format!("http://127.0.0.1:{ingress}"))
-        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
-        .env("E2E_RESTATE_TAG", &tag)
-        .output()
-        .context("cannot run bmad-host run --engine restate")?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
     let journal = http(
         admin,
         "POST",
@@ -830,28 +899,10 @@ fn limited_worker(setup: &Setup) -> Result<()> {
     )?;
     procs.stop_all();
 
-    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
-    fs::write(work.join("client.ndjson"), &out)?;
-    let events: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let mut failures = Vec::new();
-    let mut check = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
-    let code = finished.status.code();
-    check(
-        code == Some(0),
-        format!(
-            "run exit code {code:?}: {}",
-            String::from_utf8_lossy(&finished.stderr)
-        ),
-    );
+    let mut checks = Checks::default();
+    checks.exit_code(&finished, 0);
     let run_finished = events.iter().find(|e| e["event"] == "run_finished");
-    check(
+    checks.check(
         run_finished.is_some_and(|f| f["done"] == LIMIT_STORIES),
         format!("run_finished: {run_finished:?}"),
     );
@@ -862,7 +913,7 @@ fn limited_worker(setup: &Setup) -> Result<()> {
             .is_some_and(|cwd| Path::new(cwd).starts_with(work.join(worker)))
     };
     let at = calls.iter().position(|c| c["do"] == "usage_limit");
-    check(
+    checks.check(
         at.is_some_and(|i| on(&calls[i], "worker-b")),
         format!(
             "no usage-limited call on worker-b in the fake's log ({} calls)",
@@ -880,19 +931,19 @@ fn limited_worker(setup: &Setup) -> Result<()> {
         .filter(|c| on(c, "worker-b"))
         .map(|c| format!("{} {}", c["story"], c["role"]))
         .collect();
-    check(
+    checks.check(
         after_on_b.is_empty(),
         format!("worker-b made calls after its usage limit: {after_on_b:?}"),
     );
     let redone = calls[at.saturating_add(1).min(calls.len())..]
         .iter()
         .any(|c| c["story"] == limited_story && c["role"] == "dev" && on(c, "worker-a"));
-    check(
+    checks.check(
         redone,
         format!("the limited Dev call of {limited_story} was not redone on worker-a"),
     );
     let overlaps = calls.iter().filter(|c| c["overlap"] == true).count();
-    check(
+    checks.check(
         overlaps == 0,
         format!("{overlaps} calls overlapped a copy of themselves"),
     );
@@ -909,7 +960,7 @@ fn limited_worker(setup: &Setup) -> Result<()> {
         .map(|n| n.trim_end_matches(" intent").trim_end_matches(" again"))
         .collect();
     let finished_calls = steps.len();
-    check(
+    checks.check(
         calls.len() == finished_calls + 1,
         format!(
             "{} agent calls made for {finished_calls} agent-call steps in the journal (plus the limited one): {steps:?}",
@@ -917,36 +968,26 @@ fn limited_worker(setup: &Setup) -> Result<()> {
         ),
     );
     let b_log = fs::read_to_string(work.join("worker-b.err")).unwrap_or_default();
-    check(
+    checks.check(
         b_log.contains("usage limit: this worker takes no story until the reset"),
         "worker-b did not say it paused (see worker-b.err)".into(),
     );
     let balance_log = fs::read_to_string(work.join("balance.err")).unwrap_or_default();
-    check(
+    checks.check(
         balance_log.contains("the worker takes nothing for now: skipped"),
         "the balancer did not skip the paused worker (see balance.err)".into(),
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
-    check(left.is_empty(), format!("processes left: {left:?}"));
-    if failures.is_empty() {
-        println!(
-            "e2e-restate PASS  usage limit on worker-b (reset {reset}) at its Dev call of {limited_story}: worker-b took no story after it, \
+    checks.check(left.is_empty(), format!("processes left: {left:?}"));
+    checks.report(&work, || {
+        format!(
+            "usage limit on worker-b (reset {reset}) at its Dev call of {limited_story}: worker-b took no story after it, \
              the balancer skipped it, {limited_story} went on on worker-a; {LIMIT_STORIES} stories done in {:.1}s, not waiting for the reset; \
              {} agent calls for {finished_calls} journaled agent-call steps + the limited one redone; no overlap, nothing left",
             started.elapsed().as_secs_f64(),
             calls.len()
-        );
-        Ok(())
-    } else {
-        for f in &failures {
-            eprintln!("e2e-restate FAIL: {f}");
-        }
-        bail!(
-            "{} check(s) failed; the run's files are in {}",
-            failures.len(),
-            work.display()
         )
-    }
+    })
 }
 
 /// The third check: the worker running story 1.1's Dev call is cut off from the server's
@@ -958,11 +999,7 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
     let started = Instant::now();
     let work = setup.work.clone();
     let remote = setup.shared_remote(1)?;
-    let (clone_a, clone_b, project) = (
-        setup.clone_of(&remote, "worker-a")?,
-        setup.clone_of(&remote, "worker-b")?,
-        setup.clone_of(&remote, "client")?,
-    );
+    let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let hold = work.join("hold");
     let status = Command::new("mkfifo").arg(&hold).status()?;
     ensure!(status.success(), "mkfifo {}", hold.display());
@@ -987,11 +1024,13 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
     ];
     // Each worker reaches the ingress through a link of its own that the check can cut.
     let (link_a, link_b) = (Link::start(ingress)?, Link::start(ingress)?);
-    let (port_a, port_b) = (free_port()?, free_port()?);
-    setup.start_worker(&mut procs, "worker-a", port_a, link_a.port, &clone_a, &env)?;
-    setup.start_worker(&mut procs, "worker-b", port_b, link_b.port, &clone_b, &env)?;
-    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
-    register(admin, &format!("http://127.0.0.1:{front}"))?;
+    setup.start_pair(
+        &mut procs,
+        [&clone_a, &clone_b],
+        [link_a.port, link_b.port],
+        admin,
+        [&env, &env],
+    )?;
     // For people this time: the local run's lines and table.
     let client = setup
         .bmad_host(&project, &["run", "--engine", "restate"])
@@ -1034,19 +1073,14 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
 
     let people = String::from_utf8_lossy(&finished.stderr).into_owned();
     fs::write(work.join("client.err"), &people)?;
-    let mut failures = Vec::new();
-    let mut check = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
+    let mut checks = Checks::default();
     let code = finished.status.code();
-    check(code == Some(0), format!("run exit code {code:?}: {people}"));
+    checks.check(code == Some(0), format!("run exit code {code:?}: {people}"));
     let row = people
         .lines()
         .find(|l| l.starts_with("1.1 "))
         .unwrap_or_default();
-    check(
+    checks.check(
         people.contains("running ")
             && row.split_whitespace().nth(1) == Some("done")
             && people.contains("* API-equivalent cost"),
@@ -1054,12 +1088,12 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
             "the output for people (client.err) lacks its start or its table row `1.1 done`: {people}"
         ),
     );
-    check(
+    checks.check(
         alive.is_empty(),
         format!("the cut-off worker's call is still alive 60 s after the cut: {alive:?}"),
     );
     let victim_log = fs::read_to_string(work.join(format!("{victim}.err"))).unwrap_or_default();
-    check(
+    checks.check(
         victim_log.contains("lost the story's lease"),
         format!("{victim} did not say it lost the lease (see {victim}.err)"),
     );
@@ -1069,35 +1103,25 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
         && devs[1]["cwd"]
             .as_str()
             .is_some_and(|cwd| Path::new(cwd).starts_with(work.join(survivor)));
-    check(
+    checks.check(
         redone_on_survivor,
         format!("the Dev call was not made once more, on {survivor}: {devs:?}"),
     );
     let overlaps = calls.iter().filter(|c| c["overlap"] == true).count();
-    check(
+    checks.check(
         overlaps == 0,
         format!("{overlaps} calls overlapped a live copy of themselves"),
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
-    check(left.is_empty(), format!("processes left: {left:?}"));
-    if failures.is_empty() {
-        println!(
-            "e2e-restate PASS  {victim} cut off from the ingress during 1.1's Dev call: it took its lease ({LEASE_TTL}) for lost and tore the call down {} ms after the cut; \
+    checks.check(left.is_empty(), format!("processes left: {left:?}"));
+    checks.report(&work, || {
+        format!(
+            "{victim} cut off from the ingress during 1.1's Dev call: it took its lease ({LEASE_TTL}) for lost and tore the call down {} ms after the cut; \
              {survivor} redid the call, never beside the first copy; the story done in {:.1}s; nothing left",
             torn_down.as_millis(),
             started.elapsed().as_secs_f64()
-        );
-        Ok(())
-    } else {
-        for f in &failures {
-            eprintln!("e2e-restate FAIL: {f}");
-        }
-        bail!(
-            "{} check(s) failed; the run's files are in {}",
-            failures.len(),
-            work.display()
         )
-    }
+    })
 }
 
 /// The fourth check: the BMAD v6 sample (3 stories, a sprint-status with their keys on
@@ -1108,11 +1132,7 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     let started = Instant::now();
     let work = setup.work.clone();
     let remote = setup.shared_remote_of(&root.join("tests/fixtures/v6-sample"))?;
-    let (clone_a, clone_b, project) = (
-        setup.clone_of(&remote, "worker-a")?,
-        setup.clone_of(&remote, "worker-b")?,
-        setup.clone_of(&remote, "client")?,
-    );
+    let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let exclusive = work.join("locks");
     fs::create_dir_all(&exclusive)?;
     let log = work.join("calls.ndjson");
@@ -1124,50 +1144,24 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
         ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
     ];
-    let (port_a, port_b) = (free_port()?, free_port()?);
-    setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
-    setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
-    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
-    register(admin, &format!("http://127.0.0.1:{front}"))?;
-    let finished = setup
-        .bmad_host(
-            &project,
-            &["run", "--engine", "restate", "--json", "--jobs", "2"],
-        )
-        .arg("--restate")
-        .arg(format!("http://127.0.0.1:{ingress}"))
-        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
-        .env("E2E_RESTATE_TAG", &tag)
-        .output()
-        .context("cannot run bmad-host run --engine restate")?;
+    setup.start_pair(
+        &mut procs,
+        [&clone_a, &clone_b],
+        [ingress, ingress],
+        admin,
+        [&env, &env],
+    )?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
     procs.stop_all();
 
-    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
-    fs::write(work.join("client.ndjson"), &out)?;
-    let events: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let mut failures = Vec::new();
-    let mut check = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
-    let code = finished.status.code();
-    check(
-        code == Some(0),
-        format!(
-            "run exit code {code:?}: {}",
-            String::from_utf8_lossy(&finished.stderr)
-        ),
-    );
+    let mut checks = Checks::default();
+    checks.exit_code(&finished, 0);
     let landed = events
         .iter()
         .filter(|e| e["event"] == "story_landed")
         .count();
     let run_finished = events.iter().find(|e| e["event"] == "run_finished");
-    check(
+    checks.check(
         run_finished.is_some_and(|f| f["done"] == 3) && landed == 3,
         format!("run_finished: {run_finished:?}; {landed} stories landed"),
     );
@@ -1175,7 +1169,7 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
         fs::read_to_string(work.join(format!("{w}.err")))
             .is_ok_and(|l| l.contains("merged the sprint-status key by key"))
     });
-    check(
+    checks.check(
         merged_by_key,
         "no worker merged a sprint-status key by key: the stories did not land side by side".into(),
     );
@@ -1193,28 +1187,18 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
         .filter(|l| l.trim_start().starts_with("1-"))
         .map(|l| l.trim().to_string())
         .collect();
-    check(
+    checks.check(
         values.len() == 3 && values.iter().all(|v| v.contains(": done")),
         format!("the shared branch's sprint-status stories: {values:?}"),
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
-    check(left.is_empty(), format!("processes left: {left:?}"));
-    if failures.is_empty() {
-        println!(
-            "e2e-restate PASS  BMAD v6, 2 jobs: 3 stories done and landed in {:.1}s, the sprint-status of stories run side by side merged key by key; all three done on the shared branch; nothing left",
+    checks.check(left.is_empty(), format!("processes left: {left:?}"));
+    checks.report(&work, || {
+        format!(
+            "BMAD v6, 2 jobs: 3 stories done and landed in {:.1}s, the sprint-status of stories run side by side merged key by key; all three done on the shared branch; nothing left",
             started.elapsed().as_secs_f64()
-        );
-        Ok(())
-    } else {
-        for f in &failures {
-            eprintln!("e2e-restate FAIL: {f}");
-        }
-        bail!(
-            "{} check(s) failed; the run's files are in {}",
-            failures.len(),
-            work.display()
         )
-    }
+    })
 }
 
 /// The fifth and sixth checks: two stories side by side, the second of which cannot land
@@ -1248,11 +1232,7 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         ]))?;
     }
     let remote = setup.bare(&seed)?;
-    let (clone_a, clone_b, project) = (
-        setup.clone_of(&remote, "worker-a")?,
-        setup.clone_of(&remote, "worker-b")?,
-        setup.clone_of(&remote, "client")?,
-    );
+    let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let script = work.join("script.json");
     fs::write(
         &script,
@@ -1276,45 +1256,18 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         // The seed's bmad-host.toml (its gate) is the check's own.
         ("BMAD_HOST_TRUST", std::ffi::OsStr::new("1")),
     ];
-    let (port_a, port_b) = (free_port()?, free_port()?);
-    setup.start_worker(&mut procs, "worker-a", port_a, ingress, &clone_a, &env)?;
-    setup.start_worker(&mut procs, "worker-b", port_b, ingress, &clone_b, &env)?;
-    let front = setup.start_balancer(&mut procs, &[port_a, port_b], &env)?;
-    register(admin, &format!("http://127.0.0.1:{front}"))?;
-    let finished = setup
-        .bmad_host(
-            &project,
-            &["run", "--engine", "restate", "--json", "--jobs", "2"],
-        )
-        .arg("--restate")
-        .arg(format!("http://127.0.0.1:{ingress}"))
-        .env("BMAD_HOST_WORKFLOW_SAME_EPIC", "parallel")
-        .env("E2E_RESTATE_TAG", &tag)
-        .env("BMAD_HOST_TRUST", "1")
-        .output()
-        .context("cannot run bmad-host run --engine restate")?;
+    setup.start_pair(
+        &mut procs,
+        [&clone_a, &clone_b],
+        [ingress, ingress],
+        admin,
+        [&env, &env],
+    )?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, true)?;
     procs.stop_all();
 
-    let out = String::from_utf8_lossy(&finished.stdout).into_owned();
-    fs::write(work.join("client.ndjson"), &out)?;
-    let events: Vec<Value> = out
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let mut failures = Vec::new();
-    let mut check = |ok: bool, what: String| {
-        if !ok {
-            failures.push(what);
-        }
-    };
-    let code = finished.status.code();
-    check(
-        code == Some(1),
-        format!(
-            "run exit code {code:?}, not 1: {}",
-            String::from_utf8_lossy(&finished.stderr)
-        ),
-    );
+    let mut checks = Checks::default();
+    checks.exit_code(&finished, 1);
     // Both loops end done; one story lands, the other's landing fails.
     let failed: Vec<&Value> = events
         .iter()
@@ -1324,7 +1277,7 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         .iter()
         .filter(|e| e["event"] == "story_landed")
         .count();
-    check(
+    checks.check(
         landed == 1 && failed.len() == 1,
         format!("{landed} landed, integration_failed {failed:?}"),
     );
@@ -1337,33 +1290,23 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         NotLanded::Conflict => "src/same.txt",
         NotLanded::Gate => "gate `one-feature` failed after integration",
     };
-    check(
+    checks.check(
         reason.contains("does not land") && reason.contains(why),
         format!("the failed story's reason: {reason:?}"),
     );
     let run_finished = events.iter().find(|e| e["event"] == "run_finished");
-    check(
+    checks.check(
         run_finished.is_some_and(|f| f["done"] == 1 && f["failed"] == 1 && f["exit_code"] == 1),
         format!("run_finished: {run_finished:?}"),
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
-    check(left.is_empty(), format!("processes left: {left:?}"));
-    if failures.is_empty() {
-        println!(
-            "e2e-restate PASS  two stories side by side ({how:?}): one landed, the other failed with `{reason}`; exit 1 in {:.1}s; nothing left",
+    checks.check(left.is_empty(), format!("processes left: {left:?}"));
+    checks.report(&work, || {
+        format!(
+            "two stories side by side ({how:?}): one landed, the other failed with `{reason}`; exit 1 in {:.1}s; nothing left",
             started.elapsed().as_secs_f64()
-        );
-        Ok(())
-    } else {
-        for f in &failures {
-            eprintln!("e2e-restate FAIL: {f}");
-        }
-        bail!(
-            "{} check(s) failed; the run's files are in {}",
-            failures.len(),
-            work.display()
         )
-    }
+    })
 }
 
 /// A TCP link to 127.0.0.1:`to` that the check can cut: from then on, every connection through

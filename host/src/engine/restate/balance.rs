@@ -225,12 +225,7 @@ fn worker_uris(workers: &[String]) -> Result<Vec<Uri>, EngineError> {
 pub fn balance(listen: SocketAddr, workers: &[String]) -> Result<u8, crate::error::Error> {
     let uris = worker_uris(workers)?;
     super::runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| EngineError::Listen {
-                addr: listen,
-                source,
-            })?;
+        let listener = super::bind(listen).await?;
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

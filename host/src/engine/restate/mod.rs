@@ -88,12 +88,7 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts)
             .toplevel(&spec.root)
             .await?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|source| EngineError::Listen {
-                addr: listen,
-                source,
-            })?;
+        let listener = bind(listen).await?;
         // Restate gives up on an invocation that shows no progress for `inactivity_timeout` +
         // `abort_timeout` and retries it: longer than the longest agent call (its timeout and
         // the teardown graces), so that a long call is never abandoned and run again.
@@ -133,6 +128,13 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
         pause::serve(listener, endpoint, pause).await;
         Ok(crate::exit::OK)
     })
+}
+
+/// A listener on `addr`, or the error that names it.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, EngineError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| EngineError::Listen { addr, source })
 }
 
 /// The runtime of a long-running engine process (a worker, the balancer).
