@@ -452,6 +452,26 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     not_landed(&setup.sibling("gate")?, NotLanded::Gate)
 }
 
+/// The FIFOs that hold the Dev calls of 1.1 and 1.2 (`held_by`), made in `work`.
+fn holds(work: &Path) -> Result<[PathBuf; 2]> {
+    let hold = [work.join("hold-1.1"), work.join("hold-1.2")];
+    for fifo in &hold {
+        let status = Command::new("mkfifo").arg(fifo).status()?;
+        ensure!(status.success(), "mkfifo {}", fifo.display());
+    }
+    Ok(hold)
+}
+
+/// On a thread: holds the Dev calls of 1.1 and 1.2 until both run, each on its own worker
+/// ([`both_held`]), so that both stories start from the same shared branch.
+fn side_by_side(
+    hold: [PathBuf; 2],
+    log: PathBuf,
+    workers: [u32; 2],
+) -> std::thread::JoinHandle<Result<()>> {
+    std::thread::spawn(move || both_held(&hold, &log, &workers, || Ok(())))
+}
+
 /// How the second of two stories side by side does not land.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NotLanded {
@@ -1137,22 +1157,36 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     fs::create_dir_all(&exclusive)?;
     let log = work.join("calls.ndjson");
     let tag = format!("e2e-restate-v6-{}", std::process::id());
+    let hold = holds(&work)?;
+    let script = work.join("script.json");
+    fs::write(
+        &script,
+        serde_json::to_vec(&json!({ "calls": [
+            { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
+            { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
+        ]}))?,
+    )?;
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
     let env = [
+        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
         ("FAKE_CLAUDE_LOG", log.as_os_str()),
         ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
     ];
-    setup.start_pair(
+    let pids = setup.start_pair(
         &mut procs,
         [&clone_a, &clone_b],
         [ingress, ingress],
         admin,
         [&env, &env],
     )?;
+    let together = side_by_side(hold, log.clone(), pids);
     let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
     procs.stop_all();
+    let together = together
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
 
     let mut checks = Checks::default();
     checks.exit_code(&finished, 0);
@@ -1165,6 +1199,12 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
         run_finished.is_some_and(|f| f["done"] == 3) && landed == 3,
         format!("run_finished: {run_finished:?}; {landed} stories landed"),
     );
+    if let Err(e) = &together {
+        checks.check(
+            false,
+            format!("1.1's and 1.2's Dev calls side by side: {e:#}"),
+        );
+    }
     let merged_by_key = ["worker-a", "worker-b"].iter().any(|w| {
         fs::read_to_string(work.join(format!("{w}.err")))
             .is_ok_and(|l| l.contains("merged the sprint-status key by key"))
@@ -1233,41 +1273,52 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     }
     let remote = setup.bare(&seed)?;
     let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
+    let hold = holds(&work)?;
     let script = work.join("script.json");
+    let (one, two) = match how {
+        NotLanded::Conflict => (("src/same.txt", "one\n"), ("src/same.txt", "two\n")),
+        NotLanded::Gate => (("feat/a.txt", "a\n"), ("feat/b.txt", "b\n")),
+    };
     fs::write(
         &script,
-        serde_json::to_vec(&match how {
-            NotLanded::Conflict => json!({ "calls": [
-                { "role": "dev", "story": "1.1", "write_files": { "src/same.txt": "one\n" } },
-                { "role": "dev", "story": "1.2", "write_files": { "src/same.txt": "two\n" } },
-            ]}),
-            NotLanded::Gate => json!({ "calls": [
-                { "role": "dev", "story": "1.1", "write_files": { "feat/a.txt": "a\n" } },
-                { "role": "dev", "story": "1.2", "write_files": { "feat/b.txt": "b\n" } },
-            ]}),
-        })?,
+        serde_json::to_vec(&json!({ "calls": [
+            { "role": "dev", "story": "1.1", "held_by": hold[0], "write_files": { one.0: one.1 } },
+            { "role": "dev", "story": "1.2", "held_by": hold[1], "write_files": { two.0: two.1 } },
+        ]}))?,
     )?;
+    let log = work.join("calls.ndjson");
     let tag = format!("e2e-restate-landing-{}", std::process::id());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
     let env = [
         ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
+        ("FAKE_CLAUDE_LOG", log.as_os_str()),
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
         // The seed's bmad-host.toml (its gate) is the check's own.
         ("BMAD_HOST_TRUST", std::ffi::OsStr::new("1")),
     ];
-    setup.start_pair(
+    let pids = setup.start_pair(
         &mut procs,
         [&clone_a, &clone_b],
         [ingress, ingress],
         admin,
         [&env, &env],
     )?;
+    let together = side_by_side(hold, log, pids);
     let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, true)?;
     procs.stop_all();
+    let together = together
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
 
     let mut checks = Checks::default();
     checks.exit_code(&finished, 1);
+    if let Err(e) = &together {
+        checks.check(
+            false,
+            format!("1.1's and 1.2's Dev calls side by side: {e:#}"),
+        );
+    }
     // Both loops end done; one story lands, the other's landing fails.
     let failed: Vec<&Value> = events
         .iter()

@@ -3,8 +3,10 @@
 //!
 //! Restate sends every invocation of a deployment over one HTTP/2 connection, each invocation a
 //! stream, so a TCP balancer pins them all to one worker. This one balances the streams: each
-//! new request goes to the worker with the fewest streams open through it (ties in turn), so
-//! that a worker driving a story is not given a second one while another is idle. A worker that
+//! new request goes to the worker driving the fewest stories (story invocations open through
+//! it), then with the fewest requests open (ties in turn), chosen and counted under one lock so
+//! that two stories arriving at once see each other: a worker driving a story is not given a
+//! second one while another is idle. A worker that
 //! cannot be reached gets `502` for that request (Restate retries the invocation, which then
 //! goes to another worker) and is skipped for [`DOWN_FOR`]; one that answers `503` with
 //! `Retry-After` (paused at its account's usage limit) is skipped for that long, and the header
@@ -28,7 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::EngineError;
+use super::{EngineError, STORY_INVOCATION};
 
 /// How long a worker that could not be reached is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
@@ -42,7 +44,9 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 struct Worker {
     /// `http://host:port`.
     uri: Uri,
-    /// The requests open through it (a story's workflow is one for its whole run).
+    /// The stories' invocations open through it (each one for its story's whole run).
+    stories: AtomicUsize,
+    /// All the requests open through it (stories', leases', events', the lane's).
     streams: AtomicUsize,
     /// Until when it is skipped, after it could not be reached.
     down_until: Mutex<Option<Instant>>,
@@ -64,30 +68,41 @@ struct Balancer {
     workers: Vec<Worker>,
     /// Where the next tie starts, so that ties go round.
     turn: AtomicUsize,
+    /// Held while a worker is chosen and counted, so that two requests at once see each other.
+    choosing: Mutex<()>,
     client: Client<HttpConnector, Incoming>,
 }
 
 impl Balancer {
-    /// The worker for the next request: among those up (all, when none is), the one with the
-    /// fewest open streams; ties go in turn.
-    fn pick(&self) -> usize {
+    /// The worker for the next request, counted open until the returned guard is dropped:
+    /// among those up (all, when none is), the one driving the fewest stories, then with the
+    /// fewest open requests (a lease's or an event's are short); ties go in turn.
+    fn open(self: &Arc<Self>, story: bool) -> Open {
+        let _choosing = lock(&self.choosing);
         let now = Instant::now();
         let any_up = self.workers.iter().any(|w| w.up(now));
         let start = self.turn.fetch_add(1, Ordering::Relaxed);
         let n = self.workers.len();
-        (0..n)
+        let index = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| !any_up || self.workers[i].up(now))
-            .min_by_key(|&i| self.workers[i].streams.load(Ordering::Relaxed))
-            .unwrap_or(0)
+            .min_by_key(|&i| {
+                let w = &self.workers[i];
+                (
+                    w.stories.load(Ordering::Relaxed),
+                    w.streams.load(Ordering::Relaxed),
+                )
+            })
+            .unwrap_or(0);
+        Open::new(Arc::clone(self), index, story)
     }
 
     async fn forward(
         self: Arc<Self>,
         request: Request<Incoming>,
     ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
-        let index = self.pick();
-        let open = Open::new(Arc::clone(&self), index);
+        let open = self.open(request.uri().path() == STORY_INVOCATION);
+        let index = open.index;
         let worker = &self.workers[index];
         let (mut parts, body) = request.into_parts();
         let mut uri = worker.uri.clone().into_parts();
@@ -144,27 +159,36 @@ fn bad_gateway(text: String) -> Response<BoxBody<Bytes, hyper::Error>> {
     response
 }
 
-/// One open stream through a worker, counted until dropped.
+/// One open stream through a worker (`story`: a story's invocation), counted until dropped.
 #[derive(Debug)]
 struct Open {
     balancer: Arc<Balancer>,
     index: usize,
+    story: bool,
 }
 
 impl Open {
-    fn new(balancer: Arc<Balancer>, index: usize) -> Self {
-        balancer.workers[index]
-            .streams
-            .fetch_add(1, Ordering::Relaxed);
-        Self { balancer, index }
+    fn new(balancer: Arc<Balancer>, index: usize, story: bool) -> Self {
+        let worker = &balancer.workers[index];
+        worker.streams.fetch_add(1, Ordering::Relaxed);
+        if story {
+            worker.stories.fetch_add(1, Ordering::Relaxed);
+        }
+        Self {
+            balancer,
+            index,
+            story,
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.balancer.workers[self.index]
-            .streams
-            .fetch_sub(1, Ordering::Relaxed);
+        let worker = &self.balancer.workers[self.index];
+        worker.streams.fetch_sub(1, Ordering::Relaxed);
+        if self.story {
+            worker.stories.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -239,11 +263,13 @@ pub fn balance(listen: SocketAddr, workers: &[String]) -> Result<u8, crate::erro
                 .into_iter()
                 .map(|uri| Worker {
                     uri,
+                    stories: AtomicUsize::new(0),
                     streams: AtomicUsize::new(0),
                     down_until: Mutex::new(None),
                 })
                 .collect(),
             turn: AtomicUsize::new(0),
+            choosing: Mutex::new(()),
             client,
         });
         eprintln!(
@@ -292,50 +318,69 @@ mod tests {
                     uri: format!("http://127.0.0.1:{}", 9000 + i)
                         .parse()
                         .expect("valid"),
+                    stories: AtomicUsize::new(0),
                     streams: AtomicUsize::new(0),
                     down_until: Mutex::new(None),
                 })
                 .collect(),
             turn: AtomicUsize::new(0),
+            choosing: Mutex::new(()),
             client: Client::builder(TokioExecutor::new()).build_http(),
         })
     }
 
+    /// Where a request of the kind `story` goes (not kept open).
+    fn next(b: &Arc<Balancer>, story: bool) -> usize {
+        b.open(story).index
+    }
+
     #[test]
-    fn a_new_stream_goes_to_the_worker_with_fewest_open_and_ties_go_round() {
+    fn a_story_goes_to_the_worker_driving_the_fewest_and_ties_go_round() {
         let b = balancer(3);
         // Ties go in turn.
-        let firsts: Vec<usize> = (0..3).map(|_| b.pick()).collect();
+        let firsts: Vec<usize> = (0..3).map(|_| next(&b, true)).collect();
         assert_eq!(firsts, [0, 1, 2]);
-        // A story's stream open on 0 and on 1: the next goes to 2 whatever the turn.
-        let _on0 = Open::new(Arc::clone(&b), 0);
-        let _on1 = Open::new(Arc::clone(&b), 1);
-        assert_eq!((0..4).map(|_| b.pick()).collect::<Vec<_>>(), [2, 2, 2, 2]);
+        // Stories open on 0 and 1: the next goes to 2 whatever the turn, and two at once are
+        // counted as they are chosen.
+        let on0 = b.open(true);
+        let on1 = b.open(true);
+        assert_eq!((on0.index, on1.index), (0, 1));
+        assert_eq!((0..4).map(|_| next(&b, true)).collect::<Vec<_>>(), [2; 4]);
+        // Short requests (a lease's, an event's) open on 2 do not send a story elsewhere...
+        let short = [b.open(false), b.open(false)];
+        assert!(short.iter().all(|o| o.index == 2), "{short:?}");
+        assert_eq!(next(&b, true), 2);
+        // ...but a story open there does.
         {
-            let _on2 = Open::new(Arc::clone(&b), 2);
-            let _again = Open::new(Arc::clone(&b), 2);
-            assert_ne!(b.pick(), 2);
+            let _on2 = b.open(true);
+            assert_ne!(next(&b, true), 2);
         }
+        drop(short);
         // Closed streams count no more.
         assert_eq!(b.workers[2].streams.load(Ordering::Relaxed), 0);
-        assert_eq!(b.pick(), 2);
+        assert_eq!(b.workers[2].stories.load(Ordering::Relaxed), 0);
+        assert_eq!(next(&b, true), 2);
     }
 
     #[test]
     fn a_worker_that_could_not_be_reached_is_skipped_until_its_time_is_up_unless_all_are() {
         let b = balancer(2);
         *lock(&b.workers[0].down_until) = Some(Instant::now() + DOWN_FOR);
-        let _busy = Open::new(Arc::clone(&b), 1);
-        // 0 has fewer streams, but is down.
-        assert_eq!((0..3).map(|_| b.pick()).collect::<Vec<_>>(), [1, 1, 1]);
+        let busy = b.open(true);
+        assert_eq!(busy.index, 1);
+        // 0 drives fewer stories, but is down.
+        assert_eq!(
+            (0..3).map(|_| next(&b, true)).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
         // Its time is up.
         *lock(&b.workers[0].down_until) = Some(Instant::now());
-        assert_eq!(b.pick(), 0);
-        // All down: the fewest open among all.
+        assert_eq!(next(&b, true), 0);
+        // All down: the fewest among all.
         for w in &b.workers {
             *lock(&w.down_until) = Some(Instant::now() + DOWN_FOR);
         }
-        assert_eq!(b.pick(), 0);
+        assert_eq!(next(&b, true), 0);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub use inspect::{log, status};
 use super::{EngineError, WorkerSpec};
 use crate::context::Context;
 
+/// The path at which the Restate server invokes a story's workflow (its `run`).
+const STORY_INVOCATION: &str = "/invoke/StoryWorkflow/run";
+
 /// What a story's workflow is given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoryInput {

@@ -23,14 +23,13 @@ use jiff::Timestamp;
 use restate_sdk::endpoint::{Endpoint, ResponseBody};
 use restate_sdk::hyper::HyperEndpoint;
 
+use super::STORY_INVOCATION;
+
 /// How long a worker pauses after a usage limit whose reset the CLI did not state.
 pub const UNSTATED_RESET_PAUSE: Duration = Duration::from_secs(15 * 60);
 
 /// The margin past the reset before the worker takes stories again.
 const RESET_MARGIN: Duration = Duration::from_secs(2);
-
-/// The path of a new story's invocation.
-const STORY_INVOCATION: &str = "/invoke/StoryWorkflow/run";
 
 /// Until when this worker takes no story.
 #[derive(Debug, Default)]
