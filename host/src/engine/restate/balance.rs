@@ -74,6 +74,24 @@ struct Balancer {
 }
 
 impl Balancer {
+    /// `uris`' workers, none open or down yet, reached through `client`.
+    fn new(uris: Vec<Uri>, client: Client<HttpConnector, Incoming>) -> Self {
+        Self {
+            workers: uris
+                .into_iter()
+                .map(|uri| Worker {
+                    uri,
+                    stories: AtomicUsize::new(0),
+                    streams: AtomicUsize::new(0),
+                    down_until: Mutex::new(None),
+                })
+                .collect(),
+            turn: AtomicUsize::new(0),
+            choosing: Mutex::new(()),
+            client,
+        }
+    }
+
     /// The worker for the next request, counted open until the returned guard is dropped:
     /// among those up (all, when none is), the one driving the fewest stories, then with the
     /// fewest open requests (a lease's or an event's are short); ties go in turn.
@@ -258,20 +276,7 @@ pub fn balance(listen: SocketAddr, workers: &[String]) -> Result<u8, crate::erro
             .http2_keep_alive_timeout(PING_TIMEOUT)
             .http2_keep_alive_while_idle(true)
             .build_http();
-        let balancer = Arc::new(Balancer {
-            workers: uris
-                .into_iter()
-                .map(|uri| Worker {
-                    uri,
-                    stories: AtomicUsize::new(0),
-                    streams: AtomicUsize::new(0),
-                    down_until: Mutex::new(None),
-                })
-                .collect(),
-            turn: AtomicUsize::new(0),
-            choosing: Mutex::new(()),
-            client,
-        });
+        let balancer = Arc::new(Balancer::new(uris, client));
         eprintln!(
             "bmad-host balance: serving {} workers on http://{listen}/ (register it with the Restate server)",
             balancer.workers.len()
@@ -312,21 +317,17 @@ mod tests {
     use super::*;
 
     fn balancer(n: usize) -> Arc<Balancer> {
-        Arc::new(Balancer {
-            workers: (0..n)
-                .map(|i| Worker {
-                    uri: format!("http://127.0.0.1:{}", 9000 + i)
-                        .parse()
-                        .expect("valid"),
-                    stories: AtomicUsize::new(0),
-                    streams: AtomicUsize::new(0),
-                    down_until: Mutex::new(None),
-                })
-                .collect(),
-            turn: AtomicUsize::new(0),
-            choosing: Mutex::new(()),
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        })
+        let uris = (0..n)
+            .map(|i| {
+                format!("http://127.0.0.1:{}", 9000 + i)
+                    .parse()
+                    .expect("valid")
+            })
+            .collect();
+        Arc::new(Balancer::new(
+            uris,
+            Client::builder(TokioExecutor::new()).build_http(),
+        ))
     }
 
     /// Where a request of the kind `story` goes (not kept open).

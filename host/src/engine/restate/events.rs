@@ -109,7 +109,7 @@ pub(crate) async fn feed(
         // The lines of the next moments go with it (each append is an invocation of the
         // server), but not past a call's start: nothing follows for a while, and a worker that
         // dies in the call has sent what came before.
-        let window = tokio::time::sleep(GATHER);
+        let window = tokio::time::sleep(GATHER); // a batching window, raced with the lines
         tokio::pin!(window);
         while !flush {
             tokio::select! {
