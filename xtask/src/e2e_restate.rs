@@ -225,7 +225,8 @@ impl Setup {
         cmd
     }
 
-    /// Starts worker `name` on `port` and returns once it serves.
+    /// Starts worker `name` on `port` (with `args` besides) and returns once it serves.
+    #[allow(clippy::too_many_arguments, reason = "a worker's whole setup, named")]
     fn start_worker(
         &self,
         procs: &mut Procs,
@@ -234,9 +235,11 @@ impl Setup {
         ingress: u16,
         project: &Path,
         env: &[(&str, &std::ffi::OsStr)],
+        args: &[&str],
     ) -> Result<u32> {
         let mut cmd = self.bmad_host(project, &["worker", "--engine", "restate"]);
-        cmd.arg("--listen")
+        cmd.args(args)
+            .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--restate")
             .arg(format!("http://127.0.0.1:{ingress}"))
@@ -258,14 +261,23 @@ impl Setup {
     }
 }
 
+/// Where two calls held side by side must run.
+#[derive(Debug, Clone, Copy)]
+enum Hosts<'a> {
+    /// Each under its own worker of these.
+    Apart(&'a [u32]),
+    /// Both under this one worker.
+    Together(u32),
+}
+
 /// Holds the FIFOs of `hold` open for writing until the Dev calls waiting on them have both
 /// opened them (so both are alive), then checks from the fake's log that their keepers run under
-/// two different workers of `workers`, and runs `while_held`; closes them (the calls go on). A call that never opens
-/// its FIFO (the two stories on one worker, one waiting for the other) fails after a deadline.
+/// the workers `hosts` says, and runs `while_held`; closes them (the calls go on). A call that
+/// never opens its FIFO (one story waiting for the other) fails after a deadline.
 fn both_held(
     hold: &[PathBuf; 2],
     log: &Path,
-    workers: &[u32],
+    hosts: Hosts<'_>,
     while_held: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
     let (opened, held) = std::sync::mpsc::channel();
@@ -304,10 +316,16 @@ fn both_held(
     let seen = while_held();
     drop(writers);
     seen?;
-    ensure!(
-        workers.contains(&one) && workers.contains(&two) && one != two,
-        "the Dev calls of 1.1 and 1.2 ran under {one} and {two}, not each under its own worker of {workers:?}"
-    );
+    match hosts {
+        Hosts::Apart(workers) => ensure!(
+            workers.contains(&one) && workers.contains(&two) && one != two,
+            "the Dev calls of 1.1 and 1.2 ran under {one} and {two}, not each under its own worker of {workers:?}"
+        ),
+        Hosts::Together(worker) => ensure!(
+            one == worker && two == worker,
+            "the Dev calls of 1.1 and 1.2 ran under {one} and {two}, not both under worker {worker}"
+        ),
+    }
     Ok(())
 }
 
@@ -387,7 +405,8 @@ impl Setup {
         let ports = [free_port()?, free_port()?];
         let mut pids = [0; 2];
         for (i, name) in ["worker-a", "worker-b"].into_iter().enumerate() {
-            pids[i] = self.start_worker(procs, name, ports[i], ingress[i], clones[i], env[i])?;
+            pids[i] =
+                self.start_worker(procs, name, ports[i], ingress[i], clones[i], env[i], &[])?;
         }
         let front = self.start_balancer(procs, &ports, env[0])?;
         register(admin, &format!("http://127.0.0.1:{front}"))?;
@@ -443,13 +462,36 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--bench") {
         return bench(root);
     }
+    // Checks named on the command line (`run`, `limit`, ...): only those.
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.contains(&name);
     let setup = Setup::new(root, "run")?;
-    killed_worker(root, &setup)?;
-    limited_worker(&setup.sibling("limit")?)?;
-    cut_off_worker(&setup.sibling("cut")?)?;
-    v6_side_by_side(root, &setup.sibling("v6")?)?;
-    not_landed(&setup.sibling("conflict")?, NotLanded::Conflict)?;
-    not_landed(&setup.sibling("gate")?, NotLanded::Gate)
+    if wanted("run") {
+        killed_worker(root, &setup)?;
+    }
+    if wanted("limit") {
+        limited_worker(&setup.sibling("limit")?)?;
+    }
+    if wanted("cut") {
+        cut_off_worker(&setup.sibling("cut")?)?;
+    }
+    if wanted("v6") {
+        v6_side_by_side(root, &setup.sibling("v6")?)?;
+    }
+    if wanted("conflict") {
+        not_landed(&setup.sibling("conflict")?, NotLanded::Conflict)?;
+    }
+    if wanted("gate") {
+        not_landed(&setup.sibling("gate")?, NotLanded::Gate)?;
+    }
+    if wanted("jobs") {
+        one_worker_two_stories(&setup.sibling("jobs")?)?;
+    }
+    Ok(())
 }
 
 /// The FIFOs that hold the Dev calls of 1.1 and 1.2 (`held_by`), made in `work`.
@@ -469,7 +511,7 @@ fn side_by_side(
     log: PathBuf,
     workers: [u32; 2],
 ) -> std::thread::JoinHandle<Result<()>> {
-    std::thread::spawn(move || both_held(&hold, &log, &workers, || Ok(())))
+    std::thread::spawn(move || both_held(&hold, &log, Hosts::Apart(&workers), || Ok(())))
 }
 
 /// How the second of two stories side by side does not land.
@@ -573,7 +615,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         }
         Ok(())
     };
-    let spread = both_held(&hold, &log, &[pid_a, pid_b], live);
+    let spread = both_held(&hold, &log, Hosts::Apart(&[pid_a, pid_b]), live);
     // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before),
     // and stays alive while the FIFO is held open: until its worker is killed.
     let go_writer = fs::OpenOptions::new().write(true).open(&go)?;
@@ -1360,6 +1402,128 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     })
 }
 
+/// The seventh check: one worker with `--jobs 2`, registered with the server by itself, and
+/// two stories. Their Dev calls are held until both are alive: both under that worker, each in
+/// a worktree of its own. Asserts: both stories done and landed; the worktrees gone at the end
+/// and the worker's own checkout as it was; no overlap, nothing left.
+fn one_worker_two_stories(setup: &Setup) -> Result<()> {
+    let started = Instant::now();
+    let work = setup.work.clone();
+    let remote = setup.shared_remote(2)?;
+    let worker = setup.clone_of(&remote, "worker")?;
+    let project = setup.clone_of(&remote, "client")?;
+    let head_before = git_out(&worker, &["rev-parse", "HEAD"])?;
+    let exclusive = work.join("locks");
+    fs::create_dir_all(&exclusive)?;
+    let log = work.join("calls.ndjson");
+    let tag = format!("e2e-restate-jobs-{}", std::process::id());
+    let hold = holds(&work)?;
+    let script = work.join("script.json");
+    fs::write(
+        &script,
+        serde_json::to_vec(&json!({ "calls": [
+            { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
+            { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
+        ]}))?,
+    )?;
+    let mut procs = Procs::default();
+    let (ingress, admin) = setup.start_server(&mut procs)?;
+    let env = [
+        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
+        ("FAKE_CLAUDE_LOG", log.as_os_str()),
+        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
+        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
+    ];
+    let port = free_port()?;
+    let pid = setup.start_worker(
+        &mut procs,
+        "worker",
+        port,
+        ingress,
+        &worker,
+        &env,
+        &["--jobs", "2"],
+    )?;
+    register(admin, &format!("http://127.0.0.1:{port}"))?;
+    let held_log = log.clone();
+    let together =
+        std::thread::spawn(move || both_held(&hold, &held_log, Hosts::Together(pid), || Ok(())));
+    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
+    procs.stop_all();
+    let together = together
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
+
+    let mut checks = Checks::default();
+    checks.exit_code(&finished, 0);
+    if let Err(e) = &together {
+        checks.check(false, format!("1.1's and 1.2's Dev calls at once: {e:#}"));
+    }
+    let landed = events
+        .iter()
+        .filter(|e| e["event"] == "story_landed")
+        .count();
+    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
+    checks.check(
+        run_finished.is_some_and(|f| f["done"] == 2) && landed == 2,
+        format!("run_finished: {run_finished:?}; {landed} stories landed"),
+    );
+    let calls = read_calls(&log)?;
+    let dirs: std::collections::BTreeSet<String> = calls
+        .iter()
+        .filter(|c| c["role"] == "dev")
+        .filter_map(|c| c["cwd"].as_str().map(str::to_string))
+        .collect();
+    let worktrees = worker.join(".bmad-host").join("worktrees");
+    checks.check(
+        dirs.len() == 2 && dirs.iter().all(|d| Path::new(d).starts_with(&worktrees)),
+        format!(
+            "the Dev calls' folders {dirs:?}: not two worktrees in {}",
+            worktrees.display()
+        ),
+    );
+    let overlaps = calls.iter().filter(|c| c["overlap"] == true).count();
+    checks.check(overlaps == 0, format!("{overlaps} calls overlapped"));
+    let listed = git_out(&worker, &["worktree", "list", "--porcelain"])?;
+    let left_trees: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .filter(|t| t.contains("/worktrees/"))
+        .collect();
+    checks.check(
+        left_trees.is_empty(),
+        format!("worktrees left: {left_trees:?}"),
+    );
+    let status = git_out(&worker, &["status", "--porcelain"])?;
+    let head_after = git_out(&worker, &["rev-parse", "HEAD"])?;
+    checks.check(
+        status.is_empty() && head_after == head_before,
+        format!(
+            "the worker's checkout changed: HEAD {head_before} -> {head_after}, status {status:?}"
+        ),
+    );
+    let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
+    checks.check(left.is_empty(), format!("processes left: {left:?}"));
+    checks.report(&work, || {
+        format!(
+            "one worker, --jobs 2: both Dev calls alive at once under it, each in its own worktree; 2 stories done and landed in {:.1}s; worktrees removed, its checkout untouched; nothing left",
+            started.elapsed().as_secs_f64()
+        )
+    })
+}
+
+/// `git ARGS` in `dir`, its output trimmed.
+fn git_out(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git").current_dir(dir).args(args).output()?;
+    ensure!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// A TCP link to 127.0.0.1:`to` that the check can cut: from then on, every connection through
 /// it is shut, and each new one closed at once.
 struct Link {
@@ -1731,7 +1895,7 @@ fn bench(root: &Path) -> Result<()> {
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
     let port = free_port()?;
-    setup.start_worker(&mut procs, "worker", port, ingress, &remote, &[])?;
+    setup.start_worker(&mut procs, "worker", port, ingress, &remote, &[], &[])?;
     register(admin, &format!("http://127.0.0.1:{port}"))?;
     let url = format!("http://127.0.0.1:{ingress}");
     let (restate_time, restate_events) = timed(&mut setup.bmad_host(

@@ -33,7 +33,8 @@ pub use model::{
     StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,
 };
 pub use paths::{
-    JOURNAL_FILE, LOCK_FILE, STATE_DIR, journal_path, run_dir, state_dir, transcript_path,
+    JOURNAL_FILE, LOCK_FILE, STATE_DIR, ignore_state_dir, journal_path, run_dir, state_dir,
+    transcript_path,
 };
 pub use payload::{
     AfterStoryIntent, AfterStoryResult, AgentCallIntent, AgentCallResult, DecisionIntent,

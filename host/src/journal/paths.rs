@@ -16,6 +16,21 @@ pub fn state_dir(project_root: &Path) -> PathBuf {
     project_root.join(STATE_DIR)
 }
 
+/// Makes `<project>/.bmad-host` with a `.gitignore` that keeps it (the journal, transcripts,
+/// temp files, worktrees) out of the project's git status; a failure is only logged.
+pub fn ignore_state_dir(project_root: &Path) {
+    let dir = state_dir(project_root);
+    let ignore = dir.join(".gitignore");
+    if ignore.exists() {
+        return;
+    }
+    let made = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&ignore, "# bmad-host's journal and transcripts\n*\n"));
+    if let Err(e) = made {
+        tracing::warn!("cannot write {}: {e}", ignore.display());
+    }
+}
+
 /// `<project>/.bmad-host/journal.sqlite`.
 pub fn journal_path(project_root: &Path) -> PathBuf {
     state_dir(project_root).join(JOURNAL_FILE)

@@ -65,9 +65,10 @@ pub(crate) async fn run_with(
     // which are registered as started beside them: every other orphan it adopts while one runs
     // is that one's, marker or not (`env -i`, a setuid helper).
     // With more than one job, several calls run at once: then only the marker and the parent
-    // links tell whose an orphan is.
+    // links tell whose an orphan is. So in an engine's worker, which drives several stories and
+    // its lane's gates at once (each call under a keeper that claims its own orphans).
     let jobs = config.workflow.jobs.value;
-    if jobs <= 1 {
+    if jobs <= 1 && hosted.is_none() {
         crate::process::claim_adopted_orphans();
     }
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
@@ -245,12 +246,7 @@ async fn start(
         .collect();
     let run = journal.start_run(fresh, &fingerprint)?;
     // Keep the journal, transcripts and temp files out of the project's git status.
-    let ignore = crate::journal::state_dir(root).join(".gitignore");
-    if !ignore.exists()
-        && let Err(e) = std::fs::write(&ignore, "# bmad-host's journal and transcripts\n*\n")
-    {
-        tracing::warn!("cannot write {}: {e}", ignore.display());
-    }
+    crate::journal::ignore_state_dir(root);
     let unproven = check_at_start(journal, &run.id, &earlier).await?;
     Ok((run, unproven))
 }

@@ -10,8 +10,11 @@
 //! fails the story's workflow too.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use restate_sdk::prelude::*;
+
+use super::tree::Checkout;
 use serde::{Deserialize, Serialize};
 
 /// A story to land.
@@ -37,10 +40,10 @@ pub struct Landed {
 }
 
 /// The lane object: lands in a worktree of this worker's clone of its own
-/// (`.bmad-host/lane`), beside the story it may be driving.
+/// (`.bmad-host/lane`), beside the stories it may be driving.
 #[derive(Debug)]
 pub(crate) struct IntegrationLane {
-    pub root: PathBuf,
+    pub checkout: Arc<Checkout>,
     /// The project's gates (`[[gates]]`, enabled), run on the merged result before it is pushed.
     pub gates: Vec<crate::config::GateConfig>,
 }
@@ -55,9 +58,9 @@ impl IntegrationLane {
         landing: Json<Landing>,
     ) -> Result<Json<Landed>, HandlerError> {
         let landing = landing.into_inner();
-        let (root, gates) = (self.root.clone(), &self.gates);
+        let (checkout, gates) = (&self.checkout, &self.gates);
         let landed = ctx
-            .run(|| async move { land(&root, gates, &landing).await.map(Json) })
+            .run(|| async move { land(checkout, gates, &landing).await.map(Json) })
             .name("land")
             .await?;
         Ok(landed)
@@ -65,17 +68,19 @@ impl IntegrationLane {
 }
 
 async fn land(
-    root: &std::path::Path,
+    checkout: &Checkout,
     gates: &[crate::config::GateConfig],
     l: &Landing,
 ) -> Result<Landed, HandlerError> {
-    let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
-    let git = crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts);
+    let root = checkout.root();
+    let git = super::tree::quiet_git();
     let err = |e: crate::git::GitError| {
         HandlerError::from(std::io::Error::other(crate::error::Report(&e).to_string()))
     };
     let lane = crate::journal::state_dir(root).join("lane");
     let lane_dir = lane.to_string_lossy().into_owned();
+    // The clone's stories fetch and push beside the lane.
+    let refs = checkout.refs().await;
     if !lane.join(".git").exists() {
         let _ = git.output(root, &["worktree", "prune"]).await;
         git.run(
@@ -122,6 +127,7 @@ async fn land(
     git.run(&lane, &["fetch", "--quiet", "origin", &story_ref])
         .await
         .map_err(err)?;
+    drop(refs);
     let merged = git
         .output(&lane, &["merge", "--squash", "--quiet", &l.sha])
         .await
@@ -160,6 +166,7 @@ async fn land(
         .map_err(err)?
         .unwrap_or_default();
     let target = format!("HEAD:refs/heads/{branch}");
+    let _refs = checkout.refs().await;
     git.run(&lane, &["push", "--quiet", "origin", &target])
         .await
         .map_err(err)?;
@@ -178,7 +185,7 @@ async fn run_gates(
         return Ok(());
     }
     let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
-    let git = crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts.clone());
+    let git = super::tree::quiet_git();
     let work = match project_in_repo(root, &git).await {
         Some(rel) => lane.join(rel),
         None => lane.to_path_buf(),

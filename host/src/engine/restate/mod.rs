@@ -6,7 +6,8 @@
 //! Restate ([`steps`]): each agent call, gate run, status write and policy decision is one entry
 //! of the workflow's journal, so a worker that takes a story over replays what is journaled and
 //! runs only what is not. Every call runs under a keeper ([`crate::process::keeper`]): a killed
-//! worker's agent dies with it. The worker drives one story at a time.
+//! worker's agent dies with it. A worker drives up to `--jobs` stories at once, each in a
+//! worktree of its clone ([`tree`]).
 
 mod balance;
 mod client;
@@ -85,12 +86,19 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
     let context = spec.context()?;
     let timeout = context.config.claude.timeout.value;
     let gates: Vec<crate::config::GateConfig> = context.config.active_gates().cloned().collect();
+    let jobs = context.config.workflow.jobs.value.max(1);
     runtime()?.block_on(async move {
         // Each step's files are a commit of the project's work tree (see `steps`).
-        let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
-        crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts)
-            .toplevel(&spec.root)
-            .await?;
+        let checkout = std::sync::Arc::new(tree::Checkout::open(spec.root.clone()).await?);
+        let slots = if checkout.shared() || jobs == 1 {
+            jobs
+        } else {
+            tracing::warn!(
+                jobs,
+                "this clone has no `origin`, so its stories are driven in its one work tree: one at a time"
+            );
+            1
+        };
         let listener = bind(listen).await?;
         // Restate gives up on an invocation that shows no progress for `inactivity_timeout` +
         // `abort_timeout` and retries it: longer than the longest agent call (its timeout and
@@ -109,24 +117,27 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
             holder,
             ttl: spec.lease_ttl,
         };
-        let root = spec.root.clone();
         let pause = std::sync::Arc::new(pause::Pause::default());
-        let workflow = workflow::StoryWorkflow::new(spec, leases, std::sync::Arc::clone(&pause));
+        let workflow = workflow::StoryWorkflow::new(
+            spec,
+            std::sync::Arc::clone(&checkout),
+            usize::try_from(slots).unwrap_or(1),
+            leases,
+            std::sync::Arc::clone(&pause),
+        );
         let endpoint = Endpoint::builder()
             .bind(workflow.into_service_definition().options(options))
             .bind(lease::StoryLease)
             .bind(events::StoryEvents)
             .bind(
-                lane::IntegrationLane {
-                    root: root.clone(),
-                    gates,
-                }
+                lane::IntegrationLane { checkout, gates }
                 .into_service_definition()
                 .options(lane_options),
             )
             .build();
         eprintln!(
-            "bmad-host worker: serving the story workflow on http://{listen}/ (register it with the Restate server)"
+            "bmad-host worker: serving the story workflow on http://{listen}/ ({slots} {} at once; register it with the Restate server)",
+            if slots == 1 { "story" } else { "stories" }
         );
         pause::serve(listener, endpoint, pause).await;
         Ok(crate::exit::OK)

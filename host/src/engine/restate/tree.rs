@@ -1,20 +1,89 @@
-//! The project's git work tree as a story's steps leave it: a commit per step that changed it,
-//! pushed as the story's branch when the worker's clone shares a remote, and put back at a
+//! The files a story's steps work on, as the steps leave them: a commit per step that changed
+//! them, pushed as the story's branch when the worker's clone shares a remote, and put back at a
 //! journaled commit when Restate replays a step (see [`super::steps`]).
+//!
+//! A worker whose clone has an `origin` (the shared remote of several workers) drives each story
+//! in a git worktree of its own (`.bmad-host/worktrees/<workflow>`, detached, made from the
+//! shared branch's head), so it can drive several at once; its clone's own checkout is left as
+//! the operator made it (the configuration is read from there). A lone clone has one work tree:
+//! the worker drives its stories there, one at a time.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use restate_sdk::prelude::*;
 
-/// The project's git work tree, as the steps leave it. When the worker's clone has an `origin`
-/// (the shared remote of several workers), each commit is pushed there as the story's branch
-/// (`bmad/<story>`), and a commit another worker made is fetched from it before the work tree is
-/// put back at it.
+use crate::git::{Git, GitError};
+
+/// The worker's clone: where its stories' files are, and the lock held while git changes what
+/// the worktrees share (the remote-tracking refs a fetch or push writes, the worktree list).
+#[derive(Debug)]
+pub(crate) struct Checkout {
+    /// The project's root in the clone.
+    root: PathBuf,
+    /// The project's root relative to the clone's top level.
+    rel: PathBuf,
+    /// Whether the clone has an `origin`: the stories then get worktrees of their own.
+    shared: bool,
+    git: Git,
+    refs: tokio::sync::Mutex<()>,
+}
+
+impl Checkout {
+    /// The clone whose project is at `root`.
+    pub(crate) async fn open(root: PathBuf) -> Result<Self, GitError> {
+        let git = quiet_git();
+        let top = git.toplevel(&root).await?;
+        let rel = match (top.canonicalize(), root.canonicalize()) {
+            (Ok(top), Ok(at)) => at.strip_prefix(&top).map(Path::to_path_buf).ok(),
+            _ => None,
+        }
+        .unwrap_or_default();
+        let shared = git
+            .output(&root, &["remote", "get-url", "origin"])
+            .await?
+            .success();
+        // The worktrees (and the lane's) live in the project's state folder, which git ignores.
+        crate::journal::ignore_state_dir(&root);
+        Ok(Self {
+            root,
+            rel,
+            shared,
+            git,
+            refs: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Whether stories get worktrees of their own (and so may run side by side).
+    pub(crate) fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// The project's root in the clone.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Held while a git command changes what the clone's worktrees share.
+    pub(crate) async fn refs(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.refs.lock().await
+    }
+}
+
+/// A git without Ctrl-C: a worker ends by being stopped.
+pub(crate) fn quiet_git() -> Git {
+    let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
+    Git::new(crate::git::DEFAULT_TIMEOUT, interrupts)
+}
+
+/// A story's files, as the steps leave them.
 #[derive(Debug)]
 pub(super) struct Tree {
-    root: PathBuf,
-    git: crate::git::Git,
+    checkout: Arc<Checkout>,
+    /// The top of the work tree the story is driven in: its worktree, or the lone clone's.
+    dir: PathBuf,
+    /// The project's root in it.
+    work: PathBuf,
     /// The story's branch on the shared remote, when there is one.
     branch: Option<String>,
     /// The commit the work tree was last known to be at, clean.
@@ -22,26 +91,47 @@ pub(super) struct Tree {
 }
 
 impl Tree {
+    /// The files of workflow `key` (story `story`) in `checkout`.
+    pub(super) fn open(checkout: &Arc<Checkout>, story: &str, key: &str) -> Self {
+        let (dir, branch) = if checkout.shared {
+            let name: String = key
+                .chars()
+                .map(|c| if c == '/' || c == '\\' { '_' } else { c })
+                .collect();
+            let dir = crate::journal::state_dir(&checkout.root)
+                .join("worktrees")
+                .join(name);
+            (dir, Some(format!("bmad/{story}")))
+        } else {
+            let top = checkout
+                .root
+                .ancestors()
+                .nth(checkout.rel.components().count())
+                .unwrap_or(&checkout.root);
+            (top.to_path_buf(), None)
+        };
+        let work = dir.join(&checkout.rel);
+        Self {
+            checkout: Arc::clone(checkout),
+            dir,
+            work,
+            branch,
+            head: Mutex::new(None),
+        }
+    }
+
     /// Whether the steps' commits go to a shared remote.
     pub(super) fn shared(&self) -> bool {
         self.branch.is_some()
     }
 
-    /// The work tree at `root`, for `story`'s steps.
-    pub(super) async fn open(root: PathBuf, story: &str) -> Self {
-        // No Ctrl-C reaches a worker's git commands: the worker ends by being stopped.
-        let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
-        let git = crate::git::Git::new(crate::git::DEFAULT_TIMEOUT, interrupts);
-        let shared = git
-            .output(&root, &["remote", "get-url", "origin"])
-            .await
-            .is_ok_and(|o| o.success());
-        Self {
-            root,
-            git,
-            branch: shared.then(|| format!("bmad/{story}")),
-            head: Mutex::new(None),
-        }
+    /// The project's root, where the story's run loop works.
+    pub(super) fn work(&self) -> &Path {
+        &self.work
+    }
+
+    fn git(&self) -> &Git {
+        &self.checkout.git
     }
 
     fn known_head(&self) -> Option<String> {
@@ -58,29 +148,53 @@ impl Tree {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sha.to_string());
     }
 
-    /// The commit the story starts from: the shared branch's head (fetched) when there is a
-    /// shared remote, else whatever the work tree holds (committed).
+    /// The commit the story starts from: the shared branch's head (fetched, and the story's
+    /// worktree made there) when there is a shared remote, else whatever the work tree holds
+    /// (committed).
     pub(super) async fn start(&self) -> Result<String, HandlerError> {
-        if self.branch.is_some() {
-            self.git
-                .run(&self.root, &["fetch", "--quiet", "origin"])
+        if self.shared() {
+            let _refs = self.checkout.refs().await;
+            let root = &self.checkout.root;
+            self.git()
+                .run(root, &["fetch", "--quiet", "origin"])
                 .await
                 .map_err(|e| handler_error(&e))?;
-            self.git
-                .run(
-                    &self.root,
-                    &[
-                        "checkout",
-                        "--quiet",
-                        "--force",
-                        "--detach",
-                        "refs/remotes/origin/HEAD",
-                    ],
-                )
+            let base = self
+                .git()
+                .rev(root, "refs/remotes/origin/HEAD")
                 .await
                 .map_err(|e| handler_error(&e))?;
+            self.put(&base).await.map_err(|e| handler_error(&e))?;
         }
         self.snapshot("base").await
+    }
+
+    /// Puts the story's worktree at `sha`, made there when it is not yet (the caller holds
+    /// the clone's lock).
+    async fn put(&self, sha: &str) -> Result<(), GitError> {
+        let git = self.git();
+        if self.dir.join(".git").exists() {
+            git.run(
+                &self.dir,
+                &["checkout", "--quiet", "--force", "--detach", sha],
+            )
+            .await?;
+            git.run(&self.dir, &["clean", "--quiet", "-d", "--force"])
+                .await?;
+            return Ok(());
+        }
+        let root = &self.checkout.root;
+        // A worktree whose folder was removed by hand is still listed: forget it first.
+        let _ = git.output(root, &["worktree", "prune"]).await;
+        let dir = self.dir.to_string_lossy();
+        git.run(
+            root,
+            &[
+                "worktree", "add", "--quiet", "--force", "--detach", &dir, sha,
+            ],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Commits whatever changed (nothing ignored) and names the commit: the work tree as a
@@ -89,8 +203,8 @@ impl Tree {
         // Most steps (the policies' decisions) change nothing: one `git status` then.
         if let Some(head) = self.known_head() {
             let changes = self
-                .git
-                .changes(&self.root)
+                .git()
+                .changes(&self.dir)
                 .await
                 .map_err(|e| handler_error(&e))?;
             if changes.is_empty() {
@@ -98,22 +212,23 @@ impl Tree {
             }
         }
         let committed = self
-            .git
-            .commit_all(&self.root, &format!("bmad-host: {step}"), "")
+            .git()
+            .commit_all(&self.dir, &format!("bmad-host: {step}"), "")
             .await
             .map_err(|e| handler_error(&e))?;
         let sha = match committed {
             Some(sha) => sha,
             None => self
-                .git
-                .rev(&self.root, "HEAD")
+                .git()
+                .rev(&self.dir, "HEAD")
                 .await
                 .map_err(|e| handler_error(&e))?,
         };
         if let Some(branch) = &self.branch {
             let refspec = format!("+{sha}:refs/heads/{branch}");
-            self.git
-                .run(&self.root, &["push", "--quiet", "origin", &refspec])
+            let _refs = self.checkout.refs().await;
+            self.git()
+                .run(&self.dir, &["push", "--quiet", "origin", &refspec])
                 .await
                 .map_err(|e| handler_error(&e))?;
         }
@@ -124,42 +239,64 @@ impl Tree {
     /// Puts the work tree back at `sha` (ignored files, `.bmad-host/` among them, stay),
     /// fetching the story's branch first when another worker made the commit.
     pub(super) async fn restore(&self, sha: &str) -> Result<(), TerminalError> {
-        let fail = |e: crate::git::GitError| {
+        let fail = |e: GitError| {
             TerminalError::new(format!(
                 "cannot put the work tree back at {sha}: {}",
                 crate::error::Report(&e)
             ))
         };
+        let git = self.git();
+        let Some(branch) = &self.branch else {
+            // A lone work tree keeps its branch.
+            git.run(&self.dir, &["reset", "--quiet", "--hard", sha])
+                .await
+                .map_err(fail)?;
+            git.run(&self.dir, &["clean", "--quiet", "-d", "--force"])
+                .await
+                .map_err(fail)?;
+            self.set_head(sha);
+            return Ok(());
+        };
+        let root = &self.checkout.root;
+        let _refs = self.checkout.refs().await;
         let spec = format!("{sha}^{{commit}}");
-        let here = self
-            .git
-            .output(&self.root, &["cat-file", "-e", &spec])
+        let here = git
+            .output(root, &["cat-file", "-e", &spec])
             .await
             .map_err(fail)?
             .success();
-        if !here && let Some(branch) = &self.branch {
+        if !here {
             let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-            self.git
-                .run(&self.root, &["fetch", "--quiet", "origin", &refspec])
+            git.run(root, &["fetch", "--quiet", "origin", &refspec])
                 .await
                 .map_err(fail)?;
         }
-        // A worker's own clone works detached; a lone work tree keeps its branch.
-        let put: &[&str] = if self.branch.is_some() {
-            &["checkout", "--quiet", "--force", "--detach", sha]
-        } else {
-            &["reset", "--quiet", "--hard", sha]
-        };
-        self.git.run(&self.root, put).await.map_err(fail)?;
-        self.git
-            .run(&self.root, &["clean", "--quiet", "-d", "--force"])
-            .await
-            .map_err(fail)?;
+        self.put(sha).await.map_err(fail)?;
         self.set_head(sha);
         Ok(())
     }
+
+    /// Removes the story's worktree (its branch stays on the shared remote): the story has
+    /// ended. A lone clone's work tree stays as the story left it.
+    pub(super) async fn remove(&self) {
+        if !self.shared() || !self.dir.exists() {
+            return;
+        }
+        let _refs = self.checkout.refs().await;
+        if let Err(e) = self
+            .git()
+            .remove_worktree(&self.checkout.root, &self.dir)
+            .await
+        {
+            tracing::warn!(
+                "cannot remove the story's worktree {}: {}",
+                self.dir.display(),
+                crate::error::Report(&e)
+            );
+        }
+    }
 }
 
-fn handler_error(e: &crate::git::GitError) -> HandlerError {
+fn handler_error(e: &GitError) -> HandlerError {
     HandlerError::from(std::io::Error::other(crate::error::Report(e).to_string()))
 }

@@ -12,6 +12,7 @@ use super::lane::{IntegrationLaneClient, Landing};
 use super::lease::Leases;
 use super::pause::{self, Pause};
 use super::steps;
+use super::tree::Checkout;
 use super::{StoryInput, StoryOutput, WorkerSpec};
 use crate::context::Plan;
 use crate::error::Report;
@@ -23,8 +24,11 @@ use crate::ui::Ui;
 #[derive(Debug)]
 pub(crate) struct StoryWorkflow {
     spec: Arc<WorkerSpec>,
-    /// One story at a time: the run loop owns the project's files while it drives one.
-    one: tokio::sync::Mutex<()>,
+    /// The worker's clone, where each story's files are.
+    checkout: Arc<Checkout>,
+    /// The stories it drives at once (`--jobs`; one in a lone clone, whose one work tree the
+    /// run loop owns while it drives a story).
+    slots: tokio::sync::Semaphore,
     /// The stories' leases, as this worker takes them.
     leases: Leases,
     /// Until when this worker takes no story (its account's usage limit).
@@ -40,14 +44,18 @@ impl StoryWorkflow {
         ctx: WorkflowContext<'_>,
         input: Json<StoryInput>,
     ) -> Result<Json<StoryOutput>, HandlerError> {
-        let _one = self.one.lock().await;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| TerminalError::new("the worker is stopping"))?;
         let StoryInput { story, project } = input.into_inner();
         // Paused while it waited for the story before: not this one either.
         if let Some((until, _)) = self.pause.left(jiff::Timestamp::now()) {
             return Err(paused(&story, until));
         }
         // The work tree as the workflow found it, or (replaying) as it found it the first time.
-        let tree = steps::Tree::open(self.spec.root.clone(), &story).await;
+        let tree = steps::Tree::open(&self.checkout, &story, ctx.key());
         let ran = AtomicBool::new(false);
         let flag = &ran;
         let tree_ref = &tree;
@@ -76,12 +84,13 @@ impl StoryWorkflow {
         let spec = Arc::clone(&self.spec);
         let name = story.clone();
         let marks = Arc::clone(&live);
+        let work = tree.work().to_path_buf();
         std::thread::Builder::new()
             .name(format!("story {story}"))
             .spawn(move || {
                 let steps = steps::EngineSteps::new(requests, &workflow);
                 let ui = Ui::lines_for_engine(lines, marks);
-                let _ = done.send(drive(&spec, &name, steps, interrupts, ui));
+                let _ = done.send(drive(&spec, &work, &name, steps, interrupts, ui));
             })
             .map_err(|e| TerminalError::new(format!("cannot start the story's thread: {e}")))?;
         let key = ctx.key().to_string();
@@ -103,6 +112,8 @@ impl StoryWorkflow {
         if let Some(reset) = pause::limited(&output.events) {
             let until = self.pause.until_reset(reset, jiff::Timestamp::now());
             tracing::warn!(%story, %until, "usage limit: this worker takes no story until the reset; the story goes back to Restate");
+            // Wherever it goes on, its steps' files are on its branch.
+            tree.remove().await;
             return Err(paused(&story, until));
         }
         if tree.shared() && output.exit_code == crate::exit::OK && finished_done(&output) {
@@ -131,6 +142,7 @@ impl StoryWorkflow {
                 .await?;
             output.landed = Some(landed.into_inner());
         }
+        tree.remove().await;
         Ok(Json(output))
     }
 }
@@ -151,9 +163,11 @@ fn finished_done(output: &StoryOutput) -> bool {
         .any(|e| e["event"] == "story_finished" && e["result"] == "done")
 }
 
-/// Runs the loop for `story` on this thread, its steps in `steps`, its events sent by `ui`.
+/// Runs the loop for `story` in `work` on this thread, its steps in `steps`, its events sent by
+/// `ui`.
 fn drive(
     spec: &WorkerSpec,
+    work: &std::path::Path,
     story: &str,
     steps: steps::EngineSteps,
     interrupts: tokio::sync::watch::Receiver<Interrupt>,
@@ -164,7 +178,13 @@ fn drive(
             .enable_all()
             .build()
             .map_err(crate::error::Error::Runtime)?;
-        let plan = Plan::resolve(spec.context()?, None, Some(story))?;
+        // The configuration is the worker's clone's (as its operator trusted it); the files
+        // are the story's.
+        let mut context = spec.context()?;
+        context.root = work.to_path_buf();
+        // One story: the worker runs it beside its others, not the loop.
+        context.config.workflow.jobs.value = 1;
+        let plan = Plan::resolve(context, None, Some(story))?;
         let steps = RefCell::new(steps);
         // Each story is a fresh run of the project's journal: what must survive the worker is
         // in Restate's.
@@ -188,10 +208,17 @@ fn drive(
 }
 
 impl StoryWorkflow {
-    pub(crate) fn new(spec: WorkerSpec, leases: Leases, pause: Arc<Pause>) -> Self {
+    pub(crate) fn new(
+        spec: WorkerSpec,
+        checkout: Arc<Checkout>,
+        slots: usize,
+        leases: Leases,
+        pause: Arc<Pause>,
+    ) -> Self {
         Self {
             spec: Arc::new(spec),
-            one: tokio::sync::Mutex::new(()),
+            checkout,
+            slots: tokio::sync::Semaphore::new(slots),
             leases,
             pause,
         }
