@@ -488,6 +488,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if wanted("gate") {
         not_landed(&setup.sibling("gate")?, NotLanded::Gate)?;
     }
+    if wanted("unresolved") {
+        not_landed(&setup.sibling("unresolved")?, NotLanded::Unresolved)?;
+    }
     if wanted("jobs") {
         one_worker_two_stories(&setup.sibling("jobs")?)?;
     }
@@ -514,13 +517,17 @@ fn side_by_side(
     std::thread::spawn(move || both_held(&hold, &log, Hosts::Apart(&workers), || Ok(())))
 }
 
-/// How the second of two stories side by side does not land.
+/// How the second of two stories side by side does not land at first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NotLanded {
-    /// Both create `src/same.txt`, each with its own text.
+    /// Both create `src/same.txt`, each with its own text; the refused one's second Dev call
+    /// resolves the conflict.
     Conflict,
-    /// Each adds a file of its own to `feat/`; the project's gate allows one.
+    /// Each adds a file of its own to `feat/`; the project's gate fails with both unless
+    /// `feat/fixed.txt` is there, which the refused one's second Dev call adds.
     Gate,
+    /// As `Conflict`, but the second Dev call leaves the markers: the story escalates.
+    Unresolved,
 }
 
 /// The main check: 8 stories, two jobs, a worker killed in the middle of a call.
@@ -1283,19 +1290,21 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     })
 }
 
-/// The fifth and sixth checks: two stories side by side, the second of which cannot land
-/// (`how`). Asserts: one lands, the other's landing fails (`integration_failed`, the lane's
-/// reason naming the file, or the gate that failed on the merged result) and it counts as
-/// failed (exit 1); nothing left.
+/// The fifth, sixth and seventh checks: two stories side by side, the second of which does not
+/// land as it is (`how`). Asserts: one `integration_failed` (back to Dev), naming the file or
+/// the gate; the refused story's Dev call made again, in cycle 2, with the conflict markers in
+/// its file (a conflict); then both stories done and landed, the shared branch holding the
+/// resolution (exit 0), or, the markers left, the lane refusing the story again and the story
+/// escalated (exit 1); nothing left.
 fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     let started = Instant::now();
     let work = setup.work.clone();
     let seed = setup.project("seed", 2)?;
     if how == NotLanded::Gate {
-        // Passes on each story's own work tree, fails once both have landed.
+        // Passes on each story's own work tree, fails once both have landed without the fix.
         fs::write(
             seed.join("bmad-host.toml"),
-            "[[gates]]\nname = \"one-feature\"\ncommand = \"test $(ls feat 2>/dev/null | wc -l) -lt 2\"\n",
+            "[[gates]]\nname = \"one-feature\"\ncommand = \"test ! -f feat/a.txt || test ! -f feat/b.txt || test -f feat/fixed.txt\"\n",
         )?;
         super::run(
             Command::new("git")
@@ -1317,15 +1326,29 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let hold = holds(&work)?;
     let script = work.join("script.json");
-    let (one, two) = match how {
-        NotLanded::Conflict => (("src/same.txt", "one\n"), ("src/same.txt", "two\n")),
-        NotLanded::Gate => (("feat/a.txt", "a\n"), ("feat/b.txt", "b\n")),
+    let (one, two, fix) = match how {
+        NotLanded::Conflict => (
+            ("src/same.txt", "one\n"),
+            ("src/same.txt", "two\n"),
+            json!({ "src/same.txt": "one and two\n" }),
+        ),
+        NotLanded::Gate => (
+            ("feat/a.txt", "a\n"),
+            ("feat/b.txt", "b\n"),
+            json!({ "feat/fixed.txt": "fixed\n" }),
+        ),
+        NotLanded::Unresolved => (
+            ("src/same.txt", "one\n"),
+            ("src/same.txt", "two\n"),
+            json!({ "src/other.txt": "not the conflict\n" }),
+        ),
     };
     fs::write(
         &script,
         serde_json::to_vec(&json!({ "calls": [
-            { "role": "dev", "story": "1.1", "held_by": hold[0], "write_files": { one.0: one.1 } },
-            { "role": "dev", "story": "1.2", "held_by": hold[1], "write_files": { two.0: two.1 } },
+            { "role": "dev", "story": "1.1", "occurrence": 1, "held_by": hold[0], "write_files": { one.0: one.1 } },
+            { "role": "dev", "story": "1.2", "occurrence": 1, "held_by": hold[1], "write_files": { two.0: two.1 } },
+            { "role": "dev", "occurrence": 2, "write_files": fix },
         ]}))?,
     )?;
     let log = work.join("calls.ndjson");
@@ -1346,7 +1369,7 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         admin,
         [&env, &env],
     )?;
-    let together = side_by_side(hold, log, pids);
+    let together = side_by_side(hold, log.clone(), pids);
     let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, true)?;
     procs.stop_all();
     let together = together
@@ -1354,49 +1377,126 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
 
     let mut checks = Checks::default();
-    checks.exit_code(&finished, 1);
+    let escalates = how == NotLanded::Unresolved;
+    checks.exit_code(&finished, if escalates { 1 } else { 0 });
     if let Err(e) = &together {
         checks.check(
             false,
             format!("1.1's and 1.2's Dev calls side by side: {e:#}"),
         );
     }
-    // Both loops end done; one story lands, the other's landing fails.
-    let failed: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "integration_failed")
-        .collect();
-    let landed = events
-        .iter()
-        .filter(|e| e["event"] == "story_landed")
-        .count();
-    checks.check(
-        landed == 1 && failed.len() == 1,
-        format!("{landed} landed, integration_failed {failed:?}"),
-    );
-    let reason = failed
-        .first()
-        .and_then(|f| f["reason"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let named =
+        |name: &str| -> Vec<&Value> { events.iter().filter(|e| e["event"] == name).collect() };
+    let failed = named("integration_failed");
+    let landed = named("story_landed").len();
+    let first = failed.first().copied().cloned().unwrap_or_default();
+    let refused = first["story"].as_str().unwrap_or_default().to_string();
+    let reason = first["reason"].as_str().unwrap_or_default().to_string();
     let why = match how {
-        NotLanded::Conflict => "src/same.txt",
+        NotLanded::Conflict | NotLanded::Unresolved => "src/same.txt",
         NotLanded::Gate => "gate `one-feature` failed after integration",
     };
     checks.check(
-        reason.contains("does not land") && reason.contains(why),
-        format!("the failed story's reason: {reason:?}"),
+        first["back_to_dev"] == true && reason.contains("does not land") && reason.contains(why),
+        format!("the first integration_failed: {first}"),
     );
-    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
+    if how == NotLanded::Conflict {
+        checks.check(
+            first["files"] == json!(["src/same.txt"]),
+            format!("the conflict's files: {}", first["files"]),
+        );
+    }
+    // The refused story's Dev call again, in cycle 2, on the merged files.
+    let calls = read_calls(&log)?;
+    let again: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["role"] == "dev" && c["story"] == refused.as_str() && c["occurrence"] == 2)
+        .collect();
+    // Dev is told what the lane found.
+    let told = match how {
+        NotLanded::Gate => "quality gate `one-feature` failed on the story integrated",
+        _ => "integration conflict",
+    };
     checks.check(
-        run_finished.is_some_and(|f| f["done"] == 1 && f["failed"] == 1 && f["exit_code"] == 1),
-        format!("run_finished: {run_finished:?}"),
+        again.len() == 1
+            && again[0]["env"]["BMAD_HOST_CYCLE"] == "2"
+            && again[0]["prompt"]
+                .as_str()
+                .is_some_and(|p| p.contains(told)),
+        format!("{refused}'s second Dev call (told `{told}`): {again:?}"),
     );
+    let last_end = named("story_finished")
+        .into_iter()
+        .rev()
+        .find(|e| e["story"] == refused.as_str())
+        .cloned()
+        .unwrap_or_default();
+    let shared_file = |path: &str| {
+        Command::new("git")
+            .arg("--git-dir")
+            .arg(&remote)
+            .args(["show", &format!("HEAD:{path}")])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let run_finished = named("run_finished")
+        .first()
+        .copied()
+        .cloned()
+        .unwrap_or_default();
+    if escalates {
+        checks.check(
+            failed.len() == 2
+                && failed[1]["back_to_dev"] == false
+                && failed[1]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("conflict markers left in src/same.txt")),
+            format!("the second integration_failed: {:?}", failed.get(1)),
+        );
+        checks.check(
+            landed == 1 && last_end["result"] == "escalated",
+            format!("{landed} landed; {refused}'s last end: {last_end}"),
+        );
+        checks.check(
+            run_finished["done"] == 1 && run_finished["escalated"] == 1,
+            format!("run_finished: {run_finished}"),
+        );
+        checks.check(
+            !shared_file("src/same.txt").contains("<<<<<<<"),
+            "conflict markers landed on the shared branch".into(),
+        );
+    } else {
+        checks.check(
+            failed.len() == 1 && landed == 2,
+            format!("{landed} landed, integration_failed {failed:?}"),
+        );
+        checks.check(
+            last_end["result"] == "done" && last_end["cycles"] == 2,
+            format!("{refused}'s last end: {last_end}"),
+        );
+        checks.check(
+            run_finished["done"] == 2 && run_finished["exit_code"] == 0,
+            format!("run_finished: {run_finished}"),
+        );
+        let on_shared = match how {
+            NotLanded::Conflict => shared_file("src/same.txt") == "one and two\n",
+            _ => ["feat/a.txt", "feat/b.txt", "feat/fixed.txt"]
+                .iter()
+                .all(|f| !shared_file(f).is_empty()),
+        };
+        checks.check(on_shared, "the shared branch lacks the resolution".into());
+    }
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
     checks.check(left.is_empty(), format!("processes left: {left:?}"));
     checks.report(&work, || {
+        let end = if escalates {
+            "refused again with the markers left: escalated, exit 1"
+        } else {
+            "Dev's second call fixed it; both landed, exit 0"
+        };
         format!(
-            "two stories side by side ({how:?}): one landed, the other failed with `{reason}`; exit 1 in {:.1}s; nothing left",
+            "two stories side by side ({how:?}): {refused} refused by the lane (`{reason}`), back to Dev in cycle 2; {end}; {:.1}s; nothing left",
             started.elapsed().as_secs_f64()
         )
     })

@@ -42,6 +42,9 @@ pub async fn run(plan: Plan, ui: Ui, fresh: bool) -> Result<u8, Error> {
 pub(crate) struct Hosted<'a> {
     pub steps: &'a RefCell<dyn StepStore + 'a>,
     pub interrupts: watch::Receiver<Interrupt>,
+    /// The story's integration failed after this journal's last run (why, and Dev's
+    /// findings): the run takes its workflow state from there and sends it back to Dev.
+    pub reopen: Option<(String, Vec<String>)>,
 }
 
 /// [`run`], hosted by an engine's worker when `hosted` is given.
@@ -71,16 +74,21 @@ pub(crate) async fn run_with(
     if jobs <= 1 && hosted.is_none() {
         crate::process::claim_adopted_orphans();
     }
+    let previous = journal.runs()?.pop().map(|r| r.id);
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
-    let (steps, interrupts) = match hosted {
-        Some(Hosted { steps, interrupts }) => (Some(steps), interrupts),
+    let (steps, interrupts, reopen) = match hosted {
+        Some(Hosted {
+            steps,
+            interrupts,
+            reopen,
+        }) => (Some(steps), interrupts, reopen.zip(previous)),
         None => {
             let (interrupt_tx, interrupts) = watch::channel(Interrupt::None);
             // The handler is in place before anything starts (the task itself first runs when
             // the run loop first waits: the runtime has one thread).
             let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
             tokio::spawn(watch_ctrl_c(sigint, interrupt_tx));
-            (None, interrupts)
+            (None, interrupts, None)
         }
     };
 
@@ -112,10 +120,21 @@ pub(crate) async fn run_with(
         lane: None,
         tmp: super::agent::claude_tmp(&root),
     };
+    // An engine's story whose integration failed: back to Dev from where its last run left it.
+    let reopened = match reopen {
+        Some(((why, findings), from)) => stories
+            .iter()
+            .try_for_each(|entry| driver.reopen_from(&from, entry, &why, findings.clone())),
+        None => Ok(()),
+    };
     let mut results = match unproven {
         // An earlier end is still unproven: nothing starts.
         Some(unproven) => Results {
             halt: Some(Halt::Unproven(unproven)),
+            ..Results::default()
+        },
+        None if let Err(halt) = reopened => Results {
+            halt: Some(halt),
             ..Results::default()
         },
         None if jobs > 1 => driver.drive_lanes(&stories, jobs).await,

@@ -694,16 +694,9 @@ async fn integrate_story(
             git.open_conflict(&path, &repo.branch)
                 .await
                 .map_err(fatal)?;
-            let list = files.join(", ");
             return Ok(Landed::No {
-                why: format!("conflict with `{}` in {list}", repo.branch),
-                findings: vec![format!(
-                    "integration conflict: the story's changes conflict with what `{}` gained since the story started, in {list}. \
-                     The files hold git's conflict markers (<<<<<<< ======= >>>>>>>): resolve each keeping both sides' intent, \
-                     remove the markers, and make the story's tests pass again. git said: {}",
-                    repo.branch,
-                    clip(&output, 1500)
-                )],
+                why: format!("conflict with `{}` in {}", repo.branch, files.join(", ")),
+                findings: vec![conflict_finding(&repo.branch, &files, &output)],
                 files,
             });
         }
@@ -757,15 +750,7 @@ async fn integrate_story(
             files: Vec::new(),
             findings: failed
                 .iter()
-                .map(|r| {
-                    format!(
-                        "quality gate `{}` failed on the story integrated onto `{}` (exit {}): {}",
-                        r.name,
-                        repo.branch,
-                        r.exit_code.map_or_else(|| "none".into(), |c| c.to_string()),
-                        clip(r.output_tail.trim(), 1500)
-                    )
-                })
+                .map(|r| gate_finding(r, &repo.branch))
                 .collect(),
         });
     }
@@ -821,6 +806,30 @@ pub(super) fn review_body(driver: &Driver<'_>, work: &Path, entry: &StoryEntry) 
     body
 }
 
+/// Dev's finding for a story whose changes conflict with `branch` in `files` (git said
+/// `output`).
+pub(crate) fn conflict_finding(branch: &str, files: &[String], output: &str) -> String {
+    format!(
+        "integration conflict: the story's changes conflict with what `{branch}` gained since the story started, in {}. \
+         The files hold git's conflict markers (<<<<<<< ======= >>>>>>>): resolve each keeping both sides' intent, \
+         remove the markers, and make the story's tests pass again. git said: {}",
+        files.join(", "),
+        clip(output, 1500)
+    )
+}
+
+/// Dev's finding for a gate that failed on the story integrated onto `branch`.
+pub(crate) fn gate_finding(report: &crate::policy::GateReport, branch: &str) -> String {
+    format!(
+        "quality gate `{}` failed on the story integrated onto `{branch}` (exit {}): {}",
+        report.name,
+        report
+            .exit_code
+            .map_or_else(|| "none".into(), |c| c.to_string()),
+        clip(report.output_tail.trim(), 1500)
+    )
+}
+
 fn clip(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
@@ -837,8 +846,21 @@ impl Driver<'_> {
     /// cycle, or escalated the second time), and its file in the worktree says
     /// changes-requested so that Dev picks it up.
     fn reopen(&mut self, entry: &StoryEntry, why: &str, findings: Vec<String>) -> Result<(), Halt> {
+        let run = self.run.clone();
+        self.reopen_from(&run, entry, why, findings)
+    }
+
+    /// [`Driver::reopen`], the story's state taken from run `from` (an earlier run of the
+    /// journal: an engine's worker runs its loop again as a new run).
+    pub(super) fn reopen_from(
+        &mut self,
+        from: &crate::journal::RunId,
+        entry: &StoryEntry,
+        why: &str,
+        findings: Vec<String>,
+    ) -> Result<(), Halt> {
         let story = entry.id.to_string();
-        let Some(mut record) = self.journal.borrow().story(&self.run, &story)? else {
+        let Some(mut record) = self.journal.borrow().story(from, &story)? else {
             return Ok(());
         };
         let mut settings = Settings::from(&self.config.workflow);

@@ -30,7 +30,7 @@ mod grant;
 mod halt;
 mod journaled;
 mod landing;
-mod lanes;
+pub(crate) mod lanes;
 mod ledger;
 mod limit;
 mod observe;

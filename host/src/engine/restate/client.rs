@@ -119,6 +119,8 @@ struct Out {
 impl Out {
     fn line(&mut self, line: &Value, lane: Option<u32>) {
         if line["event"] == "story_finished" {
+            // A story sent back to Dev after its landing failed ends again: its last end counts.
+            self.ends.retain(|e| e["story"] != line["story"]);
             self.ends.push(line.clone());
         }
         if self.ui.json() {
@@ -431,6 +433,7 @@ fn ended(output: &StoryOutput) -> Option<bool> {
     output
         .events
         .iter()
+        .rev()
         .find(|e| e["event"] == "story_finished")
         .map(|e| e["result"] == "done")
         .filter(|_| output.error.is_none())

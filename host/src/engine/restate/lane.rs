@@ -5,9 +5,10 @@
 //! trailer, and pushes it. It is one journaled step; if it is run again (its worker died before
 //! Restate kept its result), it finds its trailer on the branch and lands nothing twice. Stories
 //! run side by side conflict in a v6 sprint-status (their keys are next to each other): that
-//! file is merged key by key; any other conflict fails the story's workflow. The project's
-//! gates run on the merged result before it is pushed, as in the local lane; one that fails
-//! fails the story's workflow too.
+//! file is merged key by key. The project's gates run on the merged result before it is pushed,
+//! as in the local lane. Any other conflict, or a gate that fails there, refuses the story
+//! ([`Outcome::Refused`], with Dev's findings): its workflow sends it back to Dev once, as the
+//! local lane does, and escalates it the second time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,27 @@ pub struct Landing {
     pub sha: String,
 }
 
+/// What the lane did with a story.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It is on the shared branch.
+    Landed(Landed),
+    /// It does not land as it is.
+    Refused(Refusal),
+}
+
+/// Why a story does not land, and what Dev is told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The conflict or the gates that failed.
+    pub why: String,
+    /// The conflicting files (none for a gate).
+    pub files: Vec<String>,
+    /// Dev's findings.
+    pub findings: Vec<String>,
+}
+
 /// Where it landed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Landed {
@@ -50,13 +72,13 @@ pub(crate) struct IntegrationLane {
 
 #[restate_sdk::object]
 impl IntegrationLane {
-    /// Lands one finished story on the shared branch.
+    /// Lands one finished story on the shared branch, or says why it does not land.
     #[handler]
     async fn land(
         &self,
         ctx: ObjectContext<'_>,
         landing: Json<Landing>,
-    ) -> Result<Json<Landed>, HandlerError> {
+    ) -> Result<Json<Outcome>, HandlerError> {
         let landing = landing.into_inner();
         let (checkout, gates) = (&self.checkout, &self.gates);
         let landed = ctx
@@ -71,7 +93,7 @@ async fn land(
     checkout: &Checkout,
     gates: &[crate::config::GateConfig],
     l: &Landing,
-) -> Result<Landed, HandlerError> {
+) -> Result<Outcome, HandlerError> {
     let root = checkout.root();
     let git = super::tree::quiet_git();
     let err = |e: crate::git::GitError| {
@@ -118,10 +140,10 @@ async fn land(
         .map_err(err)?;
     if let Some(commit) = found.stdout.lines().next() {
         // Landed before (its result was not journaled): not twice.
-        return Ok(Landed {
+        return Ok(Outcome::Landed(Landed {
             commit: commit.to_string(),
             branch,
-        });
+        }));
     }
     let story_ref = format!("+refs/heads/bmad/{0}:refs/remotes/origin/bmad/{0}", l.story);
     git.run(&lane, &["fetch", "--quiet", "origin", &story_ref])
@@ -132,32 +154,74 @@ async fn land(
         .output(&lane, &["merge", "--squash", "--quiet", &l.sha])
         .await
         .map_err(err)?;
-    if !merged.success() {
-        // Stories run side by side each change their own sprint-status keys, next to each
-        // other's: that file merges key by key; any other conflict stops the story.
-        let sprint = sprint_path(root, &git).await;
-        if let Err(why) = merge_sprint(&git, &lane, sprint.as_deref(), &shared, &l.sha).await {
-            let _ = git
-                .output(&lane, &["reset", "--quiet", "--hard", &shared])
-                .await;
-            return Err(TerminalError::new(format!(
-                "story {} does not land on {branch}: {why}\n{}",
-                l.story,
-                merged.text()
-            ))
-            .into());
-        }
-    }
-    // The gates again, on the merged result, as the local lane runs them.
-    if let Err(why) = run_gates(root, &lane, gates, l).await {
+    let refused = |refusal: Refusal| async {
         let _ = git
             .output(&lane, &["reset", "--quiet", "--hard", &shared])
             .await;
-        return Err(TerminalError::new(format!(
-            "story {} does not land on {branch}: {why}",
-            l.story
-        ))
-        .into());
+        Ok(Outcome::Refused(refusal))
+    };
+    if !merged.success() {
+        // Stories run side by side each change their own sprint-status keys, next to each
+        // other's: that file merges key by key; any other conflict refuses the story.
+        let conflicted = unmerged(&git, &lane).await.map_err(err)?;
+        let sprint = sprint_path(root, &git).await;
+        let only_sprint = sprint.as_deref().filter(|s| conflicted == [*s]);
+        let resolved = match only_sprint {
+            Some(sprint) => merge_sprint(&git, &lane, sprint, &shared, &l.sha).await,
+            None => Err(format!("conflicts in {}", conflicted.join(", "))),
+        };
+        if let Err(why) = resolved {
+            let files: Vec<String> = conflicted.iter().map(|f| (*f).to_string()).collect();
+            return refused(Refusal {
+                why: format!("story {} does not land on {branch}: {why}", l.story),
+                findings: vec![crate::run::lanes::conflict_finding(
+                    &branch,
+                    &files,
+                    &merged.text(),
+                )],
+                files,
+            })
+            .await;
+        }
+    }
+    // A conflict sent back to Dev and not resolved: its markers do not land.
+    let marked = leftover_markers(&git, &lane).await.map_err(err)?;
+    if !marked.is_empty() {
+        let list = marked.join(", ");
+        return refused(Refusal {
+            why: format!(
+                "story {} does not land on {branch}: conflict markers left in {list}",
+                l.story
+            ),
+            findings: vec![format!(
+                "the story's files still hold git's conflict markers (<<<<<<< ======= >>>>>>>) in {list}: \
+                 resolve each keeping both sides' intent and remove the markers"
+            )],
+            files: marked,
+        })
+        .await;
+    }
+    // The gates again, on the merged result, as the local lane runs them.
+    let failed = run_gates(root, &lane, gates, l)
+        .await
+        .map_err(TerminalError::new)?;
+    if !failed.is_empty() {
+        let names: Vec<String> = failed.iter().map(|r| format!("`{}`", r.name)).collect();
+        let tails: Vec<&str> = failed.iter().map(|r| r.output_tail.trim()).collect();
+        return refused(Refusal {
+            why: format!(
+                "story {} does not land on {branch}: gate {} failed after integration: {}",
+                l.story,
+                names.join(", "),
+                tails.join("; ")
+            ),
+            files: Vec::new(),
+            findings: failed
+                .iter()
+                .map(|r| crate::run::lanes::gate_finding(r, &branch))
+                .collect(),
+        })
+        .await;
     }
     let subject = format!("{}: {}", l.story, l.title);
     let commit = git
@@ -170,19 +234,48 @@ async fn land(
     git.run(&lane, &["push", "--quiet", "origin", &target])
         .await
         .map_err(err)?;
-    Ok(Landed { commit, branch })
+    Ok(Outcome::Landed(Landed { commit, branch }))
 }
 
-/// Runs `gates` at the project's root in the lane's worktree `lane`; `Err` names the ones that
-/// failed with their output's tail, or a gate whose end could not be proven.
+/// The staged files of `dir` that hold git's conflict markers (`git diff --check`; its
+/// whitespace complaints are not this lane's business).
+async fn leftover_markers(
+    git: &crate::git::Git,
+    dir: &std::path::Path,
+) -> Result<Vec<String>, crate::git::GitError> {
+    let out = git.output(dir, &["diff", "--cached", "--check"]).await?;
+    let mut files: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with("leftover conflict marker"))
+        .filter_map(|l| l.split(':').next())
+        .map(str::to_string)
+        .collect();
+    files.dedup();
+    Ok(files)
+}
+
+/// The paths with unresolved conflicts in `dir`.
+async fn unmerged(
+    git: &crate::git::Git,
+    dir: &std::path::Path,
+) -> Result<Vec<String>, crate::git::GitError> {
+    let out = git
+        .run(dir, &["diff", "--name-only", "--diff-filter=U"])
+        .await?;
+    Ok(out.stdout.lines().map(str::to_string).collect())
+}
+
+/// Runs `gates` at the project's root in the lane's worktree `lane`: the reports of those that
+/// failed; `Err` names a gate whose end could not be proven.
 async fn run_gates(
     root: &std::path::Path,
     lane: &std::path::Path,
     gates: &[crate::config::GateConfig],
     l: &Landing,
-) -> Result<(), String> {
+) -> Result<Vec<crate::policy::GateReport>, String> {
     if gates.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let (_, interrupts) = tokio::sync::watch::channel(crate::process::Interrupt::None);
     let git = super::tree::quiet_git();
@@ -206,18 +299,10 @@ async fn run_gates(
             ));
         }
         if !run.report.passed {
-            failed.push(format!(
-                "gate `{}` failed after integration: {}",
-                gate.name,
-                run.report.output_tail.trim()
-            ));
+            failed.push(run.report);
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
-    }
+    Ok(failed)
 }
 
 /// The project's root relative to its repository's top.
@@ -233,32 +318,25 @@ async fn project_in_repo(root: &std::path::Path, git: &crate::git::Git) -> Optio
 }
 
 /// The project's sprint-status (v6), relative to its repository's top, when it has one.
-async fn sprint_path(root: &std::path::Path, git: &crate::git::Git) -> Option<String> {
+pub(super) async fn sprint_path(root: &std::path::Path, git: &crate::git::Git) -> Option<String> {
     let project = crate::project::Project::discover(root).ok()?;
     let sprint = project.sprint_status_path()?.to_path_buf();
     let rel = project_in_repo(root, git).await?;
     Some(rel.join(sprint).display().to_string())
 }
 
-/// Resolves a squash merge whose only conflict is the sprint-status at `sprint`: the shared
-/// branch's file with the values the story changed set on it
-/// ([`crate::project::merge_story_keys`]), staged. `Err` says why not.
-async fn merge_sprint(
+/// Resolves the conflict in the sprint-status at `sprint` of a merge in `lane` of the story's
+/// commit `sha` and the shared branch's head `shared`: the shared branch's file with the values
+/// the story changed set on it ([`crate::project::merge_story_keys`]), staged. `Err` says why
+/// not.
+pub(super) async fn merge_sprint(
     git: &crate::git::Git,
     lane: &std::path::Path,
-    sprint: Option<&str>,
+    sprint: &str,
     shared: &str,
     sha: &str,
 ) -> Result<(), String> {
     let text = |e: crate::git::GitError| crate::error::Report(&e).to_string();
-    let conflicted = git
-        .run(lane, &["diff", "--name-only", "--diff-filter=U"])
-        .await
-        .map_err(text)?;
-    let conflicted: Vec<&str> = conflicted.stdout.lines().collect();
-    let Some(sprint) = sprint.filter(|s| conflicted == [*s]) else {
-        return Err(format!("conflicts in {}", conflicted.join(", ")));
-    };
     let base = git
         .run(lane, &["merge-base", shared, sha])
         .await

@@ -276,6 +276,44 @@ impl Tree {
         Ok(())
     }
 
+    /// Back to Dev after the lane refused the story: merges the shared branch's head (fetched)
+    /// into the story's files. The conflicts stay, with git's markers, for Dev to resolve, but
+    /// a v6 sprint-status's, merged key by key as the lane does; the merge is committed as it
+    /// is (markers and all) and pushed as the story's branch. Returns the commit.
+    pub(super) async fn reopen(&self) -> Result<String, HandlerError> {
+        let fail = |e: &GitError| handler_error(e);
+        let git = self.git();
+        let root = &self.checkout.root;
+        let shared = {
+            let _refs = self.checkout.refs().await;
+            git.run(root, &["fetch", "--quiet", "origin"])
+                .await
+                .map_err(|e| fail(&e))?;
+            git.rev(root, "refs/remotes/origin/HEAD")
+                .await
+                .map_err(|e| fail(&e))?
+        };
+        let story = git.rev(&self.dir, "HEAD").await.map_err(|e| fail(&e))?;
+        let files = git
+            .open_conflict(&self.dir, &shared)
+            .await
+            .map_err(|e| fail(&e))?;
+        if let Some(sprint) = super::lane::sprint_path(root, git).await
+            && files.contains(&sprint)
+        {
+            super::lane::merge_sprint(git, &self.dir, &sprint, &shared, &story)
+                .await
+                .map_err(|why| HandlerError::from(std::io::Error::other(why)))?;
+        }
+        // Whatever it holds now is new: commit it even when `git status` would show nothing
+        // (a clean merge with no change still concludes the merge).
+        *self
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        self.snapshot("reopen").await
+    }
+
     /// Removes the story's worktree (its branch stays on the shared remote): the story has
     /// ended. A lone clone's work tree stays as the story left it.
     pub(super) async fn remove(&self) {

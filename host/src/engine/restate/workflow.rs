@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use restate_sdk::prelude::*;
 
 use super::events;
-use super::lane::{IntegrationLaneClient, Landing};
+use super::lane::{IntegrationLaneClient, Landing, Outcome};
 use super::lease::Leases;
 use super::pause::{self, Pause};
 use super::steps;
@@ -18,7 +18,8 @@ use crate::context::Plan;
 use crate::error::Report;
 use crate::process::Interrupt;
 use crate::run::Hosted;
-use crate::ui::Ui;
+use crate::ui::{Event, Ui};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// The story workflow a worker serves.
 #[derive(Debug)]
@@ -78,45 +79,29 @@ impl StoryWorkflow {
             workflow.clone(),
             feed_lines,
         ));
-        let (interrupt, interrupts) = tokio::sync::watch::channel(Interrupt::None);
-        let (requests, mut incoming) = tokio::sync::mpsc::unbounded_channel();
-        let (done, output) = tokio::sync::oneshot::channel();
-        let spec = Arc::clone(&self.spec);
-        let name = story.clone();
-        let marks = Arc::clone(&live);
-        let work = tree.work().to_path_buf();
-        std::thread::Builder::new()
-            .name(format!("story {story}"))
-            .spawn(move || {
-                let steps = steps::EngineSteps::new(requests, &workflow);
-                let ui = Ui::lines_for_engine(lines, marks);
-                let _ = done.send(drive(&spec, &work, &name, steps, interrupts, ui));
-            })
-            .map_err(|e| TerminalError::new(format!("cannot start the story's thread: {e}")))?;
-        let key = ctx.key().to_string();
-        let lease = steps::Lease {
-            leases: &self.leases,
-            key: &key,
-            interrupt: &interrupt,
-        };
-        let served = steps::serve(&ctx, &tree, &lease, &live, &mut incoming).await;
-        // The loop's next request fails now (it stops), and this worker takes no other story
-        // until it has.
-        drop(incoming);
-        let output = output.await;
-        served?;
-        let mut output = output
-            .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;
-        // The loop's thread is gone, and its lines with it: the feed has them all.
-        output.events = feed.await.unwrap_or_default();
-        if let Some(reset) = pause::limited(&output.events) {
-            let until = self.pause.until_reset(reset, jiff::Timestamp::now());
-            tracing::warn!(%story, %until, "usage limit: this worker takes no story until the reset; the story goes back to Restate");
-            // Wherever it goes on, its steps' files are on its branch.
-            tree.remove().await;
-            return Err(paused(&story, until));
-        }
-        if tree.shared() && output.exit_code == crate::exit::OK && finished_done(&output) {
+        // The loop, and again after the lane refused the story: back to Dev once (then the
+        // loop escalates it), as the local lane does.
+        let mut reopen: Option<Reopen> = None;
+        let mut reopened = 0_u32;
+        let mut landed = None;
+        let mut output = loop {
+            let round = Round {
+                ctx: &ctx,
+                tree: &tree,
+                story: &story,
+                lines: &lines,
+                live: &live,
+            };
+            let output = self.round(round, reopen.take()).await?;
+            let done = output
+                .events
+                .iter()
+                .rev()
+                .find(|e| e["event"] == "story_finished")
+                .is_some_and(|e| e["result"] == "done");
+            if !(tree.shared() && output.exit_code == crate::exit::OK && done) {
+                break output;
+            }
             // Its last step's commit, on its branch, lands through the project's lane.
             let end = ctx
                 .run(|| async { tree.snapshot("end").await })
@@ -135,16 +120,144 @@ impl StoryWorkflow {
                 title,
                 sha: end,
             };
-            let landed = ctx
+            let outcome = ctx
                 .object_client::<IntegrationLaneClient<'_>>(project.as_str())
                 .land(Json(landing))
                 .call()
-                .await?;
-            output.landed = Some(landed.into_inner());
+                .await?
+                .into_inner();
+            match outcome {
+                Outcome::Landed(at) => {
+                    landed = Some(at);
+                    break output;
+                }
+                Outcome::Refused(refusal) => {
+                    let back = reopened == 0;
+                    reopened += 1;
+                    let mut ui = Ui::lines_for_engine(lines.clone(), Arc::clone(&live));
+                    ui.emit(Event::IntegrationFailed {
+                        story: story.clone(),
+                        reason: refusal.why.clone(),
+                        files: refusal.files.clone(),
+                        back_to_dev: back,
+                    });
+                    if back {
+                        // The shared branch's head merged into the story's files, conflicts
+                        // and all, for Dev.
+                        let ran = AtomicBool::new(false);
+                        let flag = &ran;
+                        let at = ctx
+                            .run(move || async move {
+                                flag.store(true, Ordering::Relaxed);
+                                tree_ref.reopen().await
+                            })
+                            .name("reopen")
+                            .await?;
+                        if !ran.load(Ordering::Relaxed) {
+                            tree.restore(&at).await?;
+                        }
+                    }
+                    reopen = Some(Reopen {
+                        why: refusal.why,
+                        findings: refusal.findings,
+                    });
+                }
+            }
+        };
+        drop(lines);
+        // The loops' threads are gone, and their lines with them: the feed has them all.
+        output.events = feed.await.unwrap_or_default();
+        output.landed = landed;
+        if let Some(reset) = pause::limited(&output.events) {
+            let until = self.pause.until_reset(reset, jiff::Timestamp::now());
+            tracing::warn!(%story, %until, "usage limit: this worker takes no story until the reset; the story goes back to Restate");
+            // Wherever it goes on, its steps' files are on its branch.
+            tree.remove().await;
+            return Err(paused(&story, until));
         }
         tree.remove().await;
         Ok(Json(output))
     }
+}
+
+/// What a round of the story's loop works with.
+struct Round<'a, 'c> {
+    ctx: &'a WorkflowContext<'c>,
+    tree: &'a steps::Tree,
+    story: &'a str,
+    /// Where the loop's lines go (the feed).
+    lines: &'a UnboundedSender<serde_json::Value>,
+    /// Whether a step ran here (see [`steps::serve`]).
+    live: &'a Arc<AtomicBool>,
+}
+
+impl StoryWorkflow {
+    /// Runs the story's loop once on a thread of its own, its steps journaled by Restate: its
+    /// output, with this round's lines.
+    async fn round(
+        &self,
+        round: Round<'_, '_>,
+        reopen: Option<Reopen>,
+    ) -> Result<StoryOutput, HandlerError> {
+        let Round {
+            ctx,
+            tree,
+            story,
+            lines,
+            live,
+        } = round;
+        let (interrupt, interrupts) = tokio::sync::watch::channel(Interrupt::None);
+        let (requests, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+        let (done, output) = tokio::sync::oneshot::channel();
+        // The round's lines go on to the feed as they come; the round keeps them too.
+        let (round_lines, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let onward = lines.clone();
+        let kept = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(line) = seen.recv().await {
+                kept.push(serde_json::Value::clone(&line));
+                let _ = onward.send(line);
+            }
+            kept
+        });
+        let spec = Arc::clone(&self.spec);
+        let name = story.to_string();
+        let marks = Arc::clone(live);
+        let work = tree.work().to_path_buf();
+        let workflow = ctx.key().to_string();
+        std::thread::Builder::new()
+            .name(format!("story {story}"))
+            .spawn(move || {
+                let steps = steps::EngineSteps::new(requests, &workflow);
+                let ui = Ui::lines_for_engine(round_lines, marks);
+                let _ = done.send(drive(&spec, &work, &name, steps, interrupts, ui, reopen));
+            })
+            .map_err(|e| TerminalError::new(format!("cannot start the story's thread: {e}")))?;
+        let key = ctx.key().to_string();
+        let lease = steps::Lease {
+            leases: &self.leases,
+            key: &key,
+            interrupt: &interrupt,
+        };
+        let served = steps::serve(ctx, tree, &lease, live, &mut incoming).await;
+        // The loop's next request fails now (it stops), and this worker takes no other story
+        // until it has.
+        drop(incoming);
+        let output = output.await;
+        served?;
+        let mut output = output
+            .map_err(|_| TerminalError::new("the story's run loop ended without a result"))?;
+        // The loop's thread is gone, and its lines with it.
+        output.events = kept.await.unwrap_or_default();
+        Ok(output)
+    }
+}
+
+/// What the loop is told when the lane refused the story: why, and Dev's findings.
+#[derive(Debug)]
+struct Reopen {
+    why: String,
+    findings: Vec<String>,
 }
 
 /// The retryable error of a story this worker will not drive before `until`: Restate retries
@@ -153,14 +266,6 @@ fn paused(story: &str, until: jiff::Timestamp) -> HandlerError {
     HandlerError::from(std::io::Error::other(format!(
         "story {story}: this worker's Claude account is at its usage limit until {until}; the story goes on on another worker, or here after the reset"
     )))
-}
-
-/// Whether the story ended done.
-fn finished_done(output: &StoryOutput) -> bool {
-    output
-        .events
-        .iter()
-        .any(|e| e["event"] == "story_finished" && e["result"] == "done")
 }
 
 /// Runs the loop for `story` in `work` on this thread, its steps in `steps`, its events sent by
@@ -172,6 +277,7 @@ fn drive(
     steps: steps::EngineSteps,
     interrupts: tokio::sync::watch::Receiver<Interrupt>,
     ui: Ui,
+    reopen: Option<Reopen>,
 ) -> StoryOutput {
     let result = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -191,6 +297,7 @@ fn drive(
         let hosted = Hosted {
             steps: &steps,
             interrupts,
+            reopen: reopen.map(|r| (r.why, r.findings)),
         };
         runtime.block_on(crate::run::run_with(plan, ui, true, Some(hosted)))
     })();
