@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -521,7 +522,7 @@ fn side_by_side(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NotLanded {
     /// Both create `src/same.txt`, each with its own text; the refused one's second Dev call
-    /// resolves the conflict.
+    /// is killed with its worker, and the other worker's redoes it and resolves the conflict.
     Conflict,
     /// Each adds a file of its own to `feat/`; the project's gate fails with both unless
     /// `feat/fixed.txt` is there, which the refused one's second Dev call adds.
@@ -1325,6 +1326,10 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     let remote = setup.bare(&seed)?;
     let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let hold = holds(&work)?;
+    // The refused story's second Dev call waits on it (a conflict), and its worker is killed.
+    let go = work.join("go");
+    let status = Command::new("mkfifo").arg(&go).status()?;
+    ensure!(status.success(), "mkfifo {}", go.display());
     let script = work.join("script.json");
     let (one, two, fix) = match how {
         NotLanded::Conflict => (
@@ -1343,14 +1348,15 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
             json!({ "src/other.txt": "not the conflict\n" }),
         ),
     };
-    fs::write(
-        &script,
-        serde_json::to_vec(&json!({ "calls": [
-            { "role": "dev", "story": "1.1", "occurrence": 1, "held_by": hold[0], "write_files": { one.0: one.1 } },
-            { "role": "dev", "story": "1.2", "occurrence": 1, "held_by": hold[1], "write_files": { two.0: two.1 } },
-            { "role": "dev", "occurrence": 2, "write_files": fix },
-        ]}))?,
-    )?;
+    let mut calls = vec![
+        json!({ "role": "dev", "story": "1.1", "occurrence": 1, "held_by": hold[0], "write_files": { one.0: one.1 } }),
+        json!({ "role": "dev", "story": "1.2", "occurrence": 1, "held_by": hold[1], "write_files": { two.0: two.1 } }),
+    ];
+    if how == NotLanded::Conflict {
+        calls.push(json!({ "role": "dev", "occurrence": 2, "held_by": go, "write_files": fix }));
+    }
+    calls.push(json!({ "role": "dev", "write_files": fix }));
+    fs::write(&script, serde_json::to_vec(&json!({ "calls": calls }))?)?;
     let log = work.join("calls.ndjson");
     let tag = format!("e2e-restate-landing-{}", std::process::id());
     let mut procs = Procs::default();
@@ -1370,13 +1376,33 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         [&env, &env],
     )?;
     let together = side_by_side(hold, log.clone(), pids);
+    let killer = (how == NotLanded::Conflict).then(|| {
+        let (go, log) = (go.clone(), log.clone());
+        std::thread::spawn(move || kill_second_dev_call(&go, &log, pids))
+    });
     let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, true)?;
+    // A second Dev call that never came: the killer's FIFO has a reader now (which does not
+    // wait for a writer), and it goes on.
+    let _ = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&go);
     procs.stop_all();
     let together = together
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
+    let killed = killer.map(|k| {
+        k.join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")))
+    });
 
     let mut checks = Checks::default();
+    if let Some(Err(e)) = &killed {
+        checks.check(
+            false,
+            format!("killing the second Dev call's worker: {e:#}"),
+        );
+    }
     let escalates = how == NotLanded::Unresolved;
     checks.exit_code(&finished, if escalates { 1 } else { 0 });
     if let Err(e) = &together {
@@ -1406,24 +1432,48 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
             format!("the conflict's files: {}", first["files"]),
         );
     }
-    // The refused story's Dev call again, in cycle 2, on the merged files.
+    // The refused story's Dev call again, in cycle 2, on the merged files (twice when the first
+    // copy was killed with its worker).
     let calls = read_calls(&log)?;
     let again: Vec<&Value> = calls
         .iter()
-        .filter(|c| c["role"] == "dev" && c["story"] == refused.as_str() && c["occurrence"] == 2)
+        .filter(|c| {
+            c["role"] == "dev"
+                && c["story"] == refused.as_str()
+                && c["occurrence"].as_u64() >= Some(2)
+        })
         .collect();
+    let copies = if killed.is_some() { 2 } else { 1 };
+    // Nothing else made twice: the worker that took the story over replayed the first round,
+    // the lane's refusal and the merge.
+    let made = |role: &str| {
+        calls
+            .iter()
+            .filter(|c| c["role"] == role && c["story"] == refused.as_str())
+            .count()
+    };
+    checks.check(
+        made("sm") == 1 && made("dev") == 1 + copies && made("qa") == 2,
+        format!(
+            "{refused}'s calls: sm {}, dev {}, qa {} (want 1, {}, 2)",
+            made("sm"),
+            made("dev"),
+            made("qa"),
+            1 + copies
+        ),
+    );
     // Dev is told what the lane found.
     let told = match how {
         NotLanded::Gate => "quality gate `one-feature` failed on the story integrated",
         _ => "integration conflict",
     };
     checks.check(
-        again.len() == 1
-            && again[0]["env"]["BMAD_HOST_CYCLE"] == "2"
-            && again[0]["prompt"]
-                .as_str()
-                .is_some_and(|p| p.contains(told)),
-        format!("{refused}'s second Dev call (told `{told}`): {again:?}"),
+        again.len() == copies
+            && again.iter().all(|c| {
+                c["env"]["BMAD_HOST_CYCLE"] == "2"
+                    && c["prompt"].as_str().is_some_and(|p| p.contains(told))
+            }),
+        format!("{refused}'s Dev calls after the refusal (told `{told}`): {again:?}"),
     );
     let last_end = named("story_finished")
         .into_iter()
@@ -1490,16 +1540,52 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
     checks.check(left.is_empty(), format!("processes left: {left:?}"));
     checks.report(&work, || {
-        let end = if escalates {
-            "refused again with the markers left: escalated, exit 1"
-        } else {
-            "Dev's second call fixed it; both landed, exit 0"
+        let end = match (escalates, &killed) {
+            (true, _) => "refused again with the markers left: escalated, exit 1".to_string(),
+            (false, Some(Ok(victim))) => format!(
+                "{victim} killed during that Dev call; the other worker replayed the first round, the refusal and the merge, and its Dev call fixed it; both landed, exit 0"
+            ),
+            _ => "Dev's second call fixed it; both landed, exit 0".to_string(),
         };
         format!(
             "two stories side by side ({how:?}): {refused} refused by the lane (`{reason}`), back to Dev in cycle 2; {end}; {:.1}s; nothing left",
             started.elapsed().as_secs_f64()
         )
     })
+}
+
+/// Holds the FIFO `go` open for writing until a second Dev call opens it, then kills (SIGKILL)
+/// the worker of `workers` it runs under, and waits for the call's tree to go; the victim's
+/// name.
+fn kill_second_dev_call(go: &Path, log: &Path, workers: [u32; 2]) -> Result<String> {
+    let writer = fs::OpenOptions::new().write(true).open(go)?;
+    let calls = read_calls(log)?;
+    let call = calls
+        .iter()
+        .rev()
+        .find(|c| c["role"] == "dev" && c["occurrence"] == 2)
+        .context("no second Dev call in the fake's log")?;
+    let keeper = u32::try_from(call["ppid"].as_u64().unwrap_or(0))?;
+    let host = parent_of(keeper).context("the second Dev call's keeper has no parent")?;
+    let victim = match workers.iter().position(|&w| w == host) {
+        Some(0) => "worker-a",
+        Some(_) => "worker-b",
+        None => bail!("the second Dev call's keeper {keeper} runs under {host}, not a worker"),
+    };
+    eprintln!("e2e-restate: the second Dev call runs on {victim} (pid {host}): SIGKILL");
+    let pid = i32::try_from(host)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .context("the worker's pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+    let call_pid = u32::try_from(call["pid"].as_u64().unwrap_or(0))?;
+    let left = wait_gone(&[keeper, call_pid], Duration::from_secs(30));
+    drop(writer);
+    ensure!(
+        left.is_empty(),
+        "the killed call's tree is still alive: {left:?}"
+    );
+    Ok(victim.to_string())
 }
 
 /// The seventh check: one worker with `--jobs 2`, registered with the server by itself, and

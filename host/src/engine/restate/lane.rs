@@ -207,13 +207,21 @@ async fn land(
         .map_err(TerminalError::new)?;
     if !failed.is_empty() {
         let names: Vec<String> = failed.iter().map(|r| format!("`{}`", r.name)).collect();
-        let tails: Vec<&str> = failed.iter().map(|r| r.output_tail.trim()).collect();
+        let tails: Vec<&str> = failed
+            .iter()
+            .map(|r| r.output_tail.trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let said = if tails.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", tails.join("; "))
+        };
         return refused(Refusal {
             why: format!(
-                "story {} does not land on {branch}: gate {} failed after integration: {}",
+                "story {} does not land on {branch}: gate {} failed after integration{said}",
                 l.story,
                 names.join(", "),
-                tails.join("; ")
             ),
             files: Vec::new(),
             findings: failed
