@@ -3,11 +3,12 @@
 //!
 //! It runs the engine's unit tests (built with the `restate` feature), installs the pinned
 //! `@restatedev/restate-server` with npm into `target/e2e-restate/npm` (reused when present),
-//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes six
+//! builds `bmad-host` with the feature (linted by clippy) and the fake Claude, then makes eight
 //! checks, each with its own server, a bare git repository as the shared remote, two workers on
 //! loopback each in a clone of its own, and `bmad-host balance` in front of them as the one
-//! deployment the server knows; `bmad-host run --engine restate` (two jobs, but in check 3)
-//! drives a BMAD epic from a third clone.
+//! deployment the server knows (but in check 8); `bmad-host run --engine restate` (two jobs, but
+//! in check 3) drives a BMAD epic from a third clone. Checks named on the command line (`run`,
+//! `limit`, `cut`, `v6`, `conflict`, `gate`, `unresolved`, `jobs`) run alone.
 //!
 //! 1. A worker killed (8 stories). The Dev calls of 1.1 and 1.2 each wait on a FIFO the check
 //!    holds open until both have opened theirs: both alive at once, each under its own worker
@@ -33,10 +34,19 @@
 //!    the local run's table printed; nothing left.
 //! 4. BMAD v6 side by side (the v6 sample, 3 stories): every story done and landed, a
 //!    sprint-status merged key by key, all three done in the shared branch's sprint-status.
-//! 5. A conflict (2 stories whose Dev calls both create one file): one lands, the other's
-//!    landing fails (`integration_failed` naming the file), it counts as failed, exit 1.
+//! 5. A conflict (2 stories whose Dev calls both create one file): the second's landing is
+//!    refused (`integration_failed`, `back_to_dev`, naming the file) and it goes back to Dev in
+//!    cycle 2, told the conflict; the worker running that Dev call is killed, the other one
+//!    replays the first round, the refusal and the merge, and its Dev call resolves the
+//!    conflict; both land (no other call made twice), exit 0.
 //! 6. A gate on the merged result (2 stories, each adding a file of its own; the project's gate
-//!    allows one): one lands, the other's landing fails naming the gate, exit 1.
+//!    fails with both unless a fix is there): the second is refused naming the gate, back to
+//!    Dev, whose call adds the fix; both land, exit 0.
+//! 7. Conflict markers left (as 5, but Dev's second call leaves the conflict): the lane refuses
+//!    the markers, the story escalates (exit 1), no marker lands.
+//! 8. One worker, `--jobs 2`, registered alone: a stale worktree removed at its start, a second
+//!    worker in its clone refused; 1.1's and 1.2's Dev calls alive at once under it, each in a
+//!    worktree of its own; both land; the worktrees removed, its checkout as it was.
 //!
 //! `--bench` drives a 20-story epic once locally and once through one worker, and writes the
 //! engine's cost per step and per story into BENCHMARKS.md.
@@ -1291,7 +1301,7 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     })
 }
 
-/// The fifth, sixth and seventh checks: two stories side by side, the second of which does not
+/// Checks 5, 6 and 7: two stories side by side, the second of which does not
 /// land as it is (`how`). Asserts: one `integration_failed` (back to Dev), naming the file or
 /// the gate; the refused story's Dev call made again, in cycle 2, with the conflict markers in
 /// its file (a conflict); then both stories done and landed, the shared branch holding the
@@ -1588,7 +1598,7 @@ fn kill_second_dev_call(go: &Path, log: &Path, workers: [u32; 2]) -> Result<Stri
     Ok(victim.to_string())
 }
 
-/// The seventh check: one worker with `--jobs 2`, registered with the server by itself, and
+/// Check 8: one worker with `--jobs 2`, registered with the server by itself, and
 /// two stories. Their Dev calls are held until both are alive: both under that worker, each in
 /// a worktree of its own. Asserts: both stories done and landed; the worktrees gone at the end
 /// and the worker's own checkout as it was; no overlap, nothing left.
@@ -1620,6 +1630,19 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
         ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
         ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
     ];
+    // A story worktree a stopped worker left behind.
+    let stale = worker.join(".bmad-host").join("workflows").join("stale");
+    fs::create_dir_all(stale.parent().context("a parent")?)?;
+    git_out(
+        &worker,
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "--detach",
+            &stale.to_string_lossy(),
+        ],
+    )?;
     let port = free_port()?;
     let pid = setup.start_worker(
         &mut procs,
@@ -1631,6 +1654,36 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
         &["--jobs", "2"],
     )?;
     register(admin, &format!("http://127.0.0.1:{port}"))?;
+    let mut checks = Checks::default();
+    checks.check(
+        !stale.exists(),
+        format!("the stale worktree {} is still there", stale.display()),
+    );
+    // A second worker in the same clone is refused.
+    let mut second = setup
+        .bmad_host(&worker, &["worker", "--engine", "restate"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()?))
+        .arg("--restate")
+        .arg(format!("http://127.0.0.1:{ingress}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let alive = wait_gone(&[second.id()], Duration::from_secs(60));
+    if !alive.is_empty() {
+        let _ = second.kill();
+    }
+    let refused = second.wait_with_output()?;
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    checks.check(
+        alive.is_empty()
+            && refused.status.code() != Some(0)
+            && said.contains("another bmad-host run is in progress"),
+        format!(
+            "a second worker in the clone: {:?}, {said}",
+            refused.status.code()
+        ),
+    );
     let held_log = log.clone();
     let together =
         std::thread::spawn(move || both_held(&hold, &held_log, Hosts::Together(pid), || Ok(())));
@@ -1640,7 +1693,6 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("panicked")));
 
-    let mut checks = Checks::default();
     checks.exit_code(&finished, 0);
     if let Err(e) = &together {
         checks.check(false, format!("1.1's and 1.2's Dev calls at once: {e:#}"));
@@ -1660,7 +1712,7 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
         .filter(|c| c["role"] == "dev")
         .filter_map(|c| c["cwd"].as_str().map(str::to_string))
         .collect();
-    let worktrees = worker.join(".bmad-host").join("worktrees");
+    let worktrees = worker.join(".bmad-host").join("workflows");
     checks.check(
         dirs.len() == 2 && dirs.iter().all(|d| Path::new(d).starts_with(&worktrees)),
         format!(
@@ -1674,7 +1726,7 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
     let left_trees: Vec<&str> = listed
         .lines()
         .filter_map(|l| l.strip_prefix("worktree "))
-        .filter(|t| t.contains("/worktrees/"))
+        .filter(|t| t.contains("/.bmad-host/workflows/"))
         .collect();
     checks.check(
         left_trees.is_empty(),
@@ -1692,7 +1744,7 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
     checks.check(left.is_empty(), format!("processes left: {left:?}"));
     checks.report(&work, || {
         format!(
-            "one worker, --jobs 2: both Dev calls alive at once under it, each in its own worktree; 2 stories done and landed in {:.1}s; worktrees removed, its checkout untouched; nothing left",
+            "one worker, --jobs 2: a stale worktree removed at its start, a second worker in its clone refused; both Dev calls alive at once under it, each in its own worktree; 2 stories done and landed in {:.1}s; worktrees removed, its checkout untouched; nothing left",
             started.elapsed().as_secs_f64()
         )
     })

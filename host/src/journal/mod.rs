@@ -28,6 +28,23 @@ mod tests;
 use std::path::PathBuf;
 
 pub use bench::bench_step_cost;
+
+/// The project's run lock (`.bmad-host/run.lock`) held without its journal: an engine's worker
+/// holds its clone's for its life, so that no local run and no other worker uses the clone
+/// meanwhile. Dropped, it is released.
+#[derive(Debug)]
+pub struct ProjectLock(#[allow(dead_code, reason = "held, never read")] lock::RunLock);
+
+/// Takes `project_root`'s run lock without waiting ([`JournalError::Locked`] says who holds it).
+pub fn lock_project(project_root: &std::path::Path) -> Result<ProjectLock, JournalError> {
+    let dir = state_dir(project_root);
+    std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(ProjectLock(lock::RunLock::acquire(&dir.join(LOCK_FILE))?))
+}
 pub use model::{
     PluginFingerprint, RunFingerprint, RunId, RunInfo, RunRecord, RunStatus, Sighting, StepId,
     StepKey, StepKind, StepRow, StepStart, StoryRecord, StoryResult, StorySummary, Usage,

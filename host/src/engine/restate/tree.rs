@@ -3,7 +3,7 @@
 //! journaled commit when Restate replays a step (see [`super::steps`]).
 //!
 //! A worker whose clone has an `origin` (the shared remote of several workers) drives each story
-//! in a git worktree of its own (`.bmad-host/worktrees/<workflow>`, detached, made from the
+//! in a git worktree of its own (`.bmad-host/workflows/<workflow>`, detached, made from the
 //! shared branch's head), so it can drive several at once; its clone's own checkout is left as
 //! the operator made it (the configuration is read from there). A lone clone has one work tree:
 //! the worker drives its stories there, one at a time.
@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use restate_sdk::prelude::*;
 
 use crate::git::{Git, GitError};
+
+/// The folder of the clone's state folder where each story's worktree is made (a local parallel
+/// run's are in `worktrees/`).
+const WORKTREES: &str = "workflows";
 
 /// The worker's clone: where its stories' files are, and the lock held while git changes what
 /// the worktrees share (the remote-tracking refs a fetch or push writes, the worktree list).
@@ -27,11 +31,17 @@ pub(crate) struct Checkout {
     shared: bool,
     git: Git,
     refs: tokio::sync::Mutex<()>,
+    /// A shared clone is this worker's alone while it serves (a lone one is locked by the run
+    /// loop of each story, which works in it).
+    _lock: Option<crate::journal::ProjectLock>,
 }
 
 impl Checkout {
-    /// The clone whose project is at `root`.
-    pub(crate) async fn open(root: PathBuf) -> Result<Self, GitError> {
+    /// The clone whose project is at `root`. A shared one is locked for this worker (no local
+    /// run and no other worker may use it meanwhile), and the story worktrees a stopped worker
+    /// left there are removed: no story is in flight here yet, and Restate puts back any that
+    /// comes again.
+    pub(crate) async fn open(root: PathBuf) -> Result<Self, crate::error::Error> {
         let git = quiet_git();
         let top = git.toplevel(&root).await?;
         let rel = match (top.canonicalize(), root.canonicalize()) {
@@ -43,14 +53,34 @@ impl Checkout {
             .output(&root, &["remote", "get-url", "origin"])
             .await?
             .success();
+        let lock = if shared {
+            Some(crate::journal::lock_project(&root)?)
+        } else {
+            None
+        };
         // The worktrees (and the lane's) live in the project's state folder, which git ignores.
         crate::journal::ignore_state_dir(&root);
+        let left = crate::journal::state_dir(&root).join(WORKTREES);
+        if let Ok(entries) = std::fs::read_dir(&left) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if let Err(e) = git.remove_worktree(&root, &path).await {
+                    tracing::warn!(
+                        "cannot remove the worktree {} a stopped worker left: {}",
+                        path.display(),
+                        crate::error::Report(&e)
+                    );
+                }
+            }
+            git.output(&root, &["worktree", "prune"]).await?;
+        }
         Ok(Self {
             root,
             rel,
             shared,
             git,
             refs: tokio::sync::Mutex::new(()),
+            _lock: lock,
         })
     }
 
@@ -99,7 +129,7 @@ impl Tree {
                 .map(|c| if c == '/' || c == '\\' { '_' } else { c })
                 .collect();
             let dir = crate::journal::state_dir(&checkout.root)
-                .join("worktrees")
+                .join(WORKTREES)
                 .join(name);
             (dir, Some(format!("bmad/{story}")))
         } else {
