@@ -927,8 +927,8 @@ const LIMIT_STORIES: usize = 4;
 /// The second check: worker-b's account hits its usage limit (resetting in 10 minutes) on its
 /// first Dev call. Asserts: the run still ends with every story done, well before the reset
 /// (the limited story went on on worker-a); worker-b made no call after the limited one, and
-/// said it paused; the balancer skipped it; the limited call was redone (once) and no other
-/// call twice; no overlap, nothing left.
+/// said it paused; the balancer skipped it (and heard both workers' slots); the limited call
+/// was redone (once) and no other call twice; no overlap, nothing left.
 fn limited_worker(setup: &Setup) -> Result<()> {
     let started = Instant::now();
     let work = setup.work.clone();
@@ -1056,6 +1056,16 @@ fn limited_worker(setup: &Setup) -> Result<()> {
     checks.check(
         balance_log.contains("the worker takes nothing for now: skipped"),
         "the balancer did not skip the paused worker (see balance.err)".into(),
+    );
+    // Each worker's answers said its slots (one story at once).
+    let heard: std::collections::BTreeSet<&str> = balance_log
+        .lines()
+        .filter(|l| l.contains("the worker's slots") && l.contains("slots=1"))
+        .filter_map(|l| l.split("worker=").nth(1)?.split_whitespace().next())
+        .collect();
+    checks.check(
+        heard.len() == 2,
+        format!("the balancer heard the slots of {heard:?}, not of both workers"),
     );
     let left = processes_with(&format!("E2E_RESTATE_TAG={tag}"));
     checks.check(left.is_empty(), format!("processes left: {left:?}"));

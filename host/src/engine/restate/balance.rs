@@ -3,10 +3,11 @@
 //!
 //! Restate sends every invocation of a deployment over one HTTP/2 connection, each invocation a
 //! stream, so a TCP balancer pins them all to one worker. This one balances the streams: each
-//! new request goes to the worker driving the fewest stories (story invocations open through
-//! it), then with the fewest requests open (ties in turn), chosen and counted under one lock so
-//! that two stories arriving at once see each other: a worker driving a story is not given a
-//! second one while another is idle. A worker that
+//! new request goes to the worker whose slots are the least taken (story invocations open
+//! through it, over the stories it drives at once: its `--jobs`, which each of its answers says,
+//! one until it has), then with the fewest requests open (ties in turn), chosen and counted
+//! under one lock so that two stories arriving at once see each other: a worker driving a story
+//! is not given a second one while another is idle. A worker that
 //! cannot be reached gets `502` for that request (Restate retries the invocation, which then
 //! goes to another worker) and is skipped for [`DOWN_FOR`]; one that answers `503` with
 //! `Retry-After` (paused at its account's usage limit) is skipped for that long, and the header
@@ -30,7 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::{EngineError, STORY_INVOCATION};
+use super::{EngineError, SLOTS_HEADER, STORY_INVOCATION};
 
 /// How long a worker that could not be reached is skipped.
 pub const DOWN_FOR: Duration = Duration::from_secs(5);
@@ -48,6 +49,8 @@ struct Worker {
     stories: AtomicUsize,
     /// All the requests open through it (stories', leases', events', the lane's).
     streams: AtomicUsize,
+    /// The stories it drives at once, as its last answer said (0 until one has: taken as one).
+    slots: AtomicUsize,
     /// Until when it is skipped, after it could not be reached.
     down_until: Mutex<Option<Instant>>,
 }
@@ -83,6 +86,7 @@ impl Balancer {
                     uri,
                     stories: AtomicUsize::new(0),
                     streams: AtomicUsize::new(0),
+                    slots: AtomicUsize::new(0),
                     down_until: Mutex::new(None),
                 })
                 .collect(),
@@ -93,8 +97,9 @@ impl Balancer {
     }
 
     /// The worker for the next request, counted open until the returned guard is dropped:
-    /// among those up (all, when none is), the one driving the fewest stories, then with the
-    /// fewest open requests (a lease's or an event's are short); ties go in turn.
+    /// among those up (all, when none is), the one whose slots are the least taken (its stories
+    /// over its slots), then with the fewest open requests (a lease's or an event's are short);
+    /// ties go in turn.
     fn open(self: &Arc<Self>, story: bool) -> Open {
         let _choosing = lock(&self.choosing);
         let now = Instant::now();
@@ -104,12 +109,17 @@ impl Balancer {
         let index = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| !any_up || self.workers[i].up(now))
-            .min_by_key(|&i| {
-                let w = &self.workers[i];
-                (
-                    w.stories.load(Ordering::Relaxed),
-                    w.streams.load(Ordering::Relaxed),
-                )
+            .min_by(|&a, &b| {
+                let (a, b) = (&self.workers[a], &self.workers[b]);
+                // a.stories / a.slots against b.stories / b.slots, without division.
+                let taken = |w: &Worker, other: &Worker| {
+                    w.stories.load(Ordering::Relaxed) * other.slots.load(Ordering::Relaxed).max(1)
+                };
+                taken(a, b).cmp(&taken(b, a)).then_with(|| {
+                    a.streams
+                        .load(Ordering::Relaxed)
+                        .cmp(&b.streams.load(Ordering::Relaxed))
+                })
             })
             .unwrap_or(0);
         Open::new(Arc::clone(self), index, story)
@@ -131,6 +141,12 @@ impl Balancer {
         };
         match self.client.request(Request::from_parts(parts, body)).await {
             Ok(mut response) => {
+                if let Some(slots) = slots_of(&response) {
+                    let before = worker.slots.swap(slots, Ordering::Relaxed);
+                    if before != slots {
+                        tracing::info!(worker = %worker.uri, slots, "the worker's slots (the stories it drives at once)");
+                    }
+                }
                 // A mark ends by itself: an answer to a request sent before it does not end it.
                 if let Some(secs) = paused_for(&response) {
                     tracing::warn!(worker = %worker.uri, secs, "the worker takes nothing for now: skipped");
@@ -153,6 +169,19 @@ impl Balancer {
             }
         }
     }
+}
+
+/// The stories a worker's answer says it drives at once ([`SLOTS_HEADER`]), if it says.
+fn slots_of<B>(response: &Response<B>) -> Option<usize> {
+    response
+        .headers()
+        .get(SLOTS_HEADER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n >= 1)
 }
 
 /// A worker's `503` with `Retry-After: SECONDS` (a paused worker, see `pause.rs`): how long to
@@ -361,6 +390,42 @@ mod tests {
         assert_eq!(b.workers[2].streams.load(Ordering::Relaxed), 0);
         assert_eq!(b.workers[2].stories.load(Ordering::Relaxed), 0);
         assert_eq!(next(&b, true), 2);
+    }
+
+    #[test]
+    fn a_worker_with_more_slots_takes_more_stories() {
+        let b = balancer(2);
+        b.workers[0].slots.store(2, Ordering::Relaxed);
+        // Both free: in turn.
+        let first = b.open(true);
+        assert_eq!(first.index, 0);
+        // 0 has one of two taken, 1 none of one: 1.
+        let second = b.open(true);
+        assert_eq!(second.index, 1);
+        // 0 half taken, 1 full: 0.
+        let third = b.open(true);
+        assert_eq!(third.index, 0);
+        // Both full: the one with the fewest open requests, or in turn.
+        let fourth = b.open(true);
+        assert_eq!(fourth.index, 1, "1 has fewer streams open");
+        drop((first, third));
+        // 0 free again, 1 over its slot.
+        assert_eq!(next(&b, true), 0);
+    }
+
+    #[test]
+    fn an_answer_says_its_workers_slots() {
+        let answer = |slots: Option<&str>| {
+            let mut r = Response::builder().status(200);
+            if let Some(v) = slots {
+                r = r.header(SLOTS_HEADER, v);
+            }
+            r.body(()).expect("valid")
+        };
+        assert_eq!(slots_of(&answer(Some("3"))), Some(3));
+        assert_eq!(slots_of(&answer(Some("0"))), None);
+        assert_eq!(slots_of(&answer(Some("many"))), None);
+        assert_eq!(slots_of(&answer(None)), None);
     }
 
     #[test]

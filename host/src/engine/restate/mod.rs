@@ -41,6 +41,10 @@ use crate::context::Context;
 /// The path at which the Restate server invokes a story's workflow (its `run`).
 const STORY_INVOCATION: &str = "/invoke/StoryWorkflow/run";
 
+/// The header of a worker's every answer that says how many stories it drives at once (its
+/// `--jobs`), for `bmad-host balance`.
+const SLOTS_HEADER: &str = "bmad-host-slots";
+
 /// What a story's workflow is given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoryInput {
@@ -139,7 +143,7 @@ pub fn worker(spec: WorkerSpec, listen: SocketAddr) -> Result<u8, crate::error::
             "bmad-host worker: serving the story workflow on http://{listen}/ ({slots} {} at once; register it with the Restate server)",
             if slots == 1 { "story" } else { "stories" }
         );
-        pause::serve(listener, endpoint, pause).await;
+        pause::serve(listener, endpoint, pause, slots).await;
         Ok(crate::exit::OK)
     })
 }

@@ -9,7 +9,8 @@
 //! SDK sees it. Restate waits that long before it retries a worker registered alone (its stories
 //! wait for the reset); `bmad-host balance` skips the worker until then and drops the header,
 //! so that Restate retries at once, on another worker. Its other services (leases, the
-//! integration lane) go on.
+//! integration lane) go on. Every answer says how many stories the worker drives at once
+//! ([`super::SLOTS_HEADER`]), which the balancer weighs its choice by.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use jiff::Timestamp;
 use restate_sdk::endpoint::{Endpoint, ResponseBody};
 use restate_sdk::hyper::HyperEndpoint;
 
-use super::STORY_INVOCATION;
+use super::{SLOTS_HEADER, STORY_INVOCATION};
 
 /// How long a worker pauses after a usage limit whose reset the CLI did not state.
 pub const UNSTATED_RESET_PAUSE: Duration = Duration::from_secs(15 * 60);
@@ -75,11 +76,13 @@ pub(crate) fn limited(events: &[serde_json::Value]) -> Option<Option<Timestamp>>
 }
 
 /// Serves `endpoint` on `listener` as the SDK's own server does (HTTP/2), but a new story's
-/// invocation is refused while `pause` is in force. Ends on Ctrl-C.
+/// invocation is refused while `pause` is in force, and every answer carries `slots`. Ends on
+/// Ctrl-C.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     endpoint: Endpoint,
     pause: Arc<Pause>,
+    slots: u32,
 ) {
     let endpoint = HyperEndpoint::new(endpoint);
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
@@ -97,7 +100,8 @@ pub(crate) async fn serve(
         let (endpoint, pause) = (endpoint.clone(), Arc::clone(&pause));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<_>| {
-                let answer = gate(&endpoint, &pause, request);
+                let mut answer = gate(&endpoint, &pause, request);
+                answer.headers_mut().insert(SLOTS_HEADER, slots.into());
                 async move { Ok::<_, Infallible>(answer) }
             });
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
