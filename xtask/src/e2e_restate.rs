@@ -508,6 +508,47 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The fake Claude of one check: its script, the log of its calls, the folder of its locks (a
+/// call that finds its story's and role's lock taken logs `overlap`), and the tag its
+/// processes carry (to find any left).
+struct Fake {
+    log: PathBuf,
+    tag: String,
+    script: PathBuf,
+    exclusive: PathBuf,
+}
+
+impl Fake {
+    /// The fake of check `name` in `work`, following `calls`.
+    fn new(work: &Path, name: &str, calls: &[Value]) -> Result<Fake> {
+        let exclusive = work.join("locks");
+        fs::create_dir_all(&exclusive)?;
+        let script = work.join("script.json");
+        fs::write(&script, serde_json::to_vec(&json!({ "calls": calls }))?)?;
+        Ok(Fake {
+            log: work.join("calls.ndjson"),
+            tag: format!("e2e-restate-{name}-{}", std::process::id()),
+            script,
+            exclusive,
+        })
+    }
+
+    /// The environment of a worker whose calls are this fake.
+    fn env(&self) -> Vec<(&'static str, &std::ffi::OsStr)> {
+        vec![
+            ("FAKE_CLAUDE_SCRIPT", self.script.as_os_str()),
+            ("FAKE_CLAUDE_LOG", self.log.as_os_str()),
+            ("FAKE_CLAUDE_EXCLUSIVE", self.exclusive.as_os_str()),
+            ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&self.tag)),
+        ]
+    }
+}
+
+/// The script entry of `story`'s first Dev call, held until `fifo` is closed (`held_by`).
+fn held_dev_call(story: &str, fifo: &Path) -> Value {
+    json!({ "role": "dev", "story": story, "occurrence": 1, "do": "play", "held_by": fifo })
+}
+
 /// The FIFOs that hold the Dev calls of 1.1 and 1.2 (`held_by`), made in `work`.
 fn holds(work: &Path) -> Result<[PathBuf; 2]> {
     let hold = [work.join("hold-1.1"), work.join("hold-1.2")];
@@ -553,34 +594,19 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     ensure!(status.success(), "mkfifo {}", go.display());
     // The Dev calls of 1.1 and 1.2 (admitted together: two jobs) each wait on a FIFO of its own
     // and run as long as the check holds it open.
-    let hold = [work.join("hold-1.1"), work.join("hold-1.2")];
-    for fifo in &hold {
-        let status = Command::new("mkfifo").arg(fifo).status()?;
-        ensure!(status.success(), "mkfifo {}", fifo.display());
-    }
-    let script = work.join("script.json");
-    fs::write(
-        &script,
-        serde_json::to_vec(&json!({
-            "calls": [
-                { "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "held_by": go },
-                { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
-                { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
-            ]
-        }))?,
+    let hold = holds(&work)?;
+    let fake = Fake::new(
+        &work,
+        "run",
+        &[
+            json!({ "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "held_by": go }),
+            held_dev_call("1.1", &hold[0]),
+            held_dev_call("1.2", &hold[1]),
+        ],
     )?;
-    let exclusive = work.join("locks");
-    fs::create_dir_all(&exclusive)?;
-    let log = work.join("calls.ndjson");
-    let tag = format!("e2e-restate-{}", std::process::id());
+    let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
-    let env = [
-        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
-        ("FAKE_CLAUDE_LOG", log.as_os_str()),
-        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
-        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
-    ];
     let [pid_a, pid_b] = setup.start_pair(
         &mut procs,
         [&clone_a, &clone_b],
@@ -633,7 +659,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         }
         Ok(())
     };
-    let spread = both_held(&hold, &log, Hosts::Apart(&[pid_a, pid_b]), live);
+    let spread = both_held(&hold, log, Hosts::Apart(&[pid_a, pid_b]), live);
     // The Dev call of KILLED runs once its fake opens the FIFO (it has logged itself before),
     // and stays alive while the FIFO is held open: until its worker is killed.
     let go_writer = fs::OpenOptions::new().write(true).open(&go)?;
@@ -649,7 +675,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
             break;
         }
     }
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let killed_call = calls
         .iter()
         .rev()
@@ -736,7 +762,7 @@ fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         gone.is_empty(),
         format!("the killed worker's call outlived it: {gone:?}"),
     );
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let overlaps: Vec<&Value> = calls.iter().filter(|c| c["overlap"] == true).collect();
     checks.check(
         overlaps.is_empty(),
@@ -939,38 +965,30 @@ fn limited_worker(setup: &Setup) -> Result<()> {
         .output()?;
     let reset = String::from_utf8_lossy(&reset.stdout).trim().to_string();
     let limited = work.join("limited");
-    let script = work.join("script.json");
-    fs::write(
-        &script,
-        serde_json::to_vec(&json!({
-            "calls": [{ "role": "dev", "only_env": "E2E_WORKER=worker-b", "once": limited,
-                        "do": "usage_limit", "reset": reset }]
-        }))?,
+    let fake = Fake::new(
+        &work,
+        "limit",
+        &[
+            json!({ "role": "dev", "only_env": "E2E_WORKER=worker-b", "once": limited,
+                  "do": "usage_limit", "reset": reset }),
+        ],
     )?;
-    let exclusive = work.join("locks");
-    fs::create_dir_all(&exclusive)?;
-    let log = work.join("calls.ndjson");
-    let tag = format!("e2e-restate-limit-{}", std::process::id());
+    let (log, tag) = (&fake.log, &fake.tag);
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
     let env = |worker: &'static str| {
-        vec![
-            ("FAKE_CLAUDE_SCRIPT", script.clone().into_os_string()),
-            ("FAKE_CLAUDE_LOG", log.clone().into_os_string()),
-            ("FAKE_CLAUDE_EXCLUSIVE", exclusive.clone().into_os_string()),
-            ("E2E_RESTATE_TAG", tag.clone().into()),
-            ("E2E_WORKER", worker.into()),
-        ]
+        let mut env = fake.env();
+        env.push(("E2E_WORKER", std::ffi::OsStr::new(worker)));
+        env
     };
-    let (env_a, env_b) = (env("worker-a"), env("worker-b"));
     setup.start_pair(
         &mut procs,
         [&clone_a, &clone_b],
         [ingress, ingress],
         admin,
-        [&refs(&env_a), &refs(&env_b)],
+        [&env("worker-a"), &env("worker-b")],
     )?;
-    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, tag, false)?;
     let journal = http(
         admin,
         "POST",
@@ -986,7 +1004,7 @@ fn limited_worker(setup: &Setup) -> Result<()> {
         run_finished.is_some_and(|f| f["done"] == LIMIT_STORIES),
         format!("run_finished: {run_finished:?}"),
     );
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let on = |call: &Value, worker: &str| {
         call["cwd"]
             .as_str()
@@ -1093,25 +1111,10 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
     let hold = work.join("hold");
     let status = Command::new("mkfifo").arg(&hold).status()?;
     ensure!(status.success(), "mkfifo {}", hold.display());
-    let script = work.join("script.json");
-    fs::write(
-        &script,
-        serde_json::to_vec(&json!({
-            "calls": [{ "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold }]
-        }))?,
-    )?;
-    let exclusive = work.join("locks");
-    fs::create_dir_all(&exclusive)?;
-    let log = work.join("calls.ndjson");
-    let tag = format!("e2e-restate-cut-{}", std::process::id());
+    let fake = Fake::new(&work, "cut", &[held_dev_call("1.1", &hold)])?;
+    let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
-    let env = [
-        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
-        ("FAKE_CLAUDE_LOG", log.as_os_str()),
-        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
-        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
-    ];
     // Each worker reaches the ingress through a link of its own that the check can cut.
     let (link_a, link_b) = (Link::start(ingress)?, Link::start(ingress)?);
     setup.start_pair(
@@ -1126,14 +1129,14 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
         .bmad_host(&project, &["run", "--engine", "restate"])
         .arg("--restate")
         .arg(format!("http://127.0.0.1:{ingress}"))
-        .env("E2E_RESTATE_TAG", &tag)
+        .env("E2E_RESTATE_TAG", tag)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start bmad-host run --engine restate")?;
     // The Dev call runs, held, once its fake has opened the FIFO.
     let writer = fs::OpenOptions::new().write(true).open(&hold)?;
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let held = calls
         .iter()
         .find(|c| c["role"] == "dev")
@@ -1187,7 +1190,7 @@ fn cut_off_worker(setup: &Setup) -> Result<()> {
         victim_log.contains("lost the story's lease"),
         format!("{victim} did not say it lost the lease (see {victim}.err)"),
     );
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let devs: Vec<&Value> = calls.iter().filter(|c| c["role"] == "dev").collect();
     let redone_on_survivor = devs.len() == 2
         && devs[1]["cwd"]
@@ -1223,27 +1226,18 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     let work = setup.work.clone();
     let remote = setup.shared_remote_of(&root.join("tests/fixtures/v6-sample"))?;
     let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
-    let exclusive = work.join("locks");
-    fs::create_dir_all(&exclusive)?;
-    let log = work.join("calls.ndjson");
-    let tag = format!("e2e-restate-v6-{}", std::process::id());
     let hold = holds(&work)?;
-    let script = work.join("script.json");
-    fs::write(
-        &script,
-        serde_json::to_vec(&json!({ "calls": [
-            { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
-            { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
-        ]}))?,
+    let fake = Fake::new(
+        &work,
+        "v6",
+        &[
+            held_dev_call("1.1", &hold[0]),
+            held_dev_call("1.2", &hold[1]),
+        ],
     )?;
+    let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
-    let env = [
-        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
-        ("FAKE_CLAUDE_LOG", log.as_os_str()),
-        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
-        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
-    ];
     let pids = setup.start_pair(
         &mut procs,
         [&clone_a, &clone_b],
@@ -1252,7 +1246,7 @@ fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
         [&env, &env],
     )?;
     let together = side_by_side(hold, log.clone(), pids);
-    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, tag, false)?;
     procs.stop_all();
     let together = together
         .join()
@@ -1350,7 +1344,6 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     let go = work.join("go");
     let status = Command::new("mkfifo").arg(&go).status()?;
     ensure!(status.success(), "mkfifo {}", go.display());
-    let script = work.join("script.json");
     let (one, two, fix) = match how {
         NotLanded::Conflict => (
             ("src/same.txt", "one\n"),
@@ -1376,18 +1369,13 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         calls.push(json!({ "role": "dev", "occurrence": 2, "held_by": go, "write_files": fix }));
     }
     calls.push(json!({ "role": "dev", "write_files": fix }));
-    fs::write(&script, serde_json::to_vec(&json!({ "calls": calls }))?)?;
-    let log = work.join("calls.ndjson");
-    let tag = format!("e2e-restate-landing-{}", std::process::id());
+    let fake = Fake::new(&work, "landing", &calls)?;
+    let (log, tag) = (&fake.log, &fake.tag);
+    let mut env = fake.env();
+    // The seed's bmad-host.toml (its gate) is the check's own.
+    env.push(("BMAD_HOST_TRUST", std::ffi::OsStr::new("1")));
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
-    let env = [
-        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
-        ("FAKE_CLAUDE_LOG", log.as_os_str()),
-        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
-        // The seed's bmad-host.toml (its gate) is the check's own.
-        ("BMAD_HOST_TRUST", std::ffi::OsStr::new("1")),
-    ];
     let pids = setup.start_pair(
         &mut procs,
         [&clone_a, &clone_b],
@@ -1400,7 +1388,7 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
         let (go, log) = (go.clone(), log.clone());
         std::thread::spawn(move || kill_second_dev_call(&go, &log, pids))
     });
-    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, true)?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, tag, true)?;
     // A second Dev call that never came: the killer's FIFO has a reader now (which does not
     // wait for a writer), and it goes on.
     let _ = fs::OpenOptions::new()
@@ -1454,7 +1442,7 @@ fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     }
     // The refused story's Dev call again, in cycle 2, on the merged files (twice when the first
     // copy was killed with its worker).
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let again: Vec<&Value> = calls
         .iter()
         .filter(|c| {
@@ -1619,27 +1607,18 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
     let worker = setup.clone_of(&remote, "worker")?;
     let project = setup.clone_of(&remote, "client")?;
     let head_before = git_out(&worker, &["rev-parse", "HEAD"])?;
-    let exclusive = work.join("locks");
-    fs::create_dir_all(&exclusive)?;
-    let log = work.join("calls.ndjson");
-    let tag = format!("e2e-restate-jobs-{}", std::process::id());
     let hold = holds(&work)?;
-    let script = work.join("script.json");
-    fs::write(
-        &script,
-        serde_json::to_vec(&json!({ "calls": [
-            { "role": "dev", "story": "1.1", "occurrence": 1, "do": "play", "held_by": hold[0] },
-            { "role": "dev", "story": "1.2", "occurrence": 1, "do": "play", "held_by": hold[1] },
-        ]}))?,
+    let fake = Fake::new(
+        &work,
+        "jobs",
+        &[
+            held_dev_call("1.1", &hold[0]),
+            held_dev_call("1.2", &hold[1]),
+        ],
     )?;
+    let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
-    let env = [
-        ("FAKE_CLAUDE_SCRIPT", script.as_os_str()),
-        ("FAKE_CLAUDE_LOG", log.as_os_str()),
-        ("FAKE_CLAUDE_EXCLUSIVE", exclusive.as_os_str()),
-        ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&tag)),
-    ];
     // A story worktree a stopped worker left behind.
     let stale = worker.join(".bmad-host").join("workflows").join("stale");
     fs::create_dir_all(stale.parent().context("a parent")?)?;
@@ -1697,7 +1676,7 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
     let held_log = log.clone();
     let together =
         std::thread::spawn(move || both_held(&hold, &held_log, Hosts::Together(pid), || Ok(())));
-    let (finished, events) = setup.run_two_jobs(&project, ingress, &tag, false)?;
+    let (finished, events) = setup.run_two_jobs(&project, ingress, tag, false)?;
     procs.stop_all();
     let together = together
         .join()
@@ -1716,7 +1695,7 @@ fn one_worker_two_stories(setup: &Setup) -> Result<()> {
         run_finished.is_some_and(|f| f["done"] == 2) && landed == 2,
         format!("run_finished: {run_finished:?}; {landed} stories landed"),
     );
-    let calls = read_calls(&log)?;
+    let calls = read_calls(log)?;
     let dirs: std::collections::BTreeSet<String> = calls
         .iter()
         .filter(|c| c["role"] == "dev")
@@ -1837,13 +1816,6 @@ fn pipe(a: TcpStream, b: TcpStream) {
     };
     std::thread::spawn(move || one(a, b2));
     std::thread::spawn(move || one(b, a2));
-}
-
-/// `env` as `Command::envs` takes it.
-fn refs<'a>(
-    env: &'a [(&'static str, std::ffi::OsString)],
-) -> Vec<(&'static str, &'a std::ffi::OsStr)> {
-    env.iter().map(|(k, v)| (*k, v.as_os_str())).collect()
 }
 
 /// The server at `dir/node_modules/.bin/restate-server`, installed with npm unless there.

@@ -511,8 +511,23 @@ impl Git {
         Ok(())
     }
 
+    /// The staged files of `dir` that hold git's conflict markers (`git diff --cached
+    /// --check`; its whitespace complaints are left out).
+    pub async fn staged_conflict_markers(&self, dir: &Path) -> Result<Vec<String>, GitError> {
+        let out = self.output(dir, &["diff", "--cached", "--check"]).await?;
+        let mut files: Vec<String> = out
+            .stdout
+            .lines()
+            .filter(|l| l.ends_with("leftover conflict marker"))
+            .filter_map(|l| l.split(':').next())
+            .map(str::to_string)
+            .collect();
+        files.dedup();
+        Ok(files)
+    }
+
     /// The paths with unresolved conflicts in `dir`.
-    async fn unmerged(&self, dir: &Path) -> Result<Vec<String>, GitError> {
+    pub async fn unmerged(&self, dir: &Path) -> Result<Vec<String>, GitError> {
         let out = self
             .run(dir, &["diff", "--name-only", "--diff-filter=U"])
             .await?;

@@ -334,3 +334,28 @@ async fn an_interrupt_before_the_command_runs_nothing() {
     let err = git.changes(dir.path()).await.expect_err("interrupted");
     assert!(matches!(err, GitError::Interrupted { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn staged_conflict_markers_are_named_and_whitespace_is_not() {
+    let dir = repo();
+    let root = dir.path();
+    let (git, _tx) = git();
+    std::fs::write(
+        root.join("a.txt"),
+        "one\n<<<<<<< HEAD\ntwo\n=======\nTWO\n>>>>>>> story\nthree\n",
+    )
+    .expect("write");
+    std::fs::write(root.join("b.txt"), "b   \n").expect("write");
+    sh(root, &["add", "--all"]);
+    assert_eq!(
+        git.staged_conflict_markers(root).await.expect("checked"),
+        ["a.txt"]
+    );
+    sh(root, &["checkout", "HEAD", "--", "a.txt"]);
+    assert!(
+        git.staged_conflict_markers(root)
+            .await
+            .expect("checked")
+            .is_empty()
+    );
+}

@@ -163,7 +163,7 @@ async fn land(
     if !merged.success() {
         // Stories run side by side each change their own sprint-status keys, next to each
         // other's: that file merges key by key; any other conflict refuses the story.
-        let conflicted = unmerged(&git, &lane).await.map_err(err)?;
+        let conflicted = git.unmerged(&lane).await.map_err(err)?;
         let sprint = sprint_path(root, &git).await;
         let only_sprint = sprint.as_deref().filter(|s| conflicted == [*s]);
         let resolved = match only_sprint {
@@ -185,7 +185,7 @@ async fn land(
         }
     }
     // A conflict sent back to Dev and not resolved: its markers do not land.
-    let marked = leftover_markers(&git, &lane).await.map_err(err)?;
+    let marked = git.staged_conflict_markers(&lane).await.map_err(err)?;
     if !marked.is_empty() {
         let list = marked.join(", ");
         return refused(Refusal {
@@ -243,35 +243,6 @@ async fn land(
         .await
         .map_err(err)?;
     Ok(Outcome::Landed(Landed { commit, branch }))
-}
-
-/// The staged files of `dir` that hold git's conflict markers (`git diff --check`; its
-/// whitespace complaints are not this lane's business).
-async fn leftover_markers(
-    git: &crate::git::Git,
-    dir: &std::path::Path,
-) -> Result<Vec<String>, crate::git::GitError> {
-    let out = git.output(dir, &["diff", "--cached", "--check"]).await?;
-    let mut files: Vec<String> = out
-        .stdout
-        .lines()
-        .filter(|l| l.ends_with("leftover conflict marker"))
-        .filter_map(|l| l.split(':').next())
-        .map(str::to_string)
-        .collect();
-    files.dedup();
-    Ok(files)
-}
-
-/// The paths with unresolved conflicts in `dir`.
-async fn unmerged(
-    git: &crate::git::Git,
-    dir: &std::path::Path,
-) -> Result<Vec<String>, crate::git::GitError> {
-    let out = git
-        .run(dir, &["diff", "--name-only", "--diff-filter=U"])
-        .await?;
-    Ok(out.stdout.lines().map(str::to_string).collect())
 }
 
 /// Runs `gates` at the project's root in the lane's worktree `lane`: the reports of those that

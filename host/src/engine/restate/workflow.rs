@@ -57,21 +57,9 @@ impl StoryWorkflow {
         }
         // The work tree as the workflow found it, or (replaying) as it found it the first time.
         let tree = steps::Tree::open(&self.checkout, &story, ctx.key());
-        let ran = AtomicBool::new(false);
-        let flag = &ran;
-        let tree_ref = &tree;
-        let base = ctx
-            .run(move || async move {
-                flag.store(true, Ordering::Relaxed);
-                tree_ref.start().await
-            })
-            .name("base")
-            .await?;
+        let ran = tree_step(&ctx, &tree, "base", || tree.start()).await?;
         // Replaying, the loop's events are another worker's until a step runs here.
-        let live = Arc::new(AtomicBool::new(ran.load(Ordering::Relaxed)));
-        if !ran.load(Ordering::Relaxed) {
-            tree.restore(&base).await?;
-        }
+        let live = Arc::new(AtomicBool::new(ran));
         let workflow = ctx.key().to_string();
         let (lines, feed_lines) = tokio::sync::mpsc::unbounded_channel();
         let feed = tokio::spawn(events::feed(
@@ -144,18 +132,7 @@ impl StoryWorkflow {
                     if back {
                         // The shared branch's head merged into the story's files, conflicts
                         // and all, for Dev.
-                        let ran = AtomicBool::new(false);
-                        let flag = &ran;
-                        let at = ctx
-                            .run(move || async move {
-                                flag.store(true, Ordering::Relaxed);
-                                tree_ref.reopen().await
-                            })
-                            .name("reopen")
-                            .await?;
-                        if !ran.load(Ordering::Relaxed) {
-                            tree.restore(&at).await?;
-                        }
+                        tree_step(&ctx, &tree, "reopen", || tree.reopen()).await?;
                     }
                     reopen = Some(Reopen {
                         why: refusal.why,
@@ -178,6 +155,33 @@ impl StoryWorkflow {
         tree.remove().await;
         Ok(Json(output))
     }
+}
+
+/// A journaled step that changes the story's files, its result the commit it leaves them at:
+/// run here, or (replaying) the work tree put back at the journaled commit. Whether it ran here.
+async fn tree_step<Fut>(
+    ctx: &WorkflowContext<'_>,
+    tree: &steps::Tree,
+    name: &str,
+    step: impl FnOnce() -> Fut + Send,
+) -> Result<bool, HandlerError>
+where
+    Fut: std::future::Future<Output = Result<String, HandlerError>> + Send,
+{
+    let ran = AtomicBool::new(false);
+    let flag = &ran;
+    let at = ctx
+        .run(move || async move {
+            flag.store(true, Ordering::Relaxed);
+            step().await
+        })
+        .name(name)
+        .await?;
+    let ran = ran.load(Ordering::Relaxed);
+    if !ran {
+        tree.restore(&at).await?;
+    }
+    Ok(ran)
 }
 
 /// What a round of the story's loop works with.
