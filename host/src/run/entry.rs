@@ -74,7 +74,13 @@ pub(crate) async fn run_with(
     if jobs <= 1 && hosted.is_none() {
         crate::process::claim_adopted_orphans();
     }
-    let previous = journal.runs()?.pop().map(|r| r.id);
+    // The run a reopened story's state is taken from: this journal's last, before this one.
+    let previous = match &hosted {
+        Some(Hosted {
+            reopen: Some(_), ..
+        }) => journal.runs()?.pop().map(|r| r.id),
+        _ => None,
+    };
     let (run, unproven) = start(&mut journal, &root, &config, &plugins, fresh).await?;
     let (steps, interrupts, reopen) = match hosted {
         Some(Hosted {

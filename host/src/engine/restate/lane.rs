@@ -6,17 +6,17 @@
 //! Restate kept its result), it finds its trailer on the branch and lands nothing twice. Stories
 //! run side by side conflict in a v6 sprint-status (their keys are next to each other): that
 //! file is merged key by key. The project's gates run on the merged result before it is pushed,
-//! as in the local lane. Any other conflict, or a gate that fails there, refuses the story
-//! ([`Outcome::Refused`], with Dev's findings): its workflow sends it back to Dev once, as the
-//! local lane does, and escalates it the second time.
+//! as in the local lane. Any other conflict, a file still holding git's conflict markers, or a
+//! gate that fails there refuses the story ([`Outcome::Refused`], with Dev's findings): its
+//! workflow sends it back to Dev once, as the local lane does, and escalates it the second time.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::tree::Checkout;
-use serde::{Deserialize, Serialize};
 
 /// A story to land.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -133,6 +133,7 @@ impl Tree {
                 .join(name);
             (dir, Some(format!("bmad/{story}")))
         } else {
+            // The clone's top, as `root` spells it (so that the work is `root` itself).
             let top = checkout
                 .root
                 .ancestors()

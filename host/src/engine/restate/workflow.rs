@@ -19,7 +19,6 @@ use crate::error::Report;
 use crate::process::Interrupt;
 use crate::run::Hosted;
 use crate::ui::{Event, Ui};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// The story workflow a worker serves.
 #[derive(Debug)]
@@ -90,36 +89,14 @@ impl StoryWorkflow {
             if !(tree.shared() && output.exit_code == crate::exit::OK && done) {
                 break output;
             }
-            // Its last step's commit, on its branch, lands through the project's lane.
-            let end = ctx
-                .run(|| async { tree.snapshot("end").await })
-                .name("end")
-                .await?;
-            let title = output
-                .events
-                .iter()
-                .find(|e| e["event"] == "story_started")
-                .and_then(|e| e["title"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            let landing = Landing {
-                key: ctx.key().to_string(),
-                story: story.clone(),
-                title,
-                sha: end,
-            };
-            let outcome = ctx
-                .object_client::<IntegrationLaneClient<'_>>(project.as_str())
-                .land(Json(landing))
-                .call()
-                .await?
-                .into_inner();
+            let outcome = land(&ctx, &tree, &story, &project, &output).await?;
             match outcome {
                 Outcome::Landed(at) => {
                     landed = Some(at);
                     break output;
                 }
                 Outcome::Refused(refusal) => {
+                    // As the story's workflow state rules: back to Dev once, then escalated.
                     let back = reopened == 0;
                     reopened += 1;
                     let mut ui = Ui::lines_for_engine(lines.clone(), Arc::clone(&live));
@@ -157,6 +134,40 @@ impl StoryWorkflow {
     }
 }
 
+/// Lands the story, done by `output`'s loop: its last step's commit, on its branch, through
+/// the project's lane (a journaled call).
+async fn land(
+    ctx: &WorkflowContext<'_>,
+    tree: &steps::Tree,
+    story: &str,
+    project: &str,
+    output: &StoryOutput,
+) -> Result<Outcome, HandlerError> {
+    let end = ctx
+        .run(|| async { tree.snapshot("end").await })
+        .name("end")
+        .await?;
+    let title = output
+        .events
+        .iter()
+        .find(|e| e["event"] == "story_started")
+        .and_then(|e| e["title"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let landing = Landing {
+        key: ctx.key().to_string(),
+        story: story.to_string(),
+        title,
+        sha: end,
+    };
+    Ok(ctx
+        .object_client::<IntegrationLaneClient<'_>>(project)
+        .land(Json(landing))
+        .call()
+        .await?
+        .into_inner())
+}
+
 /// A journaled step that changes the story's files, its result the commit it leaves them at:
 /// run here, or (replaying) the work tree put back at the journaled commit. Whether it ran here.
 async fn tree_step<Fut>(
@@ -190,7 +201,7 @@ struct Round<'a, 'c> {
     tree: &'a steps::Tree,
     story: &'a str,
     /// Where the loop's lines go (the feed).
-    lines: &'a UnboundedSender<serde_json::Value>,
+    lines: &'a tokio::sync::mpsc::UnboundedSender<serde_json::Value>,
     /// Whether a step ran here (see [`steps::serve`]).
     live: &'a Arc<AtomicBool>,
 }
