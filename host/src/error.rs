@@ -170,6 +170,14 @@ pub enum EngineError {
     /// `bmad-host balance` was given bad workers.
     #[error("balance: {0}")]
     Balance(String),
+    /// The worker's clone has an `origin` whose default branch it does not know.
+    #[error(
+        "the worker's clone {clone} does not know the default branch of its `origin` (no refs/remotes/origin/HEAD), where stories start and land: run `git -C {clone} remote set-head origin --auto`"
+    )]
+    NoOriginHead {
+        /// The clone (the project's root).
+        clone: std::path::PathBuf,
+    },
     /// The engine refused a request or could not be reached.
     #[error("Restate at {url}: {detail}")]
     Ingress {

@@ -53,6 +53,23 @@ impl Checkout {
             .output(&root, &["remote", "get-url", "origin"])
             .await?
             .success();
+        if shared
+            && !git
+                .output(
+                    &root,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        "refs/remotes/origin/HEAD",
+                    ],
+                )
+                .await?
+                .success()
+        {
+            // Each story would fail at its start, and be retried, forever.
+            return Err(super::EngineError::NoOriginHead { clone: root }.into());
+        }
         let lock = if shared {
             Some(crate::journal::lock_project(&root)?)
         } else {
@@ -368,4 +385,84 @@ impl Tree {
 
 fn handler_error(e: &GitError) -> HandlerError {
     HandlerError::from(std::io::Error::other(crate::error::Report(e).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    /// A repository with one commit, as `remote`, and a clone of it, `clone`.
+    fn remote_and_clone() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let remote = dir.path().join("remote");
+        std::fs::create_dir_all(&remote).expect("dir");
+        git(&remote, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(remote.join("a.txt"), "a\n").expect("write");
+        git(&remote, &["add", "--all"]);
+        git(
+            &remote,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "--quiet",
+                "-m",
+                "a",
+            ],
+        );
+        git(dir.path(), &["clone", "--quiet", "remote", "clone"]);
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_clone_is_locked_for_its_worker_and_its_stale_worktrees_go() {
+        let dir = remote_and_clone();
+        let root = dir.path().join("clone");
+        let stale = root.join(".bmad-host").join(WORKTREES).join("stale");
+        std::fs::create_dir_all(stale.parent().expect("parent")).expect("dir");
+        git(
+            &root,
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--detach",
+                "-f",
+                &stale.to_string_lossy(),
+            ],
+        );
+        let checkout = Checkout::open(root.clone()).await.expect("opens");
+        assert!(checkout.shared());
+        assert!(!stale.exists(), "the stale worktree is removed");
+        let second = Checkout::open(root.clone()).await.expect_err("locked");
+        assert!(
+            matches!(
+                second,
+                crate::error::Error::Journal(crate::journal::JournalError::Locked { .. })
+            ),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_origin_without_a_known_default_branch_is_named_with_the_fix() {
+        let dir = remote_and_clone();
+        let root = dir.path().join("clone");
+        git(&root, &["remote", "set-head", "origin", "--delete"]);
+        let e = Checkout::open(root.clone()).await.expect_err("refused");
+        let text = e.to_string();
+        assert!(text.contains("remote set-head origin --auto"), "{text}");
+        assert!(text.contains(&root.display().to_string()), "{text}");
+    }
 }
