@@ -5,8 +5,9 @@
 //! The lines are not journal entries: a worker that replays a story's journal re-emits the
 //! replayed steps' events, marked `"replayed": true` (see [`crate::ui::Ui::lines_for_engine`]),
 //! and those are not appended: the worker that ran the steps appended them first. A batch a
-//! worker could not append (the ingress unreachable) is only late: the story's output carries
-//! every line of its last attempt, and the client shows the ones it has not shown.
+//! worker could not append (the ingress unreachable) goes again with its next one, and is at
+//! worst late: the story's output carries every line of its last attempt, and the client shows
+//! the ones it has not shown.
 
 use restate_sdk::prelude::*;
 use serde_json::Value;
@@ -78,11 +79,15 @@ pub(crate) async fn feed(
     key: String,
     mut lines: UnboundedReceiver<Value>,
 ) -> Vec<Value> {
-    let (batches, mut to_send) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (batches, mut to_send) = tokio::sync::mpsc::unbounded_channel::<Vec<Value>>();
     tokio::spawn(async move {
         let url = format!("{ingress}/StoryEvents/{key}/append/send");
         let mut warned = false;
-        while let Some(body) = to_send.recv().await {
+        // Lines whose append failed go again, first, with the next batch.
+        let mut pending: Vec<Value> = Vec::new();
+        while let Some(batch) = to_send.recv().await {
+            pending.extend(batch);
+            let body = serde_json::to_vec(&pending).unwrap_or_default();
             let failed = match crate::http::send(hyper::Method::POST, &url, &body).await {
                 Ok((status, _)) if status.is_success() => None,
                 Ok((status, answer)) => Some(format!(
@@ -91,12 +96,15 @@ pub(crate) async fn feed(
                 )),
                 Err(e) => Some(e),
             };
-            if let Some(e) = failed
-                && !warned
-            {
-                // Once per story: the lines still reach the client with the story's output.
-                tracing::warn!(%key, error = %e, "cannot append the story's events");
-                warned = true;
+            match failed {
+                None => pending.clear(),
+                Some(e) if !warned => {
+                    // Once per story: the lines go again with the next batch, and reach the
+                    // client with the story's output in any case.
+                    tracing::warn!(%key, error = %e, "cannot append the story's events");
+                    warned = true;
+                }
+                Some(_) => {}
             }
         }
     });
@@ -126,13 +134,81 @@ pub(crate) async fn feed(
                 () = &mut window => break,
             }
         }
-        let batch: Vec<&Value> = all[start..]
+        let batch: Vec<Value> = all[start..]
             .iter()
             .filter(|l| l["replayed"] != true)
+            .cloned()
             .collect();
         if !batch.is_empty() {
-            let _ = batches.send(serde_json::to_vec(&batch).unwrap_or_default());
+            let _ = batches.send(batch);
         }
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An ingress that refuses its first append (503) and takes the others; each body it got.
+    async fn flaky_ingress() -> (String, tokio::sync::mpsc::UnboundedReceiver<Vec<Value>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (got, bodies) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let refuse = std::mem::replace(&mut first, false);
+                let got = got.clone();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let got = got.clone();
+                        async move {
+                            use http_body_util::BodyExt as _;
+                            let body = request.into_body().collect().await?.to_bytes();
+                            let _ = got.send(serde_json::from_slice(&body).unwrap_or_default());
+                            let mut answer = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            if refuse {
+                                *answer.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                            }
+                            Ok::<_, hyper::Error>(answer)
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        (url, bodies)
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_could_not_be_appended_goes_again_with_the_next() {
+        let (ingress, mut bodies) = flaky_ingress().await;
+        let (lines, incoming) = tokio::sync::mpsc::unbounded_channel();
+        let feed = tokio::spawn(feed(ingress, "p.1.1.r1".into(), incoming));
+        let (one, two) = (
+            json!({"event": "agent_started", "story": "1.1", "role": "sm"}),
+            json!({"event": "agent_started", "story": "1.1", "role": "dev"}),
+        );
+        lines.send(one.clone()).expect("sent");
+        assert_eq!(bodies.recv().await, Some(vec![one.clone()]), "refused");
+        lines.send(two.clone()).expect("sent");
+        assert_eq!(bodies.recv().await, Some(vec![one.clone(), two.clone()]));
+        // Replayed lines are not appended, but kept.
+        let replayed = json!({"event": "state_changed", "replayed": true});
+        lines.send(replayed.clone()).expect("sent");
+        drop(lines);
+        assert_eq!(feed.await.expect("joined"), [one, two, replayed]);
+    }
 }
