@@ -297,6 +297,23 @@ pub enum Event {
 }
 
 impl Event {
+    /// The `story_finished` of a story that ended without running (`result`, `reason`): no
+    /// cycle, no time, no spend.
+    pub fn ended_unrun(story: String, result: &str, reason: String) -> Event {
+        Event::StoryFinished {
+            story,
+            result: result.to_owned(),
+            reason: Some(reason),
+            cycles: 0,
+            duration_ms: 0,
+            cost_usd: 0.0,
+            turns: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            tokens: 0,
+        }
+    }
+
     /// The name of the event as `[[notify]] on` lists it, for those a notifier may be told of:
     /// `escalated` and `failed` (a story's end), `usage_limit`, `limit_warning` (a rate-limit
     /// report of `allowed_warning`), `run_finished`.

@@ -436,18 +436,7 @@ impl Driver<'_> {
                 .map(|c| (c.id, scheduler.why_not_started(c, &board)))
                 .collect();
             for (id, why) in ended {
-                self.emit(Event::StoryFinished {
-                    story: id.to_string(),
-                    result: "escalated".into(),
-                    reason: Some(why.clone()),
-                    cycles: 0,
-                    duration_ms: 0,
-                    cost_usd: 0.0,
-                    turns: 0,
-                    input_tokens: 0,
-                    output_tokens: 0,
-                    tokens: 0,
-                });
+                self.emit(Event::ended_unrun(id.to_string(), "escalated", why.clone()));
                 done.insert(id, (StoryResult::Escalated(why), Tally::default()));
             }
         }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::harness::*;
 
@@ -87,16 +87,7 @@ pub(super) fn bench(root: &Path) -> Result<()> {
     ))?;
     let lines: Vec<String> = restate_events.iter().map(Value::to_string).collect();
     fs::write(setup.work.join("restate.ndjson"), lines.join("\n"))?;
-    let (_, entries) = http(
-        admin,
-        "POST",
-        "/query",
-        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
-    )?;
-    let entries = serde_json::from_str::<Value>(&entries)
-        .ok()
-        .and_then(|v| v["rows"].as_array().map(Vec::len))
-        .unwrap_or(0);
+    let entries = run_entries(admin)?.len();
     procs.stop_all();
 
     let done = |events: &[Value]| {

@@ -314,23 +314,48 @@ impl Setup {
 
 /// `git init`, and everything at `project` committed.
 pub(super) fn commit_all(project: &Path) -> Result<()> {
-    for args in [
-        &["init", "--quiet"][..],
-        &["add", "--all"],
-        &[
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@localhost",
-            "commit",
-            "--quiet",
-            "-m",
-            "the epic",
-        ],
-    ] {
-        crate::run(Command::new("git").current_dir(project).args(args))?;
-    }
-    Ok(())
+    crate::run(
+        Command::new("git")
+            .current_dir(project)
+            .args(["init", "--quiet"]),
+    )?;
+    commit(project, "the epic")
+}
+
+/// Everything at `project` committed as `message` (e2e's identity).
+pub(super) fn commit(project: &Path, message: &str) -> Result<()> {
+    crate::run(
+        Command::new("git")
+            .current_dir(project)
+            .args(["add", "--all"]),
+    )?;
+    crate::run(Command::new("git").current_dir(project).args([
+        "-c",
+        "user.name=e2e",
+        "-c",
+        "user.email=e2e@localhost",
+        "commit",
+        "--quiet",
+        "-m",
+        message,
+    ]))
+}
+
+/// The names of the run entries (`ctx.run`) the server whose admin API is on `admin` journaled.
+pub(super) fn run_entries(admin: u16) -> Result<Vec<String>> {
+    let (_, answer) = http(
+        admin,
+        "POST",
+        "/query",
+        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
+    )?;
+    Ok(serde_json::from_str::<Value>(&answer)
+        .ok()
+        .and_then(|v| v["rows"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default().to_string())
+        .collect())
 }
 
 impl Setup {
@@ -444,6 +469,14 @@ impl Fake {
             ("E2E_RESTATE_TAG", std::ffi::OsStr::new(&self.tag)),
         ]
     }
+}
+
+/// The script entries of the first Dev calls of 1.1 and 1.2, held by `hold` ([`holds`]).
+pub(super) fn held_dev_calls(hold: &[PathBuf; 2]) -> [Value; 2] {
+    [
+        held_dev_call("1.1", &hold[0]),
+        held_dev_call("1.2", &hold[1]),
+    ]
 }
 
 /// The script entry of `story`'s first Dev call, held until `fifo` is closed (`held_by`).

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Checks;
 use super::harness::*;
@@ -36,10 +36,10 @@ pub(super) fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         &work,
         "run",
         &[
-            json!({ "role": "dev", "story": KILLED, "occurrence": 1, "do": "play", "held_by": go }),
-            held_dev_call("1.1", &hold[0]),
-            held_dev_call("1.2", &hold[1]),
-        ],
+            vec![held_dev_call(KILLED, &go)],
+            held_dev_calls(&hold).to_vec(),
+        ]
+        .concat(),
     )?;
     let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
@@ -174,12 +174,7 @@ pub(super) fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     };
     let engine_status = inspect("status")?;
     let engine_log = inspect("log")?;
-    let journal = http(
-        admin,
-        "POST",
-        "/query",
-        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
-    )?;
+    let journal = run_entries(admin)?;
     procs.stop_all();
 
     let mut checks = Checks::default();
@@ -206,13 +201,8 @@ pub(super) fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
         format!("two copies of one story's call alive at once: {overlaps:?}"),
     );
     // Each finished agent-call step is one journal entry (its name without ` intent`).
-    let rows: Vec<Value> = serde_json::from_str::<Value>(&journal.1)
-        .ok()
-        .and_then(|v| v["rows"].as_array().cloned())
-        .unwrap_or_default();
     let mut finished_steps: BTreeMap<String, usize> = BTreeMap::new();
-    for row in &rows {
-        let name = row["name"].as_str().unwrap_or_default();
+    for name in &journal {
         if name.contains(" agent-call #") && !name.ends_with(" intent") {
             let story = name.split(' ').next().unwrap_or_default().to_string();
             let role = name.split(' ').nth(2).unwrap_or_default().to_string();

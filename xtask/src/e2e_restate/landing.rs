@@ -37,14 +37,7 @@ pub(super) fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     let remote = setup.shared_remote_of(&root.join("tests/fixtures/v6-sample"))?;
     let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
     let hold = holds(&work)?;
-    let fake = Fake::new(
-        &work,
-        "v6",
-        &[
-            held_dev_call("1.1", &hold[0]),
-            held_dev_call("1.2", &hold[1]),
-        ],
-    )?;
+    let fake = Fake::new(&work, "v6", &held_dev_calls(&hold))?;
     let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;
@@ -131,21 +124,7 @@ pub(super) fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
             seed.join("bmad-host.toml"),
             "[[gates]]\nname = \"one-feature\"\ncommand = \"test ! -f feat/a.txt || test ! -f feat/b.txt || test -f feat/fixed.txt\"\n",
         )?;
-        crate::run(
-            Command::new("git")
-                .current_dir(&seed)
-                .args(["add", "--all"]),
-        )?;
-        crate::run(Command::new("git").current_dir(&seed).args([
-            "-c",
-            "user.name=e2e",
-            "-c",
-            "user.email=e2e@localhost",
-            "commit",
-            "--quiet",
-            "-m",
-            "a gate",
-        ]))?;
+        commit(&seed, "a gate")?;
     }
     let remote = setup.bare(&seed)?;
     let (clone_a, clone_b, project) = setup.three_clones(&remote)?;
@@ -418,14 +397,7 @@ pub(super) fn one_worker_two_stories(setup: &Setup) -> Result<()> {
     let project = setup.clone_of(&remote, "client")?;
     let head_before = git_out(&worker, &["rev-parse", "HEAD"])?;
     let hold = holds(&work)?;
-    let fake = Fake::new(
-        &work,
-        "jobs",
-        &[
-            held_dev_call("1.1", &hold[0]),
-            held_dev_call("1.2", &hold[1]),
-        ],
-    )?;
+    let fake = Fake::new(&work, "jobs", &held_dev_calls(&hold))?;
     let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
     let (ingress, admin) = setup.start_server(&mut procs)?;

@@ -53,12 +53,7 @@ pub(super) fn limited_worker(setup: &Setup) -> Result<()> {
         [&env("worker-a"), &env("worker-b")],
     )?;
     let (finished, events) = setup.run_two_jobs(&project, ingress, tag, false)?;
-    let journal = http(
-        admin,
-        "POST",
-        "/query",
-        &json!({ "query": "SELECT name FROM sys_journal WHERE entry_type = 'Command: Run'" }),
-    )?;
+    let journal = run_entries(admin)?;
     procs.stop_all();
 
     let mut checks = Checks::default();
@@ -111,13 +106,9 @@ pub(super) fn limited_worker(setup: &Setup) -> Result<()> {
     );
     // Each agent-call step of the engine's journal made once, the limited one twice (its entry
     // says it was left, and the redone call's is `<step> again`).
-    let rows: Vec<Value> = serde_json::from_str::<Value>(&journal.1)
-        .ok()
-        .and_then(|v| v["rows"].as_array().cloned())
-        .unwrap_or_default();
-    let steps: std::collections::BTreeSet<&str> = rows
+    let steps: std::collections::BTreeSet<&str> = journal
         .iter()
-        .filter_map(|r| r["name"].as_str())
+        .map(String::as_str)
         .filter(|n| n.contains(" agent-call #"))
         .map(|n| n.trim_end_matches(" intent").trim_end_matches(" again"))
         .collect();

@@ -372,19 +372,7 @@ async fn follow(plan: &Plan, ui: Ui, url: &str) -> Result<u8, Error> {
 /// The `story_finished` line of a story that ended here, not in a worker's loop: `result`, why,
 /// nothing spent.
 fn ended_here(story: String, result: &str, reason: String) -> Value {
-    Event::StoryFinished {
-        story,
-        result: result.to_owned(),
-        reason: Some(reason),
-        cycles: 0,
-        duration_ms: 0,
-        cost_usd: 0.0,
-        turns: 0,
-        input_tokens: 0,
-        output_tokens: 0,
-        tokens: 0,
-    }
-    .to_json()
+    Event::ended_unrun(story, result, reason).to_json()
 }
 
 /// The lines of `story`'s events object not read yet (none when it cannot be read: the story's
