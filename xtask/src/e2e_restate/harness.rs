@@ -390,6 +390,20 @@ impl Setup {
         Ok(pids)
     }
 
+    /// Starts the server, and worker-a and worker-b in `clones` behind the balancer, each with
+    /// `env` and reaching the ingress directly; the server's ingress and admin ports, and the
+    /// workers' pids.
+    pub(super) fn start_all(
+        &self,
+        procs: &mut Procs,
+        clones: [&Path; 2],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<(u16, u16, [u32; 2])> {
+        let (ingress, admin) = self.start_server(procs)?;
+        let pids = self.start_pair(procs, clones, [ingress, ingress], admin, [env, env])?;
+        Ok((ingress, admin, pids))
+    }
+
     /// `run --engine restate --json --jobs 2` (stories of one epic side by side) from `project`
     /// to its end, tagged `tag` (`trust`: the project's bmad-host.toml); its output, and its
     /// NDJSON lines (kept in `client.ndjson`).

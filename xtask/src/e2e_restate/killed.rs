@@ -43,14 +43,8 @@ pub(super) fn killed_worker(root: &Path, setup: &Setup) -> Result<()> {
     )?;
     let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
-    let (ingress, admin) = setup.start_server(&mut procs)?;
-    let [pid_a, pid_b] = setup.start_pair(
-        &mut procs,
-        [&clone_a, &clone_b],
-        [ingress, ingress],
-        admin,
-        [&env, &env],
-    )?;
+    let (ingress, admin, [pid_a, pid_b]) =
+        setup.start_all(&mut procs, [&clone_a, &clone_b], &env)?;
 
     let client = setup
         .bmad_host(

@@ -40,14 +40,7 @@ pub(super) fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
     let fake = Fake::new(&work, "v6", &held_dev_calls(&hold))?;
     let (log, tag, env) = (&fake.log, &fake.tag, fake.env());
     let mut procs = Procs::default();
-    let (ingress, admin) = setup.start_server(&mut procs)?;
-    let pids = setup.start_pair(
-        &mut procs,
-        [&clone_a, &clone_b],
-        [ingress, ingress],
-        admin,
-        [&env, &env],
-    )?;
+    let (ingress, _, pids) = setup.start_all(&mut procs, [&clone_a, &clone_b], &env)?;
     let together = side_by_side(hold, log.clone(), pids);
     let (finished, events) = setup.run_two_jobs(&project, ingress, tag, false)?;
     procs.stop_all();
@@ -57,15 +50,7 @@ pub(super) fn v6_side_by_side(root: &Path, setup: &Setup) -> Result<()> {
 
     let mut checks = Checks::default();
     checks.exit_code(&finished, 0);
-    let landed = events
-        .iter()
-        .filter(|e| e["event"] == "story_landed")
-        .count();
-    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
-    checks.check(
-        run_finished.is_some_and(|f| f["done"] == 3) && landed == 3,
-        format!("run_finished: {run_finished:?}; {landed} stories landed"),
-    );
+    checks.done_and_landed(&events, 3);
     if let Err(e) = &together {
         checks.check(
             false,
@@ -164,14 +149,7 @@ pub(super) fn not_landed(setup: &Setup, how: NotLanded) -> Result<()> {
     // The seed's bmad-host.toml (its gate) is the check's own.
     env.push(("BMAD_HOST_TRUST", std::ffi::OsStr::new("1")));
     let mut procs = Procs::default();
-    let (ingress, admin) = setup.start_server(&mut procs)?;
-    let pids = setup.start_pair(
-        &mut procs,
-        [&clone_a, &clone_b],
-        [ingress, ingress],
-        admin,
-        [&env, &env],
-    )?;
+    let (ingress, _, pids) = setup.start_all(&mut procs, [&clone_a, &clone_b], &env)?;
     let together = side_by_side(hold, log.clone(), pids);
     let killer = (how == NotLanded::Conflict).then(|| {
         let (go, log) = (go.clone(), log.clone());
@@ -468,15 +446,7 @@ pub(super) fn one_worker_two_stories(setup: &Setup) -> Result<()> {
     if let Err(e) = &together {
         checks.check(false, format!("1.1's and 1.2's Dev calls at once: {e:#}"));
     }
-    let landed = events
-        .iter()
-        .filter(|e| e["event"] == "story_landed")
-        .count();
-    let run_finished = events.iter().find(|e| e["event"] == "run_finished");
-    checks.check(
-        run_finished.is_some_and(|f| f["done"] == 2) && landed == 2,
-        format!("run_finished: {run_finished:?}; {landed} stories landed"),
-    );
+    checks.done_and_landed(&events, 2);
     let calls = read_calls(log)?;
     let dirs: std::collections::BTreeSet<String> = calls
         .iter()

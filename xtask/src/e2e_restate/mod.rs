@@ -134,6 +134,20 @@ impl Checks {
         );
     }
 
+    /// Notes a run whose `run_finished` does not count `n` stories done, or that did not print
+    /// `n` `story_landed`.
+    fn done_and_landed(&mut self, events: &[serde_json::Value], n: usize) {
+        let landed = events
+            .iter()
+            .filter(|e| e["event"] == "story_landed")
+            .count();
+        let run_finished = events.iter().find(|e| e["event"] == "run_finished");
+        self.check(
+            run_finished.is_some_and(|f| f["done"] == n) && landed == n,
+            format!("run_finished: {run_finished:?}; {landed} stories landed"),
+        );
+    }
+
     /// `PASS` and the line `pass` makes when nothing failed; else each failure, and an error
     /// naming the check's folder `work`.
     fn report(self, work: &Path, pass: impl FnOnce() -> String) -> Result<()> {
